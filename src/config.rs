@@ -1,0 +1,1012 @@
+//! Typed settings: `config/default.toml` (compiled in), then an optional file, then
+//! `STSVEND_<SECTION>__<KEY>` environment variables. Parsed into raw structs that reject unknown
+//! keys, then validated once into the types the rest of the service uses.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine as _;
+use figment::providers::{Env, Format, Toml};
+use figment::value::magic::RelativePathBuf;
+use figment::{Figment, Source};
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use serde::{Deserialize, Serialize};
+use url::{Host, Url};
+
+/// The defaults every configuration starts from; also the documented reference of every key.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Environment variable prefix; `STSVEND_CONFIG` names the file and is not a setting.
+pub const ENV_PREFIX: &str = "STSVEND_";
+pub const CONFIG_PATH_ENV: &str = "STSVEND_CONFIG";
+
+const MIN_COOKIE_KEY_BYTES: usize = 64;
+
+/// A configuration problem, always naming the key at fault and what was expected.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {message}")]
+pub struct ConfigError {
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn key(key: &str, message: impl fmt::Display) -> Self {
+        Self {
+            key: Some(key.to_owned()),
+            message: format!("`{key}`: {message}"),
+        }
+    }
+
+    fn general(message: impl Into<String>) -> Self {
+        Self {
+            key: None,
+            message: message.into(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw configuration: exactly what the files and environment say.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSettings {
+    pub server: RawServer,
+    pub oidc: RawOidc,
+    pub session: RawSession,
+    pub sts: RawSts,
+    #[serde(default)]
+    pub buckets: Vec<RawBucket>,
+    pub cache: RawCache,
+    pub cors: RawCors,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub bind: String,
+    pub public_url: Option<String>,
+    pub app_name: String,
+    pub workers: usize,
+    pub shutdown_timeout_seconds: u64,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOidc {
+    pub issuer: Option<String>,
+    pub client_id: Option<String>,
+    #[serde(default, serialize_with = "redacted")]
+    pub client_secret: Option<SecretString>,
+    /// Relative paths are resolved against the directory of the file that sets them.
+    #[serde(default, serialize_with = "resolved_path")]
+    pub client_secret_file: Option<RelativePathBuf>,
+    pub scopes: Vec<String>,
+    pub user_id_claim: String,
+    pub groups_claim: String,
+    pub audiences: Vec<String>,
+    pub callback_path: String,
+    pub accept_opaque_tokens: bool,
+    pub discovery_retry_max_seconds: u64,
+    pub http_timeout_seconds: u64,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSession {
+    pub cookie_name: String,
+    #[serde(default, serialize_with = "redacted")]
+    pub key: Option<SecretString>,
+    #[serde(default, serialize_with = "resolved_path")]
+    pub key_file: Option<RelativePathBuf>,
+    pub lifetime_seconds: u64,
+    pub secure: bool,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSts {
+    pub role_arn: Option<String>,
+    pub region: String,
+    pub endpoint_url: Option<String>,
+    pub duration_seconds: u32,
+    pub source_identity: bool,
+    pub connect_timeout_seconds: u64,
+    pub timeout_seconds: u64,
+    pub session_tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBucket {
+    pub name: String,
+    pub region: String,
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub enabled: bool,
+    pub max_entries: u64,
+    pub earthdata_min_remaining_seconds: u64,
+    pub min_remaining_seconds: u64,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    pub allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Auto,
+    Json,
+    Pretty,
+}
+
+fn redacted<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_some("<redacted>"),
+        None => s.serialize_none(),
+    }
+}
+
+fn resolved_path<S: serde::Serializer>(
+    v: &Option<RelativePathBuf>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(p) => s.serialize_some(&p.relative()),
+        None => s.serialize_none(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------------------------
+
+/// The layers a configuration is built from, in order of precedence (last wins).
+pub fn figment(path: Option<&Path>) -> Result<Figment, ConfigError> {
+    let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+    if let Some(path) = path {
+        // figment treats a missing file as empty; a named file that is missing is a mistake.
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => {
+                return Err(ConfigError::general(format!(
+                    "config file {} is not a regular file",
+                    path.display()
+                )))
+            }
+            Err(e) => {
+                return Err(ConfigError::general(format!(
+                    "cannot read config file {}: {e}",
+                    path.display()
+                )))
+            }
+        }
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    Ok(figment.merge(
+        Env::prefixed(ENV_PREFIX)
+            .split("__")
+            .ignore(&["config"]),
+    ))
+}
+
+/// Load and validate from the default layers: defaults, `path`, environment.
+pub fn load(path: Option<&Path>) -> Result<(RawSettings, Settings), ConfigError> {
+    from_figment(figment(path)?)
+}
+
+/// Extract and validate any set of layers (tests add their own on top of the defaults).
+pub fn from_figment(figment: Figment) -> Result<(RawSettings, Settings), ConfigError> {
+    for secret in ["oidc.client_secret", "session.key"] {
+        if let Some(md) = figment.find_metadata(secret) {
+            if let Some(Source::File(path)) = &md.source {
+                let env = format!("{ENV_PREFIX}{}", secret.replace('.', "__").to_uppercase());
+                return Err(ConfigError::key(
+                    secret,
+                    format!(
+                        "secrets are not read from config files (found in {}); set {env} or `{}_file`",
+                        path.display(),
+                        secret
+                    ),
+                ));
+            }
+        }
+    }
+    let raw: RawSettings = figment.extract().map_err(describe_figment_error)?;
+    let settings = Settings::validate(&raw)?;
+    Ok((raw, settings))
+}
+
+fn describe_figment_error(err: figment::Error) -> ConfigError {
+    use figment::error::Kind;
+    let err = err.into_iter().next().unwrap_or_else(|| {
+        figment::Error::from("unknown configuration error".to_string())
+    });
+    let parent = err.path.join(".");
+    let join = |field: &str| {
+        if parent.is_empty() {
+            field.to_owned()
+        } else {
+            format!("{parent}.{field}")
+        }
+    };
+    let origin = err
+        .metadata
+        .as_ref()
+        .map(|md| match &md.source {
+            Some(source) => format!(" (from {source})"),
+            None => format!(" (from {})", md.name),
+        })
+        .unwrap_or_default();
+    match &err.kind {
+        // figment's path already ends with the unknown field itself.
+        Kind::UnknownField(field, expected) => ConfigError::key(
+            &if err.path.last() == Some(field) {
+                parent.clone()
+            } else {
+                join(field)
+            },
+            format!(
+                "unknown key{origin}; expected one of: {}",
+                expected.join(", ")
+            ),
+        ),
+        Kind::MissingField(field) => {
+            ConfigError::key(&join(field), "is required but not set".to_string())
+        }
+        other => ConfigError::key(&parent, format!("{other}{origin}")),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validated settings: what the service uses.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub oidc: OidcSettings,
+    pub session: SessionSettings,
+    pub sts: StsSettings,
+    pub buckets: Vec<Bucket>,
+    pub cache: CacheSettings,
+    pub cors: CorsSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub bind: SocketAddr,
+    pub public_url: Url,
+    pub app_name: String,
+    pub workers: usize,
+    pub shutdown_timeout: Duration,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone)]
+pub struct OidcSettings {
+    /// Exactly as configured: discovery compares it with the IdP's `issuer` byte for byte.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Option<SecretString>,
+    pub scopes: Vec<String>,
+    pub user_id_claim: String,
+    pub groups_claim: String,
+    pub audiences: Vec<String>,
+    pub callback_path: String,
+    pub accept_opaque_tokens: bool,
+    pub discovery_retry_max: Duration,
+    pub http_timeout: Duration,
+}
+
+#[derive(Clone)]
+pub struct CookieKey(std::sync::Arc<SecretBox<Vec<u8>>>);
+
+impl CookieKey {
+    pub fn bytes(&self) -> &[u8] {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for CookieKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CookieKey(<redacted>)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub cookie_name: String,
+    pub key: CookieKey,
+    pub lifetime: Duration,
+    pub secure: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct StsSettings {
+    pub role_arn: RoleArn,
+    pub region: String,
+    pub endpoint_url: Option<Url>,
+    pub duration_seconds: u32,
+    pub source_identity: bool,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub session_tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bucket {
+    pub name: String,
+    pub region: String,
+    pub prefixes: Vec<String>,
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    pub enabled: bool,
+    pub max_entries: u64,
+    pub earthdata_min_remaining: Duration,
+    pub min_remaining: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct CorsSettings {
+    pub allowed_origins: Vec<String>,
+}
+
+/// An IAM role ARN: `arn:<partition>:iam::<12-digit account or empty>:role/<path/>name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleArn {
+    arn: String,
+    partition: String,
+}
+
+impl RoleArn {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let expected = "expected arn:<partition>:iam::<account id>:role/<name>";
+        let parts: Vec<&str> = s.splitn(6, ':').collect();
+        let [arn, partition, service, region, account, resource] = parts[..] else {
+            return Err(format!("{s:?} is not an ARN; {expected}"));
+        };
+        if arn != "arn" {
+            return Err(format!("{s:?} does not start with `arn:`; {expected}"));
+        }
+        if partition.is_empty()
+            || !partition
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(format!(
+                "partition {partition:?} is not valid (aws, aws-us-gov, aws-cn, ...)"
+            ));
+        }
+        if service != "iam" {
+            return Err(format!("service is {service:?}, not `iam`; {expected}"));
+        }
+        if !region.is_empty() {
+            return Err(format!("IAM ARNs have no region (found {region:?})"));
+        }
+        // Ceph RGW and MinIO role ARNs carry no account id.
+        if !(account.is_empty() || (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())))
+        {
+            return Err(format!(
+                "account id {account:?} must be 12 digits (or empty for Ceph/MinIO)"
+            ));
+        }
+        let Some(path_and_name) = resource.strip_prefix("role/") else {
+            return Err(format!("resource {resource:?} is not `role/<name>`; {expected}"));
+        };
+        let name = path_and_name.rsplit('/').next().unwrap_or_default();
+        let valid_name = |n: &str| {
+            !n.is_empty()
+                && n.len() <= 64
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+        };
+        if !valid_name(name) {
+            return Err(format!(
+                "role name {name:?} must be 1-64 characters of letters, digits and +=,.@_-"
+            ));
+        }
+        if path_and_name.len() > 512 + 64 || path_and_name.contains("//") {
+            return Err(format!("role path {path_and_name:?} is not valid"));
+        }
+        Ok(Self {
+            arn: s.to_owned(),
+            partition: partition.to_owned(),
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.arn
+    }
+
+    /// The partition S3 resource ARNs in session policies must use.
+    pub fn partition(&self) -> &str {
+        &self.partition
+    }
+}
+
+impl fmt::Display for RoleArn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.arn)
+    }
+}
+
+/// S3 general-purpose bucket naming rules.
+pub fn validate_bucket_name(name: &str) -> Result<(), String> {
+    let len = name.len();
+    if !(3..=63).contains(&len) {
+        return Err(format!("{name:?} must be 3-63 characters long"));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+    {
+        return Err(format!(
+            "{name:?} may contain only lowercase letters, digits, dots and hyphens"
+        ));
+    }
+    let first = name.as_bytes()[0];
+    let last = name.as_bytes()[len - 1];
+    if !(first.is_ascii_alphanumeric() && last.is_ascii_alphanumeric()) {
+        return Err(format!("{name:?} must begin and end with a letter or digit"));
+    }
+    if name.contains("..") || name.contains(".-") || name.contains("-.") {
+        return Err(format!("{name:?} has adjacent dots or a dot next to a hyphen"));
+    }
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Err(format!("{name:?} must not look like an IP address"));
+    }
+    for prefix in ["xn--", "sthree-", "amzn-s3-demo-"] {
+        if name.starts_with(prefix) {
+            return Err(format!("{name:?} must not start with {prefix:?}"));
+        }
+    }
+    for suffix in ["-s3alias", "--ol-s3", "--x-s3", ".mrap", "--table-s3"] {
+        if name.ends_with(suffix) {
+            return Err(format!("{name:?} must not end with {suffix:?}"));
+        }
+    }
+    Ok(())
+}
+
+fn validate_region(key: &str, region: &str) -> Result<(), ConfigError> {
+    let ok = !region.is_empty()
+        && region.len() <= 32
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !region.starts_with('-')
+        && !region.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::key(
+            key,
+            format!("{region:?} is not a region name like \"us-west-2\""),
+        ))
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+fn parse_http_url(key: &str, value: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(value)
+        .map_err(|e| ConfigError::key(key, format!("{value:?} is not a URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(ConfigError::key(
+            key,
+            format!("{value:?} must be an absolute http(s) URL"),
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::key(
+            key,
+            format!("{value:?} must not have a query or fragment"),
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::key(
+            key,
+            "must not carry credentials in the URL".to_string(),
+        ));
+    }
+    Ok(url)
+}
+
+fn required<'a>(key: &str, v: &'a Option<String>) -> Result<&'a str, ConfigError> {
+    match v.as_deref().map(str::trim) {
+        Some(s) if !s.is_empty() => Ok(s),
+        _ => Err(ConfigError::key(key, "is required but not set")),
+    }
+}
+
+fn read_secret_file(key: &str, path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .map_err(|e| ConfigError::key(key, format!("cannot read {}: {e}", path.display())))
+}
+
+fn seconds(key: &str, value: u64, min: u64, max: u64) -> Result<Duration, ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(Duration::from_secs(value))
+    } else {
+        Err(ConfigError::key(
+            key,
+            format!("{value} is out of range; expected {min}..={max} seconds"),
+        ))
+    }
+}
+
+impl Settings {
+    pub fn validate(raw: &RawSettings) -> Result<Self, ConfigError> {
+        let server = Self::validate_server(&raw.server)?;
+        let oidc = Self::validate_oidc(&raw.oidc)?;
+        let session = Self::validate_session(&raw.session, &server.public_url)?;
+        let sts = Self::validate_sts(&raw.sts)?;
+        let buckets = Self::validate_buckets(&raw.buckets)?;
+        let cache = Self::validate_cache(&raw.cache, sts.duration_seconds)?;
+        let cors = Self::validate_cors(&raw.cors)?;
+        Ok(Self {
+            server,
+            oidc,
+            session,
+            sts,
+            buckets,
+            cache,
+            cors,
+        })
+    }
+
+    fn validate_server(raw: &RawServer) -> Result<ServerSettings, ConfigError> {
+        let bind = raw.bind.parse::<SocketAddr>().map_err(|_| {
+            ConfigError::key(
+                "server.bind",
+                format!("{:?} is not an address like \"127.0.0.1:8080\"", raw.bind),
+            )
+        })?;
+        let public_url = parse_http_url(
+            "server.public_url",
+            required("server.public_url", &raw.public_url)?,
+        )?;
+        let app = raw.app_name.trim();
+        if app.is_empty()
+            || app.len() > 32
+            || !app
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+        {
+            return Err(ConfigError::key(
+                "server.app_name",
+                format!(
+                    "{app:?} must be 1-32 characters of letters, digits and +=,.@_- (it ends every STS session name)"
+                ),
+            ));
+        }
+        Ok(ServerSettings {
+            bind,
+            public_url,
+            app_name: app.to_owned(),
+            workers: if raw.workers > 256 {
+                return Err(ConfigError::key(
+                    "server.workers",
+                    format!("{} is out of range; expected 0..=256", raw.workers),
+                ));
+            } else {
+                raw.workers
+            },
+            shutdown_timeout: seconds(
+                "server.shutdown_timeout_seconds",
+                raw.shutdown_timeout_seconds,
+                0,
+                3600,
+            )?,
+            log_format: raw.log_format,
+        })
+    }
+
+    fn validate_oidc(raw: &RawOidc) -> Result<OidcSettings, ConfigError> {
+        let issuer_str = required("oidc.issuer", &raw.issuer)?;
+        let issuer_url = parse_http_url("oidc.issuer", issuer_str)?;
+        if issuer_url.scheme() != "https" && !is_loopback(&issuer_url) {
+            return Err(ConfigError::key(
+                "oidc.issuer",
+                format!("{issuer_str} must use https (plain http is allowed only on loopback)"),
+            ));
+        }
+        let issuer = issuer_str.to_owned();
+        let client_id = required("oidc.client_id", &raw.client_id)?.to_owned();
+        let client_secret = match (&raw.client_secret, &raw.client_secret_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::key(
+                    "oidc.client_secret_file",
+                    "set either STSVEND_OIDC__CLIENT_SECRET or oidc.client_secret_file, not both",
+                ))
+            }
+            (Some(s), None) => Some(s.clone()),
+            (None, Some(path)) => Some(SecretString::from(read_secret_file(
+                "oidc.client_secret_file",
+                &path.relative(),
+            )?)),
+            (None, None) => None,
+        };
+        if client_secret
+            .as_ref()
+            .is_some_and(|s| s.expose_secret().is_empty())
+        {
+            return Err(ConfigError::key("oidc.client_secret", "is empty"));
+        }
+        if !raw.scopes.iter().any(|s| s == "openid") {
+            return Err(ConfigError::key(
+                "oidc.scopes",
+                "must include \"openid\"",
+            ));
+        }
+        if let Some(bad) = raw
+            .scopes
+            .iter()
+            .find(|s| s.is_empty() || s.chars().any(|c| c.is_whitespace() || c == '"'))
+        {
+            return Err(ConfigError::key(
+                "oidc.scopes",
+                format!("{bad:?} is not a valid scope"),
+            ));
+        }
+        for (key, claim) in [
+            ("oidc.user_id_claim", &raw.user_id_claim),
+            ("oidc.groups_claim", &raw.groups_claim),
+        ] {
+            if claim.trim().is_empty() {
+                return Err(ConfigError::key(key, "must not be empty"));
+            }
+        }
+        let path = &raw.callback_path;
+        if !path.starts_with('/') || path.starts_with("//") || path.contains(['?', '#', '\\']) {
+            return Err(ConfigError::key(
+                "oidc.callback_path",
+                format!("{path:?} must be a path starting with a single '/'"),
+            ));
+        }
+        let audiences = if raw.audiences.is_empty() {
+            vec![client_id.clone()]
+        } else {
+            raw.audiences.clone()
+        };
+        Ok(OidcSettings {
+            issuer,
+            client_id,
+            client_secret,
+            scopes: raw.scopes.clone(),
+            user_id_claim: raw.user_id_claim.clone(),
+            groups_claim: raw.groups_claim.clone(),
+            audiences,
+            callback_path: path.clone(),
+            accept_opaque_tokens: raw.accept_opaque_tokens,
+            discovery_retry_max: seconds(
+                "oidc.discovery_retry_max_seconds",
+                raw.discovery_retry_max_seconds,
+                1,
+                3600,
+            )?,
+            http_timeout: seconds("oidc.http_timeout_seconds", raw.http_timeout_seconds, 1, 120)?,
+        })
+    }
+
+    fn validate_session(raw: &RawSession, public_url: &Url) -> Result<SessionSettings, ConfigError> {
+        let name = &raw.cookie_name;
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        {
+            return Err(ConfigError::key(
+                "session.cookie_name",
+                format!("{name:?} must be letters, digits, '_', '-' or '.'"),
+            ));
+        }
+        let encoded = match (&raw.key, &raw.key_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::key(
+                    "session.key_file",
+                    "set either STSVEND_SESSION__KEY or session.key_file, not both",
+                ))
+            }
+            (Some(k), None) => k.expose_secret().trim().to_owned(),
+            (None, Some(path)) => read_secret_file("session.key_file", &path.relative())?,
+            (None, None) => {
+                return Err(ConfigError::key(
+                    "session.key",
+                    "is required: set STSVEND_SESSION__KEY or session.key_file to at least 64 random bytes, base64 (openssl rand -base64 64)",
+                ))
+            }
+        };
+        let bytes = decode_base64(&encoded).ok_or_else(|| {
+            ConfigError::key("session.key", "is not valid base64 (openssl rand -base64 64)")
+        })?;
+        if bytes.len() < MIN_COOKIE_KEY_BYTES {
+            return Err(ConfigError::key(
+                "session.key",
+                format!(
+                    "is {} bytes once decoded; at least {MIN_COOKIE_KEY_BYTES} are required (openssl rand -base64 64)",
+                    bytes.len()
+                ),
+            ));
+        }
+        if !raw.secure && !(public_url.scheme() == "http" && is_loopback(public_url)) {
+            return Err(ConfigError::key(
+                "session.secure",
+                format!(
+                    "may be false only for loopback development over http; server.public_url is {public_url}"
+                ),
+            ));
+        }
+        Ok(SessionSettings {
+            cookie_name: name.clone(),
+            key: CookieKey(std::sync::Arc::new(SecretBox::new(Box::new(bytes)))),
+            lifetime: seconds("session.lifetime_seconds", raw.lifetime_seconds, 60, 30 * 86400)?,
+            secure: raw.secure,
+        })
+    }
+
+    fn validate_sts(raw: &RawSts) -> Result<StsSettings, ConfigError> {
+        let role_arn = RoleArn::parse(required("sts.role_arn", &raw.role_arn)?)
+            .map_err(|e| ConfigError::key("sts.role_arn", e))?;
+        validate_region("sts.region", &raw.region)?;
+        let endpoint_url = raw
+            .endpoint_url
+            .as_deref()
+            .map(|u| parse_http_url("sts.endpoint_url", u))
+            .transpose()?;
+        if !(900..=43200).contains(&raw.duration_seconds) {
+            return Err(ConfigError::key(
+                "sts.duration_seconds",
+                format!(
+                    "{} is out of range; expected 900..=43200 seconds",
+                    raw.duration_seconds
+                ),
+            ));
+        }
+        if raw.session_tags.len() > 50 {
+            return Err(ConfigError::key(
+                "sts.session_tags",
+                "at most 50 session tags are allowed",
+            ));
+        }
+        let tag_ok = |s: &str, max: usize| {
+            s.chars().count() <= max
+                && s.chars()
+                    .all(|c| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c))
+        };
+        for (k, v) in &raw.session_tags {
+            if k.is_empty() || !tag_ok(k, 128) || !tag_ok(v, 256) || k.starts_with("aws:") {
+                return Err(ConfigError::key(
+                    "sts.session_tags",
+                    format!("tag {k:?} = {v:?} is not valid (key 1-128, value 0-256 characters of letters, digits, spaces and _.:/=+-@; no aws: prefix)"),
+                ));
+            }
+        }
+        let connect_timeout = seconds(
+            "sts.connect_timeout_seconds",
+            raw.connect_timeout_seconds,
+            1,
+            60,
+        )?;
+        let timeout = seconds("sts.timeout_seconds", raw.timeout_seconds, 1, 120)?;
+        Ok(StsSettings {
+            role_arn,
+            region: raw.region.clone(),
+            endpoint_url,
+            duration_seconds: raw.duration_seconds,
+            source_identity: raw.source_identity,
+            connect_timeout,
+            timeout,
+            session_tags: raw.session_tags.clone(),
+        })
+    }
+
+    fn validate_buckets(raw: &[RawBucket]) -> Result<Vec<Bucket>, ConfigError> {
+        let mut out: Vec<Bucket> = Vec::with_capacity(raw.len());
+        for (i, b) in raw.iter().enumerate() {
+            let key = |field: &str| format!("buckets[{i}].{field}");
+            validate_bucket_name(&b.name).map_err(|e| ConfigError::key(&key("name"), e))?;
+            if out.iter().any(|o| o.name == b.name) {
+                return Err(ConfigError::key(
+                    &key("name"),
+                    format!("{:?} is listed twice", b.name),
+                ));
+            }
+            validate_region(&key("region"), &b.region)?;
+            for p in &b.prefixes {
+                if p.is_empty()
+                    || p.starts_with('/')
+                    || p.contains(['*', '?', '$', '"', '\\'])
+                    || p.chars().any(char::is_control)
+                    || p.len() > 512
+                {
+                    return Err(ConfigError::key(
+                        &key("prefixes"),
+                        format!("{p:?} must be a non-empty key prefix without a leading '/', wildcards (*, ?), '$', quotes or backslashes"),
+                    ));
+                }
+            }
+            if let Some(g) = b.groups.iter().find(|g| g.trim().is_empty()) {
+                return Err(ConfigError::key(
+                    &key("groups"),
+                    format!("{g:?} is not a group name"),
+                ));
+            }
+            let mut prefixes = b.prefixes.clone();
+            prefixes.sort();
+            prefixes.dedup();
+            let mut groups = b.groups.clone();
+            groups.sort();
+            groups.dedup();
+            out.push(Bucket {
+                name: b.name.clone(),
+                region: b.region.clone(),
+                prefixes,
+                groups,
+            });
+        }
+        Ok(out)
+    }
+
+    fn validate_cache(raw: &RawCache, duration: u32) -> Result<CacheSettings, ConfigError> {
+        if raw.enabled && raw.max_entries == 0 {
+            return Err(ConfigError::key(
+                "cache.max_entries",
+                "must be at least 1 when the cache is enabled",
+            ));
+        }
+        let duration = u64::from(duration);
+        let earthdata = seconds(
+            "cache.earthdata_min_remaining_seconds",
+            raw.earthdata_min_remaining_seconds,
+            60,
+            duration,
+        )?;
+        let min = seconds(
+            "cache.min_remaining_seconds",
+            raw.min_remaining_seconds,
+            60,
+            duration,
+        )?;
+        Ok(CacheSettings {
+            enabled: raw.enabled,
+            max_entries: raw.max_entries,
+            earthdata_min_remaining: earthdata,
+            min_remaining: min,
+        })
+    }
+
+    fn validate_cors(raw: &RawCors) -> Result<CorsSettings, ConfigError> {
+        let mut origins = Vec::new();
+        for o in &raw.allowed_origins {
+            if o == "*" {
+                return Err(ConfigError::key(
+                    "cors.allowed_origins",
+                    "\"*\" is not allowed: credential responses need explicit origins",
+                ));
+            }
+            let url = parse_http_url("cors.allowed_origins", o)?;
+            if url.path() != "/" || o.ends_with('/') {
+                return Err(ConfigError::key(
+                    "cors.allowed_origins",
+                    format!("{o:?} must be an origin (scheme://host[:port]) without a path"),
+                ));
+            }
+            origins.push(url.origin().ascii_serialization());
+        }
+        Ok(CorsSettings {
+            allowed_origins: origins,
+        })
+    }
+}
+
+fn decode_base64(s: &str) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD, STANDARD_NO_PAD};
+    [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|engine| engine.decode(s).ok())
+}
+
+/// The effective configuration as TOML with secrets replaced by `<redacted>`.
+pub fn render_redacted(raw: &RawSettings) -> String {
+    toml::to_string_pretty(raw).unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_arn_accepts_every_partition_and_ceph_style() {
+        for ok in [
+            "arn:aws:iam::123456789012:role/stsvend-read",
+            "arn:aws-us-gov:iam::123456789012:role/path/to/r",
+            "arn:aws-cn:iam::123456789012:role/r+=,.@_-",
+            "arn:aws:iam:::role/stsvend-read",
+        ] {
+            assert!(RoleArn::parse(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(
+            RoleArn::parse("arn:aws-us-gov:iam::123456789012:role/x")
+                .unwrap()
+                .partition(),
+            "aws-us-gov"
+        );
+    }
+
+    #[test]
+    fn role_arn_rejects_malformed() {
+        for bad in [
+            "",
+            "role/x",
+            "arn:aws:iam::123:role/x",
+            "arn:aws:s3:::bucket",
+            "arn:aws:iam:us-east-1:123456789012:role/x",
+            "arn:aws:iam::123456789012:user/x",
+            "arn:aws:iam::123456789012:role/",
+            "arn:AWS:iam::123456789012:role/x",
+            "arn:aws:iam::123456789012:role/has space",
+        ] {
+            assert!(RoleArn::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bucket_names_follow_s3_rules() {
+        for ok in ["abc", "demo-inregion", "a.b-c.d", "123bucket"] {
+            assert!(validate_bucket_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "ab",
+            "Upper",
+            "-start",
+            "end-",
+            "a..b",
+            "192.168.1.1",
+            "xn--abc",
+            "abc-s3alias",
+            "under_score",
+            &"a".repeat(64),
+        ] {
+            assert!(validate_bucket_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn base64_key_variants_decode() {
+        let key = [7u8; 64];
+        let std = base64::engine::general_purpose::STANDARD.encode(key);
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key);
+        assert_eq!(decode_base64(&std).unwrap(), key);
+        assert_eq!(decode_base64(&url).unwrap(), key);
+        assert!(decode_base64("not base64 !!").is_none());
+    }
+}

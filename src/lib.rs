@@ -1,0 +1,10 @@
+//! stsvend: temporary, read-only, in-region S3 credentials for users who signed in with
+//! OpenID Connect.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;
+pub mod vend;

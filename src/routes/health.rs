@@ -1,0 +1,42 @@
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Liveness: the process is serving requests.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("cache-control", "no-store"))
+        .json(json!({"status": "ok"}))
+}
+
+/// Readiness: OIDC discovery has succeeded and STS is configured.
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let mut missing = Vec::new();
+    if !state.discovery.is_ready() {
+        let why = state
+            .discovery
+            .last_error()
+            .map(|e| format!(" (last error: {e})"))
+            .unwrap_or_default();
+        missing.push(format!(
+            "OIDC discovery of {} has not succeeded yet{why}",
+            state.settings.oidc.issuer
+        ));
+    }
+    if state.sts.is_none() {
+        missing.push("STS client is not configured".to_owned());
+    }
+    if missing.is_empty() {
+        Ok(HttpResponse::Ok()
+            .insert_header(("cache-control", "no-store"))
+            .json(json!({"status": "ready", "checks": {"oidc_discovery": "ok", "sts": "ok"}})))
+    } else {
+        Err(ApiError::new(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            missing.join("; "),
+        ))
+    }
+}

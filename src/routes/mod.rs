@@ -1,0 +1,19 @@
+//! Thin handlers; the logic they call lives in `auth` and `vend`.
+
+pub mod health;
+
+use actix_web::web;
+
+use crate::error::ApiError;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/healthz", web::head().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/readyz", web::head().to(health::readyz));
+}
+
+/// Unknown paths get the same JSON error shape as everything else.
+pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::not_found())
+}
