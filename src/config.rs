@@ -199,11 +199,7 @@ pub fn figment(path: Option<&Path>) -> Result<Figment, ConfigError> {
         }
         figment = figment.merge(Toml::file_exact(path));
     }
-    Ok(figment.merge(
-        Env::prefixed(ENV_PREFIX)
-            .split("__")
-            .ignore(&["config"]),
-    ))
+    Ok(figment.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["config"])))
 }
 
 /// Load and validate from the default layers: defaults, `path`, environment.
@@ -235,10 +231,22 @@ pub fn from_figment(figment: Figment) -> Result<(RawSettings, Settings), ConfigE
 
 fn describe_figment_error(err: figment::Error) -> ConfigError {
     use figment::error::Kind;
-    let err = err.into_iter().next().unwrap_or_else(|| {
-        figment::Error::from("unknown configuration error".to_string())
+    let err = err
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| figment::Error::from("unknown configuration error".to_string()));
+    // `buckets.0.name` reads better as `buckets[0].name`, the form validation errors use.
+    let parent = err.path.iter().fold(String::new(), |mut acc, seg| {
+        if seg.bytes().all(|b| b.is_ascii_digit()) && !acc.is_empty() {
+            acc.push_str(&format!("[{seg}]"));
+        } else {
+            if !acc.is_empty() {
+                acc.push('.');
+            }
+            acc.push_str(seg);
+        }
+        acc
     });
-    let parent = err.path.join(".");
     let join = |field: &str| {
         if parent.is_empty() {
             field.to_owned()
@@ -258,7 +266,7 @@ fn describe_figment_error(err: figment::Error) -> ConfigError {
         // figment's path already ends with the unknown field itself.
         Kind::UnknownField(field, expected) => ConfigError::key(
             &if err.path.last() == Some(field) {
-                parent.clone()
+                parent
             } else {
                 join(field)
             },
@@ -404,14 +412,17 @@ impl RoleArn {
             return Err(format!("IAM ARNs have no region (found {region:?})"));
         }
         // Ceph RGW and MinIO role ARNs carry no account id.
-        if !(account.is_empty() || (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())))
+        if !(account.is_empty()
+            || (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())))
         {
             return Err(format!(
                 "account id {account:?} must be 12 digits (or empty for Ceph/MinIO)"
             ));
         }
         let Some(path_and_name) = resource.strip_prefix("role/") else {
-            return Err(format!("resource {resource:?} is not `role/<name>`; {expected}"));
+            return Err(format!(
+                "resource {resource:?} is not `role/<name>`; {expected}"
+            ));
         };
         let name = path_and_name.rsplit('/').next().unwrap_or_default();
         let valid_name = |n: &str| {
@@ -467,10 +478,14 @@ pub fn validate_bucket_name(name: &str) -> Result<(), String> {
     let first = name.as_bytes()[0];
     let last = name.as_bytes()[len - 1];
     if !(first.is_ascii_alphanumeric() && last.is_ascii_alphanumeric()) {
-        return Err(format!("{name:?} must begin and end with a letter or digit"));
+        return Err(format!(
+            "{name:?} must begin and end with a letter or digit"
+        ));
     }
     if name.contains("..") || name.contains(".-") || name.contains("-.") {
-        return Err(format!("{name:?} has adjacent dots or a dot next to a hyphen"));
+        return Err(format!(
+            "{name:?} has adjacent dots or a dot next to a hyphen"
+        ));
     }
     if name.parse::<std::net::Ipv4Addr>().is_ok() {
         return Err(format!("{name:?} must not look like an IP address"));
@@ -570,7 +585,7 @@ impl Settings {
         let session = Self::validate_session(&raw.session, &server.public_url)?;
         let sts = Self::validate_sts(&raw.sts)?;
         let buckets = Self::validate_buckets(&raw.buckets)?;
-        let cache = Self::validate_cache(&raw.cache, sts.duration_seconds)?;
+        let cache = Self::validate_cache(&raw.cache)?;
         let cors = Self::validate_cors(&raw.cors)?;
         Ok(Self {
             server,
@@ -641,20 +656,19 @@ impl Settings {
         }
         let issuer = issuer_str.to_owned();
         let client_id = required("oidc.client_id", &raw.client_id)?.to_owned();
-        let client_secret = match (&raw.client_secret, &raw.client_secret_file) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::key(
+        let client_secret =
+            match (&raw.client_secret, &raw.client_secret_file) {
+                (Some(_), Some(_)) => return Err(ConfigError::key(
                     "oidc.client_secret_file",
                     "set either STSVEND_OIDC__CLIENT_SECRET or oidc.client_secret_file, not both",
-                ))
-            }
-            (Some(s), None) => Some(s.clone()),
-            (None, Some(path)) => Some(SecretString::from(read_secret_file(
-                "oidc.client_secret_file",
-                &path.relative(),
-            )?)),
-            (None, None) => None,
-        };
+                )),
+                (Some(s), None) => Some(s.clone()),
+                (None, Some(path)) => Some(SecretString::from(read_secret_file(
+                    "oidc.client_secret_file",
+                    &path.relative(),
+                )?)),
+                (None, None) => None,
+            };
         if client_secret
             .as_ref()
             .is_some_and(|s| s.expose_secret().is_empty())
@@ -662,10 +676,7 @@ impl Settings {
             return Err(ConfigError::key("oidc.client_secret", "is empty"));
         }
         if !raw.scopes.iter().any(|s| s == "openid") {
-            return Err(ConfigError::key(
-                "oidc.scopes",
-                "must include \"openid\"",
-            ));
+            return Err(ConfigError::key("oidc.scopes", "must include \"openid\""));
         }
         if let Some(bad) = raw
             .scopes
@@ -713,11 +724,19 @@ impl Settings {
                 1,
                 3600,
             )?,
-            http_timeout: seconds("oidc.http_timeout_seconds", raw.http_timeout_seconds, 1, 120)?,
+            http_timeout: seconds(
+                "oidc.http_timeout_seconds",
+                raw.http_timeout_seconds,
+                1,
+                120,
+            )?,
         })
     }
 
-    fn validate_session(raw: &RawSession, public_url: &Url) -> Result<SessionSettings, ConfigError> {
+    fn validate_session(
+        raw: &RawSession,
+        public_url: &Url,
+    ) -> Result<SessionSettings, ConfigError> {
         let name = &raw.cookie_name;
         if name.is_empty()
             || !name
@@ -746,7 +765,10 @@ impl Settings {
             }
         };
         let bytes = decode_base64(&encoded).ok_or_else(|| {
-            ConfigError::key("session.key", "is not valid base64 (openssl rand -base64 64)")
+            ConfigError::key(
+                "session.key",
+                "is not valid base64 (openssl rand -base64 64)",
+            )
         })?;
         if bytes.len() < MIN_COOKIE_KEY_BYTES {
             return Err(ConfigError::key(
@@ -757,7 +779,8 @@ impl Settings {
                 ),
             ));
         }
-        if !raw.secure && !(public_url.scheme() == "http" && is_loopback(public_url)) {
+        let loopback_http = public_url.scheme() == "http" && is_loopback(public_url);
+        if !raw.secure && !loopback_http {
             return Err(ConfigError::key(
                 "session.secure",
                 format!(
@@ -768,7 +791,12 @@ impl Settings {
         Ok(SessionSettings {
             cookie_name: name.clone(),
             key: CookieKey(std::sync::Arc::new(SecretBox::new(Box::new(bytes)))),
-            lifetime: seconds("session.lifetime_seconds", raw.lifetime_seconds, 60, 30 * 86400)?,
+            lifetime: seconds(
+                "session.lifetime_seconds",
+                raw.lifetime_seconds,
+                60,
+                30 * 86400,
+            )?,
             secure: raw.secure,
         })
     }
@@ -876,25 +904,26 @@ impl Settings {
         Ok(out)
     }
 
-    fn validate_cache(raw: &RawCache, duration: u32) -> Result<CacheSettings, ConfigError> {
+    /// Thresholds above `sts.duration_seconds` are allowed: they mean cached credentials of
+    /// that format are never old enough to reuse, so every request gets a fresh one.
+    fn validate_cache(raw: &RawCache) -> Result<CacheSettings, ConfigError> {
         if raw.enabled && raw.max_entries == 0 {
             return Err(ConfigError::key(
                 "cache.max_entries",
                 "must be at least 1 when the cache is enabled",
             ));
         }
-        let duration = u64::from(duration);
         let earthdata = seconds(
             "cache.earthdata_min_remaining_seconds",
             raw.earthdata_min_remaining_seconds,
             60,
-            duration,
+            43200,
         )?;
         let min = seconds(
             "cache.min_remaining_seconds",
             raw.min_remaining_seconds,
             60,
-            duration,
+            43200,
         )?;
         Ok(CacheSettings {
             enabled: raw.enabled,
@@ -929,7 +958,7 @@ impl Settings {
 }
 
 fn decode_base64(s: &str) -> Option<Vec<u8>> {
-    use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD, STANDARD_NO_PAD};
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
     [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
         .iter()
         .find_map(|engine| engine.decode(s).ok())
@@ -941,6 +970,7 @@ pub fn render_redacted(raw: &RawSettings) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

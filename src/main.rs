@@ -7,7 +7,11 @@ use stsvend::config;
 use stsvend::startup::Application;
 
 #[derive(Parser)]
-#[command(name = "stsvend", version, about = "Temporary, read-only, in-region S3 credentials for OIDC users")]
+#[command(
+    name = "stsvend",
+    version,
+    about = "Temporary, read-only, in-region S3 credentials for OIDC users"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -41,10 +41,21 @@ pub struct Application {
 }
 
 impl Application {
+    /// Bind `server.bind` and build everything.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let addr = settings.server.bind;
         let listener =
             TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, source })?;
+        Self::build_with_listener(settings, listener).await
+    }
+
+    /// Build on a listener the caller bound (tests bind port 0 first so that
+    /// `server.public_url` can name the real port).
+    pub async fn build_with_listener(
+        settings: Settings,
+        listener: TcpListener,
+    ) -> Result<Self, StartupError> {
+        let addr = settings.server.bind;
         let port = listener
             .local_addr()
             .map_err(|source| StartupError::Bind { addr, source })?
@@ -77,10 +88,7 @@ impl Application {
         if workers > 0 {
             server = server.workers(workers);
         }
-        let server = server
-            .listen(listener)
-            .map_err(StartupError::Server)?
-            .run();
+        let server = server.listen(listener).map_err(StartupError::Server)?.run();
         Ok(Self {
             port,
             server,

@@ -62,8 +62,7 @@ pub fn init(format: LogFormat) {
 fn sane_request_id(value: &HeaderValue) -> Option<String> {
     let s = value.to_str().ok()?;
     let ok = (1..=128).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
     ok.then(|| s.to_owned())
 }
@@ -97,7 +96,10 @@ pub async fn request_id_middleware(
     let status = res.status().as_u16();
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| {
-        if status >= 500 {
+        if status == 503 {
+            // Not ready or a dependency is down: a state worth a warning, not a bug.
+            tracing::warn!(status, elapsed_ms, "request refused: service unavailable");
+        } else if status >= 500 {
             tracing::error!(status, elapsed_ms, "request failed");
         } else {
             tracing::info!(status, elapsed_ms, "request served");

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Install what the local stack and the test suite need, once: the IdP's npm packages and a
+# Python venv with moto. Idempotent and quick when nothing changed; safe on a fresh machine
+# (uses apt-get only for what is missing and only when running as root).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+apt_install() {
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    log "missing: $* (install it, then re-run)"; exit 1
+  fi
+  if [ -z "${STSVEND_APT_UPDATED:-}" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    export STSVEND_APT_UPDATED=1
+  fi
+  log "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# Prints the first argument's sha256 (used to notice changed lock files).
+digest() { sha256sum "$1" | cut -d' ' -f1; }
+
+# --- Node.js for the IdP (oidc-provider needs Node >= 20.12) ---------------------------------
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  apt_install nodejs npm
+fi
+node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=12)?0:1)' \
+  || { log "Node.js >= 20.12 is required (found $(node --version))"; exit 1; }
+
+idp="$here/idp"
+stamp="$idp/node_modules/.stsvend-stamp"
+want="$(digest "$idp/package-lock.json")"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  log "npm ci (deploy/local/idp)"
+  (cd "$idp" && npm ci --no-audit --no-fund --loglevel=error >&2)
+  echo "$want" > "$stamp"
+fi
+
+# --- Python venv with moto --------------------------------------------------------------------
+venv="$here/.venv"
+stamp="$venv/.stsvend-stamp"
+want="$(digest "$here/requirements.txt")"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  if ! python3 -m venv --help >/dev/null 2>&1; then apt_install python3-venv; fi
+  if [ ! -x "$venv/bin/python" ]; then
+    log "creating Python venv (deploy/local/.venv)"
+    python3 -m venv "$venv" || { apt_install python3-venv; rm -rf "$venv"; python3 -m venv "$venv"; }
+  fi
+  log "pip install -r deploy/local/requirements.txt"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/requirements.txt" >&2
+  echo "$want" > "$stamp"
+fi
+
+# --- curl (used by the scripts to wait for services) ------------------------------------------
+command -v curl >/dev/null || apt_install curl ca-certificates
+log "ready"

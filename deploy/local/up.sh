@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Start the whole local stack on loopback: the demo IdP (oidc-provider) on :9400, moto (STS
+# and S3) on :9500 and stsvend on :8080 with config/local.toml. Installs what is missing on
+# first use. Ctrl-C stops all three.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+run="$here/run"
+mkdir -p "$run"
+
+IDP_PORT=9400
+MOTO_PORT=9500
+APP_URL="http://127.0.0.1:8080"
+ISSUER="http://127.0.0.1:$IDP_PORT"
+
+"$here/setup.sh"
+
+for port in $IDP_PORT $MOTO_PORT 8080; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "up.sh: port $port on 127.0.0.1 is already in use; stop whatever listens there first." >&2
+    exit 1
+  fi
+done
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stsvend-target}"
+echo "[up] building stsvend (debug)" >&2
+(cd "$root" && cargo build --quiet --bin stsvend)
+bin="$CARGO_TARGET_DIR/debug/stsvend"
+
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  echo "[up] stopped" >&2
+}
+trap cleanup INT TERM EXIT
+
+wait_for() { # url what
+  for _ in $(seq 1 150); do
+    if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+    sleep 0.2
+  done
+  echo "up.sh: $2 did not come up at $1; see $run/*.log" >&2
+  exit 1
+}
+
+echo "[up] starting IdP on $ISSUER" >&2
+IDP_PORT=$IDP_PORT IDP_JWKS_FILE="$run/idp-jwks.json" IDP_PARENT_PID=$$ \
+  node "$here/idp/server.mjs" >"$run/idp.log" 2>&1 &
+pids+=($!)
+echo "[up] starting moto on 127.0.0.1:$MOTO_PORT" >&2
+"$here/.venv/bin/python" "$here/moto_stack.py" --port $MOTO_PORT --parent-pid $$ >"$run/moto.log" 2>&1 &
+pids+=($!)
+wait_for "$ISSUER/.well-known/openid-configuration" "the IdP"
+for _ in $(seq 1 150); do grep -q '"event": "ready"' "$run/moto.log" && break; sleep 0.2; done
+grep -q '"event": "ready"' "$run/moto.log" || { echo "up.sh: moto did not come up; see $run/moto.log" >&2; exit 1; }
+
+echo "[up] starting stsvend on $APP_URL" >&2
+# moto accepts any credentials; these are the service's own (demo) AWS credentials.
+AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN= \
+  "$bin" serve --config "$root/config/local.toml" &
+pids+=($!)
+wait_for "$APP_URL/readyz" "stsvend"
+
+cat <<MSG
+
+  stsvend local stack is up (Ctrl-C stops everything)
+
+    stsvend   $APP_URL            (readiness: $APP_URL/readyz)
+    IdP       $ISSUER            (discovery: $ISSUER/.well-known/openid-configuration)
+    moto      http://127.0.0.1:$MOTO_PORT            (STS + S3; buckets demo-inregion, demo-restricted, demo-elsewhere)
+
+  Demo users (password):  alice (alice-pw) groups [science]
+                          bob   (bob-pw)   no groups
+                          carol (carol-pw) groups [science, restricted]
+
+  Try it:
+    curl -s $APP_URL/readyz
+    TOKEN=\$(curl -s -u alice:alice-pw -X POST $ISSUER/api/users/find_or_create_token \\
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+    echo "\$TOKEN"    # a signed JWT bearer token for alice
+
+  Logs: stsvend below; IdP and moto in $run/
+
+MSG
+wait -n "${pids[@]}"
+echo "[up] a component exited; stopping the stack" >&2

@@ -1,0 +1,270 @@
+//! Bad configuration fails at startup with one message naming the key.
+
+use std::process::Command;
+
+use figment::providers::{Format, Serialized, Toml};
+use stsvend::config::{self, ConfigError};
+
+use crate::helpers::{repo_root, test_figment};
+
+fn load_with(extra_toml: &str) -> Result<(), ConfigError> {
+    let figment = test_figment(8080, "http://127.0.0.1:9400", "http://127.0.0.1:9500")
+        .merge(Toml::string(extra_toml));
+    config::from_figment(figment).map(|_| ())
+}
+
+fn assert_rejected(extra_toml: &str, key: &str, says: &str) {
+    let err = load_with(extra_toml).expect_err("configuration must be rejected");
+    assert_eq!(err.key.as_deref(), Some(key), "{err}");
+    assert!(
+        err.message.contains(says),
+        "message {:?} should mention {says:?}",
+        err.message
+    );
+}
+
+#[test]
+fn the_test_configuration_itself_is_valid() {
+    load_with("").unwrap();
+}
+
+#[test]
+fn an_unknown_key_is_rejected_by_name() {
+    assert_rejected(
+        "[server]\nbind_adress = \"x\"\n",
+        "server.bind_adress",
+        "unknown key",
+    );
+    assert_rejected("[stss]\nregion = \"us-west-2\"\n", "stss", "unknown key");
+    assert_rejected(
+        "[[buckets]]\nname = \"abc\"\nregion = \"us-west-2\"\ngroup = []\n",
+        "buckets[0].group",
+        "unknown key",
+    );
+}
+
+#[test]
+fn a_malformed_role_arn_is_rejected() {
+    assert_rejected(
+        "[sts]\nrole_arn = \"arn:aws:iam::12:role/x\"\n",
+        "sts.role_arn",
+        "12 digits",
+    );
+    assert_rejected(
+        "[sts]\nrole_arn = \"stsvend-read\"\n",
+        "sts.role_arn",
+        "not an ARN",
+    );
+    assert_rejected(
+        "[sts]\nrole_arn = \"arn:aws:iam::123456789012:user/x\"\n",
+        "sts.role_arn",
+        "role/<name>",
+    );
+}
+
+#[test]
+fn a_role_arn_without_account_is_accepted_for_ceph_and_minio() {
+    load_with("[sts]\nrole_arn = \"arn:aws:iam:::role/stsvend-read\"\n").unwrap();
+}
+
+#[test]
+fn a_short_cookie_key_is_rejected() {
+    let figment = test_figment(8080, "http://127.0.0.1:9400", "http://127.0.0.1:9500")
+        .merge(Serialized::default("session.key", "c2hvcnQ="));
+    let err = config::from_figment(figment).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("session.key"));
+    assert!(err.message.contains("at least 64"), "{}", err.message);
+}
+
+#[test]
+fn a_duration_out_of_range_is_rejected() {
+    assert_rejected(
+        "[sts]\nduration_seconds = 899\n",
+        "sts.duration_seconds",
+        "900..=43200",
+    );
+    assert_rejected(
+        "[sts]\nduration_seconds = 43201\n",
+        "sts.duration_seconds",
+        "900..=43200",
+    );
+    load_with("[sts]\nduration_seconds = 900\n").unwrap();
+}
+
+#[test]
+fn invalid_buckets_urls_and_types_are_rejected() {
+    assert_rejected(
+        "[[buckets]]\nname = \"Bad_Bucket\"\nregion = \"us-west-2\"\n",
+        "buckets[0].name",
+        "lowercase",
+    );
+    assert_rejected(
+        "[[buckets]]\nname = \"ok-bucket\"\nregion = \"us-west-2\"\nprefixes = [\"a/*\"]\n",
+        "buckets[0].prefixes",
+        "wildcards",
+    );
+    assert_rejected(
+        "[oidc]\nissuer = \"http://idp.example.org\"\n",
+        "oidc.issuer",
+        "https",
+    );
+    assert_rejected(
+        "[server]\npublic_url = \"ftp://x\"\n",
+        "server.public_url",
+        "http(s)",
+    );
+    assert_rejected(
+        "[sts]\nduration_seconds = \"an hour\"\n",
+        "sts.duration_seconds",
+        "invalid type",
+    );
+    assert_rejected(
+        "[cors]\nallowed_origins = [\"*\"]\n",
+        "cors.allowed_origins",
+        "explicit",
+    );
+}
+
+#[test]
+fn insecure_cookies_are_refused_off_loopback() {
+    assert_rejected(
+        "[server]\npublic_url = \"https://data.example.org\"\n[session]\nsecure = false\n",
+        "session.secure",
+        "loopback",
+    );
+}
+
+fn stsvend(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stsvend"));
+    cmd.args(args).current_dir(repo_root());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("STSVEND_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(envs.iter().copied())
+        .output()
+        .expect("run stsvend")
+}
+
+#[test]
+fn check_config_accepts_the_local_stack_configuration() {
+    let out = stsvend(&["check-config", "--config", "config/local.toml"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("role_arn = \"arn:aws:iam::123456789012:role/stsvend-read\""));
+    // Secrets read from files never appear in the output.
+    let secret =
+        std::fs::read_to_string(repo_root().join("deploy/local/secrets/oidc-client-secret"))
+            .unwrap();
+    let key =
+        std::fs::read_to_string(repo_root().join("deploy/local/secrets/session-key.b64")).unwrap();
+    assert!(!stdout.contains(secret.trim()) && !stdout.contains(key.trim()));
+}
+
+/// A copy of config/local.toml (secret paths made absolute), edited by `edit`.
+fn local_config_copy(dir: &std::path::Path, edit: impl Fn(String) -> String) -> String {
+    let path = dir.join("stsvend.toml");
+    let local = std::fs::read_to_string(repo_root().join("config/local.toml")).unwrap();
+    let local = local.replace("../deploy/", &format!("{}/deploy/", repo_root().display()));
+    std::fs::write(&path, edit(local)).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn check_config_redacts_secrets_from_the_environment() {
+    let secret = "super-secret-client-value";
+    let dir = tempfile::tempdir().unwrap();
+    let path = local_config_copy(dir.path(), |s| {
+        s.lines()
+            .filter(|l| !l.starts_with("client_secret_file"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    let out = stsvend(
+        &["check-config", "--config", &path],
+        &[("STSVEND_OIDC__CLIENT_SECRET", secret)],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("client_secret = \"<redacted>\""),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(secret) && !stderr.contains(secret));
+}
+
+#[test]
+fn a_secret_given_twice_is_refused_without_echoing_it() {
+    let secret = "another-secret-value";
+    let out = stsvend(
+        &["check-config", "--config", "config/local.toml"],
+        &[("STSVEND_OIDC__CLIENT_SECRET", secret)],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not both"), "{stderr}");
+    assert!(!stderr.contains(secret));
+}
+
+#[test]
+fn check_config_exits_1_with_one_line_naming_the_key() {
+    let out = stsvend(
+        &["check-config", "--config", "config/local.toml"],
+        &[("STSVEND_STS__DURATION_SECONDS", "60")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("sts.duration_seconds"), "{stderr}");
+}
+
+#[test]
+fn secrets_in_a_config_file_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = local_config_copy(dir.path(), |s| {
+        s.replace("[session]\n", "[session]\nkey = \"aW5saW5lLXNlY3JldA==\"\n")
+    });
+    let out = stsvend(&["check-config", "--config", &path], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("session.key") && stderr.contains("STSVEND_SESSION__KEY"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("aW5saW5lLXNlY3JldA=="), "{stderr}");
+}
+
+#[test]
+fn a_missing_config_file_is_one_clear_line() {
+    let out = stsvend(
+        &["check-config", "--config", "/nonexistent/stsvend.toml"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("/nonexistent/stsvend.toml"), "{stderr}");
+}
+
+#[test]
+fn serve_exits_1_when_the_port_is_in_use() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let out = stsvend(
+        &["serve", "--config", "config/local.toml"],
+        &[("STSVEND_SERVER__BIND", &addr)],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot listen on") && stderr.contains(&addr),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -1,0 +1,119 @@
+use std::time::Duration;
+
+use crate::helpers::{components, free_port, spawn_app, spawn_app_against, start_idp};
+
+#[tokio::test]
+async fn liveness_answers_200_while_the_process_serves() {
+    let app = spawn_app().await;
+    let res = app.get("/healthz").await;
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+}
+
+#[tokio::test]
+async fn readiness_becomes_200_once_discovery_against_the_real_idp_succeeds() {
+    let app = spawn_app().await;
+    assert!(app.wait_ready(Duration::from_secs(15)).await, "never ready");
+    let body: serde_json::Value = app.get("/readyz").await.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["checks"]["oidc_discovery"], "ok");
+}
+
+#[tokio::test]
+async fn readiness_is_503_until_an_idp_that_comes_up_later_answers() {
+    // An issuer on a port where nothing listens yet.
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let app = spawn_app_against(&issuer, &components().moto_endpoint, |f| f).await;
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let res = app.get("/readyz").await;
+    assert_eq!(res.status(), 503);
+    assert!(res.headers().get("x-request-id").is_some());
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "not_ready");
+    let description = body["error_description"].as_str().unwrap();
+    assert!(
+        description.contains("OIDC discovery") && description.contains(&issuer),
+        "{description}"
+    );
+    assert!(body["request_id"].as_str().is_some_and(|s| !s.is_empty()));
+
+    // Bring the IdP up; the service keeps retrying (backoff capped at 1 s in tests).
+    let idp = tokio::task::spawn_blocking(move || start_idp(port))
+        .await
+        .unwrap();
+    assert!(
+        app.wait_ready(Duration::from_secs(15)).await,
+        "not ready after the IdP came up; IdP log: {}",
+        idp.log.display()
+    );
+}
+
+#[tokio::test]
+async fn a_sane_client_request_id_is_echoed_and_a_hostile_one_replaced() {
+    let app = spawn_app().await;
+    let res = app
+        .http
+        .get(app.url("/healthz"))
+        .header("x-request-id", "trace-42.a_b:c")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "trace-42.a_b:c");
+
+    let res = app
+        .http
+        .get(app.url("/healthz"))
+        .header("x-request-id", "evil value\" injected")
+        .send()
+        .await
+        .unwrap();
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_ne!(id, "evil value\" injected");
+    assert!(uuid_like(&id), "{id}");
+
+    let res = app.get("/healthz").await;
+    let generated = res.headers()["x-request-id"].to_str().unwrap();
+    assert!(uuid_like(generated), "{generated}");
+}
+
+fn uuid_like(s: &str) -> bool {
+    s.len() == 36 && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+}
+
+#[tokio::test]
+async fn unknown_paths_get_the_json_error_shape_with_the_request_id() {
+    let app = spawn_app().await;
+    let res = app
+        .http
+        .get(app.url("/no/such/thing"))
+        .header("x-request-id", "req-404")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(res.headers()["content-type"], "application/json");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "not_found");
+    assert_eq!(body["request_id"], "req-404");
+    assert!(body["error_description"].as_str().is_some());
+}
+
+#[tokio::test]
+async fn http_1_0_clients_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.0 200"), "{response}");
+    assert!(response.ends_with("{\"status\":\"ok\"}"), "{response}");
+}

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Run the whole test suite: installs what is missing (the IdP's npm packages, a venv with
+# moto), then runs every Rust test; the integration tests start the real IdP and moto
+# themselves on free loopback ports.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+deploy/local/setup.sh
+
+# Reuse one build directory across clones (CI runs in a fresh clone each time).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stsvend-target}"
+export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+
+echo "[tests] cargo test" >&2
+cargo test --locked --all-targets
