@@ -4,3 +4,4 @@
 mod config_errors;
 mod health;
 mod helpers;
+mod lifecycle;
