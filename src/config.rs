@@ -327,6 +327,10 @@ pub struct OidcSettings {
 pub struct CookieKey(std::sync::Arc<SecretBox<Vec<u8>>>);
 
 impl CookieKey {
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Self(std::sync::Arc::new(SecretBox::new(Box::new(bytes))))
+    }
+
     pub fn bytes(&self) -> &[u8] {
         self.0.expose_secret()
     }
@@ -790,7 +794,7 @@ impl Settings {
         }
         Ok(SessionSettings {
             cookie_name: name.clone(),
-            key: CookieKey(std::sync::Arc::new(SecretBox::new(Box::new(bytes)))),
+            key: CookieKey::from_bytes(bytes),
             lifetime: seconds(
                 "session.lifetime_seconds",
                 raw.lifetime_seconds,

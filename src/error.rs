@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::telemetry::current_request_id;
+use crate::telemetry::{current_prefers_html, current_request_id};
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -93,10 +93,45 @@ impl ResponseError for ApiError {
         for (name, value) in &self.headers {
             res.insert_header((name.clone(), value.clone()));
         }
+        let request_id = current_request_id();
+        if current_prefers_html() {
+            return res
+                .content_type("text/html; charset=utf-8")
+                .body(error_page(self, request_id.as_deref()));
+        }
         res.json(ErrorBody {
             error: self.code,
             error_description: &self.description,
-            request_id: current_request_id(),
+            request_id,
         })
     }
+}
+
+/// Escape text for HTML element content and attribute values.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn error_page(err: &ApiError, request_id: Option<&str>) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>{status} {code}</title></head><body><h1>{status}: {code}</h1><p>{description}</p>\
+<p><small>Request id: <code>{id}</code></small></p></body></html>",
+        status = err.status.as_u16(),
+        code = escape_html(err.code),
+        description = escape_html(&err.description),
+        id = escape_html(request_id.unwrap_or("-")),
+    )
 }

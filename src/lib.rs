@@ -2,8 +2,10 @@
 //! OpenID Connect.
 
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod error;
+pub mod negotiate;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;

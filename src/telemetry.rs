@@ -19,13 +19,25 @@ use crate::config::LogFormat;
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
+/// What error rendering needs to know about the request being served on this task.
+#[derive(Debug, Clone)]
+struct RequestContext {
+    id: String,
+    prefers_html: bool,
+}
+
 tokio::task_local! {
-    static REQUEST_ID: String;
+    static REQUEST: RequestContext;
 }
 
 /// The id of the request being served on this task, if any.
 pub fn current_request_id() -> Option<String> {
-    REQUEST_ID.try_with(Clone::clone).ok()
+    REQUEST.try_with(|r| r.id.clone()).ok()
+}
+
+/// Whether the request being served asked for HTML (errors are then rendered as a page).
+pub fn current_prefers_html() -> bool {
+    REQUEST.try_with(|r| r.prefers_html).unwrap_or(false)
 }
 
 /// The request id, available to handlers as a request extension.
@@ -85,8 +97,12 @@ pub async fn request_id_middleware(
         path = %req.path(),
     );
     let started = Instant::now();
-    let result = REQUEST_ID
-        .scope(id.clone(), next.call(req))
+    let context = RequestContext {
+        id: id.clone(),
+        prefers_html: crate::negotiate::prefers_html(req.request()),
+    };
+    let result = REQUEST
+        .scope(context, next.call(req))
         .instrument(span.clone())
         .await;
     let mut res = result?;

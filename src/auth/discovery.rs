@@ -1,38 +1,134 @@
 //! OIDC discovery, retried with backoff until the IdP answers, then refreshed periodically so
-//! key rotation at the IdP is picked up.
+//! key rotation at the IdP is picked up. An unknown `kid` triggers an early key refresh, at
+//! most once per `KEY_REFRESH_MIN_INTERVAL`, so forged tokens cannot hammer the IdP.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use openidconnect::core::CoreProviderMetadata;
+use openidconnect::core::{
+    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreGrantType,
+    CoreJsonWebKey, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm, CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
+};
 use openidconnect::IssuerUrl;
+use serde::{Deserialize, Serialize};
 
 use crate::config::OidcSettings;
 
 /// How often metadata and keys are re-read after a successful discovery.
 const REFRESH_EVERY: Duration = Duration::from_secs(3600);
 const FIRST_RETRY: Duration = Duration::from_millis(250);
+/// The shortest time between two key refreshes caused by unknown `kid`s.
+pub const KEY_REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(10);
 
-/// The latest discovered provider metadata (with its JWKS), shared by all workers.
+/// Discovery fields beyond the core set that stsvend uses.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct ExtraProviderMetadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_session_endpoint: Option<String>,
+}
+
+impl openidconnect::AdditionalProviderMetadata for ExtraProviderMetadata {}
+
+pub type ProviderMetadata = openidconnect::ProviderMetadata<
+    ExtraProviderMetadata,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
+
+/// What discovery found: the metadata (with the JWKS, for ID tokens) and the same keys in the
+/// form the bearer-token verifier uses.
+pub struct Provider {
+    pub metadata: ProviderMetadata,
+    pub keys: jsonwebtoken::jwk::JwkSet,
+}
+
+/// The latest discovered provider, shared by all workers.
 #[derive(Default)]
 pub struct Discovery {
-    metadata: ArcSwapOption<CoreProviderMetadata>,
+    current: ArcSwapOption<Provider>,
     last_error: ArcSwapOption<String>,
+    last_key_refresh: Mutex<Option<Instant>>,
 }
 
 impl Discovery {
-    pub fn metadata(&self) -> Option<Arc<CoreProviderMetadata>> {
-        self.metadata.load_full()
+    pub fn provider(&self) -> Option<Arc<Provider>> {
+        self.current.load_full()
     }
 
     pub fn is_ready(&self) -> bool {
-        self.metadata.load().is_some()
+        self.current.load().is_some()
     }
 
     pub fn last_error(&self) -> Option<Arc<String>> {
         self.last_error.load_full()
     }
+
+    /// Re-read the JWKS now, unless that happened less than `KEY_REFRESH_MIN_INTERVAL` ago.
+    /// Returns whether new keys were loaded.
+    pub async fn refresh_keys(&self, http: &reqwest::Client) -> bool {
+        {
+            let Ok(mut last) = self.last_key_refresh.lock() else {
+                return false;
+            };
+            if last.is_some_and(|t| t.elapsed() < KEY_REFRESH_MIN_INTERVAL) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        let Some(current) = self.provider() else {
+            return false;
+        };
+        let url = current.metadata.jwks_uri().url().clone();
+        let fetched = async {
+            let res = http.get(url).send().await.map_err(|e| e.to_string())?;
+            if !res.status().is_success() {
+                return Err(format!("JWKS answered {}", res.status()));
+            }
+            let body = res.bytes().await.map_err(|e| e.to_string())?;
+            let core: CoreJsonWebKeySet =
+                serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+            Ok::<_, String>(core)
+        }
+        .await;
+        match fetched {
+            Ok(core) => {
+                let keys = verifier_keys(&core);
+                tracing::info!(keys = keys.keys.len(), "reloaded the IdP's signing keys");
+                let metadata = current.metadata.clone().set_jwks(core);
+                self.current
+                    .store(Some(Arc::new(Provider { metadata, keys })));
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not reload the IdP's signing keys");
+                false
+            }
+        }
+    }
+}
+
+/// The IdP's keys as `jsonwebtoken` keys; keys it cannot use (encryption keys, unknown key
+/// types) are skipped rather than failing the whole set.
+fn verifier_keys(core: &CoreJsonWebKeySet) -> jsonwebtoken::jwk::JwkSet {
+    let keys = core
+        .keys()
+        .iter()
+        .filter_map(|k| serde_json::to_value(k).ok())
+        .filter(|v| v.get("use").and_then(|u| u.as_str()).unwrap_or("sig") == "sig")
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .collect();
+    jsonwebtoken::jwk::JwkSet { keys }
 }
 
 /// The HTTP client used to talk to the IdP. Redirects are refused: following them would let
@@ -46,12 +142,9 @@ pub fn idp_http_client(settings: &OidcSettings) -> Result<reqwest::Client, reqwe
         .build()
 }
 
-async fn discover_once(
-    issuer: &str,
-    http: &reqwest::Client,
-) -> Result<CoreProviderMetadata, String> {
+async fn discover_once(issuer: &str, http: &reqwest::Client) -> Result<Provider, String> {
     let issuer = IssuerUrl::new(issuer.to_owned()).map_err(|e| e.to_string())?;
-    CoreProviderMetadata::discover_async(issuer, http)
+    let metadata = ProviderMetadata::discover_async(issuer, http)
         .await
         .map_err(|e| {
             // The error chain names what failed (connect, status, JSON, issuer mismatch).
@@ -63,7 +156,9 @@ async fn discover_once(
                 source = s.source();
             }
             msg
-        })
+        })?;
+    let keys = verifier_keys(metadata.jwks());
+    Ok(Provider { metadata, keys })
 }
 
 /// Run discovery forever: retry with exponential backoff (capped at
@@ -73,12 +168,15 @@ pub async fn run(settings: OidcSettings, http: reqwest::Client, state: Arc<Disco
     let mut backoff = FIRST_RETRY;
     loop {
         match discover_once(&settings.issuer, &http).await {
-            Ok(md) => {
-                let keys = md.jwks().keys().len();
+            Ok(provider) => {
                 if !state.is_ready() {
-                    tracing::info!(issuer = %settings.issuer, keys, "OIDC discovery succeeded");
+                    tracing::info!(
+                        issuer = %settings.issuer,
+                        keys = provider.keys.keys.len(),
+                        "OIDC discovery succeeded"
+                    );
                 }
-                state.metadata.store(Some(Arc::new(md)));
+                state.current.store(Some(Arc::new(provider)));
                 state.last_error.store(None);
                 backoff = FIRST_RETRY;
                 tokio::time::sleep(REFRESH_EVERY).await;

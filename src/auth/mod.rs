@@ -1,3 +1,32 @@
-//! Who is asking: OIDC discovery and keys (login, sessions and bearer tokens build on these).
+//! Who is asking: OIDC discovery and keys, browser login, the session cookie, bearer tokens,
+//! and the `AuthenticatedUser` extractor that decides between them in one place.
 
+pub mod bearer;
+pub mod claims;
 pub mod discovery;
+pub mod extractor;
+pub mod login;
+pub mod redirect;
+pub mod session;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// How a request proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMethod {
+    Session,
+    Bearer,
+}
+
+/// A caller whose identity stsvend has verified.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedUser {
+    pub user_id: String,
+    /// The user's groups that this deployment's bucket rules mention (sorted, deduplicated).
+    pub groups: Vec<String>,
+    pub method: AuthMethod,
+    /// When the session cookie or bearer token stops being accepted.
+    pub expires_at: Option<DateTime<Utc>>,
+}

@@ -1,13 +1,17 @@
 //! Thin handlers; the logic they call lives in `auth` and `vend`.
 
+pub mod auth;
 pub mod health;
 
 use actix_web::web;
 
 use crate::error::ApiError;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(health::healthz))
+pub fn configure(cfg: &mut web::ServiceConfig, callback_path: &str) {
+    cfg.route(callback_path, web::get().to(auth::callback))
+        .route("/logout", web::get().to(auth::logout))
+        .route("/whoami", web::get().to(auth::whoami))
+        .route("/healthz", web::get().to(health::healthz))
         .route("/healthz", web::head().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/readyz", web::head().to(health::readyz));

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
+use stsvend::clock::ManualClock;
 use stsvend::config::{self, Settings};
 use stsvend::startup::Application;
 
@@ -109,6 +110,7 @@ pub fn start_idp(port: u16) -> Component {
         .env("IDP_CLIENT_ID", CLIENT_ID)
         .env("IDP_CLIENT_SECRET", CLIENT_SECRET)
         .env("IDP_PARENT_PID", std::process::id().to_string())
+        .env("IDP_TEST_MINT", "1")
         .env_remove("IDP_JWKS_FILE");
     start("idp", cmd, "\"msg\":\"listening\"")
 }
@@ -210,8 +212,11 @@ pub fn test_figment(port: u16, issuer: &str, sts_endpoint: &str) -> Figment {
 pub struct TestApp {
     pub address: String,
     pub port: u16,
+    pub issuer: String,
     /// Follows no redirects and keeps no cookies: tests look at each hop.
     pub http: reqwest::Client,
+    /// The app's clock: `clock.advance(..)` moves time forward for expiry tests.
+    pub clock: std::sync::Arc<ManualClock>,
 }
 
 impl TestApp {
@@ -266,7 +271,10 @@ pub async fn spawn_app_against(
 }
 
 async fn start_app(settings: Settings, listener: TcpListener) -> TestApp {
-    let app = Application::build_with_listener(settings, listener)
+    init_log_capture();
+    let clock = std::sync::Arc::new(ManualClock::default());
+    let issuer = settings.oidc.issuer.clone();
+    let app = Application::build_with(settings, listener, clock.clone())
         .await
         .expect("application builds");
     let port = app.port();
@@ -274,9 +282,181 @@ async fn start_app(settings: Settings, listener: TcpListener) -> TestApp {
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
+        issuer,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("http client"),
+        clock,
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Captured logs: every stsvend log line of this test binary, at debug level, so tests can
+// assert that no secret ever reaches them.
+// ---------------------------------------------------------------------------------------------
+
+static CAPTURED: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct CaptureWriter;
+
+impl Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut captured) = CAPTURED.lock() {
+            captured.extend_from_slice(buf);
+        }
+        if std::env::var_os("TEST_LOG").is_some() {
+            std::io::stderr().write_all(buf)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn init_log_capture() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            // Everything at debug, except the test clients' own cookie jar (stsvend keeps
+            // no client-side cookies; the jar logs what the *test* received).
+            .with_env_filter("debug,cookie_store=off")
+            .with_writer(|| CaptureWriter)
+            .try_init();
+    });
+}
+
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&CAPTURED.lock().expect("log buffer")).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Talking to the IdP like users and scripts do.
+// ---------------------------------------------------------------------------------------------
+
+pub const BROWSER_UA: &str =
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156 Safari/537.36";
+pub const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+pub const SCRIPT_UA: &str = "python-requests/2.32.3";
+
+/// A client with a cookie jar that follows no redirects, so tests can inspect every hop.
+pub fn jar_client(user_agent: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(user_agent)
+        .build()
+        .expect("http client")
+}
+
+/// A bearer token the way Earthdata users get one: the IdP's token API with Basic auth.
+pub async fn idp_token(issuer: &str, user: &str, password: &str) -> String {
+    let res = reqwest::Client::new()
+        .post(format!("{issuer}/api/users/find_or_create_token"))
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .expect("token API");
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.expect("token JSON");
+    body["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned()
+}
+
+/// A token signed by the IdP's real key with `claims`/`header` overriding the defaults
+/// (null removes a claim). Test-only IdP endpoint.
+pub async fn mint(issuer: &str, claims: serde_json::Value, header: serde_json::Value) -> String {
+    let res = reqwest::Client::new()
+        .post(format!("{issuer}/test/mint"))
+        .json(&serde_json::json!({"claims": claims, "header": header}))
+        .send()
+        .await
+        .expect("mint");
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.expect("mint JSON");
+    body["token"].as_str().expect("token").to_owned()
+}
+
+/// One hop of a redirect chain.
+#[derive(Debug)]
+pub struct Hop {
+    pub url: String,
+    pub status: u16,
+    pub location: Option<String>,
+}
+
+/// Follow redirects like `curl -n -L -c jar -b jar` (or Python `requests` with a .netrc):
+/// cookies kept, Basic credentials sent to the IdP's host:port only. Returns every hop and
+/// the final response.
+pub async fn follow(
+    client: &reqwest::Client,
+    start: &str,
+    idp_origin: &str,
+    basic: Option<(&str, &str)>,
+) -> (Vec<Hop>, reqwest::Response) {
+    let mut url = reqwest::Url::parse(start).expect("start URL");
+    let mut hops = Vec::new();
+    for _ in 0..15 {
+        let mut req = client.get(url.clone());
+        if let Some((u, p)) = basic {
+            if url.as_str().starts_with(idp_origin) {
+                req = req.basic_auth(u, Some(p));
+            }
+        }
+        let res = req.send().await.expect("hop");
+        let location = res
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        hops.push(Hop {
+            url: url.to_string(),
+            status: res.status().as_u16(),
+            location: location.clone(),
+        });
+        match (res.status().is_redirection(), location) {
+            (true, Some(loc)) => url = url.join(&loc).expect("location URL"),
+            _ => return (hops, res),
+        }
+    }
+    panic!("too many redirects: {hops:#?}");
+}
+
+/// Log in through the IdP's HTML form, as a person in a browser would, starting at `path`.
+/// Returns the final response (after the callback's redirect back to `path`).
+pub async fn browser_login(
+    app: &TestApp,
+    client: &reqwest::Client,
+    path: &str,
+    user: &str,
+    password: &str,
+) -> (Vec<Hop>, reqwest::Response) {
+    let (mut hops, res) = follow(client, &app.url(path), &app.issuer, None).await;
+    assert_eq!(res.status(), 200, "expected the IdP login form: {hops:#?}");
+    let form_url = hops.last().expect("hops").url.clone();
+    assert!(form_url.contains("/interaction/"), "{form_url}");
+    let html = res.text().await.expect("form");
+    assert!(html.contains("name=\"password\""), "{html}");
+    let res = client
+        .post(format!("{form_url}/login"))
+        .header("accept", BROWSER_ACCEPT)
+        .form(&[("username", user), ("password", password)])
+        .send()
+        .await
+        .expect("submit login form");
+    assert_eq!(res.status(), 303, "login form rejected");
+    let next = res.headers()["location"].to_str().expect("location");
+    let next = reqwest::Url::parse(&form_url)
+        .expect("url")
+        .join(next)
+        .expect("join");
+    let (more, res) = follow(client, next.as_str(), &app.issuer, None).await;
+    hops.extend(more);
+    (hops, res)
 }

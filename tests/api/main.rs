@@ -1,7 +1,10 @@
 //! stsvend's integration tests: one binary, real components (see helpers.rs).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod bearer;
 mod config_errors;
 mod health;
 mod helpers;
 mod lifecycle;
+mod login;
+mod secrets_in_logs;

@@ -9,7 +9,7 @@
 //
 // Everything is configured from environment variables so the test harness can start it on a
 // free port. It never listens beyond 127.0.0.1.
-import { generateKeyPairSync } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, sign } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 
@@ -81,6 +81,8 @@ function checkBasic(header) {
   return Object.hasOwn(USERS, user) && USERS[user].password === password ? user : undefined;
 }
 
+const JWKS = signingKeys();
+
 const provider = new Provider(ISSUER, {
   clients: [{
     client_id: CLIENT_ID,
@@ -93,7 +95,7 @@ const provider = new Provider(ISSUER, {
     token_endpoint_auth_method: 'client_secret_basic',
     id_token_signed_response_alg: 'RS256',
   }],
-  jwks: signingKeys(),
+  jwks: JWKS,
   cookies: { keys: [env.IDP_COOKIE_KEY ?? 'stsvend-local-idp-cookie-key-not-a-secret'] },
   routes: {
     authorization: '/oauth/authorize',
@@ -291,7 +293,43 @@ async function tokenApi(ctx) {
   };
 }
 
+// Test-only (IDP_TEST_MINT=1): sign arbitrary claims with the provider's real key, so tests
+// can present expired, wrong-audience or wrong-issuer tokens that still carry a valid
+// signature. Never enabled by the local stack.
+const b64url = (buf) => Buffer.from(buf).toString('base64url');
+async function readJson(req, limit = 64 * 1024) {
+  let size = 0;
+  const chunks = [];
+  for await (const chunk of req) {
+    size += chunk.length;
+    if (size > limit) throw new Error('body too large');
+    chunks.push(chunk);
+  }
+  return JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
+}
+
+async function mint(ctx) {
+  const input = await readJson(ctx.req);
+  const jwk = JWKS.keys[0];
+  const now = Math.floor(Date.now() / 1000);
+  const user = USERS[input.sub ?? 'alice'];
+  const header = { alg: 'RS256', typ: 'at+jwt', kid: jwk.kid, ...(input.header ?? {}) };
+  const payload = {
+    iss: ISSUER, sub: input.sub ?? 'alice', aud: AUDIENCE, iat: now, exp: now + 3600,
+    client_id: CLIENT_ID, groups: user ? user.groups : [], ...(input.claims ?? {}),
+  };
+  for (const [k, v] of Object.entries(payload)) if (v === null) delete payload[k];
+  const signingInput = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(payload))}`;
+  const signature = sign('RSA-SHA256', Buffer.from(signingInput), createPrivateKey({ key: jwk, format: 'jwk' }));
+  ctx.body = { token: `${signingInput}.${b64url(signature)}` };
+}
+
 provider.use(async (ctx, next) => {
+  if (ctx.path === '/oauth/jwks') log('jwks');
+  if (env.IDP_TEST_MINT === '1' && ctx.method === 'POST' && ctx.path === '/test/mint') {
+    await mint(ctx);
+    return;
+  }
   const m = /^\/interaction\/([\w-]+)(?:\/(login))?$/.exec(ctx.path);
   if (m) {
     await interaction(ctx, m[1], m[2]);

@@ -1,0 +1,162 @@
+//! `AuthenticatedUser` as an extractor: bearer token, else session cookie, else a login
+//! challenge shaped for the client (redirect for browsers and scripts, 401 JSON for API
+//! clients). Handlers that take an `AuthenticatedUser` never see an anonymous request.
+
+use actix_web::cookie::Cookie;
+use actix_web::dev::Payload;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
+use futures_util::future::LocalBoxFuture;
+
+use super::bearer::TokenError;
+use super::redirect::safe_return_path;
+use super::{claims, login, AuthMethod, AuthenticatedUser};
+use crate::error::ApiError;
+use crate::negotiate;
+use crate::startup::AppState;
+
+/// Why a request was not let through, and how to tell the client.
+#[derive(Debug)]
+pub enum AuthRejection {
+    /// Send the user to the IdP, remembering the login state in a cookie.
+    Login {
+        location: String,
+        cookie: Cookie<'static>,
+    },
+    Error(ApiError),
+}
+
+impl std::fmt::Display for AuthRejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Login { .. } => f.write_str("login required"),
+            Self::Error(e) => e.fmt(f),
+        }
+    }
+}
+
+impl ResponseError for AuthRejection {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Login { .. } => StatusCode::FOUND,
+            Self::Error(e) => e.status_code(),
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::Login { location, cookie } => HttpResponse::Found()
+                .insert_header((header::LOCATION, location.as_str()))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .cookie(cookie.clone())
+                .finish(),
+            Self::Error(e) => e.error_response(),
+        }
+    }
+}
+
+impl From<ApiError> for AuthRejection {
+    fn from(e: ApiError) -> Self {
+        Self::Error(e)
+    }
+}
+
+/// `WWW-Authenticate` for a bad token (RFC 6750 section 3).
+fn invalid_token(err: &TokenError) -> ApiError {
+    let challenge = format!(
+        "Bearer realm=\"stsvend\", error=\"invalid_token\", error_description=\"{}\"",
+        err.to_string().replace('"', "'")
+    );
+    let value = HeaderValue::from_str(&challenge)
+        .unwrap_or_else(|_| HeaderValue::from_static("Bearer error=\"invalid_token\""));
+    ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", err.to_string())
+        .with_header(header::WWW_AUTHENTICATE, value)
+}
+
+/// The token of an `Authorization: Bearer` header (possibly empty, which is then rejected).
+fn bearer_token(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+}
+
+async fn authenticate(req: HttpRequest) -> Result<AuthenticatedUser, AuthRejection> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "application state is missing",
+            )
+        })?;
+    let now = state.clock.now();
+
+    // An explicit bearer token decides alone: a bad one is a 401, never a login redirect.
+    // Other schemes (a .netrc's Basic header reaching us on a shared host) mean "no token".
+    if let Some(token) = bearer_token(&req) {
+        return match state
+            .bearer
+            .verify(token, &state.discovery, &state.idp_http, now)
+            .await
+        {
+            Ok(v) => Ok(AuthenticatedUser {
+                user_id: v.user_id.clone(),
+                groups: claims::relevant_groups(&state.settings, &v.groups),
+                method: AuthMethod::Bearer,
+                expires_at: v.expires_at,
+            }),
+            Err(e) if e.is_unavailable() => Err(ApiError::unavailable(e.to_string())
+                .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"))
+                .into()),
+            Err(e) => {
+                tracing::info!(reason = %e, "bearer token rejected");
+                Err(invalid_token(&e).into())
+            }
+        };
+    }
+
+    if let Some(cookie) = req.cookie(state.cookies.session_name()) {
+        if let Some(session) = state.cookies.read_session(cookie.value(), now) {
+            return Ok(AuthenticatedUser {
+                user_id: session.sub,
+                groups: session.groups,
+                method: AuthMethod::Session,
+                expires_at: chrono::DateTime::from_timestamp(session.exp, 0),
+            });
+        }
+        tracing::debug!("session cookie invalid or expired; treated as anonymous");
+    }
+
+    if negotiate::wants_json_only(&req) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "login_required",
+            "authenticate with `Authorization: Bearer <token>` from your identity provider",
+        )
+        .with_header(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"stsvend\""),
+        )
+        .into());
+    }
+    let here = req
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str().to_owned())
+        .unwrap_or_else(|| "/".to_owned());
+    let return_to = safe_return_path(&here).unwrap_or_else(|| login::DEFAULT_RETURN_PATH.into());
+    let (location, cookie) = login::start(&state, &return_to, !negotiate::is_browser(&req), now)?;
+    Err(AuthRejection::Login { location, cookie })
+}
+
+impl FromRequest for AuthenticatedUser {
+    type Error = AuthRejection;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        Box::pin(authenticate(req.clone()))
+    }
+}

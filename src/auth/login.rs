@@ -1,0 +1,323 @@
+//! Browser (and `.netrc` script) login: the authorization-code flow with PKCE, `state` and
+//! `nonce`. The login state travels in a short-lived encrypted cookie, so any replica can
+//! finish a login another one started.
+
+use actix_web::cookie::Cookie;
+use actix_web::http::StatusCode;
+use base64::Engine as _;
+use chrono::{DateTime, TimeDelta, Utc};
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient};
+use openidconnect::{
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope, TokenResponse,
+};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::claims;
+use super::discovery::Provider;
+use super::session::{LoginState, SessionData, LOGIN_STATE_TTL_SECONDS};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Where users land after logging in when nothing else was asked for.
+pub const DEFAULT_RETURN_PATH: &str = "/s3credentials";
+
+/// What the IdP (or a user) sends to the callback path.
+#[derive(Debug, Default, Deserialize)]
+pub struct CallbackParams {
+    pub code: Option<String>,
+    pub state: Option<String>,
+    pub iss: Option<String>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+    /// Only on an explicit `GET /login?return_to=/path`, which starts a login.
+    pub return_to: Option<String>,
+}
+
+/// `<public_url><callback_path>`: what the IdP redirects back to.
+pub fn redirect_uri(state: &AppState) -> String {
+    absolute(state, &state.settings.oidc.callback_path)
+}
+
+/// A local path made absolute under the public URL (which may carry a path prefix).
+pub fn absolute(state: &AppState, path: &str) -> String {
+    format!(
+        "{}{}",
+        state
+            .settings
+            .server
+            .public_url
+            .as_str()
+            .trim_end_matches('/'),
+        path
+    )
+}
+
+fn oidc_client(
+    state: &AppState,
+    provider: &Provider,
+) -> Result<
+    CoreClient<
+        openidconnect::EndpointSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointMaybeSet,
+        openidconnect::EndpointMaybeSet,
+    >,
+    ApiError,
+> {
+    let oidc = &state.settings.oidc;
+    let redirect = RedirectUrl::new(redirect_uri(state)).map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "the login callback URL is not valid",
+        )
+    })?;
+    Ok(CoreClient::from_provider_metadata(
+        provider.metadata.clone(),
+        ClientId::new(oidc.client_id.clone()),
+        oidc.client_secret
+            .as_ref()
+            .map(|s| ClientSecret::new(s.expose_secret().to_owned())),
+    )
+    .set_redirect_uri(redirect))
+}
+
+fn provider(state: &AppState) -> Result<std::sync::Arc<Provider>, ApiError> {
+    state.discovery.provider().ok_or_else(|| {
+        ApiError::unavailable("the identity provider has not been reached yet; try again shortly")
+            .with_header(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from_static("5"),
+            )
+    })
+}
+
+/// Begin a login: the IdP authorization URL to send the user to, and the login-state cookie.
+/// `script` adds Earthdata's `app_type=401`, so the IdP challenges with HTTP Basic.
+pub fn start(
+    state: &AppState,
+    return_to: &str,
+    script: bool,
+    now: DateTime<Utc>,
+) -> Result<(String, Cookie<'static>), ApiError> {
+    let provider = provider(state)?;
+    let client = oidc_client(state, &provider)?;
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let mut request = client
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .set_pkce_challenge(challenge);
+    for scope in state.settings.oidc.scopes.iter().filter(|s| *s != "openid") {
+        request = request.add_scope(Scope::new(scope.clone()));
+    }
+    if script {
+        request = request.add_extra_param("app_type", "401");
+    }
+    let (url, csrf, nonce) = request.url();
+    let login = LoginState {
+        state: csrf.secret().clone(),
+        nonce: nonce.secret().clone(),
+        pkce_verifier: verifier.secret().clone(),
+        return_to: return_to.to_owned(),
+        exp: now.timestamp() + LOGIN_STATE_TTL_SECONDS,
+    };
+    let cookie = state
+        .cookies
+        .login_cookie(&login, now)
+        .ok_or_else(|| ApiError::unavailable("could not start a login"))?;
+    Ok((url.to_string(), cookie))
+}
+
+fn invalid_request(description: &str) -> ApiError {
+    ApiError::bad_request("invalid_request", description.to_owned())
+}
+
+/// Text from the IdP shown to users: printable, short.
+fn sanitize(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    let (ha, hb) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    ha.iter()
+        .zip(hb.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+/// The payload of a JWT whose signature has already been verified.
+fn verified_payload(jwt: &str) -> Option<Map<String, Value>> {
+    let payload = jwt.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Finish a login at the callback: check the state, exchange the code (with the PKCE
+/// verifier), verify the ID token (signature, `iss`, `aud`, `exp`, `nonce`), and read the user
+/// id and groups (from userinfo when the ID token lacks them).
+pub async fn finish(
+    state: &AppState,
+    params: &CallbackParams,
+    login_cookie: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(SessionData, String), ApiError> {
+    if let Some(error) = &params.error {
+        let description = params
+            .error_description
+            .as_deref()
+            .map(|d| format!(": {}", sanitize(d)))
+            .unwrap_or_default();
+        return Err(ApiError::bad_request(
+            "login_failed",
+            format!(
+                "the identity provider answered {}{description}",
+                sanitize(error)
+            ),
+        ));
+    }
+    let (Some(code), Some(returned_state)) = (&params.code, &params.state) else {
+        return Err(invalid_request(
+            "the callback needs both `code` and `state`",
+        ));
+    };
+    let login = login_cookie
+        .and_then(|c| state.cookies.read_login(c, now))
+        .ok_or_else(|| {
+            invalid_request(
+                "no login is in progress in this browser (the login cookie is missing or expired); start again",
+            )
+        })?;
+    if !constant_time_eq(returned_state, &login.state) {
+        return Err(invalid_request(
+            "the `state` does not match the login in progress; start again",
+        ));
+    }
+    let provider = provider(state)?;
+    // RFC 9207: a response from another IdP than the one we sent the user to is refused.
+    if let Some(iss) = &params.iss {
+        if iss != provider.metadata.issuer().as_str() {
+            return Err(invalid_request("the response came from another issuer"));
+        }
+    }
+    let client = oidc_client(state, &provider)?;
+    let request = client
+        .exchange_code(AuthorizationCode::new(code.clone()))
+        .map_err(|_| ApiError::unavailable("the identity provider has no token endpoint"))?
+        .set_pkce_verifier(PkceCodeVerifier::new(login.pkce_verifier.clone()));
+    let tokens = request
+        .request_async(&state.idp_http)
+        .await
+        .map_err(|e| match e {
+            RequestTokenError::ServerResponse(r) => ApiError::bad_request(
+                "invalid_grant",
+                format!(
+                    "the identity provider refused the authorization code ({}); log in again",
+                    r.error()
+                ),
+            ),
+            other => {
+                tracing::warn!(error = %other, "token exchange with the IdP failed");
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "idp_unavailable",
+                    "the identity provider could not be reached to finish the login",
+                )
+            }
+        })?;
+    let id_token = tokens.id_token().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "invalid_id_token",
+            "the identity provider returned no ID token",
+        )
+    })?;
+    let clock = state.clock.clone();
+    let verifier = client.id_token_verifier().set_time_fn(move || clock.now());
+    let verified = id_token
+        .claims(&verifier, &Nonce::new(login.nonce.clone()))
+        .map_err(|e| {
+            tracing::warn!(error = %e, "ID token rejected");
+            ApiError::bad_request(
+                "invalid_id_token",
+                "the ID token did not verify; log in again",
+            )
+        })?;
+    let subject = verified.subject().as_str().to_owned();
+    let raw = serde_json::to_value(id_token)
+        .ok()
+        .and_then(|v| v.as_str().and_then(verified_payload))
+        .unwrap_or_default();
+
+    let oidc = &state.settings.oidc;
+    let mut user_id = claims::user_id(&raw, &oidc.user_id_claim);
+    let mut groups = claims::groups(&raw, &oidc.groups_claim);
+    if user_id.is_none() || groups.is_none() {
+        if let Some(info) = userinfo(state, &provider, tokens.access_token().secret()).await? {
+            if claims::user_id(&info, "sub").as_deref() == Some(subject.as_str()) {
+                user_id = user_id.or_else(|| claims::user_id(&info, &oidc.user_id_claim));
+                groups = groups.or_else(|| claims::groups(&info, &oidc.groups_claim));
+            } else {
+                tracing::warn!("userinfo answered for another subject; ignored");
+            }
+        }
+    }
+    let user_id = user_id.ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_id_token",
+            format!(
+                "the identity provider did not say who you are (no `{}` claim)",
+                oidc.user_id_claim
+            ),
+        )
+    })?;
+    let groups = claims::relevant_groups(&state.settings, &groups.unwrap_or_default());
+    let lifetime =
+        TimeDelta::from_std(state.settings.session.lifetime).unwrap_or(TimeDelta::hours(24));
+    let session = SessionData {
+        sub: user_id,
+        groups,
+        exp: (now + lifetime).timestamp(),
+    };
+    Ok((session, login.return_to))
+}
+
+async fn userinfo(
+    state: &AppState,
+    provider: &Provider,
+    access_token: &str,
+) -> Result<Option<Map<String, Value>>, ApiError> {
+    let Some(endpoint) = provider.metadata.userinfo_endpoint() else {
+        return Ok(None);
+    };
+    let unavailable = || {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "idp_unavailable",
+            "the identity provider's userinfo endpoint did not answer",
+        )
+    };
+    let res = state
+        .idp_http
+        .get(endpoint.url().clone())
+        .bearer_auth(access_token)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(|_| unavailable())?;
+    if !res.status().is_success() {
+        tracing::warn!(status = res.status().as_u16(), "userinfo request failed");
+        return Err(unavailable());
+    }
+    res.json().await.map(Some).map_err(|_| unavailable())
+}

@@ -1,0 +1,210 @@
+//! `Authorization: Bearer` tokens, verified against the real IdP's keys.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::json;
+
+use crate::helpers::{
+    components, free_port, idp_token, mint, spawn_app, spawn_app_against, start_idp, TestApp,
+};
+
+async fn ready_app() -> TestApp {
+    let app = spawn_app().await;
+    assert!(app.wait_ready(Duration::from_secs(15)).await);
+    app
+}
+
+async fn whoami(app: &TestApp, token: &str) -> reqwest::Response {
+    app.http
+        .get(app.url("/whoami"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn assert_invalid_token(app: &TestApp, token: &str, why: &str) {
+    let res = whoami(app, token).await;
+    assert_eq!(res.status(), 401, "{why}");
+    assert!(
+        res.headers().get("location").is_none(),
+        "{why}: never a redirect"
+    );
+    let challenge = res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.starts_with("Bearer") && challenge.contains("error=\"invalid_token\""),
+        "{why}: {challenge}"
+    );
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_token", "{why}");
+}
+
+#[tokio::test]
+async fn a_token_from_the_idp_token_api_is_accepted() {
+    let app = ready_app().await;
+    let token = idp_token(&app.issuer, "carol", "carol-pw").await;
+    let res = whoami(&app, &token).await;
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["user_id"], "carol");
+    assert_eq!(body["groups"], json!(["restricted", "science"]));
+    assert_eq!(body["authenticated_by"], "bearer");
+    // Second use comes from the verified-token cache and answers the same.
+    let again: serde_json::Value = whoami(&app, &token).await.json().await.unwrap();
+    assert_eq!(again, body);
+}
+
+#[tokio::test]
+async fn a_tampered_signature_is_rejected() {
+    let app = ready_app().await;
+    let token = idp_token(&app.issuer, "alice", "alice-pw").await;
+    let (rest, sig) = token.rsplit_once('.').unwrap();
+    let mut sig: Vec<char> = sig.chars().collect();
+    sig[10] = if sig[10] == 'A' { 'B' } else { 'A' };
+    let tampered = format!("{rest}.{}", sig.into_iter().collect::<String>());
+    assert_invalid_token(&app, &tampered, "tampered signature").await;
+
+    // Changing the payload (granting groups) breaks the signature as well.
+    let parts: Vec<&str> = token.split('.').collect();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut payload: serde_json::Value =
+        serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    payload["groups"] = json!(["restricted"]);
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64.encode(payload.to_string()),
+        parts[2]
+    );
+    assert_invalid_token(&app, &forged, "edited payload").await;
+}
+
+#[tokio::test]
+async fn alg_none_and_hmac_tokens_are_rejected() {
+    let app = ready_app().await;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let payload = json!({
+        "iss": app.issuer, "sub": "alice", "aud": "stsvend-local",
+        "exp": chrono::Utc::now().timestamp() + 3600, "groups": ["restricted"],
+    });
+    let none = format!(
+        "{}.{}.",
+        b64.encode(json!({"alg": "none", "typ": "JWT"}).to_string()),
+        b64.encode(payload.to_string())
+    );
+    assert_invalid_token(&app, &none, "alg none").await;
+    // HS256 "signed" with the public key: the classic algorithm-confusion attack.
+    let hs = format!(
+        "{}.{}.{}",
+        b64.encode(json!({"alg": "HS256", "typ": "JWT"}).to_string()),
+        b64.encode(payload.to_string()),
+        b64.encode([7u8; 32])
+    );
+    assert_invalid_token(&app, &hs, "HS256").await;
+}
+
+#[tokio::test]
+async fn expired_wrong_audience_wrong_issuer_and_unknown_kid_are_rejected() {
+    let app = ready_app().await;
+    let now = chrono::Utc::now().timestamp();
+    let expired = mint(
+        &app.issuer,
+        json!({"exp": now - 3600, "iat": now - 7200}),
+        json!({}),
+    )
+    .await;
+    assert_invalid_token(&app, &expired, "expired").await;
+    let aud = mint(&app.issuer, json!({"aud": "someone-else"}), json!({})).await;
+    assert_invalid_token(&app, &aud, "wrong aud").await;
+    let iss = mint(&app.issuer, json!({"iss": "http://127.0.0.1:1"}), json!({})).await;
+    assert_invalid_token(&app, &iss, "wrong iss").await;
+    let kid = mint(
+        &app.issuer,
+        json!({}),
+        json!({"kid": "not-a-published-key"}),
+    )
+    .await;
+    assert_invalid_token(&app, &kid, "unknown kid").await;
+    let nbf = mint(&app.issuer, json!({"nbf": now + 3600}), json!({})).await;
+    assert_invalid_token(&app, &nbf, "not yet valid").await;
+    let no_exp = mint(&app.issuer, json!({"exp": null}), json!({})).await;
+    assert_invalid_token(&app, &no_exp, "no exp").await;
+    // The control: the same minting with nothing wrong is accepted.
+    let good = mint(&app.issuer, json!({}), json!({})).await;
+    assert_eq!(whoami(&app, &good).await.status(), 200);
+}
+
+#[tokio::test]
+async fn leeway_is_at_most_sixty_seconds() {
+    let app = ready_app().await;
+    let now = chrono::Utc::now().timestamp();
+    let just_expired = mint(&app.issuer, json!({"exp": now - 30}), json!({})).await;
+    assert_eq!(
+        whoami(&app, &just_expired).await.status(),
+        200,
+        "within leeway"
+    );
+    let long_expired = mint(&app.issuer, json!({"exp": now - 120}), json!({})).await;
+    assert_invalid_token(&app, &long_expired, "beyond leeway").await;
+}
+
+#[tokio::test]
+async fn a_cached_token_still_expires_on_time() {
+    let app = ready_app().await;
+    let now = chrono::Utc::now().timestamp();
+    let token = mint(&app.issuer, json!({"exp": now + 600}), json!({})).await;
+    assert_eq!(whoami(&app, &token).await.status(), 200);
+    app.clock.advance(Duration::from_secs(600 + 61));
+    assert_invalid_token(&app, &token, "expired while cached").await;
+}
+
+#[tokio::test]
+async fn garbage_and_empty_tokens_are_401() {
+    let app = ready_app().await;
+    for token in ["abc", "a.b.c", "....", &"x".repeat(20_000)] {
+        assert_invalid_token(&app, token, token).await;
+    }
+    let res = app
+        .http
+        .get(app.url("/whoami"))
+        .header("authorization", "Bearer ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+}
+
+#[tokio::test]
+async fn a_flood_of_unknown_kids_refetches_the_jwks_at_most_once_per_interval() {
+    // A dedicated IdP so its log counts only this test's key fetches.
+    let port = free_port();
+    let idp = tokio::task::spawn_blocking(move || start_idp(port))
+        .await
+        .unwrap();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let app = spawn_app_against(&issuer, &components().moto_endpoint, |f| f).await;
+    assert!(app.wait_ready(Duration::from_secs(15)).await);
+    let before = jwks_fetches(&idp.log);
+    for i in 0..25 {
+        let forged = mint(&issuer, json!({}), json!({"kid": format!("forged-{i}")})).await;
+        assert_invalid_token(&app, &forged, "forged kid").await;
+    }
+    let refetches = jwks_fetches(&idp.log) - before;
+    assert!(
+        refetches <= 1,
+        "{refetches} JWKS fetches for 25 forged tokens"
+    );
+    assert!(refetches == 1, "an unknown kid should trigger one refresh");
+}
+
+fn jwks_fetches(log: &std::path::Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("\"msg\":\"jwks\""))
+        .count()
+}

@@ -1,0 +1,523 @@
+//! Browser and script login against the real IdP.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::helpers::{
+    browser_login, follow, jar_client, spawn_app, TestApp, BROWSER_ACCEPT, BROWSER_UA, SCRIPT_UA,
+};
+
+fn query(url: &str) -> HashMap<String, String> {
+    reqwest::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn set_cookies(res: &reqwest::Response) -> Vec<String> {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn ready_app() -> TestApp {
+    let app = spawn_app().await;
+    assert!(app.wait_ready(Duration::from_secs(15)).await);
+    app
+}
+
+#[tokio::test]
+async fn a_browser_is_redirected_to_the_idp_with_pkce_state_nonce_and_scopes() {
+    let app = ready_app().await;
+    let res = app
+        .http
+        .get(app.url("/whoami"))
+        .header("user-agent", BROWSER_UA)
+        .header("accept", BROWSER_ACCEPT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with(&format!("{}/oauth/authorize?", app.issuer)),
+        "{location}"
+    );
+    let q = query(&location);
+    assert_eq!(q["response_type"], "code");
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert!(q["code_challenge"].len() >= 43);
+    assert!(q["state"].len() >= 16 && q["nonce"].len() >= 16);
+    assert_eq!(q["redirect_uri"], app.url("/login"));
+    let scopes: Vec<&str> = q["scope"].split(' ').collect();
+    assert!(
+        scopes.contains(&"openid") && scopes.contains(&"groups"),
+        "{scopes:?}"
+    );
+    assert!(
+        !q.contains_key("app_type"),
+        "browsers get the login form, not a Basic challenge"
+    );
+
+    let cookies = set_cookies(&res);
+    let login = cookies
+        .iter()
+        .find(|c| c.starts_with("stsvend_session_login="))
+        .expect("login-state cookie");
+    assert!(
+        login.contains("HttpOnly") && login.contains("SameSite=Lax"),
+        "{login}"
+    );
+    assert!(
+        login.contains("Path=/login") && login.contains("Max-Age=600"),
+        "{login}"
+    );
+    assert!(!login.contains(&q["state"]), "login state is encrypted");
+    assert_eq!(res.headers()["cache-control"], "no-store");
+}
+
+#[tokio::test]
+async fn browser_login_through_the_idp_form_ends_on_whoami_with_user_and_groups() {
+    let app = ready_app().await;
+    let client = jar_client(BROWSER_UA);
+    let (hops, res) = browser_login(&app, &client, "/whoami", "carol", "carol-pw").await;
+    assert_eq!(res.status(), 200, "{hops:#?}");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["user_id"], "carol");
+    assert_eq!(body["groups"], serde_json::json!(["restricted", "science"]));
+    assert_eq!(body["authenticated_by"], "session");
+    assert!(body["expires_at"].as_str().is_some());
+
+    // The callback set the session cookie with the right attributes and went back to /whoami.
+    let callback = hops
+        .iter()
+        .find(|h| h.url.starts_with(&app.url("/login?")))
+        .unwrap();
+    assert_eq!(callback.status, 302);
+    assert_eq!(
+        callback.location.as_deref(),
+        Some(app.url("/whoami").as_str())
+    );
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_httponly_samesite_lax_and_encrypted() {
+    let app = ready_app().await;
+    let client = jar_client(BROWSER_UA);
+    let (mut hops, _) = follow(&client, &app.url("/whoami"), &app.issuer, None).await;
+    let form = hops.pop().unwrap().url;
+    let res = client
+        .post(format!("{form}/login"))
+        .form(&[("username", "alice"), ("password", "alice-pw")])
+        .send()
+        .await
+        .unwrap();
+    let resume = reqwest::Url::parse(&form)
+        .unwrap()
+        .join(res.headers()["location"].to_str().unwrap())
+        .unwrap();
+    // Walk to the callback by hand to see its Set-Cookie headers.
+    let mut url = resume.to_string();
+    loop {
+        let res = client.get(&url).send().await.unwrap();
+        if url.starts_with(&app.url("/login?")) {
+            let cookies = set_cookies(&res);
+            let session = cookies
+                .iter()
+                .find(|c| c.starts_with("stsvend_session="))
+                .expect("session cookie");
+            assert!(session.contains("HttpOnly"), "{session}");
+            assert!(session.contains("SameSite=Lax"), "{session}");
+            assert!(session.contains("Path=/"), "{session}");
+            assert!(
+                !session.contains("alice"),
+                "session content is encrypted: {session}"
+            );
+            // secure = false in the loopback test config; the attribute follows it.
+            assert!(!session.contains("Secure"), "{session}");
+            let cleared = cookies
+                .iter()
+                .find(|c| c.starts_with("stsvend_session_login="))
+                .expect("login cookie cleared");
+            assert!(cleared.contains("Max-Age=0"), "{cleared}");
+            break;
+        }
+        url = reqwest::Url::parse(&url)
+            .unwrap()
+            .join(res.headers()["location"].to_str().unwrap())
+            .unwrap()
+            .to_string();
+    }
+}
+
+#[tokio::test]
+async fn scripts_get_app_type_401_and_the_netrc_basic_chain_completes() {
+    let app = ready_app().await;
+    let res = app
+        .http
+        .get(app.url("/whoami"))
+        .header("user-agent", SCRIPT_UA)
+        .header("accept", "*/*")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+    let q = query(res.headers()["location"].to_str().unwrap());
+    assert_eq!(q.get("app_type").map(String::as_str), Some("401"));
+
+    let client = jar_client(SCRIPT_UA);
+    let (hops, res) = follow(
+        &client,
+        &app.url("/whoami"),
+        &app.issuer,
+        Some(("alice", "alice-pw")),
+    )
+    .await;
+    assert_eq!(res.status(), 200, "{hops:#?}");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["user_id"], "alice");
+    assert_eq!(body["groups"], serde_json::json!(["science"]));
+}
+
+#[tokio::test]
+async fn without_credentials_the_idp_answers_a_script_with_a_basic_challenge() {
+    let app = ready_app().await;
+    let client = jar_client(SCRIPT_UA);
+    let (hops, res) = follow(&client, &app.url("/whoami"), &app.issuer, None).await;
+    assert_eq!(res.status(), 401, "{hops:#?}");
+    assert!(res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Basic"));
+}
+
+#[tokio::test]
+async fn curl_with_a_netrc_file_and_a_cookie_jar_ends_on_json() {
+    let app = ready_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let netrc = dir.path().join("netrc");
+    // One entry for the host: curl sends it to stsvend too, which must treat Basic as
+    // "no credentials" rather than answering 401.
+    std::fs::write(&netrc, "machine 127.0.0.1 login carol password carol-pw\n").unwrap();
+    let jar = dir.path().join("jar");
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "-L", "--max-redirs", "10", "--netrc-file"])
+        .arg(&netrc)
+        .arg("-c")
+        .arg(&jar)
+        .arg("-b")
+        .arg(&jar)
+        .arg(app.url("/whoami"))
+        .output()
+        .await
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(body["user_id"], "carol");
+}
+
+#[tokio::test]
+async fn an_api_client_asking_for_json_gets_401_not_a_redirect() {
+    let app = ready_app().await;
+    let res = app
+        .http
+        .get(app.url("/whoami"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert!(res.headers().get("location").is_none());
+    assert!(res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer"));
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "login_required");
+}
+
+#[tokio::test]
+async fn a_basic_header_is_treated_as_no_credentials() {
+    let app = ready_app().await;
+    let res = app
+        .http
+        .get(app.url("/whoami"))
+        .basic_auth("alice", Some("alice-pw"))
+        .header("user-agent", SCRIPT_UA)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        302,
+        "a .netrc Basic header must not be answered with 401"
+    );
+}
+
+/// Start a login and return (the IdP's callback URL with code and state, the login cookie).
+async fn login_until_callback(app: &TestApp, user: &str, password: &str) -> (String, String) {
+    let client = jar_client(SCRIPT_UA);
+    let start = client.get(app.url("/whoami")).send().await.unwrap();
+    let login_cookie = set_cookies(&start)
+        .into_iter()
+        .find(|c| c.starts_with("stsvend_session_login="))
+        .unwrap();
+    let login_cookie = login_cookie.split(';').next().unwrap().to_owned();
+    let mut url = reqwest::Url::parse(start.headers()["location"].to_str().unwrap()).unwrap();
+    loop {
+        let res = client
+            .get(url.clone())
+            .basic_auth(user, Some(password))
+            .send()
+            .await
+            .unwrap();
+        let next = url
+            .join(res.headers()["location"].to_str().unwrap())
+            .unwrap();
+        if next.as_str().starts_with(&app.url("/login?")) {
+            return (next.to_string(), login_cookie);
+        }
+        url = next;
+    }
+}
+
+fn sets_a_session(res: &reqwest::Response) -> bool {
+    set_cookies(res)
+        .iter()
+        .any(|c| c.starts_with("stsvend_session=") && !c.contains("Max-Age=0"))
+}
+
+#[tokio::test]
+async fn a_wrong_state_is_400_and_sets_nothing() {
+    let app = ready_app().await;
+    let (callback, login_cookie) = login_until_callback(&app, "alice", "alice-pw").await;
+    let mut url = reqwest::Url::parse(&callback).unwrap();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "state" {
+                "forged".to_owned()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(pairs);
+    let res = app
+        .http
+        .get(url)
+        .header("cookie", &login_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(!sets_a_session(&res));
+    assert!(
+        set_cookies(&res).is_empty(),
+        "nothing is set on a failed callback"
+    );
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request");
+}
+
+#[tokio::test]
+async fn a_replayed_code_is_400_and_sets_nothing() {
+    let app = ready_app().await;
+    let (callback, login_cookie) = login_until_callback(&app, "alice", "alice-pw").await;
+    let first = app
+        .http
+        .get(&callback)
+        .header("cookie", &login_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 302);
+    assert!(sets_a_session(&first));
+    let replay = app
+        .http
+        .get(&callback)
+        .header("cookie", &login_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), 400);
+    assert!(set_cookies(&replay).is_empty());
+    let body: serde_json::Value = replay.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_grant");
+}
+
+#[tokio::test]
+async fn a_callback_without_the_login_cookie_is_400_and_sets_nothing() {
+    let app = ready_app().await;
+    let (callback, _) = login_until_callback(&app, "alice", "alice-pw").await;
+    let res = app.http.get(&callback).send().await.unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(set_cookies(&res).is_empty());
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert!(body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("login cookie"));
+}
+
+#[tokio::test]
+async fn an_idp_error_at_the_callback_is_reported_not_hidden() {
+    let app = ready_app().await;
+    let res = app
+        .get("/login?error=access_denied&error_description=User%20said%20no&state=x")
+        .await;
+    assert_eq!(res.status(), 400);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "login_failed");
+    assert!(body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("access_denied"));
+}
+
+async fn logged_in_cookie(app: &TestApp) -> String {
+    let (callback, login_cookie) = login_until_callback(app, "alice", "alice-pw").await;
+    let res = app
+        .http
+        .get(&callback)
+        .header("cookie", &login_cookie)
+        .send()
+        .await
+        .unwrap();
+    let cookie = set_cookies(&res)
+        .into_iter()
+        .find(|c| c.starts_with("stsvend_session=") && !c.contains("Max-Age=0"))
+        .unwrap();
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+async fn whoami_with_cookie(app: &TestApp, cookie: &str) -> reqwest::Response {
+    app.http
+        .get(app.url("/whoami"))
+        .header("cookie", cookie)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_tampered_session_cookie_is_treated_as_anonymous() {
+    let app = ready_app().await;
+    let cookie = logged_in_cookie(&app).await;
+    assert_eq!(whoami_with_cookie(&app, &cookie).await.status(), 200);
+    let (name, value) = cookie.split_once('=').unwrap();
+    let mut chars: Vec<char> = value.chars().collect();
+    let i = chars.len() / 2;
+    chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
+    let tampered = format!("{name}={}", chars.into_iter().collect::<String>());
+    let res = whoami_with_cookie(&app, &tampered).await;
+    assert_eq!(res.status(), 401);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "login_required");
+}
+
+#[tokio::test]
+async fn a_session_expires_with_the_configured_lifetime() {
+    let app = ready_app().await;
+    let cookie = logged_in_cookie(&app).await;
+    assert_eq!(whoami_with_cookie(&app, &cookie).await.status(), 200);
+    app.clock.advance(Duration::from_secs(24 * 3600 + 1));
+    assert_eq!(whoami_with_cookie(&app, &cookie).await.status(), 401);
+}
+
+#[tokio::test]
+async fn logout_clears_the_cookie_and_ends_the_idp_session() {
+    let app = ready_app().await;
+    let cookie = logged_in_cookie(&app).await;
+    let res = app
+        .http
+        .get(app.url("/logout"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+    let location = res.headers()["location"].to_str().unwrap();
+    assert!(
+        location.starts_with(&format!("{}/oauth/logout?", app.issuer)),
+        "{location}"
+    );
+    let cleared = set_cookies(&res)
+        .into_iter()
+        .find(|c| c.starts_with("stsvend_session="))
+        .unwrap();
+    assert!(
+        cleared.starts_with("stsvend_session=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+}
+
+#[tokio::test]
+async fn open_redirect_attempts_never_leave_the_site() {
+    let app = ready_app().await;
+    for attempt in [
+        "//evil.example",
+        "https://evil.example",
+        "/\\evil.example",
+        "%2F%2Fevil.example",
+        "/%2F/evil.example",
+        "/%5Cevil.example",
+    ] {
+        let encoded: String = url::form_urlencoded::byte_serialize(attempt.as_bytes()).collect();
+        let res = app.get(&format!("/login?return_to={encoded}")).await;
+        assert_eq!(res.status(), 400, "{attempt}");
+        assert!(res.headers().get("location").is_none(), "{attempt}");
+    }
+    // A legitimate return path goes through the whole login and back to this site only.
+    let client = jar_client(SCRIPT_UA);
+    let (hops, res) = follow(
+        &client,
+        &app.url("/login?return_to=%2Fwhoami"),
+        &app.issuer,
+        Some(("alice", "alice-pw")),
+    )
+    .await;
+    assert_eq!(res.status(), 200, "{hops:#?}");
+    let last_redirect = hops.iter().rev().find_map(|h| h.location.clone()).unwrap();
+    assert_eq!(last_redirect, app.url("/whoami"));
+    // A path that looks like a host is still just a path on this site.
+    let res = app
+        .http
+        .get(format!("{}//evil.example/", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().get("location").is_none());
+}
+
+#[tokio::test]
+async fn errors_are_html_for_browsers_and_json_for_everyone_else() {
+    let app = ready_app().await;
+    let res = app
+        .http
+        .get(app.url("/login?code=x"))
+        .header("accept", BROWSER_ACCEPT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let page = res.text().await.unwrap();
+    assert!(page.contains("invalid_request") && page.contains("<!doctype html>"));
+
+    let res = app.get("/login?code=x").await;
+    assert_eq!(res.headers()["content-type"], "application/json");
+}

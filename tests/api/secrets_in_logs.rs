@@ -1,0 +1,75 @@
+//! No token, cookie, code or secret ever reaches the logs.
+
+use std::time::Duration;
+
+use crate::helpers::{
+    browser_login, captured_logs, idp_token, spawn_app, BROWSER_UA, CLIENT_SECRET, COOKIE_KEY_B64,
+};
+
+#[tokio::test]
+async fn no_token_cookie_code_or_secret_appears_in_the_logs() {
+    let app = spawn_app().await;
+    assert!(app.wait_ready(Duration::from_secs(15)).await);
+
+    // A bearer request, a rejected bearer request, and a full browser login.
+    let token = idp_token(&app.issuer, "alice", "alice-pw").await;
+    let ok = app
+        .http
+        .get(app.url("/whoami"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let bad_token = format!("{token}x");
+    let bad = app
+        .http
+        .get(app.url("/whoami"))
+        .bearer_auth(&bad_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 401);
+
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let client = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(BROWSER_UA)
+        .build()
+        .unwrap();
+    let (hops, res) = browser_login(&app, &client, "/whoami", "carol", "carol-pw").await;
+    assert_eq!(res.status(), 200);
+    let callback = hops
+        .iter()
+        .find(|h| h.url.contains("/login?code="))
+        .unwrap();
+    let code = reqwest::Url::parse(&callback.url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let cookie_header = reqwest::cookie::CookieStore::cookies(&*jar, &app.address.parse().unwrap());
+
+    let logs = captured_logs();
+    assert!(
+        logs.contains("\"msg\":\"login\"") || logs.contains("login"),
+        "logs were captured"
+    );
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(!logs.contains(signature), "bearer token leaked");
+    assert!(!logs.contains(&code), "authorization code leaked");
+    assert!(!logs.contains(CLIENT_SECRET), "client secret leaked");
+    assert!(!logs.contains(COOKIE_KEY_B64), "cookie key leaked");
+    let cookies = cookie_header.expect("the browser holds cookies");
+    assert!(cookies.to_str().unwrap().contains("stsvend_session="));
+    {
+        for pair in cookies.to_str().unwrap().split("; ") {
+            let value = pair.split_once('=').map(|(_, v)| v).unwrap_or("");
+            if value.len() > 16 {
+                assert!(!logs.contains(value), "a cookie value leaked: {pair}");
+            }
+        }
+    }
+}
