@@ -76,7 +76,12 @@ fn invalid_token(err: &TokenError) -> ApiError {
 
 /// The token of an `Authorization: Bearer` header (possibly empty, which is then rejected).
 fn bearer_token(req: &HttpRequest) -> Option<&str> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .trim();
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
