@@ -199,7 +199,13 @@ pub fn figment(path: Option<&Path>) -> Result<Figment, ConfigError> {
         }
         figment = figment.merge(Toml::file_exact(path));
     }
-    Ok(figment.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["config"])))
+    // Only STSVEND_<SECTION>__<KEY> are settings; other STSVEND_* variables (STSVEND_CONFIG,
+    // tooling's own) are not configuration and must not trip the unknown-key check.
+    Ok(figment.merge(
+        Env::prefixed(ENV_PREFIX)
+            .filter(|key| key.as_str().contains("__"))
+            .split("__"),
+    ))
 }
 
 /// Load and validate from the default layers: defaults, `path`, environment.

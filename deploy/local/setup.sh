@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # Install what the local stack and the test suite need, once: the IdP's npm packages and a
-# Python venv with moto. Idempotent and quick when nothing changed; safe on a fresh machine
-# (uses apt-get only for what is missing and only when running as root).
+# Python venv with moto; with --with-browser also Debian's chromium and the browser tests'
+# npm packages. Idempotent and quick when nothing changed; safe on a fresh machine (uses
+# apt-get only for what is missing and only when running as root).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+with_browser=0
+for arg in "$@"; do
+  case "$arg" in
+    --with-browser) with_browser=1 ;;
+    *) echo "usage: setup.sh [--with-browser]" >&2; exit 2 ;;
+  esac
+done
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -29,14 +38,17 @@ fi
 node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=12)?0:1)' \
   || { log "Node.js >= 20.12 is required (found $(node --version))"; exit 1; }
 
-idp="$here/idp"
-stamp="$idp/node_modules/.stsvend-stamp"
-want="$(digest "$idp/package-lock.json")"
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  log "npm ci (deploy/local/idp)"
-  (cd "$idp" && npm ci --no-audit --no-fund --loglevel=error >&2)
-  echo "$want" > "$stamp"
-fi
+# npm ci in a folder unless its lock file is what was installed last time.
+npm_ci() {
+  local dir="$1" stamp="$1/node_modules/.stsvend-stamp" want
+  want="$(digest "$dir/package-lock.json")"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "npm ci (${dir#"$root"/})"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    echo "$want" > "$stamp"
+  fi
+}
+npm_ci "$here/idp"
 
 # --- Python venv with moto --------------------------------------------------------------------
 venv="$here/.venv"
@@ -55,4 +67,9 @@ fi
 
 # --- curl (used by the scripts to wait for services) ------------------------------------------
 command -v curl >/dev/null || apt_install curl ca-certificates
+# --- Browser tests: Debian's chromium driven by playwright-core ------------------------------
+if [ "$with_browser" = 1 ]; then
+  command -v chromium >/dev/null || apt_install chromium
+  npm_ci "$root/tests/browser"
+fi
 log "ready"

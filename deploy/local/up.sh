@@ -79,7 +79,9 @@ cat <<MSG
     curl -s $APP_URL/readyz
     TOKEN=\$(curl -s -u alice:alice-pw -X POST $ISSUER/api/users/find_or_create_token \\
       | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-    echo "\$TOKEN"    # a signed JWT bearer token for alice
+    curl -s -H "Authorization: Bearer \$TOKEN" $APP_URL/whoami
+
+  In a browser: $APP_URL/whoami (log in at the IdP's form, come back to JSON)
 
   Logs: stsvend below; IdP and moto in $run/
 

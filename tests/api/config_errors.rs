@@ -251,3 +251,20 @@ fn a_missing_config_file_is_one_clear_line() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("/nonexistent/stsvend.toml"), "{stderr}");
 }
+
+#[test]
+fn stsvend_variables_that_are_not_settings_are_ignored() {
+    // STSVEND_CONFIG names the file; STSVEND_BIN and friends belong to tooling.
+    let out = stsvend(
+        &["check-config"],
+        &[
+            ("STSVEND_CONFIG", "config/local.toml"),
+            ("STSVEND_BIN", "/usr/local/bin/stsvend"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

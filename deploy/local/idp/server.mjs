@@ -326,6 +326,10 @@ async function mint(ctx) {
 
 provider.use(async (ctx, next) => {
   if (ctx.path === '/oauth/jwks') log('jwks');
+  if (ctx.path === '/favicon.ico') {
+    ctx.status = 204;
+    return;
+  }
   if (env.IDP_TEST_MINT === '1' && ctx.method === 'POST' && ctx.path === '/test/mint') {
     await mint(ctx);
     return;
@@ -363,4 +367,11 @@ if (parent > 0) {
 const server = provider.listen(PORT, HOST, () => {
   log('listening', { issuer: ISSUER, port: server.address().port, client_id: CLIENT_ID });
 });
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => server.close(() => process.exit(0)));
+// Keep-alive connections would hold server.close() open indefinitely: drop them.
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    server.close(() => process.exit(0));
+    server.closeAllConnections();
+    setTimeout(() => process.exit(0), 1000).unref();
+  });
+}

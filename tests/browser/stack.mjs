@@ -1,0 +1,99 @@
+// Starts the real components for browser tests: the demo IdP and a stsvend process (the
+// binary cargo built) on free loopback ports. Everything is stopped by `stop()` and, should
+// the test process die, by the components' own parent-process watch.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { existsSync, mkdtempSync, createWriteStream } from 'node:fs';
+import { tmpdir } from 'node:os';
+
+export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export async function freePort() {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address();
+  server.close();
+  return port;
+}
+
+function start(name, cmd, args, env, logDir) {
+  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const log = createWriteStream(join(logDir, `${name}.log`));
+  child.stdout.pipe(log);
+  child.stderr.pipe(log);
+  return child;
+}
+
+async function waitFor(url, what, timeoutMs = 30000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(url);
+      if (res.status === 200) return;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what} did not come up at ${url}`);
+}
+
+export async function startStack() {
+  const logDir = mkdtempSync(join(tmpdir(), 'stsvend-browser-'));
+  const idpPort = await freePort();
+  const appPort = await freePort();
+  const issuer = `http://127.0.0.1:${idpPort}`;
+  const app = `http://127.0.0.1:${appPort}`;
+  const bin = process.env.STSVEND_BIN
+    ?? join(process.env.CARGO_TARGET_DIR ?? join(root, 'target'), 'debug', 'stsvend');
+  if (!existsSync(bin)) throw new Error(`no stsvend binary at ${bin}: build it, or set STSVEND_BIN`);
+  const children = [];
+  const stop = async () => {
+    const exits = children.map((c) => (c.exitCode === null ? once(c, 'exit') : null));
+    for (const child of children) child.kill('SIGTERM');
+    const force = setTimeout(() => children.forEach((c) => c.kill('SIGKILL')), 5000);
+    await Promise.all(exits);
+    clearTimeout(force);
+  };
+  try {
+    await startAll();
+  } catch (err) {
+    await stop();
+    throw new Error(`${err.message} (logs in ${logDir})`);
+  }
+  return { app, issuer, logDir, stop };
+
+  async function startAll() {
+    children.push(start('idp', 'node', [join(root, 'deploy/local/idp/server.mjs')], {
+      IDP_PORT: String(idpPort),
+      IDP_PARENT_PID: String(process.pid),
+    }, logDir));
+    await waitFor(`${issuer}/.well-known/openid-configuration`, 'the IdP');
+    children.push(start('stsvend', bin, ['serve', '--config', join(root, 'config/local.toml')], {
+      STSVEND_SERVER__BIND: `127.0.0.1:${appPort}`,
+      STSVEND_SERVER__PUBLIC_URL: app,
+      STSVEND_SERVER__LOG_FORMAT: 'json',
+      STSVEND_OIDC__ISSUER: issuer,
+      // No STS call happens in these tests; the endpoint only has to be well-formed.
+      STSVEND_STS__ENDPOINT_URL: 'http://127.0.0.1:9',
+      AWS_ACCESS_KEY_ID: 'testing',
+      AWS_SECRET_ACCESS_KEY: 'testing',
+    }, logDir));
+    await waitFor(`${app}/readyz`, 'stsvend');
+  }
+}
+
+export const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
