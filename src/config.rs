@@ -62,6 +62,7 @@ pub struct RawSettings {
     pub sts: RawSts,
     #[serde(default)]
     pub buckets: Vec<RawBucket>,
+    pub policy: RawPolicy,
     pub cache: RawCache,
     pub cors: RawCors,
 }
@@ -131,6 +132,13 @@ pub struct RawBucket {
     pub prefixes: Vec<String>,
     #[serde(default)]
     pub groups: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub source_vpce: Vec<String>,
+    pub source_vpc: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -299,8 +307,16 @@ pub struct Settings {
     pub session: SessionSettings,
     pub sts: StsSettings,
     pub buckets: Vec<Bucket>,
+    pub policy: PolicySettings,
     pub cache: CacheSettings,
     pub cors: CorsSettings,
+}
+
+/// Extra conditions every session-policy statement carries.
+#[derive(Debug, Clone, Default)]
+pub struct PolicySettings {
+    pub source_vpce: Vec<String>,
+    pub source_vpc: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -595,16 +611,57 @@ impl Settings {
         let session = Self::validate_session(&raw.session, &server.public_url)?;
         let sts = Self::validate_sts(&raw.sts)?;
         let buckets = Self::validate_buckets(&raw.buckets)?;
+        let policy = Self::validate_policy(&raw.policy)?;
         let cache = Self::validate_cache(&raw.cache)?;
         let cors = Self::validate_cors(&raw.cors)?;
-        Ok(Self {
+        let settings = Self {
             server,
             oidc,
             session,
             sts,
             buckets,
+            policy,
             cache,
             cors,
+        };
+        if let Some(largest) = crate::vend::policy::worst_case(&settings) {
+            let max = crate::vend::policy::MAX_POLICY_CHARS;
+            if largest.json.len() > max {
+                return Err(ConfigError::key(
+                    "buckets",
+                    format!(
+                        "the largest session policy (a user allowed all {} in-region buckets) is {} characters, {} over AWS's limit of {max}; merge prefixes or split the buckets across deployments",
+                        largest.buckets.len(),
+                        largest.json.len(),
+                        largest.json.len() - max
+                    ),
+                ));
+            }
+        }
+        Ok(settings)
+    }
+
+    fn validate_policy(raw: &RawPolicy) -> Result<PolicySettings, ConfigError> {
+        let id_ok = |s: &str, prefix: &str| {
+            s.strip_prefix(prefix).is_some_and(|rest| {
+                !rest.is_empty() && rest.len() <= 32 && rest.bytes().all(|b| b.is_ascii_hexdigit())
+            })
+        };
+        if let Some(bad) = raw.source_vpce.iter().find(|v| !id_ok(v, "vpce-")) {
+            return Err(ConfigError::key(
+                "policy.source_vpce",
+                format!("{bad:?} is not a VPC endpoint id like \"vpce-1a2b3c4d\""),
+            ));
+        }
+        if let Some(bad) = raw.source_vpc.iter().find(|v| !id_ok(v, "vpc-")) {
+            return Err(ConfigError::key(
+                "policy.source_vpc",
+                format!("{bad:?} is not a VPC id like \"vpc-1a2b3c4d\""),
+            ));
+        }
+        Ok(PolicySettings {
+            source_vpce: raw.source_vpce.clone(),
+            source_vpc: raw.source_vpc.clone(),
         })
     }
 

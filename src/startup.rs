@@ -17,6 +17,8 @@ use crate::config::Settings;
 use crate::error::ApiError;
 use crate::routes;
 use crate::telemetry::request_id_middleware;
+use crate::vend::cache::Vendor;
+use crate::vend::sts::{AwsSts, StsApi};
 
 /// Shared, read-only state handed to every handler.
 pub struct AppState {
@@ -26,7 +28,18 @@ pub struct AppState {
     pub idp_http: reqwest::Client,
     pub cookies: CookieCodec,
     pub bearer: BearerVerifier,
-    pub sts: Option<aws_sdk_sts::Client>,
+    pub vendor: Vendor,
+}
+
+/// What tests and embedders may replace; everything else comes from the settings.
+#[derive(Default)]
+pub struct Dependencies {
+    /// Defaults to the system clock.
+    pub clock: Option<Arc<dyn Clock>>,
+    /// Defaults to the AWS SDK client built from `[sts]` and the default credential chain.
+    pub sts: Option<Arc<dyn StsApi>>,
+    /// The service's own AWS credentials, instead of the default chain (tests use moto's).
+    pub aws_credentials: Option<aws_sdk_sts::config::Credentials>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,15 +78,16 @@ impl Application {
         settings: Settings,
         listener: TcpListener,
     ) -> Result<Self, StartupError> {
-        Self::build_with(settings, listener, Arc::new(SystemClock)).await
+        Self::build_with(settings, listener, Dependencies::default()).await
     }
 
-    /// Build with an injected clock (tests move time forward with a `ManualClock`).
+    /// Build with injected dependencies (tests move time with a `ManualClock`).
     pub async fn build_with(
         settings: Settings,
         listener: TcpListener,
-        clock: Arc<dyn Clock>,
+        deps: Dependencies,
     ) -> Result<Self, StartupError> {
+        let clock = deps.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let addr = settings.server.bind;
         let port = listener
             .local_addr()
@@ -91,7 +105,17 @@ impl Application {
             .map_err(StartupError::CookieKey)?;
         let bearer =
             BearerVerifier::new(settings.oidc.clone(), settings.cache.max_entries.max(1000));
-        let sts = crate::vend::sts::build_client(&settings.sts).await;
+        let sts: Arc<dyn StsApi> = match deps.sts {
+            Some(sts) => sts,
+            None => Arc::new(AwsSts::from_settings(&settings.sts, deps.aws_credentials).await),
+        };
+        let vendor = Vendor::new(sts, &settings);
+        if crate::vend::policy::worst_case(&settings).is_none() {
+            tracing::warn!(
+                region = %settings.sts.region,
+                "no configured bucket is in sts.region: every credential request will be refused"
+            );
+        }
 
         let workers = settings.server.workers;
         let shutdown = settings.server.shutdown_timeout.as_secs();
@@ -103,7 +127,7 @@ impl Application {
             idp_http,
             cookies,
             bearer,
-            sts: Some(sts),
+            vendor,
         });
         let mut server = HttpServer::new(move || {
             App::new()

@@ -79,9 +79,13 @@ cat <<MSG
     curl -s $APP_URL/readyz
     TOKEN=\$(curl -s -u alice:alice-pw -X POST $ISSUER/api/users/find_or_create_token \\
       | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-    curl -s -H "Authorization: Bearer \$TOKEN" $APP_URL/whoami
+    curl -s -H "Authorization: Bearer \$TOKEN" $APP_URL/s3credentials
 
-  In a browser: $APP_URL/whoami (log in at the IdP's form, come back to JSON)
+  With a .netrc instead (the Earthdata redirect chain):
+    printf 'machine 127.0.0.1 login alice password alice-pw\\n' > /tmp/stsvend-netrc
+    curl -s -n --netrc-file /tmp/stsvend-netrc -L -c /tmp/stsvend-jar -b /tmp/stsvend-jar $APP_URL/s3credentials
+
+  In a browser: $APP_URL/s3credentials (log in at the IdP's form, come back to JSON)
 
   Logs: stsvend below; IdP and moto in $run/
 

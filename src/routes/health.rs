@@ -25,9 +25,6 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
             state.settings.oidc.issuer
         ));
     }
-    if state.sts.is_none() {
-        missing.push("STS client is not configured".to_owned());
-    }
     if missing.is_empty() {
         Ok(HttpResponse::Ok()
             .insert_header(("cache-control", "no-store"))

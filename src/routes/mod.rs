@@ -1,6 +1,7 @@
 //! Thin handlers; the logic they call lives in `auth` and `vend`.
 
 pub mod auth;
+pub mod credentials;
 pub mod health;
 
 use actix_web::web;
@@ -11,6 +12,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, callback_path: &str) {
     cfg.route(callback_path, web::get().to(auth::callback))
         .route("/logout", web::get().to(auth::logout))
         .route("/whoami", web::get().to(auth::whoami))
+        .route("/s3credentials", web::get().to(credentials::s3credentials))
         .route("/favicon.ico", web::get().to(favicon))
         .route("/healthz", web::get().to(health::healthz))
         .route("/healthz", web::head().to(health::healthz))

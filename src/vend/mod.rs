@@ -1,3 +1,8 @@
-//! Vending credentials: the STS client (policy building, caching and formats build on it).
+//! Vending credentials: the session policy, STS behind a trait, session names, the per-user
+//! cache, and the output formats clients read.
 
+pub mod cache;
+pub mod format;
+pub mod policy;
+pub mod session_name;
 pub mod sts;

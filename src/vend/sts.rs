@@ -1,22 +1,213 @@
-//! The STS client, built from the `aws-config` default credential chain (env, profile, web
-//! identity, ECS, IMDS) with the configured region, optional endpoint and timeouts.
+//! STS behind a trait, so the vending logic is tested with fakes and runs against AWS, moto,
+//! MinIO or Ceph RGW unchanged. The real client comes from the `aws-config` default chain
+//! (env, profile, web identity, ECS, IMDS) with the configured region, endpoint and timeouts.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
+use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sts::types::Tag;
+use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::StsSettings;
 
-pub async fn build_client(settings: &StsSettings) -> aws_sdk_sts::Client {
-    let timeouts = TimeoutConfig::builder()
-        .connect_timeout(settings.connect_timeout)
-        .operation_timeout(settings.timeout)
-        .build();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(settings.region.clone()))
-        .timeout_config(timeouts);
-    if let Some(endpoint) = &settings.endpoint_url {
-        loader = loader.endpoint_url(endpoint.as_str().trim_end_matches('/'));
+/// One AssumeRole call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssumeRoleRequest {
+    pub role_arn: String,
+    pub role_session_name: String,
+    pub source_identity: Option<String>,
+    pub policy: String,
+    pub duration_seconds: u32,
+    pub tags: Vec<(String, String)>,
+}
+
+/// Temporary credentials. `Debug` never shows the secret or the token.
+#[derive(Clone)]
+pub struct StsCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
+    pub session_token: SecretString,
+    pub expiration: DateTime<Utc>,
+    /// Percentage of the packed policy/tags budget used (AWS reports it; over 100 fails).
+    pub packed_policy_size: Option<i32>,
+}
+
+impl fmt::Debug for StsCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StsCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field("session_token", &"<redacted>")
+            .field("expiration", &self.expiration)
+            .field("packed_policy_size", &self.packed_policy_size)
+            .finish()
     }
-    let shared = loader.load().await;
-    aws_sdk_sts::Client::new(&shared)
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StsError {
+    /// Throttled after the SDK's retries.
+    #[error("STS is throttling requests")]
+    Throttled,
+    /// Timeout, connection failure, 5xx.
+    #[error("STS could not be reached: {0}")]
+    Unavailable(String),
+    /// STS answered and said no (AccessDenied, PackedPolicyTooLarge, validation...).
+    #[error("STS refused the request: {code}: {message}")]
+    Rejected { code: String, message: String },
+}
+
+impl StsError {
+    /// Transient: worth serving a cached credential and asking the client to retry.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Throttled | Self::Unavailable(_))
+    }
+}
+
+pub trait StsApi: Send + Sync + 'static {
+    fn assume_role<'a>(
+        &'a self,
+        request: &'a AssumeRoleRequest,
+    ) -> BoxFuture<'a, Result<StsCredentials, StsError>>;
+
+    /// How many AssumeRole calls were sent (for metrics and tests).
+    fn calls(&self) -> u64;
+}
+
+/// The real STS client.
+pub struct AwsSts {
+    client: aws_sdk_sts::Client,
+    calls: AtomicU64,
+}
+
+impl AwsSts {
+    pub async fn from_settings(
+        settings: &StsSettings,
+        credentials: Option<aws_sdk_sts::config::Credentials>,
+    ) -> Self {
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(settings.connect_timeout)
+            .operation_timeout(settings.timeout)
+            .build();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(settings.region.clone()))
+            .timeout_config(timeouts);
+        if let Some(endpoint) = &settings.endpoint_url {
+            loader = loader.endpoint_url(endpoint.as_str().trim_end_matches('/'));
+        }
+        if let Some(credentials) = credentials {
+            loader = loader.credentials_provider(credentials);
+        }
+        let shared = loader.load().await;
+        Self {
+            client: aws_sdk_sts::Client::new(&shared),
+            calls: AtomicU64::new(0),
+        }
+    }
+}
+
+fn map_error<E, R>(err: SdkError<E, R>) -> StsError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: fmt::Debug,
+{
+    match &err {
+        SdkError::TimeoutError(_) => StsError::Unavailable("timed out".into()),
+        SdkError::DispatchFailure(e) => StsError::Unavailable(format!("{e:?}")),
+        SdkError::ResponseError(_) => StsError::Unavailable("unreadable response".into()),
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or("").to_owned();
+            let message = service.err().message().unwrap_or("").to_owned();
+            let status = format!("{:?}", service.raw());
+            if code == "Throttling"
+                || code == "ThrottlingException"
+                || status.contains("status: 429")
+            {
+                StsError::Throttled
+            } else if code.is_empty() && status.contains("status: 5") {
+                // Ceph RGW answers errors with empty bodies: only the status is known.
+                StsError::Unavailable("server error".into())
+            } else {
+                StsError::Rejected {
+                    code: if code.is_empty() {
+                        "Unknown".into()
+                    } else {
+                        code
+                    },
+                    message,
+                }
+            }
+        }
+        other => StsError::Unavailable(format!("{other:?}")),
+    }
+}
+
+impl StsApi for AwsSts {
+    fn assume_role<'a>(
+        &'a self,
+        request: &'a AssumeRoleRequest,
+    ) -> BoxFuture<'a, Result<StsCredentials, StsError>> {
+        Box::pin(async move {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            let tags = request
+                .tags
+                .iter()
+                .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| StsError::Rejected {
+                    code: "InvalidTag".into(),
+                    message: e.to_string(),
+                })?;
+            let output = self
+                .client
+                .assume_role()
+                .role_arn(&request.role_arn)
+                .role_session_name(&request.role_session_name)
+                .set_source_identity(request.source_identity.clone())
+                .policy(&request.policy)
+                .duration_seconds(i32::try_from(request.duration_seconds).unwrap_or(3600))
+                .set_tags((!tags.is_empty()).then_some(tags))
+                .send()
+                .await
+                .map_err(map_error)?;
+            let creds = output
+                .credentials()
+                .ok_or_else(|| StsError::Unavailable("no credentials in the response".into()))?;
+            let expiration = DateTime::from_timestamp(
+                creds.expiration().secs(),
+                creds.expiration().subsec_nanos(),
+            )
+            .ok_or_else(|| StsError::Unavailable("unreadable expiration".into()))?;
+            // AWS now also reports SessionTokenUtilization, but moto, Ceph and MinIO send
+            // only PackedPolicySize, the figure operators know.
+            #[allow(deprecated)]
+            let packed_policy_size = output.packed_policy_size();
+            Ok(StsCredentials {
+                access_key_id: creds.access_key_id().to_owned(),
+                secret_access_key: SecretString::from(creds.secret_access_key().to_owned()),
+                session_token: SecretString::from(creds.session_token().to_owned()),
+                expiration,
+                packed_policy_size,
+            })
+        })
+    }
+
+    fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+}
+
+impl StsCredentials {
+    pub fn secret(&self) -> &str {
+        self.secret_access_key.expose_secret()
+    }
+
+    pub fn token(&self) -> &str {
+        self.session_token.expose_secret()
+    }
 }

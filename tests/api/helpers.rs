@@ -14,7 +14,7 @@ use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use stsvend::clock::ManualClock;
 use stsvend::config::{self, Settings};
-use stsvend::startup::Application;
+use stsvend::startup::{Application, Dependencies};
 
 pub const CLIENT_ID: &str = "stsvend-local";
 pub const CLIENT_SECRET: &str = "stsvend-test-secret";
@@ -274,7 +274,15 @@ async fn start_app(settings: Settings, listener: TcpListener) -> TestApp {
     init_log_capture();
     let clock = std::sync::Arc::new(ManualClock::default());
     let issuer = settings.oidc.issuer.clone();
-    let app = Application::build_with(settings, listener, clock.clone())
+    let deps = Dependencies {
+        clock: Some(clock.clone()),
+        sts: None,
+        // moto accepts any credentials; these stand for the service's own.
+        aws_credentials: Some(aws_sdk_sts::config::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        )),
+    };
+    let app = Application::build_with(settings, listener, deps)
         .await
         .expect("application builds");
     let port = app.port();

@@ -3,6 +3,7 @@
 
 mod bearer;
 mod config_errors;
+mod credentials;
 mod health;
 mod helpers;
 mod lifecycle;

@@ -1,0 +1,101 @@
+use std::time::Duration;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use crate::auth::AuthenticatedUser;
+use crate::error::ApiError;
+use crate::startup::AppState;
+use crate::vend::cache::Vendor;
+use crate::vend::format::{self, Format};
+use crate::vend::policy;
+use crate::vend::sts::StsError;
+
+#[derive(Debug, Deserialize)]
+pub struct CredentialQuery {
+    pub format: Option<String>,
+}
+
+/// `GET /s3credentials`: temporary read-only credentials for the caller's in-region buckets.
+pub async fn s3credentials(
+    req: HttpRequest,
+    user: AuthenticatedUser,
+    query: web::Query<CredentialQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let format = Format::parse(query.format.as_deref())?;
+    let settings = &state.settings;
+    let Some(policy) = policy::for_groups(settings, &user.groups) else {
+        let granting = policy::granting_groups(settings);
+        let hint = if granting.is_empty() {
+            format!("this service grants no bucket in {}", settings.sts.region)
+        } else {
+            format!(
+                "membership in one of these groups grants access: {}",
+                granting.join(", ")
+            )
+        };
+        tracing::info!(user = %user.user_id, groups = ?user.groups, "no bucket allowed");
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "access_denied",
+            format!(
+                "your groups ({}) grant no bucket in {}; {hint}",
+                if user.groups.is_empty() {
+                    "none".to_owned()
+                } else {
+                    user.groups.join(", ")
+                },
+                settings.sts.region
+            ),
+        ));
+    };
+    let now = state.clock.now();
+    let request = Vendor::request_for(settings, &user.user_id, &policy.json);
+    let overall = settings.sts.timeout + Duration::from_secs(1);
+    let vended = state
+        .vendor
+        .vend(request, format.min_remaining(&settings.cache), now, overall)
+        .await
+        .map_err(|e| sts_failure(&e))?;
+    let creds = &vended.credentials;
+    tracing::info!(
+        target: "stsvend::audit",
+        user = %user.user_id,
+        authenticated_by = ?user.method,
+        session_name = %vended.session_name,
+        policy_hash = %policy.hash,
+        buckets = ?policy.buckets,
+        access_key_id = %creds.access_key_id,
+        expiration = %creds.expiration.to_rfc3339(),
+        packed_policy_size = creds.packed_policy_size,
+        cache = vended.outcome.as_str(),
+        format = format.name(),
+        client = %req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
+        forwarded_for = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok()).unwrap_or(""),
+        "credentials vended"
+    );
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .body(format::render(format, creds)))
+}
+
+fn sts_failure(e: &StsError) -> ApiError {
+    if e.is_transient() {
+        tracing::warn!(error = %e, "STS unavailable");
+        ApiError::unavailable("temporary credentials cannot be issued right now; retry shortly")
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static("10"))
+    } else {
+        // The code and message stay in the logs: they describe the service's own AWS setup.
+        tracing::error!(error = %e, "STS refused AssumeRole");
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "credential_service_error",
+            "the credential service refused to issue credentials; the operators have the details under this request id",
+        )
+    }
+}

@@ -1,0 +1,428 @@
+//! Per-user credential cache (moka). The key hashes everything that shapes a credential (user,
+//! role, policy bytes, duration, source identity, tags). Concurrent misses for one key share a
+//! single AssumeRole; errors are never cached. A cached credential is served only while the
+//! caller's format still has enough lifetime left; when STS is down or throttling, one with at
+//! least `FALLBACK_MIN_REMAINING` left is served rather than failing.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use moka::future::Cache;
+use moka::ops::compute::{CompResult, Op};
+use sha2::{Digest, Sha256};
+
+use super::session_name;
+use super::sts::{AssumeRoleRequest, StsApi, StsCredentials, StsError};
+use crate::config::Settings;
+
+/// What botocore needs to not refresh on every call: never hand out less than this, even as a
+/// fallback while STS is down.
+pub const FALLBACK_MIN_REMAINING: Duration = Duration::from_secs(900);
+
+type Key = [u8; 32];
+
+/// Where a vended credential came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    Hit,
+    Miss,
+    /// STS failed transiently; a cached credential with enough lifetime was served instead.
+    Fallback,
+    Disabled,
+}
+
+impl CacheOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Fallback => "fallback",
+            Self::Disabled => "disabled",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Vended {
+    pub credentials: Arc<StsCredentials>,
+    pub outcome: CacheOutcome,
+    pub session_name: String,
+}
+
+/// Counters for metrics and the benchmarks.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub fallbacks: AtomicU64,
+}
+
+/// Evict entries once no format could still use them (memory hygiene only: freshness is
+/// decided against the injected clock on every read).
+struct UntilUnusable;
+
+impl moka::Expiry<Key, Arc<StsCredentials>> for UntilUnusable {
+    fn expire_after_create(
+        &self,
+        _key: &Key,
+        value: &Arc<StsCredentials>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        let usable = value.expiration
+            - Utc::now()
+            - TimeDelta::from_std(FALLBACK_MIN_REMAINING).unwrap_or_default();
+        Some(usable.to_std().unwrap_or(Duration::from_secs(1)))
+    }
+}
+
+pub struct Vendor {
+    sts: Arc<dyn StsApi>,
+    cache: Option<Cache<Key, Arc<StsCredentials>>>,
+    pub stats: CacheStats,
+}
+
+fn remaining(c: &StsCredentials, now: DateTime<Utc>) -> TimeDelta {
+    c.expiration - now
+}
+
+fn enough(c: &StsCredentials, now: DateTime<Utc>, min: Duration) -> bool {
+    remaining(c, now) >= TimeDelta::from_std(min).unwrap_or(TimeDelta::MAX)
+}
+
+fn cache_key(request: &AssumeRoleRequest) -> Key {
+    let mut h = Sha256::new();
+    // Length-prefixed fields: no two different requests hash the same input.
+    let mut field = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_be_bytes());
+        h.update(bytes);
+    };
+    field(request.role_arn.as_bytes());
+    field(request.role_session_name.as_bytes());
+    field(request.source_identity.as_deref().unwrap_or("").as_bytes());
+    field(request.policy.as_bytes());
+    field(&request.duration_seconds.to_be_bytes());
+    for (k, v) in &request.tags {
+        field(k.as_bytes());
+        field(v.as_bytes());
+    }
+    h.finalize().into()
+}
+
+impl Vendor {
+    pub fn new(sts: Arc<dyn StsApi>, settings: &Settings) -> Self {
+        let cache = settings.cache.enabled.then(|| {
+            Cache::builder()
+                .max_capacity(settings.cache.max_entries)
+                .expire_after(UntilUnusable)
+                .build()
+        });
+        Self {
+            sts,
+            cache,
+            stats: CacheStats::default(),
+        }
+    }
+
+    pub fn sts_calls(&self) -> u64 {
+        self.sts.calls()
+    }
+
+    pub fn cached_entries(&self) -> u64 {
+        self.cache.as_ref().map_or(0, |c| c.entry_count())
+    }
+
+    /// Run pending cache maintenance (tests and benchmarks read exact counts).
+    pub async fn sync(&self) {
+        if let Some(c) = &self.cache {
+            c.run_pending_tasks().await;
+        }
+    }
+
+    /// The AssumeRole call a user with this policy gets.
+    pub fn request_for(settings: &Settings, user_id: &str, policy: &str) -> AssumeRoleRequest {
+        AssumeRoleRequest {
+            role_arn: settings.sts.role_arn.as_str().to_owned(),
+            role_session_name: session_name::role_session_name(user_id, &settings.server.app_name),
+            source_identity: settings
+                .sts
+                .source_identity
+                .then(|| session_name::source_identity(user_id)),
+            policy: policy.to_owned(),
+            duration_seconds: settings.sts.duration_seconds,
+            tags: settings
+                .sts
+                .session_tags
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+
+    /// Credentials for `request` with at least `min_remaining` of lifetime (fresh ones are
+    /// served whatever their lifetime).
+    pub async fn vend(
+        &self,
+        request: AssumeRoleRequest,
+        min_remaining: Duration,
+        now: DateTime<Utc>,
+        overall_timeout: Duration,
+    ) -> Result<Vended, StsError> {
+        let session_name = request.role_session_name.clone();
+        let done = |credentials, outcome| Vended {
+            credentials,
+            outcome,
+            session_name: session_name.clone(),
+        };
+        let call = |req: AssumeRoleRequest| async move {
+            tokio::time::timeout(overall_timeout, self.sts.assume_role(&req))
+                .await
+                .unwrap_or_else(|_| Err(StsError::Unavailable("timed out".into())))
+        };
+        let Some(cache) = &self.cache else {
+            let creds = call(request).await?;
+            return Ok(done(Arc::new(creds), CacheOutcome::Disabled));
+        };
+        let key = cache_key(&request);
+        if let Some(hit) = cache.get(&key).await {
+            if enough(&hit, now, min_remaining) {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(done(hit, CacheOutcome::Hit));
+            }
+        }
+        // Miss or too old: one caller at a time per key calls STS; the others then find the
+        // fresh credential.
+        let computed = cache
+            .entry(key)
+            .and_try_compute_with(|existing| async move {
+                if let Some(entry) = existing {
+                    if enough(entry.value(), now, min_remaining) {
+                        return Ok(Op::Nop);
+                    }
+                }
+                call(request).await.map(|c| Op::Put(Arc::new(c)))
+            })
+            .await;
+        match computed {
+            Ok(CompResult::Inserted(e)) | Ok(CompResult::ReplacedWith(e)) => {
+                self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                Ok(done(e.into_value(), CacheOutcome::Miss))
+            }
+            Ok(CompResult::Unchanged(e)) => {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                Ok(done(e.into_value(), CacheOutcome::Hit))
+            }
+            Ok(_) => Err(StsError::Unavailable(
+                "credential cache lost the entry".into(),
+            )),
+            Err(e) if e.is_transient() => match cache.get(&key).await {
+                Some(stale) if enough(&stale, now, FALLBACK_MIN_REMAINING) => {
+                    self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
+                    Ok(done(stale, CacheOutcome::Fallback))
+                }
+                _ => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Mutex;
+
+    use futures_util::future::BoxFuture;
+    use secrecy::SecretString;
+
+    use super::*;
+
+    /// An in-process STS: counts calls, can be switched to fail, issues credentials that
+    /// expire `lifetime` after the fake's own notion of now.
+    struct FakeSts {
+        calls: AtomicU64,
+        fail: Mutex<Option<StsError>>,
+        now: Mutex<DateTime<Utc>>,
+        delay: Duration,
+    }
+
+    impl FakeSts {
+        fn new(now: DateTime<Utc>) -> Self {
+            Self {
+                calls: AtomicU64::new(0),
+                fail: Mutex::new(None),
+                now: Mutex::new(now),
+                delay: Duration::from_millis(20),
+            }
+        }
+    }
+
+    impl StsApi for FakeSts {
+        fn assume_role<'a>(
+            &'a self,
+            request: &'a AssumeRoleRequest,
+        ) -> BoxFuture<'a, Result<StsCredentials, StsError>> {
+            Box::pin(async move {
+                let n = self.calls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(self.delay).await;
+                if let Some(e) = self.fail.lock().unwrap().clone() {
+                    return Err(e);
+                }
+                let now = *self.now.lock().unwrap();
+                Ok(StsCredentials {
+                    access_key_id: format!("ASIAFAKE{n}"),
+                    secret_access_key: SecretString::from(format!("secret-{n}")),
+                    session_token: SecretString::from(format!("token-{n}")),
+                    expiration: now + TimeDelta::seconds(i64::from(request.duration_seconds)),
+                    packed_policy_size: Some(10),
+                })
+            })
+        }
+
+        fn calls(&self) -> u64 {
+            self.calls.load(Ordering::SeqCst)
+        }
+    }
+
+    fn request(user: &str) -> AssumeRoleRequest {
+        AssumeRoleRequest {
+            role_arn: "arn:aws:iam::123456789012:role/r".into(),
+            role_session_name: format!("{user}@app"),
+            source_identity: Some(user.into()),
+            policy: "{}".into(),
+            duration_seconds: 3600,
+            tags: vec![],
+        }
+    }
+
+    fn vendor(sts: Arc<FakeSts>) -> Vendor {
+        Vendor {
+            sts,
+            cache: Some(Cache::builder().max_capacity(1000).build()),
+            stats: CacheStats::default(),
+        }
+    }
+
+    const T: Duration = Duration::from_secs(5);
+    const EARTHDATA: Duration = Duration::from_secs(56 * 60);
+    const SDK: Duration = Duration::from_secs(15 * 60);
+
+    #[tokio::test]
+    async fn concurrent_first_requests_share_one_sts_call() {
+        let now = Utc::now();
+        let sts = Arc::new(FakeSts::new(now));
+        let v = Arc::new(vendor(sts.clone()));
+        let tasks: Vec<_> = (0..200)
+            .map(|_| {
+                let v = v.clone();
+                tokio::spawn(async move { v.vend(request("alice"), EARTHDATA, now, T).await })
+            })
+            .collect();
+        let mut keys = std::collections::HashSet::new();
+        for t in tasks {
+            keys.insert(t.await.unwrap().unwrap().credentials.access_key_id.clone());
+        }
+        assert_eq!(sts.calls(), 1);
+        assert_eq!(keys.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn reuse_window_depends_on_the_format() {
+        let now = Utc::now();
+        let sts = Arc::new(FakeSts::new(now));
+        let v = vendor(sts.clone());
+        let first = v.vend(request("alice"), EARTHDATA, now, T).await.unwrap();
+        assert_eq!(first.outcome, CacheOutcome::Miss);
+        // 3 minutes later: 57 min left, still fine for Earthdata.
+        let t1 = now + TimeDelta::minutes(3);
+        let hit = v.vend(request("alice"), EARTHDATA, t1, T).await.unwrap();
+        assert_eq!(hit.outcome, CacheOutcome::Hit);
+        // 10 minutes later: 50 min left: too little for earthaccess, plenty for SDKs.
+        let t2 = now + TimeDelta::minutes(10);
+        let sdk = v.vend(request("alice"), SDK, t2, T).await.unwrap();
+        assert_eq!(
+            sdk.credentials.access_key_id,
+            first.credentials.access_key_id
+        );
+        *sts.now.lock().unwrap() = t2;
+        let fresh = v.vend(request("alice"), EARTHDATA, t2, T).await.unwrap();
+        assert_eq!(fresh.outcome, CacheOutcome::Miss);
+        assert_ne!(
+            fresh.credentials.access_key_id,
+            first.credentials.access_key_id
+        );
+        assert_eq!(sts.calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn errors_are_not_cached_and_sts_outages_fall_back_to_cached_credentials() {
+        let now = Utc::now();
+        let sts = Arc::new(FakeSts::new(now));
+        let v = vendor(sts.clone());
+        let first = v.vend(request("alice"), EARTHDATA, now, T).await.unwrap();
+        *sts.fail.lock().unwrap() = Some(StsError::Unavailable("down".into()));
+        // Past Earthdata's window but 40 min left: served as a fallback.
+        let later = now + TimeDelta::minutes(20);
+        let fallback = v.vend(request("alice"), EARTHDATA, later, T).await.unwrap();
+        assert_eq!(fallback.outcome, CacheOutcome::Fallback);
+        assert_eq!(
+            fallback.credentials.access_key_id,
+            first.credentials.access_key_id
+        );
+        // Under 15 minutes left: refused rather than handing out nearly expired credentials.
+        let too_late = now + TimeDelta::minutes(50);
+        assert!(v
+            .vend(request("alice"), EARTHDATA, too_late, T)
+            .await
+            .is_err());
+        // A user never seen: an error, and the error is not cached.
+        assert!(v.vend(request("bob"), EARTHDATA, now, T).await.is_err());
+        *sts.fail.lock().unwrap() = None;
+        assert!(v.vend(request("bob"), EARTHDATA, now, T).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn rejections_are_not_served_from_the_cache() {
+        let now = Utc::now();
+        let sts = Arc::new(FakeSts::new(now));
+        let v = vendor(sts.clone());
+        v.vend(request("alice"), EARTHDATA, now, T).await.unwrap();
+        *sts.fail.lock().unwrap() = Some(StsError::Rejected {
+            code: "AccessDenied".into(),
+            message: "no".into(),
+        });
+        let later = now + TimeDelta::minutes(20);
+        assert!(v.vend(request("alice"), EARTHDATA, later, T).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn different_users_and_policies_get_different_entries() {
+        let now = Utc::now();
+        let sts = Arc::new(FakeSts::new(now));
+        let v = vendor(sts.clone());
+        let a = v.vend(request("alice"), EARTHDATA, now, T).await.unwrap();
+        let b = v.vend(request("bob"), EARTHDATA, now, T).await.unwrap();
+        let mut other_policy = request("alice");
+        other_policy.policy = "{\"x\":1}".into();
+        let c = v.vend(other_policy, EARTHDATA, now, T).await.unwrap();
+        assert_ne!(a.credentials.access_key_id, b.credentials.access_key_id);
+        assert_ne!(a.credentials.access_key_id, c.credentials.access_key_id);
+        assert_eq!(sts.calls(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_hanging_sts_is_cut_off_by_the_timeout() {
+        let now = Utc::now();
+        let mut fake = FakeSts::new(now);
+        fake.delay = Duration::from_secs(30);
+        let v = vendor(Arc::new(fake));
+        let started = std::time::Instant::now();
+        let err = v
+            .vend(request("alice"), EARTHDATA, now, Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert!(err.is_transient());
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,158 @@
+//! What clients read. The Earthdata format is byte-for-byte what NASA's services return
+//! (key order, `YYYY-MM-DD HH:MM:SS+00:00` expiry); the others are the AWS SDKs'
+//! `credential_process` and container-provider shapes.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::sts::StsCredentials;
+use crate::config::CacheSettings;
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Earthdata,
+    CredentialProcess,
+    Container,
+}
+
+pub const FORMAT_NAMES: &str = "earthdata, credential-process, container";
+
+impl Format {
+    pub fn parse(value: Option<&str>) -> Result<Self, ApiError> {
+        match value {
+            None | Some("earthdata") => Ok(Self::Earthdata),
+            Some("credential-process") | Some("credential_process") => Ok(Self::CredentialProcess),
+            Some("container") => Ok(Self::Container),
+            Some(other) => Err(ApiError::bad_request(
+                "invalid_format",
+                format!(
+                    "unknown format {:?}; valid formats are: {FORMAT_NAMES}",
+                    other.chars().take(40).collect::<String>()
+                ),
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Earthdata => "earthdata",
+            Self::CredentialProcess => "credential-process",
+            Self::Container => "container",
+        }
+    }
+
+    /// The least lifetime a cached credential must have for this format's clients:
+    /// earthaccess ignores the expiry and uses credentials for 55 minutes; the SDKs read it.
+    pub fn min_remaining(self, cache: &CacheSettings) -> Duration {
+        match self {
+            Self::Earthdata => cache.earthdata_min_remaining,
+            Self::CredentialProcess | Self::Container => cache.min_remaining,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Earthdata<'a> {
+    #[serde(rename = "accessKeyId")]
+    access_key_id: &'a str,
+    #[serde(rename = "secretAccessKey")]
+    secret_access_key: &'a str,
+    #[serde(rename = "sessionToken")]
+    session_token: &'a str,
+    expiration: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct CredentialProcess<'a> {
+    version: u8,
+    access_key_id: &'a str,
+    secret_access_key: &'a str,
+    session_token: &'a str,
+    expiration: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Container<'a> {
+    access_key_id: &'a str,
+    secret_access_key: &'a str,
+    token: &'a str,
+    expiration: String,
+}
+
+/// The response body for `format`.
+pub fn render(format: Format, c: &StsCredentials) -> String {
+    let rfc3339 = || c.expiration.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let body = match format {
+        Format::Earthdata => serde_json::to_string(&Earthdata {
+            access_key_id: &c.access_key_id,
+            secret_access_key: c.secret(),
+            session_token: c.token(),
+            expiration: c.expiration.format("%Y-%m-%d %H:%M:%S+00:00").to_string(),
+        }),
+        Format::CredentialProcess => serde_json::to_string(&CredentialProcess {
+            version: 1,
+            access_key_id: &c.access_key_id,
+            secret_access_key: c.secret(),
+            session_token: c.token(),
+            expiration: rfc3339(),
+        }),
+        Format::Container => serde_json::to_string(&Container {
+            access_key_id: &c.access_key_id,
+            secret_access_key: c.secret(),
+            token: c.token(),
+            expiration: rfc3339(),
+        }),
+    };
+    // Serialising borrowed strings into JSON cannot fail.
+    body.unwrap_or_default()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use chrono::TimeZone;
+    use secrecy::SecretString;
+
+    use super::*;
+
+    fn creds() -> StsCredentials {
+        StsCredentials {
+            access_key_id: "ASIAEXAMPLE".into(),
+            secret_access_key: SecretString::from("s3cr3t/+x".to_owned()),
+            session_token: SecretString::from("tok\"en".to_owned()),
+            expiration: chrono::Utc.with_ymd_and_hms(2021, 1, 27, 0, 50, 9).unwrap(),
+            packed_policy_size: None,
+        }
+    }
+
+    #[test]
+    fn earthdata_is_byte_for_byte() {
+        assert_eq!(
+            render(Format::Earthdata, &creds()),
+            r#"{"accessKeyId":"ASIAEXAMPLE","secretAccessKey":"s3cr3t/+x","sessionToken":"tok\"en","expiration":"2021-01-27 00:50:09+00:00"}"#
+        );
+    }
+
+    #[test]
+    fn sdk_formats_use_rfc3339() {
+        assert_eq!(
+            render(Format::CredentialProcess, &creds()),
+            r#"{"Version":1,"AccessKeyId":"ASIAEXAMPLE","SecretAccessKey":"s3cr3t/+x","SessionToken":"tok\"en","Expiration":"2021-01-27T00:50:09Z"}"#
+        );
+        assert_eq!(
+            render(Format::Container, &creds()),
+            r#"{"AccessKeyId":"ASIAEXAMPLE","SecretAccessKey":"s3cr3t/+x","Token":"tok\"en","Expiration":"2021-01-27T00:50:09Z"}"#
+        );
+    }
+
+    #[test]
+    fn unknown_formats_name_the_valid_ones() {
+        let err = Format::parse(Some("yaml")).unwrap_err();
+        assert!(err.description().contains(FORMAT_NAMES));
+        assert_eq!(Format::parse(None).unwrap(), Format::Earthdata);
+    }
+}
