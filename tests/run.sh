@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Run the whole test suite: installs what is missing (the IdP's npm packages, a venv with
-# moto, Debian's chromium and playwright-core), then runs every Rust test (the integration
-# tests start the real IdP and moto themselves on free loopback ports) and the headless
-# browser tests.
+# moto, Debian's chromium and playwright-core, the IAM policy evaluator), then runs every
+# Rust test (the integration tests start the real IdP and moto themselves on free loopback
+# ports), the session-policy semantics tests and the headless browser tests.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-deploy/local/setup.sh --with-browser
+deploy/local/setup.sh --for-tests
 
 # Reuse one build directory across clones (CI runs in a fresh clone each time).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stsvend-target}"
@@ -16,6 +16,11 @@ export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
 echo "[tests] cargo test" >&2
 cargo test --locked --all-targets
 
-echo "[tests] browser tests (headless chromium)" >&2
 cargo build --locked --quiet --bin stsvend
-(cd tests/browser && STSVEND_BIN="$CARGO_TARGET_DIR/debug/stsvend" node --test)
+export STSVEND_BIN="$CARGO_TARGET_DIR/debug/stsvend"
+
+echo "[tests] session policies through the IAM evaluator" >&2
+(cd tests/policy && node --test)
+
+echo "[tests] browser tests (headless chromium)" >&2
+(cd tests/browser && node --test)

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Install what the local stack and the test suite need, once: the IdP's npm packages and a
-# Python venv with moto; with --with-browser also Debian's chromium and the browser tests'
-# npm packages. Idempotent and quick when nothing changed; safe on a fresh machine (uses
+# Python venv with moto; with --for-tests also Debian's chromium and the npm packages of
+# the browser and policy tests. Idempotent and quick when nothing changed; safe on a fresh machine (uses
 # apt-get only for what is missing and only when running as root).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-with_browser=0
+for_tests=0
 for arg in "$@"; do
   case "$arg" in
-    --with-browser) with_browser=1 ;;
-    *) echo "usage: setup.sh [--with-browser]" >&2; exit 2 ;;
+    --for-tests) for_tests=1 ;;
+    *) echo "usage: setup.sh [--for-tests]" >&2; exit 2 ;;
   esac
 done
 
@@ -67,9 +67,10 @@ fi
 
 # --- curl (used by the scripts to wait for services) ------------------------------------------
 command -v curl >/dev/null || apt_install curl ca-certificates
-# --- Browser tests: Debian's chromium driven by playwright-core ------------------------------
-if [ "$with_browser" = 1 ]; then
+# --- Test-only tools: Debian's chromium + playwright-core; the IAM policy evaluator ----------
+if [ "$for_tests" = 1 ]; then
   command -v chromium >/dev/null || apt_install chromium
   npm_ci "$root/tests/browser"
+  npm_ci "$root/tests/policy"
 fi
 log "ready"

@@ -1,0 +1,144 @@
+// AWS policy semantics of the session policies stsvend emits, checked with an IAM evaluator.
+// The policies come from the real binary (`stsvend policy`), for the local stack's
+// configuration and for one with prefixes and a VPC-endpoint condition. The role is given
+// `s3:*` on everything, so whatever is denied is denied by the session policy alone.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { runSimulation } from '@cloud-copilot/iam-simulate';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const bin = process.env.STSVEND_BIN
+  ?? join(process.env.CARGO_TARGET_DIR ?? join(root, 'target'), 'debug', 'stsvend');
+const ACCOUNT = '123456789012';
+const ROLE_POLICY = {
+  Version: '2012-10-17',
+  Statement: [{ Effect: 'Allow', Action: 's3:*', Resource: '*' }],
+};
+
+function policyFor(config, user, groups) {
+  const args = ['policy', '--config', config, '--user', user, ...groups.flatMap((g) => ['--group', g])];
+  const out = spawnSync(bin, args, { encoding: 'utf8' });
+  return { status: out.status, policy: out.status === 0 ? JSON.parse(out.stdout) : undefined, stderr: out.stderr };
+}
+
+async function decide(sessionPolicy, action, resource, context = {}) {
+  const result = await runSimulation({
+    request: {
+      principal: `arn:aws:sts::${ACCOUNT}:assumed-role/stsvend-read/user@stsvend`,
+      action,
+      resource: { resource, accountId: ACCOUNT },
+      contextVariables: context,
+    },
+    identityPolicies: [{ name: 'role', policy: ROLE_POLICY }],
+    sessionPolicy,
+    serviceControlPolicies: [],
+    resourceControlPolicies: [],
+  }, {});
+  assert.notEqual(result.resultType, 'error', JSON.stringify(result.errors ?? {}));
+  return result.overallResult;
+}
+
+// The evaluator does not validate resources: a non-ARN Resource would match everything.
+function assertWellFormedArns(policy) {
+  for (const statement of policy.Statement) {
+    const resources = [statement.Resource].flat();
+    for (const r of resources) {
+      assert.match(r, /^arn:aws:s3:::[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/[^*?]*\*)?$/, r);
+    }
+    assert.equal(statement.Effect, 'Allow');
+    assert.ok(['s3:GetObject', 's3:ListBucket', 's3:GetBucketLocation'].includes(statement.Action), statement.Action);
+  }
+}
+
+const local = join(root, 'config', 'local.toml');
+const obj = (bucket, key = 'hello.txt') => `arn:aws:s3:::${bucket}/${key}`;
+const bucket = (name) => `arn:aws:s3:::${name}`;
+// [action, on a bucket (true) or an object (false)]
+const OTHER_ACTIONS = [['s3:PutObject', false], ['s3:DeleteObject', false], ['s3:PutObjectAcl', false],
+  ['s3:GetObjectAcl', false], ['s3:GetObjectVersion', false], ['s3:RestoreObject', false],
+  ['s3:DeleteBucket', true], ['s3:PutBucketPolicy', true], ['s3:GetBucketPolicy', true],
+  ['s3:ListBucketVersions', true], ['s3:ListBucketMultipartUploads', true]];
+
+test('alice (science) may read demo-inregion and nothing else', async () => {
+  const { policy } = policyFor(local, 'alice', ['science']);
+  assertWellFormedArns(policy);
+  assert.equal(await decide(policy, 's3:GetObject', obj('demo-inregion')), 'Allowed');
+  assert.equal(await decide(policy, 's3:ListBucket', bucket('demo-inregion')), 'Allowed');
+  assert.equal(await decide(policy, 's3:GetBucketLocation', bucket('demo-inregion')), 'Allowed');
+  for (const b of ['demo-restricted', 'demo-elsewhere', 'some-other-bucket']) {
+    assert.equal(await decide(policy, 's3:GetObject', obj(b)), 'ImplicitlyDenied', b);
+    assert.equal(await decide(policy, 's3:ListBucket', bucket(b)), 'ImplicitlyDenied', b);
+  }
+  for (const [action, onBucket] of OTHER_ACTIONS) {
+    const resource = onBucket ? bucket('demo-inregion') : obj('demo-inregion');
+    assert.equal(await decide(policy, action, resource), 'ImplicitlyDenied', action);
+  }
+  assert.equal(await decide(policy, 's3:ListAllMyBuckets', '*'), 'ImplicitlyDenied');
+});
+
+test('carol (science, restricted) may also read demo-restricted, never demo-elsewhere', async () => {
+  const { policy } = policyFor(local, 'carol', ['science', 'restricted']);
+  assertWellFormedArns(policy);
+  for (const b of ['demo-inregion', 'demo-restricted']) {
+    assert.equal(await decide(policy, 's3:GetObject', obj(b, 'deep/path/file.nc')), 'Allowed', b);
+    assert.equal(await decide(policy, 's3:ListBucket', bucket(b)), 'Allowed', b);
+    assert.equal(await decide(policy, 's3:PutObject', obj(b)), 'ImplicitlyDenied', b);
+    assert.equal(await decide(policy, 's3:DeleteObject', obj(b)), 'ImplicitlyDenied', b);
+  }
+  assert.equal(await decide(policy, 's3:GetObject', obj('demo-elsewhere')), 'ImplicitlyDenied');
+  assert.ok(!JSON.stringify(policy).includes('demo-elsewhere'));
+});
+
+test('bob (no groups) gets no policy at all: the service answers 403', () => {
+  const { status, stderr } = policyFor(local, 'bob', []);
+  assert.equal(status, 1);
+  assert.match(stderr, /403/);
+});
+
+test('prefixes limit objects and listings; a VPC endpoint condition applies to everything', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'stsvend-policy-'));
+  const secrets = join(root, 'deploy', 'local', 'secrets');
+  const config = join(dir, 'prefixes.toml');
+  writeFileSync(config, readFileSync(local, 'utf8')
+    .replaceAll('../deploy/local/secrets', secrets)
+    + `
+[[buckets]]
+name = "demo-prefixed"
+region = "us-west-2"
+prefixes = ["public/", "shared/data/"]
+groups = ["science"]
+
+[policy]
+source_vpce = ["vpce-1a2b3c4d"]
+`);
+  const { policy, status, stderr } = policyFor(config, 'alice', ['science']);
+  assert.equal(status, 0, stderr);
+  assertWellFormedArns(policy);
+  const vpce = { 'aws:SourceVpce': 'vpce-1a2b3c4d' };
+  assert.equal(await decide(policy, 's3:GetObject', obj('demo-prefixed', 'public/a.txt'), vpce), 'Allowed');
+  assert.equal(await decide(policy, 's3:GetObject', obj('demo-prefixed', 'shared/data/x/y'), vpce), 'Allowed');
+  assert.equal(await decide(policy, 's3:GetObject', obj('demo-prefixed', 'private/a.txt'), vpce), 'ImplicitlyDenied');
+  assert.equal(await decide(policy, 's3:GetObject', obj('demo-prefixed', 'shared/other'), vpce), 'ImplicitlyDenied');
+  assert.equal(await decide(policy, 's3:ListBucket', bucket('demo-prefixed'), { ...vpce, 's3:prefix': 'public/' }), 'Allowed');
+  assert.equal(await decide(policy, 's3:ListBucket', bucket('demo-prefixed'), { ...vpce, 's3:prefix': 'shared/data/2024/' }), 'Allowed');
+  assert.equal(await decide(policy, 's3:ListBucket', bucket('demo-prefixed'), { ...vpce, 's3:prefix': 'private/' }), 'ImplicitlyDenied');
+  assert.equal(await decide(policy, 's3:ListBucket', bucket('demo-prefixed'), { ...vpce, 's3:prefix': '' }), 'ImplicitlyDenied');
+  // The whole-bucket grant still works, through the endpoint only.
+  assert.equal(await decide(policy, 's3:GetObject', obj('demo-inregion'), vpce), 'Allowed');
+  assert.equal(await decide(policy, 's3:GetObject', obj('demo-inregion'), { 'aws:SourceVpce': 'vpce-99999999' }), 'ImplicitlyDenied');
+  assert.equal(await decide(policy, 's3:GetObject', obj('demo-inregion')), 'ImplicitlyDenied');
+});
+
+test('the policy is deterministic and compact', () => {
+  const a = execFileSync(bin, ['policy', '--config', local, '--user', 'x', '--group', 'science', '--group', 'restricted'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  const b = execFileSync(bin, ['policy', '--config', local, '--user', 'y', '--group', 'restricted', '--group', 'science', '--group', 'science'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  assert.equal(a, b);
+  assert.ok(!/\s/.test(a.trim()), 'no whitespace inside the policy');
+  assert.ok(a.trim().length <= 2048);
+});
