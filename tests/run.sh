@@ -2,7 +2,8 @@
 # Run the whole test suite: installs what is missing (the IdP's npm packages, a venv with
 # moto, Debian's chromium and playwright-core, the IAM policy evaluator), then runs every
 # Rust test (the integration tests start the real IdP and moto themselves on free loopback
-# ports), the session-policy semantics tests and the headless browser tests.
+# ports), the session-policy semantics tests, the headless browser tests, and the
+# enforcement tests on a throwaway Ceph RGW cluster.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -24,3 +25,6 @@ echo "[tests] session policies through the IAM evaluator" >&2
 
 echo "[tests] browser tests (headless chromium)" >&2
 (cd tests/browser && node --test)
+
+echo "[tests] enforcement on Ceph RGW" >&2
+tests/ceph/run.sh

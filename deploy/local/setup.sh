@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what the local stack and the test suite need, once: the IdP's npm packages and a
-# Python venv with moto; with --for-tests also Debian's chromium and the npm packages of
-# the browser and policy tests. Idempotent and quick when nothing changed; safe on a fresh machine (uses
+# Python venv with moto; with --for-tests also Debian's chromium and Ceph packages and the
+# npm packages of the browser and policy tests. Idempotent and quick when nothing changed; safe on a fresh machine (uses
 # apt-get only for what is missing and only when running as root).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -67,9 +67,13 @@ fi
 
 # --- curl (used by the scripts to wait for services) ------------------------------------------
 command -v curl >/dev/null || apt_install curl ca-certificates
-# --- Test-only tools: Debian's chromium + playwright-core; the IAM policy evaluator ----------
+# --- Test-only tools: chromium + playwright-core, the IAM policy evaluator, Ceph RGW ----------
 if [ "$for_tests" = 1 ]; then
   command -v chromium >/dev/null || apt_install chromium
+  if ! command -v radosgw >/dev/null || ! command -v ceph-osd >/dev/null; then
+    apt_install ceph-mon ceph-osd radosgw ceph-common
+  fi
+  command -v uuidgen >/dev/null || apt_install uuid-runtime
   npm_ci "$root/tests/browser"
   npm_ci "$root/tests/policy"
 fi

@@ -1,0 +1,188 @@
+"""What vended credentials can and cannot do, proven on Ceph RGW (which enforces session
+policies, unlike moto).
+
+  enforcement.py seed    -- as the broker user: create the role (s3:* on everything) and the
+                            demo buckets with hello.txt
+  enforcement.py check   -- fetch credentials from stsvend for the demo users and try every
+                            operation; prints one line per check and "N passed, N failed"
+
+Environment: RGW_ENDPOINT, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (the broker), and for
+`check` STSVEND_URL and IDP_ISSUER.
+"""
+
+import json
+import os
+import sys
+import urllib.request
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+REGION = "us-west-2"
+ROLE = "stsvend-read"
+BUCKETS = ["demo-inregion", "demo-restricted"]
+
+
+def client(service, **creds):
+    return boto3.client(
+        service,
+        endpoint_url=os.environ["RGW_ENDPOINT"],
+        region_name=REGION,
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+        **creds,
+    )
+
+
+def seed():
+    iam = client("iam")
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": ["arn:aws:iam:::user/broker"]},
+                "Action": ["sts:AssumeRole"],
+            }
+        ],
+    }
+    # Ceph rejects policies with spaces: send compact JSON.
+    iam.create_role(
+        RoleName=ROLE,
+        AssumeRolePolicyDocument=json.dumps(trust, separators=(",", ":")),
+        MaxSessionDuration=43200,
+    )
+    allow_all = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": ["s3:*"], "Resource": ["arn:aws:s3:::*"]}],
+    }
+    iam.put_role_policy(
+        RoleName=ROLE, PolicyName="all-s3", PolicyDocument=json.dumps(allow_all, separators=(",", ":"))
+    )
+    s3 = client("s3")
+    for bucket in BUCKETS:
+        s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key="hello.txt", Body=f"hello from {bucket}\n".encode())
+    print(json.dumps({"role_arn": f"arn:aws:iam:::role/{ROLE}", "buckets": BUCKETS}))
+
+
+def http_json(url, headers=None, data=None):
+    req = urllib.request.Request(url, headers=headers or {}, data=data, method="POST" if data is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=20) as res:
+            return res.status, json.loads(res.read() or b"null")
+    except urllib.error.HTTPError as e:
+        body = e.read()
+        return e.code, json.loads(body) if body else None
+
+
+def token(user, password):
+    import base64
+
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+    status, body = http_json(
+        f"{os.environ['IDP_ISSUER']}/api/users/find_or_create_token",
+        headers={"Authorization": f"Basic {basic}"},
+        data=b"",
+    )
+    assert status == 200, (status, body)
+    return body["access_token"]
+
+
+def credentials(user, password):
+    status, body = http_json(
+        f"{os.environ['STSVEND_URL']}/s3credentials",
+        headers={"Authorization": f"Bearer {token(user, password)}", "Accept": "application/json"},
+    )
+    return status, body
+
+
+def s3_for(creds, tamper=False):
+    session_token = creds["sessionToken"]
+    if tamper:
+        session_token = session_token[:-6] + ("AAAAAA" if not session_token.endswith("AAAAAA") else "BBBBBB")
+    return client(
+        "s3",
+        aws_access_key_id=creds["accessKeyId"],
+        aws_secret_access_key=creds["secretAccessKey"],
+        aws_session_token=session_token,
+    )
+
+
+class Checks:
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def expect(self, name, allowed, fn):
+        try:
+            fn()
+            outcome = "allowed"
+        except ClientError as e:
+            code = e.response.get("Error", {}).get("Code", "")
+            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            outcome = "denied" if status == 403 or code == "AccessDenied" else f"error {status} {code}"
+        want = "allowed" if allowed else "denied"
+        ok = outcome == want
+        self.passed += ok
+        self.failed += not ok
+        print(f"{'ok' if ok else 'FAIL'}: {name}: {outcome} (expected {want})", flush=True)
+
+    def equal(self, name, got, want):
+        ok = got == want
+        self.passed += ok
+        self.failed += not ok
+        print(f"{'ok' if ok else 'FAIL'}: {name}: {got!r} (expected {want!r})", flush=True)
+
+
+def check():
+    c = Checks()
+    status, alice = credentials("alice", "alice-pw")
+    c.equal("alice gets credentials", status, 200)
+    s3 = s3_for(alice)
+    c.expect("alice GET demo-inregion/hello.txt", True,
+             lambda: s3.get_object(Bucket="demo-inregion", Key="hello.txt")["Body"].read())
+    c.expect("alice LIST demo-inregion", True, lambda: s3.list_objects_v2(Bucket="demo-inregion"))
+    c.expect("alice PUT demo-inregion", False,
+             lambda: s3.put_object(Bucket="demo-inregion", Key="new.txt", Body=b"x"))
+    c.expect("alice DELETE demo-inregion/hello.txt", False,
+             lambda: s3.delete_object(Bucket="demo-inregion", Key="hello.txt"))
+    c.expect("alice GET demo-restricted/hello.txt", False,
+             lambda: s3.get_object(Bucket="demo-restricted", Key="hello.txt")["Body"].read())
+    c.expect("alice LIST demo-restricted", False, lambda: s3.list_objects_v2(Bucket="demo-restricted"))
+    c.expect("alice PUT demo-restricted", False,
+             lambda: s3.put_object(Bucket="demo-restricted", Key="new.txt", Body=b"x"))
+    c.expect("alice DELETE demo-restricted/hello.txt", False,
+             lambda: s3.delete_object(Bucket="demo-restricted", Key="hello.txt"))
+    c.expect("alice CREATE a bucket", False, lambda: s3.create_bucket(Bucket="alice-new-bucket"))
+    c.expect("alice with a tampered session token", False,
+             lambda: s3_for(alice, tamper=True).get_object(Bucket="demo-inregion", Key="hello.txt"))
+
+    status, carol = credentials("carol", "carol-pw")
+    c.equal("carol gets credentials", status, 200)
+    s3 = s3_for(carol)
+    c.expect("carol GET demo-restricted/hello.txt", True,
+             lambda: s3.get_object(Bucket="demo-restricted", Key="hello.txt")["Body"].read())
+    c.expect("carol LIST demo-restricted", True, lambda: s3.list_objects_v2(Bucket="demo-restricted"))
+    c.expect("carol GET demo-inregion/hello.txt", True,
+             lambda: s3.get_object(Bucket="demo-inregion", Key="hello.txt")["Body"].read())
+    c.expect("carol PUT demo-restricted", False,
+             lambda: s3.put_object(Bucket="demo-restricted", Key="new.txt", Body=b"x"))
+
+    status, body = credentials("bob", "bob-pw")
+    c.equal("bob is refused", status, 403)
+    c.equal("bob's error", (body or {}).get("error"), "access_denied")
+
+    print(f"ceph: {c.passed} passed, {c.failed} failed", flush=True)
+    return 0 if c.failed == 0 else 1
+
+
+if __name__ == "__main__":
+    what = sys.argv[1] if len(sys.argv) > 1 else ""
+    if what == "seed":
+        seed()
+    elif what == "check":
+        sys.exit(check())
+    else:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
