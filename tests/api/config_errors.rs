@@ -268,3 +268,33 @@ fn stsvend_variables_that_are_not_settings_are_ignored() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_worst_case_policy_over_2048_characters_refuses_to_start() {
+    let mut extra = String::new();
+    for i in 0..12 {
+        extra.push_str(&format!(
+            "[[buckets]]\nname = \"archive-bucket-number-{i:02}\"\nregion = \"us-west-2\"\nprefixes = [\"granules/level-2/collection-{i:02}/\", \"granules/level-3/collection-{i:02}/\"]\ngroups = [\"g{i}\"]\n"
+        ));
+    }
+    let err = load_with(&extra).expect_err("too large");
+    assert_eq!(err.key.as_deref(), Some("buckets"));
+    assert!(
+        err.message.contains("over AWS's limit of 2048"),
+        "{}",
+        err.message
+    );
+    // The same buckets in another region never enter a policy, so they are fine.
+    load_with(&extra.replace("us-west-2", "eu-west-1")).unwrap();
+}
+
+#[test]
+fn vpc_conditions_are_validated() {
+    assert_rejected(
+        "[policy]\nsource_vpce = [\"vpc-123\"]\n",
+        "policy.source_vpce",
+        "VPC endpoint id",
+    );
+    load_with("[policy]\nsource_vpce = [\"vpce-1a2b3c4d\"]\nsource_vpc = [\"vpc-0abc\"]\n")
+        .unwrap();
+}

@@ -21,6 +21,18 @@ async fn no_token_cookie_code_or_secret_appears_in_the_logs() {
         .await
         .unwrap();
     assert_eq!(ok.status(), 200);
+    let creds: serde_json::Value = app
+        .http
+        .get(app.url("/s3credentials"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret_key = creds["secretAccessKey"].as_str().unwrap().to_owned();
+    let session_token = creds["sessionToken"].as_str().unwrap().to_owned();
     let bad_token = format!("{token}x");
     let bad = app
         .http
@@ -53,6 +65,26 @@ async fn no_token_cookie_code_or_secret_appears_in_the_logs() {
     let cookie_header = reqwest::cookie::CookieStore::cookies(&*jar, &app.address.parse().unwrap());
 
     let logs = captured_logs();
+    assert!(!logs.contains(&secret_key), "secret access key leaked");
+    assert!(!logs.contains(&session_token[..40]), "session token leaked");
+    // One audit line per credential response, with what an auditor needs.
+    let access_key = creds["accessKeyId"].as_str().unwrap();
+    let audit = logs
+        .lines()
+        .find(|l| l.contains("credentials vended") && l.contains(access_key))
+        .expect("audit line");
+    for field in [
+        "\"user\":\"alice\"",
+        "\"session_name\":\"alice@stsvend-test\"",
+        "\"policy_hash\":",
+        "demo-inregion",
+        "\"expiration\":",
+        "\"cache\":",
+        "\"client\":\"127.0.0.1\"",
+        "\"request_id\":",
+    ] {
+        assert!(audit.contains(field), "audit line lacks {field}: {audit}");
+    }
     assert!(
         logs.contains("\"msg\":\"login\"") || logs.contains("login"),
         "logs were captured"
