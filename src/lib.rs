@@ -2,6 +2,7 @@
 //! OpenID Connect.
 
 pub mod auth;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod error;

@@ -31,6 +31,33 @@ enum Command {
         #[arg(long, env = config::CONFIG_PATH_ENV)]
         config: Option<PathBuf>,
     },
+    /// Print credentials for AWS `credential_process` (or shell `export`s), cached locally.
+    CredentialProcess {
+        /// The service's credentials URL, e.g. https://data.example.org/s3credentials
+        #[arg(long)]
+        endpoint: url::Url,
+        /// File holding a bearer token (e.g. an Earthdata Login user token).
+        #[arg(long, group = "auth")]
+        token_file: Option<PathBuf>,
+        /// Environment variable holding a bearer token.
+        #[arg(long, group = "auth")]
+        token_env: Option<String>,
+        /// Log in through the IdP with the credentials in ~/.netrc (or $NETRC).
+        #[arg(long, group = "auth")]
+        netrc: bool,
+        /// Log in through the IdP with the credentials in this netrc file.
+        #[arg(long, group = "auth")]
+        netrc_file: Option<PathBuf>,
+        /// `credential-process` (JSON for the AWS config) or `env` (shell exports).
+        #[arg(long, value_enum, default_value = "credential-process")]
+        format: HelperFormat,
+        /// Where cached credentials live (default $XDG_CACHE_HOME/stsvend).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// Region for `--format env` (default: what the service reports).
+        #[arg(long)]
+        region: Option<String>,
+    },
     /// Print the exact session policy a user with these groups would get.
     Policy {
         /// Configuration file layered over the built-in defaults.
@@ -45,6 +72,86 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum HelperFormat {
+    CredentialProcess,
+    Env,
+}
+
+fn expand_home(path: &std::path::Path) -> PathBuf {
+    match (path.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => path.to_path_buf(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn credential_process(
+    endpoint: url::Url,
+    token_file: Option<PathBuf>,
+    token_env: Option<String>,
+    netrc: bool,
+    netrc_file: Option<PathBuf>,
+    format: HelperFormat,
+    cache_dir: Option<PathBuf>,
+    region: Option<String>,
+) -> Result<String, stsvend::client::ClientError> {
+    use stsvend::client::{self, Auth, ClientError, Options, OutputFormat};
+    let loopback = matches!(
+        endpoint.host_str(),
+        Some("127.0.0.1") | Some("localhost") | Some("[::1]")
+    );
+    if endpoint.scheme() != "https" && !(endpoint.scheme() == "http" && loopback) {
+        return Err(ClientError::Usage(
+            "--endpoint must be https (plain http only to a loopback address)".into(),
+        ));
+    }
+    let auth = if let Some(path) = token_file {
+        let path = expand_home(&path);
+        let token = std::fs::read_to_string(&path).map_err(|e| {
+            ClientError::Usage(format!(
+                "cannot read the token file {}: {e}",
+                path.display()
+            ))
+        })?;
+        Auth::Bearer(token.trim().to_owned())
+    } else if let Some(var) = token_env {
+        let token = std::env::var(&var).map_err(|_| {
+            ClientError::Usage(format!("the environment variable {var} is not set"))
+        })?;
+        Auth::Bearer(token.trim().to_owned())
+    } else if let Some(path) = netrc_file {
+        Auth::Netrc(expand_home(&path))
+    } else if netrc {
+        let path = std::env::var_os("NETRC")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| expand_home(std::path::Path::new("~/.netrc")));
+        Auth::Netrc(path)
+    } else {
+        return Err(ClientError::Usage(
+            "give --token-file, --token-env, --netrc or --netrc-file".into(),
+        ));
+    };
+    if matches!(&auth, Auth::Bearer(t) if t.is_empty()) {
+        return Err(ClientError::Usage("the bearer token is empty".into()));
+    }
+    let options = Options {
+        endpoint,
+        auth,
+        format: match format {
+            HelperFormat::CredentialProcess => OutputFormat::CredentialProcess,
+            HelperFormat::Env => OutputFormat::Env,
+        },
+        cache_dir: cache_dir.map(|d| expand_home(&d)),
+        region,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ClientError::Usage(format!("cannot start: {e}")))?;
+    runtime.block_on(client::run(options))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -52,6 +159,27 @@ fn main() -> ExitCode {
             Ok((raw, _)) => {
                 print!("{}", config::render_redacted(&raw));
                 eprintln!("stsvend: configuration is valid");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Command::CredentialProcess {
+            endpoint,
+            token_file,
+            token_env,
+            netrc,
+            netrc_file,
+            format,
+            cache_dir,
+            region,
+        } => match credential_process(
+            endpoint, token_file, token_env, netrc, netrc_file, format, cache_dir, region,
+        ) {
+            Ok(out) => {
+                print!("{out}");
+                if !out.ends_with('\n') {
+                    println!();
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => fail(e),

@@ -29,6 +29,7 @@ pub struct AppState {
     pub cookies: CookieCodec,
     pub bearer: BearerVerifier,
     pub vendor: Vendor,
+    pub templates: minijinja::Environment<'static>,
 }
 
 /// What tests and embedders may replace; everything else comes from the settings.
@@ -51,6 +52,8 @@ pub enum StartupError {
     },
     #[error("cannot build the HTTP client for the IdP: {0}")]
     HttpClient(#[from] reqwest::Error),
+    #[error("the README page template is invalid: {0}")]
+    Template(#[from] minijinja::Error),
     #[error("invalid session key: {0}")]
     CookieKey(String),
     #[error("cannot start the HTTP server: {0}")]
@@ -120,6 +123,8 @@ impl Application {
         let workers = settings.server.workers;
         let shutdown = settings.server.shutdown_timeout.as_secs();
         let callback_path = settings.oidc.callback_path.clone();
+        let cors_origins = settings.cors.allowed_origins.clone();
+        let templates = routes::readme::environment()?;
         let state = web::Data::new(AppState {
             settings,
             clock,
@@ -128,6 +133,7 @@ impl Application {
             cookies,
             bearer,
             vendor,
+            templates,
         });
         let mut server = HttpServer::new(move || {
             App::new()
@@ -136,7 +142,7 @@ impl Application {
                 .app_data(web::QueryConfig::default().error_handler(|err, _| {
                     ApiError::bad_request("invalid_request", err.to_string()).into()
                 }))
-                .configure(|cfg| routes::configure(cfg, &callback_path))
+                .configure(|cfg| routes::configure(cfg, &callback_path, &cors_origins))
                 .default_service(web::to(routes::not_found))
         })
         .shutdown_timeout(shutdown);

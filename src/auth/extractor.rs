@@ -22,7 +22,7 @@ pub enum AuthRejection {
     /// Send the user to the IdP, remembering the login state in a cookie.
     Login {
         location: String,
-        cookie: Cookie<'static>,
+        cookie: Box<Cookie<'static>>,
     },
     Error(ApiError),
 }
@@ -49,7 +49,7 @@ impl ResponseError for AuthRejection {
             Self::Login { location, cookie } => HttpResponse::Found()
                 .insert_header((header::LOCATION, location.as_str()))
                 .insert_header((header::CACHE_CONTROL, "no-store"))
-                .cookie(cookie.clone())
+                .cookie((**cookie).clone())
                 .finish(),
             Self::Error(e) => e.error_response(),
         }
@@ -86,33 +86,27 @@ fn bearer_token(req: &HttpRequest) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
-async fn authenticate(req: HttpRequest) -> Result<AuthenticatedUser, AuthRejection> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .cloned()
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "application state is missing",
-            )
-        })?;
+/// Who is asking, if anyone: a verified bearer token or a valid session cookie. A bad bearer
+/// token is an error; no credentials is `None`.
+async fn identify(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<Option<AuthenticatedUser>, AuthRejection> {
     let now = state.clock.now();
-
     // An explicit bearer token decides alone: a bad one is a 401, never a login redirect.
     // Other schemes (a .netrc's Basic header reaching us on a shared host) mean "no token".
-    if let Some(token) = bearer_token(&req) {
+    if let Some(token) = bearer_token(req) {
         return match state
             .bearer
             .verify(token, &state.discovery, &state.idp_http, now)
             .await
         {
-            Ok(v) => Ok(AuthenticatedUser {
+            Ok(v) => Ok(Some(AuthenticatedUser {
                 user_id: v.user_id.clone(),
                 groups: claims::relevant_groups(&state.settings, &v.groups),
                 method: AuthMethod::Bearer,
                 expires_at: v.expires_at,
-            }),
+            })),
             Err(e) if e.is_unavailable() => Err(ApiError::unavailable(e.to_string())
                 .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"))
                 .into()),
@@ -122,19 +116,39 @@ async fn authenticate(req: HttpRequest) -> Result<AuthenticatedUser, AuthRejecti
             }
         };
     }
-
     if let Some(cookie) = req.cookie(state.cookies.session_name()) {
         if let Some(session) = state.cookies.read_session(cookie.value(), now) {
-            return Ok(AuthenticatedUser {
+            return Ok(Some(AuthenticatedUser {
                 user_id: session.sub,
                 groups: session.groups,
                 method: AuthMethod::Session,
                 expires_at: chrono::DateTime::from_timestamp(session.exp, 0),
-            });
+            }));
         }
         tracing::debug!("session cookie invalid or expired; treated as anonymous");
     }
+    Ok(None)
+}
 
+fn app_state(req: &HttpRequest) -> Result<web::Data<AppState>, AuthRejection> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "application state is missing",
+            )
+            .into()
+        })
+}
+
+async fn authenticate(req: HttpRequest) -> Result<AuthenticatedUser, AuthRejection> {
+    let state = app_state(&req)?;
+    if let Some(user) = identify(&req, &state).await? {
+        return Ok(user);
+    }
+    let now = state.clock.now();
     if negotiate::wants_json_only(&req) {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -154,7 +168,27 @@ async fn authenticate(req: HttpRequest) -> Result<AuthenticatedUser, AuthRejecti
         .unwrap_or_else(|| "/".to_owned());
     let return_to = safe_return_path(&here).unwrap_or_else(|| login::DEFAULT_RETURN_PATH.into());
     let (location, cookie) = login::start(&state, &return_to, !negotiate::is_browser(&req), now)?;
-    Err(AuthRejection::Login { location, cookie })
+    Err(AuthRejection::Login {
+        location,
+        cookie: Box::new(cookie),
+    })
+}
+
+/// The caller if they are signed in (or sent a valid token), without asking anyone to log in.
+#[derive(Debug, Clone)]
+pub struct MaybeUser(pub Option<AuthenticatedUser>);
+
+impl FromRequest for MaybeUser {
+    type Error = AuthRejection;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = app_state(&req)?;
+            identify(&req, &state).await.map(MaybeUser)
+        })
+    }
 }
 
 impl FromRequest for AuthenticatedUser {

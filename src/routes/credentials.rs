@@ -99,3 +99,20 @@ fn sts_failure(e: &StsError) -> ApiError {
         )
     }
 }
+
+/// `GET /s3credentials/scope`: which buckets (and prefixes) the caller's credentials would
+/// cover, in which region, for how long. No STS call.
+pub async fn scope(user: AuthenticatedUser, state: web::Data<AppState>) -> HttpResponse {
+    let settings = &state.settings;
+    let buckets: Vec<serde_json::Value> = policy::allowed_buckets(settings, &user.groups)
+        .into_iter()
+        .map(|b| serde_json::json!({"name": b.name, "prefixes": b.prefixes}))
+        .collect();
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({
+            "region": settings.sts.region,
+            "buckets": buckets,
+            "duration_seconds": settings.sts.duration_seconds,
+        }))
+}

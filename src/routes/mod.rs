@@ -3,21 +3,76 @@
 pub mod auth;
 pub mod credentials;
 pub mod health;
+pub mod readme;
 
 use actix_web::web;
 
 use crate::error::ApiError;
 
-pub fn configure(cfg: &mut web::ServiceConfig, callback_path: &str) {
-    cfg.route(callback_path, web::get().to(auth::callback))
-        .route("/logout", web::get().to(auth::logout))
-        .route("/whoami", web::get().to(auth::whoami))
-        .route("/s3credentials", web::get().to(credentials::s3credentials))
-        .route("/favicon.ico", web::get().to(favicon))
-        .route("/healthz", web::get().to(health::healthz))
-        .route("/healthz", web::head().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/readyz", web::head().to(health::readyz));
+/// Credentialed CORS for the allow-listed origins only; other origins get no CORS headers.
+fn cors(allowed: &[String]) -> actix_cors::Cors {
+    let allowed = allowed.to_vec();
+    actix_cors::Cors::default()
+        .allowed_origin_fn(move |origin, _| {
+            origin
+                .to_str()
+                .is_ok_and(|o| allowed.iter().any(|a| a == o))
+        })
+        .allowed_methods(["GET"])
+        .allowed_headers([
+            actix_web::http::header::AUTHORIZATION,
+            actix_web::http::header::ACCEPT,
+        ])
+        .expose_headers(["x-request-id"])
+        .supports_credentials()
+        .block_on_origin_mismatch(false)
+        .max_age(600)
+}
+
+/// actix-cors answers a disallowed origin without `Access-Control-Allow-Origin` but still with
+/// other CORS headers; send none at all, so nothing suggests the origin is trusted.
+async fn only_full_cors(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let mut res = next.call(req).await?;
+    let headers = res.headers_mut();
+    if !headers.contains_key(actix_web::http::header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+        let cors: Vec<_> = headers
+            .keys()
+            .filter(|k| k.as_str().starts_with("access-control-"))
+            .cloned()
+            .collect();
+        for name in cors {
+            headers.remove(name);
+        }
+    }
+    Ok(res)
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig, callback_path: &str, cors_origins: &[String]) {
+    use actix_web::middleware::from_fn;
+    cfg.service(
+        web::resource("/s3credentials")
+            .wrap(cors(cors_origins))
+            .wrap(from_fn(only_full_cors))
+            .route(web::get().to(credentials::s3credentials)),
+    )
+    .service(
+        web::resource("/s3credentials/scope")
+            .wrap(cors(cors_origins))
+            .wrap(from_fn(only_full_cors))
+            .route(web::get().to(credentials::scope)),
+    )
+    .route("/s3credentialsREADME", web::get().to(readme::page))
+    .route(callback_path, web::get().to(auth::callback))
+    .route("/logout", web::get().to(auth::logout))
+    .route("/whoami", web::get().to(auth::whoami))
+    .route("/favicon.ico", web::get().to(favicon))
+    .route("/healthz", web::get().to(health::healthz))
+    .route("/healthz", web::head().to(health::healthz))
+    .route("/readyz", web::get().to(health::readyz))
+    .route("/readyz", web::head().to(health::readyz));
 }
 
 /// Browsers ask for a favicon on every page; answer without a 404 in their console.

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod bearer;
+mod clients;
 mod config_errors;
 mod credentials;
 mod health;

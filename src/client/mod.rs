@@ -1,0 +1,448 @@
+//! `stsvend credential-process`: the client side for AWS `credential_process`, GDAL and other
+//! environment-only tools. Authenticates with a bearer token or a `.netrc` (the Earthdata
+//! redirect chain), keeps a per-endpoint-and-identity cache file (mode 0600, atomic writes)
+//! under `$XDG_CACHE_HOME/stsvend/`, and reuses it while more than 15 minutes remain, so
+//! hundreds of SDK processes do not each call the service.
+
+pub mod netrc;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Reuse a cached credential only while more than this remains (botocore refreshes at 15).
+pub const REUSE_MIN_REMAINING: TimeDelta = TimeDelta::minutes(15);
+const TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_REDIRECTS: usize = 10;
+
+#[derive(Debug, Clone)]
+pub enum Auth {
+    Bearer(String),
+    /// The netrc file to read credentials for the IdP's host from.
+    Netrc(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    CredentialProcess,
+    Env,
+}
+
+pub struct Options {
+    pub endpoint: url::Url,
+    pub auth: Auth,
+    pub format: OutputFormat,
+    pub cache_dir: Option<PathBuf>,
+    pub region: Option<String>,
+}
+
+/// What the cache file holds: the credential_process document plus the region.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Cached {
+    #[serde(rename = "Version")]
+    version: u8,
+    #[serde(rename = "AccessKeyId")]
+    access_key_id: String,
+    #[serde(rename = "SecretAccessKey")]
+    secret_access_key: String,
+    #[serde(rename = "SessionToken")]
+    session_token: String,
+    #[serde(rename = "Expiration")]
+    expiration: String,
+    #[serde(rename = "Region", default, skip_serializing_if = "Option::is_none")]
+    region: Option<String>,
+}
+
+impl Cached {
+    fn expires(&self) -> Option<DateTime<Utc>> {
+        DateTime::parse_from_rfc3339(&self.expiration)
+            .ok()
+            .map(|d| d.with_timezone(&Utc))
+    }
+
+    fn usable(&self, now: DateTime<Utc>) -> bool {
+        self.expires()
+            .is_some_and(|e| e - now > REUSE_MIN_REMAINING)
+    }
+}
+
+/// A failure worth one clear line on stderr. Never carries a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("the service rejected the token ({0}); get a new one from your identity provider (Earthdata Login: Profile > Generate Token) and try again")]
+    TokenRejected(String),
+    #[error("not signed in: {0}")]
+    LoginFailed(String),
+    #[error("access denied: {0}")]
+    Forbidden(String),
+    #[error("the service answered {status}{detail}")]
+    Service { status: u16, detail: String },
+    #[error("cannot reach {0}")]
+    Unreachable(String),
+    #[error("cache: {0}")]
+    Cache(String),
+}
+
+/// The cache file for this endpoint and identity (the token's hash, or the netrc login).
+fn cache_path(dir: &Path, endpoint: &url::Url, identity: &str) -> PathBuf {
+    let mut h = Sha256::new();
+    h.update(endpoint.as_str().as_bytes());
+    h.update([0]);
+    h.update(identity.as_bytes());
+    let name: String = h
+        .finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    dir.join(format!("{name}.json"))
+}
+
+/// `$XDG_CACHE_HOME/stsvend` or `~/.cache/stsvend`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|d| d.join("stsvend"))
+}
+
+fn read_cache(path: &Path) -> Option<Cached> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Write via a temp file in the same directory and rename, so a concurrent reader sees the
+/// old file or the new one, never half of one.
+fn write_cache(path: &Path, value: &Cached) -> Result<(), ClientError> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| ClientError::Cache("no cache directory".into()))?;
+    create_private_dir(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("cache"),
+        std::process::id()
+    ));
+    let json = serde_json::to_vec(value).map_err(|e| ClientError::Cache(e.to_string()))?;
+    let mut file = open_private(&tmp)?;
+    file.write_all(&json)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| ClientError::Cache(format!("cannot write {}: {e}", tmp.display())))?;
+    std::fs::rename(&tmp, path)
+        .map_err(|e| ClientError::Cache(format!("cannot replace {}: {e}", path.display())))
+}
+
+#[cfg(unix)]
+fn open_private(path: &Path) -> Result<std::fs::File, ClientError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| ClientError::Cache(format!("cannot create {}: {e}", path.display())))
+}
+
+#[cfg(not(unix))]
+fn open_private(path: &Path) -> Result<std::fs::File, ClientError> {
+    std::fs::File::create(path)
+        .map_err(|e| ClientError::Cache(format!("cannot create {}: {e}", path.display())))
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), ClientError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .map_err(|e| ClientError::Cache(format!("cannot create {}: {e}", dir.display())))
+}
+
+fn render(cached: &Cached, format: OutputFormat) -> String {
+    match format {
+        OutputFormat::CredentialProcess => {
+            let mut doc = cached.clone();
+            doc.region = None;
+            serde_json::to_string(&doc).unwrap_or_default()
+        }
+        OutputFormat::Env => {
+            let mut out = format!(
+                "export AWS_ACCESS_KEY_ID={}\nexport AWS_SECRET_ACCESS_KEY={}\nexport AWS_SESSION_TOKEN={}\nexport AWS_CREDENTIAL_EXPIRATION={}\n",
+                shell_quote(&cached.access_key_id),
+                shell_quote(&cached.secret_access_key),
+                shell_quote(&cached.session_token),
+                shell_quote(&cached.expiration),
+            );
+            if let Some(region) = &cached.region {
+                out.push_str(&format!(
+                    "export AWS_REGION={0}\nexport AWS_DEFAULT_REGION={0}\n",
+                    shell_quote(region)
+                ));
+            }
+            out
+        }
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Run the helper: print credentials on stdout, from the cache when they are fresh enough.
+pub async fn run(options: Options) -> Result<String, ClientError> {
+    let identity = match &options.auth {
+        Auth::Bearer(token) => {
+            let digest = Sha256::digest(token.as_bytes());
+            format!(
+                "bearer:{}",
+                digest
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            )
+        }
+        Auth::Netrc(path) => format!("netrc:{}", path.display()),
+    };
+    let cache_file = options
+        .cache_dir
+        .clone()
+        .or_else(default_cache_dir)
+        .map(|d| cache_path(&d, &options.endpoint, &identity));
+    let now = Utc::now();
+    if let Some(cached) = cache_file.as_deref().and_then(read_cache) {
+        if cached.usable(now) {
+            return Ok(render(&cached, options.format));
+        }
+    }
+    let fresh = fetch(&options).await?;
+    if let Some(path) = &cache_file {
+        // A cache that cannot be written only costs a round trip next time.
+        if let Err(e) = write_cache(path, &fresh) {
+            eprintln!("stsvend: warning: {e}");
+        }
+    }
+    Ok(render(&fresh, options.format))
+}
+
+fn http_client() -> Result<reqwest::Client, ClientError> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .timeout(TIMEOUT)
+        .user_agent(concat!(
+            "stsvend-credential-process/",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .build()
+        .map_err(|e| ClientError::Unreachable(e.to_string()))
+}
+
+fn with_format(endpoint: &url::Url) -> url::Url {
+    let mut url = endpoint.clone();
+    let keep: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "format")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    url.query_pairs_mut()
+        .clear()
+        .extend_pairs(keep)
+        .append_pair("format", "credential-process");
+    url
+}
+
+async fn fetch(options: &Options) -> Result<Cached, ClientError> {
+    let http = http_client()?;
+    let url = with_format(&options.endpoint);
+    let res = match &options.auth {
+        Auth::Bearer(token) => http
+            .get(url.clone())
+            .bearer_auth(token)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| {
+                ClientError::Unreachable(format!("{}: {e}", url.origin().ascii_serialization()))
+            })?,
+        Auth::Netrc(path) => netrc_chain(&http, url.clone(), path).await?,
+    };
+    let status = res.status().as_u16();
+    let request_id = res
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let text = res.text().await.unwrap_or_default();
+    if status != 200 {
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let description = body["error_description"].as_str().unwrap_or("").to_owned();
+        return Err(match status {
+            401 => ClientError::TokenRejected(description),
+            403 => ClientError::Forbidden(description),
+            _ => ClientError::Service {
+                status,
+                detail: match request_id {
+                    Some(id) => format!(
+                        " (request id {id}){}",
+                        if description.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {description}")
+                        }
+                    ),
+                    None => String::new(),
+                },
+            },
+        });
+    }
+    let mut cached: Cached = serde_json::from_str(&text).map_err(|_| ClientError::Service {
+        status,
+        detail: ": the response is not a credential_process document".into(),
+    })?;
+    cached.region = match &options.region {
+        Some(r) => Some(r.clone()),
+        None => fetch_region(&http, options).await,
+    };
+    Ok(cached)
+}
+
+/// The region from `<endpoint>/scope`, for `--format env` users (best effort).
+async fn fetch_region(http: &reqwest::Client, options: &Options) -> Option<String> {
+    let mut url = options.endpoint.clone();
+    url.set_query(None);
+    let path = format!("{}/scope", url.path().trim_end_matches('/'));
+    url.set_path(&path);
+    let mut req = http.get(url).header("accept", "application/json");
+    if let Auth::Bearer(token) = &options.auth {
+        req = req.bearer_auth(token);
+    }
+    let res = req.send().await.ok()?;
+    let body: serde_json::Value = res.json().await.ok()?;
+    body["region"].as_str().map(str::to_owned)
+}
+
+/// The Earthdata redirect chain: follow redirects keeping cookies, sending the netrc
+/// credentials (HTTP Basic) only to the host they are for.
+async fn netrc_chain(
+    http: &reqwest::Client,
+    start: url::Url,
+    netrc_path: &Path,
+) -> Result<reqwest::Response, ClientError> {
+    let netrc = netrc::Netrc::load(netrc_path).map_err(ClientError::Usage)?;
+    let mut url = start;
+    for _ in 0..MAX_REDIRECTS {
+        let mut req = http.get(url.clone());
+        if let Some(host) = url.host_str() {
+            // The service itself must not get the password unless the netrc names it.
+            if let Some((login, password)) = netrc.credentials_for(host) {
+                if url.scheme() == "https" || is_loopback(host) {
+                    req = req.basic_auth(login, Some(password));
+                }
+            }
+        }
+        let res = req.send().await.map_err(|e| {
+            ClientError::Unreachable(format!("{}: {e}", url.origin().ascii_serialization()))
+        })?;
+        if !res.status().is_redirection() {
+            if res.status().as_u16() == 401 && res.headers().contains_key("www-authenticate") {
+                return Err(ClientError::LoginFailed(format!(
+                    "{} asked for credentials the netrc file does not have (or they are wrong)",
+                    url.host_str().unwrap_or("the identity provider")
+                )));
+            }
+            return Ok(res);
+        }
+        let location = res
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ClientError::LoginFailed("a redirect without a Location".into()))?;
+        url = url
+            .join(location)
+            .map_err(|_| ClientError::LoginFailed("a redirect to an invalid URL".into()))?;
+    }
+    Err(ClientError::LoginFailed("too many redirects".into()))
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn sample(expiration: &str) -> Cached {
+        Cached {
+            version: 1,
+            access_key_id: "ASIA".into(),
+            secret_access_key: "s'ecret".into(),
+            session_token: "tok".into(),
+            expiration: expiration.into(),
+            region: Some("us-west-2".into()),
+        }
+    }
+
+    #[test]
+    fn cache_reuse_needs_more_than_15_minutes() {
+        let now = Utc::now();
+        let fmt = |d: DateTime<Utc>| d.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        assert!(sample(&fmt(now + TimeDelta::minutes(16))).usable(now));
+        assert!(!sample(&fmt(now + TimeDelta::minutes(14))).usable(now));
+        assert!(!sample("garbage").usable(now));
+    }
+
+    #[test]
+    fn writes_are_atomic_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("x.json");
+        write_cache(&path, &sample("2030-01-01T00:00:00Z")).unwrap();
+        assert_eq!(read_cache(&path).unwrap().access_key_id, "ASIA");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let leftovers = std::fs::read_dir(path.parent().unwrap()).unwrap().count();
+        assert_eq!(leftovers, 1, "no temp files left behind");
+    }
+
+    #[test]
+    fn output_formats() {
+        let c = sample("2030-01-01T00:00:00Z");
+        let cp: serde_json::Value =
+            serde_json::from_str(&render(&c, OutputFormat::CredentialProcess)).unwrap();
+        assert_eq!(cp["Version"], 1);
+        assert!(cp.get("Region").is_none());
+        let env = render(&c, OutputFormat::Env);
+        assert!(env.contains("export AWS_SECRET_ACCESS_KEY='s'\\''ecret'\n"));
+        assert!(env.contains("export AWS_REGION='us-west-2'\n"));
+    }
+
+    #[test]
+    fn cache_files_differ_by_endpoint_and_identity() {
+        let d = Path::new("/tmp");
+        let a = url::Url::parse("https://a.example/s3credentials").unwrap();
+        let b = url::Url::parse("https://b.example/s3credentials").unwrap();
+        assert_ne!(cache_path(d, &a, "x"), cache_path(d, &b, "x"));
+        assert_ne!(cache_path(d, &a, "x"), cache_path(d, &a, "y"));
+    }
+}

@@ -1,0 +1,93 @@
+//! `GET /s3credentialsREADME`: how to use this deployment, rendered from a template with its
+//! real endpoint, region and lifetime, and the signed-in user's buckets.
+
+use actix_web::http::header;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use minijinja::{context, Environment};
+
+use crate::auth::extractor::MaybeUser;
+use crate::auth::login;
+use crate::error::ApiError;
+use crate::startup::AppState;
+use crate::vend::policy;
+
+const TEMPLATE: &str = include_str!("readme.html");
+
+/// The template environment, built (and the template parsed) once at startup.
+pub fn environment() -> Result<Environment<'static>, minijinja::Error> {
+    let mut env = Environment::new();
+    env.add_template("readme.html", TEMPLATE)?;
+    Ok(env)
+}
+
+fn lifetime(seconds: u32) -> String {
+    match seconds {
+        s if s % 3600 == 0 && s == 3600 => "1 hour".to_owned(),
+        s if s % 3600 == 0 => format!("{} hours", s / 3600),
+        s => format!("{} minutes", s / 60),
+    }
+}
+
+pub async fn page(user: MaybeUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let settings = &state.settings;
+    let endpoint = login::absolute(&state, "/s3credentials");
+    let (user_id, buckets) = match &user.0 {
+        Some(u) => {
+            let buckets: Vec<_> = policy::allowed_buckets(settings, &u.groups)
+                .into_iter()
+                .map(|b| context! { name => b.name.clone(), prefixes => b.prefixes.clone() })
+                .collect();
+            (Some(u.user_id.clone()), buckets)
+        }
+        None => (None, Vec::new()),
+    };
+    let example_bucket = policy::allowed_buckets(settings, &[])
+        .first()
+        .map(|b| b.name.clone())
+        .or_else(|| {
+            settings
+                .buckets
+                .iter()
+                .find(|b| b.region == settings.sts.region)
+                .map(|b| b.name.clone())
+        })
+        .unwrap_or_else(|| "your-bucket".to_owned());
+    let idp_host = url::Url::parse(&settings.oidc.issuer)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    let html = state
+        .templates
+        .get_template("readme.html")
+        .and_then(|t| {
+            t.render(context! {
+                endpoint => endpoint,
+                region => settings.sts.region,
+                lifetime => lifetime(settings.sts.duration_seconds),
+                vpce => !settings.policy.source_vpce.is_empty(),
+                user => user_id,
+                buckets => buckets,
+                granting => policy::granting_groups(settings),
+                login_url => login::absolute(&state, &format!("{}?return_to=%2Fs3credentialsREADME", settings.oidc.callback_path)),
+                idp_host => idp_host,
+                example_bucket => example_bucket,
+            })
+        })
+        .map_err(|e| {
+            tracing::error!(error = %e, "README page did not render");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "the page could not be rendered",
+            )
+        })?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "private, no-cache"))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ))
+        .body(html))
+}

@@ -1,0 +1,78 @@
+// The /s3credentialsREADME page as people see it: renders with no console errors and no
+// requests leaving the service, on a desktop and on a phone, signed out and signed in.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { chromium, devices } from 'playwright-core';
+
+import { CHROMIUM_ARGS, startStack } from './stack.mjs';
+
+const artifacts = process.env.BROWSER_ARTIFACTS
+  ?? join(process.env.CARGO_TARGET_DIR ?? 'target', 'browser-artifacts');
+
+let stack;
+let browser;
+
+before(async () => {
+  mkdirSync(artifacts, { recursive: true });
+  stack = await startStack();
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: CHROMIUM_ARGS,
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await stack?.stop();
+});
+
+async function open(context, path) {
+  const page = await context.newPage();
+  const problems = [];
+  page.on('console', (msg) => { if (msg.type() === 'error' || msg.type() === 'warning') problems.push(msg.text()); });
+  page.on('pageerror', (err) => problems.push(String(err)));
+  const foreign = [];
+  page.on('request', (req) => { if (!req.url().startsWith(stack.app) && !req.url().startsWith(stack.issuer)) foreign.push(req.url()); });
+  const res = await page.goto(`${stack.app}${path}`);
+  return { page, res, problems, foreign };
+}
+
+test('the README page renders for a signed-out visitor, desktop and phone', async () => {
+  for (const [name, options] of [['desktop', {}], ['phone', devices['Pixel 7']]]) {
+    const context = await browser.newContext(options);
+    const { page, res, problems, foreign } = await open(context, '/s3credentialsREADME');
+    assert.equal(res.status(), 200);
+    assert.equal(await page.locator('#endpoint').innerText(), `${stack.app}/s3credentials`);
+    assert.match(await page.locator('body').innerText(), /us-west-2/);
+    assert.match(await page.locator('body').innerText(), /not signed in/);
+    for (const id of ['curl-netrc', 'curl-bearer', 'cli', 'boto3', 's3fs', 'gdal']) {
+      assert.equal(await page.locator(`#${id}`).count(), 1, id);
+    }
+    // Readable on a phone: nothing wider than the viewport except scrollable code blocks.
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `${name}: page is ${overflow}px wider than the screen`);
+    await page.screenshot({ path: join(artifacts, `readme-${name}.png`), fullPage: true });
+    assert.deepEqual(problems, [], `${name}: console`);
+    assert.deepEqual(foreign, [], `${name}: external requests`);
+    await context.close();
+  }
+});
+
+test('signed in, the README page lists the buckets the user can read', async () => {
+  const context = await browser.newContext();
+  const { page } = await open(context, '/login?return_to=%2Fs3credentialsREADME');
+  await page.fill('#username', 'carol');
+  await page.fill('#password', 'carol-pw');
+  await Promise.all([page.waitForURL(`${stack.app}/s3credentialsREADME`), page.click('#login')]);
+  const text = await page.locator('#access + p, #access ~ table').allInnerTexts();
+  const all = text.join('\n');
+  assert.match(all, /carol/);
+  assert.match(all, /demo-inregion/);
+  assert.match(all, /demo-restricted/);
+  assert.doesNotMatch(all, /demo-elsewhere/);
+  await page.screenshot({ path: join(artifacts, 'readme-signed-in.png'), fullPage: true });
+  await context.close();
+});
