@@ -1,0 +1,279 @@
+//! Benchmark scenarios that need more than wrk: STS call coalescing through the real request
+//! path, memory per cached user through the library with an in-process STS, and start-up
+//! time. Prints one JSON object per scenario on stdout.
+//!
+//!     bench-driver coalesce URL ISSUER MOTO_ENDPOINT N
+//!     bench-driver memory USERS
+//!     bench-driver startup STSVEND_BIN CONFIG RUNS   (env: the STSVEND_* overrides to use)
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{TimeDelta, Utc};
+use figment::providers::{Format, Serialized, Toml};
+use futures_util::future::BoxFuture;
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use stsvend::vend::cache::Vendor;
+use stsvend::vend::sts::{AssumeRoleRequest, StsApi, StsCredentials, StsError};
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("coalesce") if args.len() == 5 => {
+            coalesce(
+                &args[1],
+                &args[2],
+                &args[3],
+                args[4].parse().unwrap_or(1000),
+            )
+            .await
+        }
+        Some("memory") if args.len() == 2 => memory(args[1].parse().unwrap_or(100_000)).await,
+        Some("startup") if args.len() == 4 => {
+            startup(&args[1], &args[2], args[3].parse().unwrap_or(5)).await
+        }
+        _ => {
+            eprintln!("usage: bench-driver coalesce URL ISSUER MOTO N | memory USERS | startup BIN CONFIG RUNS");
+            std::process::exit(2);
+        }
+    };
+    println!("{result}");
+}
+
+async fn mint(http: &reqwest::Client, issuer: &str, user: &str) -> String {
+    let res: Value = http
+        .post(format!("{issuer}/test/mint"))
+        .json(&json!({"claims": {"sub": user, "groups": ["science"]}}))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .expect("mint a token (the bench IdP runs with IDP_TEST_MINT=1)")
+        .json()
+        .await
+        .expect("mint JSON");
+    res["token"].as_str().expect("token").to_owned()
+}
+
+async fn assume_calls(http: &reqwest::Client, moto: &str, prefix: &str) -> usize {
+    let data: Value = http
+        .get(format!("{moto}/moto-api/data.json"))
+        .send()
+        .await
+        .expect("moto data")
+        .json()
+        .await
+        .expect("moto JSON");
+    data["sts"]["AssumedRole"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|r| {
+                    r["session_name"]
+                        .as_str()
+                        .is_some_and(|s| s.starts_with(prefix))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+async fn fire(http: &reqwest::Client, url: &str, tokens: Vec<String>) -> (usize, Duration) {
+    let started = Instant::now();
+    let tasks: Vec<_> = tokens
+        .into_iter()
+        .map(|t| {
+            let http = http.clone();
+            let url = url.to_owned();
+            tokio::spawn(async move {
+                http.get(url)
+                    .bearer_auth(t)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16() == 200)
+                    .unwrap_or(false)
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        ok += usize::from(t.await.unwrap_or(false));
+    }
+    (ok, started.elapsed())
+}
+
+async fn coalesce(url: &str, issuer: &str, moto: &str, n: usize) -> Value {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(n)
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client");
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let one_user = format!("one{}", &run[..12]);
+    let token = mint(&http, issuer, &one_user).await;
+    let (ok_same, t_same) = fire(&http, url, vec![token; n]).await;
+    let calls_same = assume_calls(&http, moto, &one_user).await;
+
+    let prefix = format!("many{}", &run[..8]);
+    let mut tokens = Vec::with_capacity(n);
+    for i in 0..n {
+        tokens.push(mint(&http, issuer, &format!("{prefix}-{i:05}")).await);
+    }
+    let (ok_distinct, t_distinct) = fire(&http, url, tokens).await;
+    let calls_distinct = assume_calls(&http, moto, &prefix).await;
+    json!({
+        "scenario": "coalesce",
+        "requests": n,
+        "same_user": {"ok": ok_same, "assume_role_calls": calls_same, "seconds": t_same.as_secs_f64()},
+        "distinct_users": {"ok": ok_distinct, "assume_role_calls": calls_distinct, "seconds": t_distinct.as_secs_f64()},
+    })
+}
+
+/// An in-process STS issuing credentials of AWS's real sizes (20-char key id, 40-char
+/// secret, ~1,000-char session token).
+struct FakeSts {
+    calls: AtomicU64,
+}
+
+impl StsApi for FakeSts {
+    fn assume_role<'a>(
+        &'a self,
+        request: &'a AssumeRoleRequest,
+    ) -> BoxFuture<'a, Result<StsCredentials, StsError>> {
+        Box::pin(async move {
+            let n = self.calls.fetch_add(1, Ordering::Relaxed);
+            Ok(StsCredentials {
+                access_key_id: format!("ASIA{n:016}"),
+                secret_access_key: SecretString::from(format!("{n:040}")),
+                session_token: SecretString::from(format!("{n:01024}")),
+                expiration: Utc::now() + TimeDelta::seconds(i64::from(request.duration_seconds)),
+                packed_policy_size: Some(6),
+            })
+        })
+    }
+
+    fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn bench_settings() -> stsvend::config::Settings {
+    let toml = r#"
+[server]
+public_url = "http://127.0.0.1:8080"
+[oidc]
+issuer = "http://127.0.0.1:9400"
+client_id = "bench"
+[sts]
+role_arn = "arn:aws:iam::123456789012:role/stsvend-read"
+[[buckets]]
+name = "demo-inregion"
+region = "us-west-2"
+groups = ["science"]
+"#;
+    let figment = figment::Figment::from(Toml::string(stsvend::config::DEFAULT_TOML))
+        .merge(Toml::string(toml))
+        .merge(Serialized::default(
+            "session.key",
+            "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKg==",
+        ));
+    stsvend::config::from_figment(figment)
+        .expect("bench settings")
+        .1
+}
+
+async fn memory(users: usize) -> Value {
+    let settings = bench_settings();
+    let policy = stsvend::vend::policy::for_groups(&settings, &["science".to_owned()])
+        .expect("policy")
+        .json;
+    let vendor = Vendor::new(
+        Arc::new(FakeSts {
+            calls: AtomicU64::new(0),
+        }),
+        &settings,
+    );
+    vendor.sync().await;
+    let before = rss_kib();
+    let now = Utc::now();
+    let started = Instant::now();
+    for i in 0..users {
+        let request = Vendor::request_for(&settings, &format!("user-{i:07}@example.org"), &policy);
+        vendor
+            .vend(
+                request,
+                Duration::from_secs(900),
+                now,
+                Duration::from_secs(5),
+            )
+            .await
+            .expect("vend");
+    }
+    vendor.sync().await;
+    let fill = started.elapsed();
+    let after = rss_kib();
+    let entries = vendor.cached_entries();
+    json!({
+        "scenario": "memory",
+        "method": "library API (stsvend::vend::cache::Vendor) with an in-process STS issuing AWS-sized credentials (1,024-char session tokens)",
+        "users": users,
+        "cached_entries": entries,
+        "rss_before_kib": before,
+        "rss_after_kib": after,
+        "kib_per_user": (after.saturating_sub(before)) as f64 / entries.max(1) as f64,
+        "fill_seconds": fill.as_secs_f64(),
+        "sts_calls": vendor.sts_calls(),
+    })
+}
+
+async fn startup(bin: &str, config: &str, runs: usize) -> Value {
+    let url = format!(
+        "{}/readyz",
+        std::env::var("STSVEND_SERVER__PUBLIC_URL").expect("STSVEND_SERVER__PUBLIC_URL")
+    );
+    let http = reqwest::Client::new();
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let started = Instant::now();
+        let mut child = tokio::process::Command::new(bin)
+            .args(["serve", "--config", config])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start stsvend");
+        loop {
+            if let Ok(r) = http.get(&url).send().await {
+                if r.status() == 200 {
+                    break;
+                }
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "never ready");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        let _ = child.kill().await;
+        let _ = child.wait().await;
+    }
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    json!({
+        "scenario": "startup",
+        "runs_ms": times,
+        "median_ms": sorted[sorted.len() / 2],
+    })
+}

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# stsvend's benchmarks: builds in release mode, starts the IdP and moto on loopback, and runs
+#   1. the hot path vs the bare actix ceiling (wrk, 64 connections, 15 s, several runs):
+#      (a) ceiling, (b) cached + bearer JWT, (c) cached + session cookie, (d) no cache (STS
+#      on every request, the TEA baseline);
+#   2. STS coalescing: 1,000 concurrent first requests for one user, and for 1,000 users;
+#   3. memory: server RSS at start, and per cached user (library, in-process STS);
+#   4. start-up: process start to /readyz 200 with the IdP up.
+# Prints one table and writes it (with core count and date) to tests/bench/results.md.
+# Figures, not pass/fail: the machine is shared and noisy, so medians of RUNS runs are quoted.
+#
+#   tests/bench/run.sh            (RUNS=3 DURATION=15s CONNECTIONS=64 by default)
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+RUNS="${RUNS:-3}"
+DURATION="${DURATION:-15s}"
+CONNECTIONS="${CONNECTIONS:-64}"
+USERS="${USERS:-100000}"
+BURST="${BURST:-1000}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stsvend-target}"
+
+"$root/deploy/local/setup.sh"
+if ! command -v wrk >/dev/null; then
+  [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null \
+    || { echo "bench: wrk is missing (Debian package wrk)" >&2; exit 1; }
+fi
+
+echo "[bench] building (release)" >&2
+(cd "$root" && cargo build --release --locked --quiet --bin stsvend --example bench-ceiling --example bench-driver)
+rel="$CARGO_TARGET_DIR/release"
+work="$(mktemp -d /tmp/stsvend-bench.XXXXXX)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 1 300); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "bench: $1 never answered" >&2; exit 1; }
+
+idp_port=$(free_port); moto_port=$(free_port)
+issuer="http://127.0.0.1:$idp_port"; moto="http://127.0.0.1:$moto_port"
+IDP_PORT=$idp_port IDP_TEST_MINT=1 IDP_PARENT_PID=$$ node "$root/deploy/local/idp/server.mjs" >"$work/idp.log" 2>&1 &
+pids+=($!)
+"$root/deploy/local/.venv/bin/python" "$root/deploy/local/moto_stack.py" --port "$moto_port" --parent-pid $$ >"$work/moto.log" 2>&1 &
+pids+=($!)
+wait_http "$issuer/.well-known/openid-configuration"
+for _ in $(seq 1 200); do grep -q '"event": "ready"' "$work/moto.log" && break; sleep 0.1; done
+
+start_stsvend() { # port extra-env...
+  local port=$1; shift
+  env STSVEND_SERVER__BIND="127.0.0.1:$port" STSVEND_SERVER__PUBLIC_URL="http://127.0.0.1:$port" \
+    STSVEND_SERVER__LOG_FORMAT=json STSVEND_OIDC__ISSUER="$issuer" STSVEND_STS__ENDPOINT_URL="$moto" \
+    AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "$@" \
+    "$rel/stsvend" serve --config "$root/config/local.toml" >>"$work/stsvend-$port.log" 2>&1 &
+  pids+=($!)
+  wait_http "http://127.0.0.1:$port/readyz"
+}
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+cached_port=$(free_port); nocache_port=$(free_port); ceiling_port=$(free_port)
+start_stsvend "$cached_port"
+cached_pid=${pids[-1]}
+rss_start=$(rss_kib "$cached_pid")
+start_stsvend "$nocache_port" STSVEND_CACHE__ENABLED=false
+"$rel/examples/bench-ceiling" "$ceiling_port" >/dev/null 2>&1 &
+pids+=($!)
+wait_http "http://127.0.0.1:$ceiling_port/s3credentials"
+
+token=$(curl -fsS -u alice:alice-pw -X POST "$issuer/api/users/find_or_create_token" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+printf 'machine 127.0.0.1 login alice password alice-pw\n' >"$work/netrc"
+curl -fsS -o /dev/null --netrc-file "$work/netrc" -L -c "$work/jar" -b "$work/jar" \
+  "http://127.0.0.1:$cached_port/s3credentials"
+cookie=$(awk '$6 == "stsvend_session" {print $7}' "$work/jar")
+[ -n "$cookie" ] || { echo "bench: no session cookie" >&2; exit 1; }
+
+run_wrk() { # name url header
+  local name=$1 url=$2 header=$3
+  curl -fsS -o /dev/null -H "$header" "$url"     # warm the cache
+  wrk -t2 -c"$CONNECTIONS" -d2s -H "$header" "$url" >/dev/null
+  for i in $(seq 1 "$RUNS"); do
+    echo "[bench] $name run $i/$RUNS" >&2
+    wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -H "$header" "$url" >"$work/wrk-$name-$i.txt"
+  done
+}
+run_wrk a "http://127.0.0.1:$ceiling_port/s3credentials" "Accept: */*"
+run_wrk b "http://127.0.0.1:$cached_port/s3credentials" "Authorization: Bearer $token"
+run_wrk c "http://127.0.0.1:$cached_port/s3credentials" "Cookie: stsvend_session=$cookie"
+run_wrk d "http://127.0.0.1:$nocache_port/s3credentials" "Authorization: Bearer $token"
+rss_hot=$(rss_kib "$cached_pid")
+
+echo "[bench] coalescing ($BURST concurrent first requests)" >&2
+"$rel/examples/bench-driver" coalesce "http://127.0.0.1:$cached_port/s3credentials" "$issuer" "$moto" "$BURST" >"$work/coalesce.json"
+echo "[bench] memory ($USERS cached users)" >&2
+"$rel/examples/bench-driver" memory "$USERS" >"$work/memory.json"
+echo "[bench] start-up" >&2
+startup_port=$(free_port)
+STSVEND_SERVER__BIND="127.0.0.1:$startup_port" STSVEND_SERVER__PUBLIC_URL="http://127.0.0.1:$startup_port" \
+  STSVEND_OIDC__ISSUER="$issuer" STSVEND_STS__ENDPOINT_URL="$moto" \
+  "$rel/examples/bench-driver" startup "$rel/stsvend" "$root/config/local.toml" 5 >"$work/startup.json"
+
+python3 "$here/report.py" "$work" "$RUNS" "$DURATION" "$CONNECTIONS" "$rss_start" "$rss_hot" | tee "$here/results.md"
+echo "[bench] written to tests/bench/results.md" >&2
