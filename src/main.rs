@@ -197,7 +197,7 @@ fn main() -> ExitCode {
                 Ok((_, settings)) => settings,
                 Err(e) => return fail(e),
             };
-            stsvend::telemetry::init(settings.server.log_format);
+            let _log_guard = stsvend::telemetry::init(settings.server.log_format);
             let runtime = actix_web::rt::System::new();
             match runtime.block_on(serve(settings)) {
                 Ok(()) => ExitCode::SUCCESS,

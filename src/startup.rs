@@ -29,6 +29,7 @@ pub struct AppState {
     pub cookies: CookieCodec,
     pub bearer: BearerVerifier,
     pub vendor: Vendor,
+    pub policies: crate::vend::policy::PolicyCache,
     pub templates: minijinja::Environment<'static>,
 }
 
@@ -133,6 +134,7 @@ impl Application {
             cookies,
             bearer,
             vendor,
+            policies: Default::default(),
             templates,
         });
         let mut server = HttpServer::new(move || {

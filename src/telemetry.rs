@@ -44,8 +44,14 @@ pub fn current_prefers_html() -> bool {
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-/// Install the global subscriber. `RUST_LOG` overrides the default filter.
-pub fn init(format: LogFormat) {
+/// Install the global subscriber. `RUST_LOG` overrides the default filter. Lines are written
+/// by a background thread (formatting stays on the request thread, the write syscalls do
+/// not); it never drops lines, so audit records survive load. Keep the guard until exit: it
+/// flushes what is queued.
+pub fn init(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stdout());
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn"));
     let terminal = std::io::stdout().is_terminal();
@@ -57,7 +63,8 @@ pub fn init(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(terminal)
-        .with_target(false);
+        .with_target(false)
+        .with_writer(writer);
     // A second init (tests start many apps in one process) is harmless.
     let _ = if json {
         builder
@@ -68,6 +75,7 @@ pub fn init(format: LogFormat) {
     } else {
         builder.try_init()
     };
+    guard
 }
 
 /// Accept a client-sent id only if it is short and plain, so it cannot forge log lines.
@@ -112,13 +120,17 @@ pub async fn request_id_middleware(
     let status = res.status().as_u16();
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| {
+        // Successes are at debug: credential responses have their own audit line, and
+        // probes would otherwise flood the log. Refusals and failures are always logged.
         if status == 503 {
             // Not ready or a dependency is down: a state worth a warning, not a bug.
             tracing::warn!(status, elapsed_ms, "request refused: service unavailable");
         } else if status >= 500 {
             tracing::error!(status, elapsed_ms, "request failed");
+        } else if status >= 400 {
+            tracing::info!(status, elapsed_ms, "request refused");
         } else {
-            tracing::info!(status, elapsed_ms, "request served");
+            tracing::debug!(status, elapsed_ms, "request served");
         }
     });
     Ok(res)

@@ -27,7 +27,7 @@ pub async fn s3credentials(
 ) -> Result<HttpResponse, ApiError> {
     let format = Format::parse(query.format.as_deref())?;
     let settings = &state.settings;
-    let Some(policy) = policy::for_groups(settings, &user.groups) else {
+    let Some(policy) = state.policies.get(settings, &user.groups) else {
         let granting = policy::granting_groups(settings);
         let hint = if granting.is_empty() {
             format!("this service grants no bucket in {}", settings.sts.region)

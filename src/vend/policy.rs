@@ -54,6 +54,33 @@ pub fn for_groups(settings: &Settings, groups: &[String]) -> Option<SessionPolic
     (!buckets.is_empty()).then(|| build(settings, &buckets))
 }
 
+/// Policies by group set: a deployment has few distinct combinations of relevant groups, and
+/// building the JSON is the most expensive step of a cached credential request.
+pub struct PolicyCache {
+    cache: moka::sync::Cache<Vec<String>, Option<std::sync::Arc<SessionPolicy>>>,
+}
+
+impl Default for PolicyCache {
+    fn default() -> Self {
+        Self {
+            cache: moka::sync::Cache::builder().max_capacity(10_000).build(),
+        }
+    }
+}
+
+impl PolicyCache {
+    /// `groups` must be sorted and deduplicated (as `AuthenticatedUser::groups` are).
+    pub fn get(
+        &self,
+        settings: &Settings,
+        groups: &[String],
+    ) -> Option<std::sync::Arc<SessionPolicy>> {
+        self.cache.get_with_by_ref(groups, || {
+            for_groups(settings, groups).map(std::sync::Arc::new)
+        })
+    }
+}
+
 /// The largest policy any combination of groups can produce: all in-region buckets.
 pub fn worst_case(settings: &Settings) -> Option<SessionPolicy> {
     let mut buckets: Vec<&Bucket> = settings

@@ -2,6 +2,7 @@
 //! with a JSON body the size of an Earthdata credential response. Never part of stsvend.
 //!
 //!     bench-ceiling PORT [WORKERS]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 

@@ -5,6 +5,7 @@
 //!     bench-driver coalesce URL ISSUER MOTO_ENDPOINT N
 //!     bench-driver memory USERS
 //!     bench-driver startup STSVEND_BIN CONFIG RUNS   (env: the STSVEND_* overrides to use)
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
