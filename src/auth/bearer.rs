@@ -216,13 +216,22 @@ impl BearerVerifier {
                 return Err(TokenError::NotYetValid);
             }
         }
-        let user_id = claims::user_id(&claims, &self.settings.user_id_claim)
+        self.identity(&claims, Some(exp))
+    }
+
+    /// The user id and groups of verified claims.
+    fn identity(
+        &self,
+        claims: &Map<String, Value>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<VerifiedToken, TokenError> {
+        let user_id = claims::user_id(claims, &self.settings.user_id_claim)
             .ok_or_else(|| TokenError::MissingClaim(self.settings.user_id_claim.clone()))?;
-        let groups = claims::groups(&claims, &self.settings.groups_claim).unwrap_or_default();
+        let groups = claims::groups(claims, &self.settings.groups_claim).unwrap_or_default();
         Ok(VerifiedToken {
             user_id,
             groups,
-            expires_at: Some(exp),
+            expires_at,
         })
     }
 
@@ -252,14 +261,7 @@ impl BearerVerifier {
             _ => return Err(TokenError::IdpUnavailable),
         }
         let claims: Map<String, Value> = res.json().await.map_err(|_| TokenError::Rejected)?;
-        let user_id = claims::user_id(&claims, &self.settings.user_id_claim)
-            .ok_or_else(|| TokenError::MissingClaim(self.settings.user_id_claim.clone()))?;
-        let groups = claims::groups(&claims, &self.settings.groups_claim).unwrap_or_default();
-        Ok(VerifiedToken {
-            user_id,
-            groups,
-            expires_at: None,
-        })
+        self.identity(&claims, None)
     }
 }
 

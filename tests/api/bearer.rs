@@ -6,14 +6,8 @@ use base64::Engine as _;
 use serde_json::json;
 
 use crate::helpers::{
-    components, free_port, idp_token, mint, spawn_app, spawn_app_against, start_idp, TestApp,
+    components, free_port, idp_token, mint, spawn_app_against, spawn_ready_app, start_idp, TestApp,
 };
-
-async fn ready_app() -> TestApp {
-    let app = spawn_app().await;
-    assert!(app.wait_ready(Duration::from_secs(15)).await);
-    app
-}
 
 async fn whoami(app: &TestApp, token: &str) -> reqwest::Response {
     app.http
@@ -45,7 +39,7 @@ async fn assert_invalid_token(app: &TestApp, token: &str, why: &str) {
 
 #[tokio::test]
 async fn a_token_from_the_idp_token_api_is_accepted() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let token = idp_token(&app.issuer, "carol", "carol-pw").await;
     let res = whoami(&app, &token).await;
     assert_eq!(res.status(), 200);
@@ -60,7 +54,7 @@ async fn a_token_from_the_idp_token_api_is_accepted() {
 
 #[tokio::test]
 async fn a_tampered_signature_is_rejected() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let token = idp_token(&app.issuer, "alice", "alice-pw").await;
     let (rest, sig) = token.rsplit_once('.').unwrap();
     let mut sig: Vec<char> = sig.chars().collect();
@@ -85,7 +79,7 @@ async fn a_tampered_signature_is_rejected() {
 
 #[tokio::test]
 async fn alg_none_and_hmac_tokens_are_rejected() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let payload = json!({
         "iss": app.issuer, "sub": "alice", "aud": "stsvend-local",
@@ -109,7 +103,7 @@ async fn alg_none_and_hmac_tokens_are_rejected() {
 
 #[tokio::test]
 async fn expired_wrong_audience_wrong_issuer_and_unknown_kid_are_rejected() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let now = chrono::Utc::now().timestamp();
     let expired = mint(
         &app.issuer,
@@ -140,7 +134,7 @@ async fn expired_wrong_audience_wrong_issuer_and_unknown_kid_are_rejected() {
 
 #[tokio::test]
 async fn leeway_is_at_most_sixty_seconds() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let now = chrono::Utc::now().timestamp();
     let just_expired = mint(&app.issuer, json!({"exp": now - 30}), json!({})).await;
     assert_eq!(
@@ -154,7 +148,7 @@ async fn leeway_is_at_most_sixty_seconds() {
 
 #[tokio::test]
 async fn a_cached_token_still_expires_on_time() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let now = chrono::Utc::now().timestamp();
     let token = mint(&app.issuer, json!({"exp": now + 600}), json!({})).await;
     assert_eq!(whoami(&app, &token).await.status(), 200);
@@ -164,7 +158,7 @@ async fn a_cached_token_still_expires_on_time() {
 
 #[tokio::test]
 async fn garbage_and_empty_tokens_are_401() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     for token in ["abc", "a.b.c", "....", &"x".repeat(20_000)] {
         assert_invalid_token(&app, token, token).await;
     }

@@ -6,24 +6,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{captured_logs, components, idp_token, mint, repo_root, spawn_app, TestApp};
-
-async fn ready_app() -> TestApp {
-    let app = spawn_app().await;
-    assert!(app.wait_ready(Duration::from_secs(15)).await);
-    app
-}
-
-async fn unique_user(app: &TestApp, prefix: &str, groups: Value) -> (String, String) {
-    let user = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
-    let token = mint(
-        &app.issuer,
-        json!({"sub": user, "groups": groups}),
-        json!({}),
-    )
-    .await;
-    (user, token)
-}
+use crate::helpers::{
+    captured_logs, components, idp_token, mint, repo_root, spawn_ready_app, unique_user,
+};
 
 fn vended_count(user: &str) -> usize {
     captured_logs()
@@ -51,7 +36,7 @@ async fn helper_async(args: Vec<String>) -> std::process::Output {
 
 #[tokio::test]
 async fn the_helper_prints_credential_process_json_and_reuses_its_cache() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let (user, token) = unique_user(&app, "helper", json!(["science"])).await;
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
@@ -104,7 +89,7 @@ async fn the_helper_prints_credential_process_json_and_reuses_its_cache() {
 
 #[tokio::test]
 async fn the_helper_prints_shell_exports_with_the_region() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let token = idp_token(&app.issuer, "alice", "alice-pw").await;
     let out = helper_async(vec![
         "--endpoint".into(),
@@ -156,7 +141,7 @@ async fn the_helper_prints_shell_exports_with_the_region() {
 
 #[tokio::test]
 async fn helper_failures_are_one_clear_line_without_secrets() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache").display().to_string();
     let run = |token: String| {
@@ -226,7 +211,7 @@ async fn helper_failures_are_one_clear_line_without_secrets() {
 
 #[tokio::test]
 async fn the_helper_logs_in_with_a_netrc_file() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let dir = tempfile::tempdir().unwrap();
     let netrc = dir.path().join("netrc");
     std::fs::write(&netrc, "machine 127.0.0.1 login carol password carol-pw\n").unwrap();
@@ -263,7 +248,7 @@ async fn the_helper_logs_in_with_a_netrc_file() {
 
 #[tokio::test]
 async fn boto3_reads_the_bucket_through_a_credential_process_profile_and_its_cache() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let (user, token) = unique_user(&app, "boto3", json!(["science"])).await;
     let home = tempfile::tempdir().unwrap();
     let token_file = home.path().join(".edl_token");
@@ -354,7 +339,7 @@ async fn container_provider_child() {
 
 #[tokio::test]
 async fn the_rust_sdk_container_provider_reads_the_bucket() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let token = idp_token(&app.issuer, "alice", "alice-pw").await;
     let exe = std::env::current_exe().unwrap();
     let out = tokio::task::spawn_blocking({
@@ -397,7 +382,7 @@ async fn the_rust_sdk_container_provider_reads_the_bucket() {
 
 #[tokio::test]
 async fn scope_lists_the_callers_buckets_without_calling_sts() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let (user, token) = unique_user(&app, "scope", json!(["science", "restricted"])).await;
     let res = app
         .http
@@ -515,7 +500,7 @@ async fn cors_is_credentialed_for_allowed_origins_only() {
 
 #[tokio::test]
 async fn the_readme_page_names_this_deployment_and_the_users_buckets() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let anonymous = app.get("/s3credentialsREADME").await;
     assert_eq!(anonymous.status(), 200);
     assert!(anonymous.headers()["content-type"]

@@ -298,3 +298,30 @@ fn vpc_conditions_are_validated() {
     load_with("[policy]\nsource_vpce = [\"vpce-1a2b3c4d\"]\nsource_vpc = [\"vpc-0abc\"]\n")
         .unwrap();
 }
+
+#[test]
+fn the_production_example_is_valid_with_secrets_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("production.toml");
+    let example =
+        std::fs::read_to_string(repo_root().join("config/production.example.toml")).unwrap();
+    // The example names secret files under /run/secrets; this test gives them as env vars.
+    let example: String = example
+        .lines()
+        .filter(|l| !l.starts_with("client_secret_file") && !l.starts_with("key_file"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&path, example).unwrap();
+    let out = stsvend(
+        &["check-config", "--config", path.to_str().unwrap()],
+        &[
+            ("STSVEND_OIDC__CLIENT_SECRET", "example-secret"),
+            ("STSVEND_SESSION__KEY", crate::helpers::COOKIE_KEY_B64),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

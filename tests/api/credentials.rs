@@ -5,15 +5,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    components, free_port, idp_token, mint, spawn_app, spawn_app_against, start_moto, TestApp,
-    BROWSER_ACCEPT,
+    components, free_port, idp_token, mint, spawn_app_against, spawn_ready_app, start_moto,
+    unique_user, TestApp, BROWSER_ACCEPT,
 };
-
-async fn ready_app() -> TestApp {
-    let app = spawn_app().await;
-    assert!(app.wait_ready(Duration::from_secs(15)).await);
-    app
-}
 
 async fn get_credentials(app: &TestApp, token: &str, query: &str) -> reqwest::Response {
     app.http
@@ -22,18 +16,6 @@ async fn get_credentials(app: &TestApp, token: &str, query: &str) -> reqwest::Re
         .send()
         .await
         .unwrap()
-}
-
-/// A user id no other test uses, with the given groups, as a token signed by the IdP.
-async fn unique_user(app: &TestApp, prefix: &str, groups: Value) -> (String, String) {
-    let user = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
-    let token = mint(
-        &app.issuer,
-        json!({"sub": user, "groups": groups}),
-        json!({}),
-    )
-    .await;
-    (user, token)
 }
 
 /// Every AssumeRole moto has seen: session name and policy.
@@ -82,7 +64,7 @@ fn s3_client(endpoint: &str, creds: &Value) -> aws_sdk_s3::Client {
 
 #[tokio::test]
 async fn the_earthdata_response_is_exact_and_reads_the_in_region_bucket() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let token = idp_token(&app.issuer, "alice", "alice-pw").await;
     let res = get_credentials(&app, &token, "").await;
     assert_eq!(res.status(), 200);
@@ -133,7 +115,7 @@ async fn the_earthdata_response_is_exact_and_reads_the_in_region_bucket() {
 
 #[tokio::test]
 async fn the_session_policy_sent_to_sts_is_in_region_and_read_only() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let (user, token) = unique_user(&app, "policy", json!(["science", "restricted"])).await;
     assert_eq!(get_credentials(&app, &token, "").await.status(), 200);
     let calls = assume_calls_for(&components().moto_endpoint, &user).await;
@@ -170,7 +152,7 @@ async fn the_session_policy_sent_to_sts_is_in_region_and_read_only() {
 
 #[tokio::test]
 async fn sdk_formats_have_their_own_shapes_and_unknown_formats_are_400() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let token = idp_token(&app.issuer, "carol", "carol-pw").await;
     let cp: Value = get_credentials(&app, &token, "?format=credential-process")
         .await
@@ -213,7 +195,7 @@ async fn sdk_formats_have_their_own_shapes_and_unknown_formats_are_400() {
 
 #[tokio::test]
 async fn a_user_without_allowed_buckets_gets_403_naming_the_granting_groups() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let token = idp_token(&app.issuer, "bob", "bob-pw").await;
     let res = get_credentials(&app, &token, "").await;
     assert_eq!(res.status(), 403);
@@ -240,7 +222,7 @@ async fn a_user_without_allowed_buckets_gets_403_naming_the_granting_groups() {
 
 #[tokio::test]
 async fn the_same_user_gets_the_same_key_and_different_users_different_keys() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let (_, a) = unique_user(&app, "same", json!(["science"])).await;
     let (_, b) = unique_user(&app, "other", json!(["science"])).await;
     let key = |v: Value| v["accessKeyId"].as_str().unwrap().to_owned();
@@ -253,7 +235,7 @@ async fn the_same_user_gets_the_same_key_and_different_users_different_keys() {
 
 #[tokio::test]
 async fn many_concurrent_first_requests_for_one_user_make_one_assume_role() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let (user, token) = unique_user(&app, "burst", json!(["science"])).await;
     let requests: Vec<_> = (0..50)
         .map(|_| {
@@ -281,7 +263,7 @@ async fn many_concurrent_first_requests_for_one_user_make_one_assume_role() {
 
 #[tokio::test]
 async fn moving_past_the_reuse_window_vends_a_new_credential() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let (user, token) = unique_user(&app, "window", json!(["science"])).await;
     let key = |v: Value| v["accessKeyId"].as_str().unwrap().to_owned();
     let first = key(get_credentials(&app, &token, "")
@@ -371,7 +353,7 @@ async fn with_sts_down_cached_users_are_served_and_others_get_503_with_retry_aft
 
 #[tokio::test]
 async fn hostile_user_ids_get_valid_distinct_session_names() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let endpoint = &components().moto_endpoint;
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let ids = [
@@ -413,7 +395,7 @@ async fn hostile_user_ids_get_valid_distinct_session_names() {
 
 #[tokio::test]
 async fn an_unauthenticated_script_is_sent_to_login_not_given_credentials() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let res = app.get("/s3credentials").await;
     assert_eq!(res.status(), 302);
     let res = app

@@ -245,6 +245,29 @@ impl TestApp {
     }
 }
 
+/// `spawn_app()`, once `/readyz` answers 200.
+pub async fn spawn_ready_app() -> TestApp {
+    let app = spawn_app().await;
+    assert!(app.wait_ready(Duration::from_secs(15)).await, "never ready");
+    app
+}
+
+/// A user id no other test uses, with `groups`, and a token for it signed by the IdP.
+pub async fn unique_user(
+    app: &TestApp,
+    prefix: &str,
+    groups: serde_json::Value,
+) -> (String, String) {
+    let user = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
+    let token = mint(
+        &app.issuer,
+        serde_json::json!({"sub": user, "groups": groups}),
+        serde_json::json!({}),
+    )
+    .await;
+    (user, token)
+}
+
 /// stsvend against the shared components, configured by the test config.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|f| f).await

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::helpers::{
-    browser_login, follow, jar_client, spawn_app, TestApp, BROWSER_ACCEPT, BROWSER_UA, SCRIPT_UA,
+    browser_login, follow, jar_client, spawn_ready_app, TestApp, BROWSER_ACCEPT, BROWSER_UA,
+    SCRIPT_UA,
 };
 
 fn query(url: &str) -> HashMap<String, String> {
@@ -23,15 +24,9 @@ fn set_cookies(res: &reqwest::Response) -> Vec<String> {
         .collect()
 }
 
-async fn ready_app() -> TestApp {
-    let app = spawn_app().await;
-    assert!(app.wait_ready(Duration::from_secs(15)).await);
-    app
-}
-
 #[tokio::test]
 async fn a_browser_is_redirected_to_the_idp_with_pkce_state_nonce_and_scopes() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let res = app
         .http
         .get(app.url("/whoami"))
@@ -81,7 +76,7 @@ async fn a_browser_is_redirected_to_the_idp_with_pkce_state_nonce_and_scopes() {
 
 #[tokio::test]
 async fn browser_login_through_the_idp_form_ends_on_whoami_with_user_and_groups() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let client = jar_client(BROWSER_UA);
     let (hops, res) = browser_login(&app, &client, "/whoami", "carol", "carol-pw").await;
     assert_eq!(res.status(), 200, "{hops:#?}");
@@ -105,7 +100,7 @@ async fn browser_login_through_the_idp_form_ends_on_whoami_with_user_and_groups(
 
 #[tokio::test]
 async fn the_session_cookie_is_httponly_samesite_lax_and_encrypted() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let client = jar_client(BROWSER_UA);
     let (mut hops, _) = follow(&client, &app.url("/whoami"), &app.issuer, None).await;
     let form = hops.pop().unwrap().url;
@@ -155,7 +150,7 @@ async fn the_session_cookie_is_httponly_samesite_lax_and_encrypted() {
 
 #[tokio::test]
 async fn scripts_get_app_type_401_and_the_netrc_basic_chain_completes() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let res = app
         .http
         .get(app.url("/whoami"))
@@ -184,7 +179,7 @@ async fn scripts_get_app_type_401_and_the_netrc_basic_chain_completes() {
 
 #[tokio::test]
 async fn without_credentials_the_idp_answers_a_script_with_a_basic_challenge() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let client = jar_client(SCRIPT_UA);
     let (hops, res) = follow(&client, &app.url("/whoami"), &app.issuer, None).await;
     assert_eq!(res.status(), 401, "{hops:#?}");
@@ -196,7 +191,7 @@ async fn without_credentials_the_idp_answers_a_script_with_a_basic_challenge() {
 
 #[tokio::test]
 async fn curl_with_a_netrc_file_and_a_cookie_jar_ends_on_json() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let dir = tempfile::tempdir().unwrap();
     let netrc = dir.path().join("netrc");
     // One entry for the host: curl sends it to stsvend too, which must treat Basic as
@@ -226,7 +221,7 @@ async fn curl_with_a_netrc_file_and_a_cookie_jar_ends_on_json() {
 
 #[tokio::test]
 async fn an_api_client_asking_for_json_gets_401_not_a_redirect() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let res = app
         .http
         .get(app.url("/whoami"))
@@ -246,7 +241,7 @@ async fn an_api_client_asking_for_json_gets_401_not_a_redirect() {
 
 #[tokio::test]
 async fn a_basic_header_is_treated_as_no_credentials() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let res = app
         .http
         .get(app.url("/whoami"))
@@ -297,7 +292,7 @@ fn sets_a_session(res: &reqwest::Response) -> bool {
 
 #[tokio::test]
 async fn a_wrong_state_is_400_and_sets_nothing() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let (callback, login_cookie) = login_until_callback(&app, "alice", "alice-pw").await;
     let mut url = reqwest::Url::parse(&callback).unwrap();
     let pairs: Vec<(String, String)> = url
@@ -331,7 +326,7 @@ async fn a_wrong_state_is_400_and_sets_nothing() {
 
 #[tokio::test]
 async fn a_replayed_code_is_400_and_sets_nothing() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let (callback, login_cookie) = login_until_callback(&app, "alice", "alice-pw").await;
     let first = app
         .http
@@ -357,7 +352,7 @@ async fn a_replayed_code_is_400_and_sets_nothing() {
 
 #[tokio::test]
 async fn a_callback_without_the_login_cookie_is_400_and_sets_nothing() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let (callback, _) = login_until_callback(&app, "alice", "alice-pw").await;
     let res = app.http.get(&callback).send().await.unwrap();
     assert_eq!(res.status(), 400);
@@ -371,7 +366,7 @@ async fn a_callback_without_the_login_cookie_is_400_and_sets_nothing() {
 
 #[tokio::test]
 async fn an_idp_error_at_the_callback_is_reported_not_hidden() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let res = app
         .get("/login?error=access_denied&error_description=User%20said%20no&state=x")
         .await;
@@ -412,7 +407,7 @@ async fn whoami_with_cookie(app: &TestApp, cookie: &str) -> reqwest::Response {
 
 #[tokio::test]
 async fn a_tampered_session_cookie_is_treated_as_anonymous() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let cookie = logged_in_cookie(&app).await;
     assert_eq!(whoami_with_cookie(&app, &cookie).await.status(), 200);
     let (name, value) = cookie.split_once('=').unwrap();
@@ -428,7 +423,7 @@ async fn a_tampered_session_cookie_is_treated_as_anonymous() {
 
 #[tokio::test]
 async fn a_session_expires_with_the_configured_lifetime() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let cookie = logged_in_cookie(&app).await;
     assert_eq!(whoami_with_cookie(&app, &cookie).await.status(), 200);
     app.clock.advance(Duration::from_secs(24 * 3600 + 1));
@@ -437,7 +432,7 @@ async fn a_session_expires_with_the_configured_lifetime() {
 
 #[tokio::test]
 async fn logout_clears_the_cookie_and_ends_the_idp_session() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let cookie = logged_in_cookie(&app).await;
     let res = app
         .http
@@ -464,7 +459,7 @@ async fn logout_clears_the_cookie_and_ends_the_idp_session() {
 
 #[tokio::test]
 async fn open_redirect_attempts_never_leave_the_site() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     for attempt in [
         "//evil.example",
         "https://evil.example",
@@ -502,7 +497,7 @@ async fn open_redirect_attempts_never_leave_the_site() {
 
 #[tokio::test]
 async fn errors_are_html_for_browsers_and_json_for_everyone_else() {
-    let app = ready_app().await;
+    let app = spawn_ready_app().await;
     let res = app
         .http
         .get(app.url("/login?code=x"))

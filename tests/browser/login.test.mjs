@@ -2,47 +2,26 @@
 // come back to JSON. Debian's chromium, driven by playwright-core.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { chromium } from 'playwright-core';
+import { artifacts, useStackAndBrowser } from './stack.mjs';
 
-import { CHROMIUM_ARGS, startStack } from './stack.mjs';
-
-const artifacts = process.env.BROWSER_ARTIFACTS
-  ?? join(process.env.CARGO_TARGET_DIR ?? 'target', 'browser-artifacts');
-
-let stack;
-let browser;
-
-before(async () => {
-  mkdirSync(artifacts, { recursive: true });
-  stack = await startStack();
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: CHROMIUM_ARGS,
-  });
-});
-
-after(async () => {
-  await browser?.close();
-  await stack?.stop();
-});
+const env = useStackAndBrowser({ before, after });
 
 test('a browser logs in through the IdP form and lands on its JSON identity', async () => {
-  const context = await browser.newContext();
+  const context = await env.browser.newContext();
   const page = await context.newPage();
   const consoleErrors = [];
   page.on('console', (msg) => { if (msg.type() === 'error') consoleErrors.push(msg.text()); });
 
-  await page.goto(`${stack.app}/whoami`);
-  assert.ok(page.url().startsWith(`${stack.issuer}/interaction/`), `at the IdP form: ${page.url()}`);
+  await page.goto(`${env.stack.app}/whoami`);
+  assert.ok(page.url().startsWith(`${env.stack.issuer}/interaction/`), `at the IdP form: ${page.url()}`);
   await page.screenshot({ path: join(artifacts, 'idp-login-form.png') });
 
   await page.fill('#username', 'carol');
   await page.fill('#password', 'carol-pw');
   await Promise.all([
-    page.waitForURL(`${stack.app}/whoami`),
+    page.waitForURL(`${env.stack.app}/whoami`),
     page.click('#login'),
   ]);
   const body = JSON.parse(await page.locator('body').innerText());
@@ -51,7 +30,7 @@ test('a browser logs in through the IdP form and lands on its JSON identity', as
   assert.equal(body.authenticated_by, 'session');
   await page.screenshot({ path: join(artifacts, 'whoami-after-login.png') });
 
-  const cookies = await context.cookies(stack.app);
+  const cookies = await context.cookies(env.stack.app);
   const session = cookies.find((c) => c.name === 'stsvend_session');
   assert.ok(session, 'session cookie set');
   assert.equal(session.httpOnly, true);
@@ -62,15 +41,15 @@ test('a browser logs in through the IdP form and lands on its JSON identity', as
 });
 
 test('a wrong password stays on the IdP form with an error', async () => {
-  const context = await browser.newContext();
+  const context = await env.browser.newContext();
   const page = await context.newPage();
-  await page.goto(`${stack.app}/whoami`);
+  await page.goto(`${env.stack.app}/whoami`);
   await page.fill('#username', 'alice');
   await page.fill('#password', 'not-the-password');
   await page.click('#login');
   await page.waitForSelector('#error');
-  assert.ok(page.url().startsWith(stack.issuer), page.url());
-  const cookies = await context.cookies(stack.app);
+  assert.ok(page.url().startsWith(env.stack.issuer), page.url());
+  const cookies = await context.cookies(env.stack.app);
   assert.ok(!cookies.some((c) => c.name === 'stsvend_session'), 'no session without a login');
   await context.close();
 });

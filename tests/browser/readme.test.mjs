@@ -2,32 +2,13 @@
 // requests leaving the service, on a desktop and on a phone, signed out and signed in.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { chromium, devices } from 'playwright-core';
+import { devices } from 'playwright-core';
 
-import { CHROMIUM_ARGS, startStack } from './stack.mjs';
+import { artifacts, useStackAndBrowser } from './stack.mjs';
 
-const artifacts = process.env.BROWSER_ARTIFACTS
-  ?? join(process.env.CARGO_TARGET_DIR ?? 'target', 'browser-artifacts');
-
-let stack;
-let browser;
-
-before(async () => {
-  mkdirSync(artifacts, { recursive: true });
-  stack = await startStack();
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: CHROMIUM_ARGS,
-  });
-});
-
-after(async () => {
-  await browser?.close();
-  await stack?.stop();
-});
+const env = useStackAndBrowser({ before, after });
 
 async function open(context, path) {
   const page = await context.newPage();
@@ -35,17 +16,17 @@ async function open(context, path) {
   page.on('console', (msg) => { if (msg.type() === 'error' || msg.type() === 'warning') problems.push(msg.text()); });
   page.on('pageerror', (err) => problems.push(String(err)));
   const foreign = [];
-  page.on('request', (req) => { if (!req.url().startsWith(stack.app) && !req.url().startsWith(stack.issuer)) foreign.push(req.url()); });
-  const res = await page.goto(`${stack.app}${path}`);
+  page.on('request', (req) => { if (!req.url().startsWith(env.stack.app) && !req.url().startsWith(env.stack.issuer)) foreign.push(req.url()); });
+  const res = await page.goto(`${env.stack.app}${path}`);
   return { page, res, problems, foreign };
 }
 
 test('the README page renders for a signed-out visitor, desktop and phone', async () => {
   for (const [name, options] of [['desktop', {}], ['phone', devices['Pixel 7']]]) {
-    const context = await browser.newContext(options);
+    const context = await env.browser.newContext(options);
     const { page, res, problems, foreign } = await open(context, '/s3credentialsREADME');
     assert.equal(res.status(), 200);
-    assert.equal(await page.locator('#endpoint').innerText(), `${stack.app}/s3credentials`);
+    assert.equal(await page.locator('#endpoint').innerText(), `${env.stack.app}/s3credentials`);
     assert.match(await page.locator('body').innerText(), /us-west-2/);
     assert.match(await page.locator('body').innerText(), /not signed in/);
     for (const id of ['curl-netrc', 'curl-bearer', 'cli', 'boto3', 's3fs', 'gdal']) {
@@ -62,11 +43,11 @@ test('the README page renders for a signed-out visitor, desktop and phone', asyn
 });
 
 test('signed in, the README page lists the buckets the user can read', async () => {
-  const context = await browser.newContext();
+  const context = await env.browser.newContext();
   const { page } = await open(context, '/login?return_to=%2Fs3credentialsREADME');
   await page.fill('#username', 'carol');
   await page.fill('#password', 'carol-pw');
-  await Promise.all([page.waitForURL(`${stack.app}/s3credentialsREADME`), page.click('#login')]);
+  await Promise.all([page.waitForURL(`${env.stack.app}/s3credentialsREADME`), page.click('#login')]);
   const text = await page.locator('#access + p, #access ~ table').allInnerTexts();
   const all = text.join('\n');
   assert.match(all, /carol/);

@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { existsSync, mkdtempSync, createWriteStream } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, createWriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -97,3 +97,27 @@ export const CHROMIUM_ARGS = [
   '--disable-component-update',
   '--disable-sync',
 ];
+
+// Where screenshots go (outside the repository).
+export const artifacts = process.env.BROWSER_ARTIFACTS
+  ?? join(process.env.CARGO_TARGET_DIR ?? join(root, 'target'), 'browser-artifacts');
+
+// Register before/after hooks that start the stack and Chromium once per test file.
+// Returns an object whose `stack` and `browser` are set once the hooks ran.
+export function useStackAndBrowser({ before, after }) {
+  const env = { stack: undefined, browser: undefined };
+  before(async () => {
+    mkdirSync(artifacts, { recursive: true });
+    env.stack = await startStack();
+    const { chromium } = await import('playwright-core');
+    env.browser = await chromium.launch({
+      executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+      args: CHROMIUM_ARGS,
+    });
+  });
+  after(async () => {
+    await env.browser?.close();
+    await env.stack?.stop();
+  });
+  return env;
+}
