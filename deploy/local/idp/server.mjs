@@ -324,7 +324,30 @@ async function mint(ctx) {
   ctx.body = { token: `${signingInput}.${b64url(signature)}` };
 }
 
+// Test-only: an opaque access token (the kind the code flow issues), which only the
+// userinfo endpoint can check.
+async function mintOpaque(ctx) {
+  const input = await readJson(ctx.req);
+  const user = input.sub ?? 'alice';
+  if (!Object.hasOwn(USERS, user)) {
+    ctx.status = 400;
+    ctx.body = { error: 'unknown user' };
+    return;
+  }
+  const client = await provider.Client.find(CLIENT_ID);
+  // userinfo checks the grant behind a token, so the token gets one.
+  const grant = new provider.Grant({ accountId: user, clientId: CLIENT_ID });
+  grant.addOIDCScope('openid groups');
+  const grantId = await grant.save();
+  const token = new provider.AccessToken({ accountId: user, client, scope: 'openid groups', grantId });
+  ctx.body = { token: await token.save() };
+}
+
 provider.use(async (ctx, next) => {
+  if (env.IDP_TEST_MINT === '1' && ctx.method === 'POST' && ctx.path === '/test/mint-opaque') {
+    await mintOpaque(ctx);
+    return;
+  }
   if (ctx.path === '/oauth/jwks') log('jwks');
   if (ctx.path === '/favicon.ico') {
     ctx.status = 204;
