@@ -192,7 +192,7 @@ pub async fn finish(
         ));
     };
     let login = login_cookie
-        .and_then(|c| state.cookies.read_login(c, now))
+        .and_then(|c| state.cookies.read_login(returned_state, c, now))
         .ok_or_else(|| {
             invalid_request(
                 "no login is in progress in this browser (the login cookie is missing or expired); start again",

@@ -58,8 +58,15 @@ impl CookieCodec {
         &self.session_name
     }
 
-    pub fn login_name(&self) -> &str {
-        &self.login_name
+    /// The login-state cookie of the login whose `state` is `state`: one cookie per login in
+    /// progress, so two tabs logging in at once do not overwrite each other.
+    pub fn login_name(&self, state: &str) -> String {
+        let tag: String = state
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(16)
+            .collect();
+        format!("{}_{tag}", self.login_name)
     }
 
     fn seal<T: Serialize>(&self, name: &str, value: &T) -> Option<Cookie<'static>> {
@@ -102,13 +109,14 @@ impl CookieCodec {
     }
 
     pub fn login_cookie(&self, state: &LoginState, now: DateTime<Utc>) -> Option<Cookie<'static>> {
-        let sealed = self.seal(&self.login_name, state)?;
+        let sealed = self.seal(&self.login_name(&state.state), state)?;
         Some(self.harden(sealed, &self.login_path, state.exp - now.timestamp()))
     }
 
-    pub fn read_login(&self, sealed: &str, now: DateTime<Utc>) -> Option<LoginState> {
-        let state: LoginState = self.open(&self.login_name, sealed)?;
-        (state.exp > now.timestamp()).then_some(state)
+    /// The login state sealed in the cookie named for `state`.
+    pub fn read_login(&self, state: &str, sealed: &str, now: DateTime<Utc>) -> Option<LoginState> {
+        let login: LoginState = self.open(&self.login_name(state), sealed)?;
+        (login.exp > now.timestamp()).then_some(login)
     }
 
     /// A cookie that makes the browser forget the session.
@@ -116,12 +124,8 @@ impl CookieCodec {
         self.harden(Cookie::new(self.session_name.clone(), ""), "/", 0)
     }
 
-    pub fn clear_login(&self) -> Cookie<'static> {
-        self.harden(
-            Cookie::new(self.login_name.clone(), ""),
-            &self.login_path,
-            0,
-        )
+    pub fn clear_login(&self, state: &str) -> Cookie<'static> {
+        self.harden(Cookie::new(self.login_name(state), ""), &self.login_path, 0)
     }
 }
 
@@ -174,12 +178,14 @@ mod tests {
             exp: now.timestamp() + 60,
         };
         let login = c.login_cookie(&state, now).unwrap();
-        assert!(c.read_login(login.value(), now).is_some());
+        assert!(c.read_login("s", login.value(), now).is_some());
+        // Sealed for another login's name: refused.
+        assert!(c.read_login("other", login.value(), now).is_none());
         // A login cookie presented as a session cookie does not authenticate.
         assert!(c.read_session(login.value(), now).is_none());
         let mut tampered = login.value().to_owned();
         let last = tampered.pop().unwrap();
         tampered.push(if last == 'A' { 'B' } else { 'A' });
-        assert!(c.read_login(&tampered, now).is_none());
+        assert!(c.read_login("s", &tampered, now).is_none());
     }
 }

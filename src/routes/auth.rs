@@ -31,7 +31,10 @@ pub async fn callback(
             .cookie(cookie)
             .finish());
     }
-    let login_cookie = req.cookie(state.cookies.login_name());
+    let login_cookie = params
+        .state
+        .as_deref()
+        .and_then(|s| req.cookie(&state.cookies.login_name(s)));
     let (session, return_to) = login::finish(
         &state,
         &params,
@@ -51,7 +54,11 @@ pub async fn callback(
         .insert_header((header::LOCATION, login::absolute(&state, &return_to)))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .cookie(cookie)
-        .cookie(state.cookies.clear_login())
+        .cookie(
+            state
+                .cookies
+                .clear_login(params.state.as_deref().unwrap_or_default()),
+        )
         .finish())
 }
 

@@ -60,7 +60,7 @@ async fn a_browser_is_redirected_to_the_idp_with_pkce_state_nonce_and_scopes() {
     let cookies = set_cookies(&res);
     let login = cookies
         .iter()
-        .find(|c| c.starts_with("stsvend_session_login="))
+        .find(|c| c.starts_with("stsvend_session_login_"))
         .expect("login-state cookie");
     assert!(
         login.contains("HttpOnly") && login.contains("SameSite=Lax"),
@@ -135,7 +135,7 @@ async fn the_session_cookie_is_httponly_samesite_lax_and_encrypted() {
             assert!(!session.contains("Secure"), "{session}");
             let cleared = cookies
                 .iter()
-                .find(|c| c.starts_with("stsvend_session_login="))
+                .find(|c| c.starts_with("stsvend_session_login_"))
                 .expect("login cookie cleared");
             assert!(cleared.contains("Max-Age=0"), "{cleared}");
             break;
@@ -263,7 +263,7 @@ async fn login_until_callback(app: &TestApp, user: &str, password: &str) -> (Str
     let start = client.get(app.url("/whoami")).send().await.unwrap();
     let login_cookie = set_cookies(&start)
         .into_iter()
-        .find(|c| c.starts_with("stsvend_session_login="))
+        .find(|c| c.starts_with("stsvend_session_login_"))
         .unwrap();
     let login_cookie = login_cookie.split(';').next().unwrap().to_owned();
     let mut url = reqwest::Url::parse(start.headers()["location"].to_str().unwrap()).unwrap();
@@ -515,4 +515,24 @@ async fn errors_are_html_for_browsers_and_json_for_everyone_else() {
 
     let res = app.get("/login?code=x").await;
     assert_eq!(res.headers()["content-type"], "application/json");
+}
+
+#[tokio::test]
+async fn two_logins_in_parallel_in_one_browser_both_finish() {
+    let app = spawn_ready_app().await;
+    let client = jar_client(SCRIPT_UA);
+    // Two tabs hit a protected page before either login completes.
+    let first = client.get(app.url("/whoami")).send().await.unwrap();
+    let second = client.get(app.url("/whoami")).send().await.unwrap();
+    for start in [first, second] {
+        let authorize = start.headers()["location"].to_str().unwrap().to_owned();
+        let (hops, res) = follow(
+            &client,
+            &authorize,
+            &app.issuer,
+            Some(("alice", "alice-pw")),
+        )
+        .await;
+        assert_eq!(res.status(), 200, "{hops:#?}");
+    }
 }
