@@ -67,13 +67,13 @@ pub async fn s3credentials(
         authenticated_by = ?user.method,
         session_name = %vended.session_name,
         policy_hash = %policy.hash,
-        buckets = ?policy.buckets,
+        buckets = %policy.buckets.join(","),
         access_key_id = %creds.access_key_id,
-        expiration = %creds.expiration.to_rfc3339(),
+        expiration = %creds.expiration_rfc3339,
         packed_policy_size = creds.packed_policy_size,
         cache = vended.outcome.as_str(),
         format = format.name(),
-        client = %req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
+        client = %req.peer_addr().map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip()),
         forwarded_for = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok()).unwrap_or(""),
         "credentials vended"
     );

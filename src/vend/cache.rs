@@ -270,13 +270,13 @@ mod tests {
                     return Err(e);
                 }
                 let now = *self.now.lock().unwrap();
-                Ok(StsCredentials {
-                    access_key_id: format!("ASIAFAKE{n}"),
-                    secret_access_key: SecretString::from(format!("secret-{n}")),
-                    session_token: SecretString::from(format!("token-{n}")),
-                    expiration: now + TimeDelta::seconds(i64::from(request.duration_seconds)),
-                    packed_policy_size: Some(10),
-                })
+                Ok(StsCredentials::new(
+                    format!("ASIAFAKE{n}"),
+                    SecretString::from(format!("secret-{n}")),
+                    SecretString::from(format!("token-{n}")),
+                    now + TimeDelta::seconds(i64::from(request.duration_seconds)),
+                    Some(10),
+                ))
             })
         }
 

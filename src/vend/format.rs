@@ -85,13 +85,13 @@ struct Container<'a> {
 
 /// The response body for `format`.
 pub fn render(format: Format, c: &StsCredentials) -> String {
-    let rfc3339 = || c.expiration.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let rfc3339 = || c.expiration_rfc3339.clone();
     let body = match format {
         Format::Earthdata => serde_json::to_string(&Earthdata {
             access_key_id: &c.access_key_id,
             secret_access_key: c.secret(),
             session_token: c.token(),
-            expiration: c.expiration.format("%Y-%m-%d %H:%M:%S+00:00").to_string(),
+            expiration: c.expiration_earthdata.clone(),
         }),
         Format::CredentialProcess => serde_json::to_string(&CredentialProcess {
             version: 1,
@@ -120,13 +120,13 @@ mod tests {
     use super::*;
 
     fn creds() -> StsCredentials {
-        StsCredentials {
-            access_key_id: "ASIAEXAMPLE".into(),
-            secret_access_key: SecretString::from("s3cr3t/+x".to_owned()),
-            session_token: SecretString::from("tok\"en".to_owned()),
-            expiration: chrono::Utc.with_ymd_and_hms(2021, 1, 27, 0, 50, 9).unwrap(),
-            packed_policy_size: None,
-        }
+        StsCredentials::new(
+            "ASIAEXAMPLE".into(),
+            SecretString::from("s3cr3t/+x".to_owned()),
+            SecretString::from("tok\"en".to_owned()),
+            chrono::Utc.with_ymd_and_hms(2021, 1, 27, 0, 50, 9).unwrap(),
+            None,
+        )
     }
 
     #[test]

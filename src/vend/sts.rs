@@ -35,6 +35,10 @@ pub struct StsCredentials {
     pub expiration: DateTime<Utc>,
     /// Percentage of the packed policy/tags budget used (AWS reports it; over 100 fails).
     pub packed_policy_size: Option<i32>,
+    /// The expiry as the two text forms clients read, rendered once per credential rather
+    /// than on every cached response.
+    pub expiration_earthdata: String,
+    pub expiration_rfc3339: String,
 }
 
 impl fmt::Debug for StsCredentials {
@@ -187,13 +191,13 @@ impl StsApi for AwsSts {
             // only PackedPolicySize, the figure operators know.
             #[allow(deprecated)]
             let packed_policy_size = output.packed_policy_size();
-            Ok(StsCredentials {
-                access_key_id: creds.access_key_id().to_owned(),
-                secret_access_key: SecretString::from(creds.secret_access_key().to_owned()),
-                session_token: SecretString::from(creds.session_token().to_owned()),
+            Ok(StsCredentials::new(
+                creds.access_key_id().to_owned(),
+                SecretString::from(creds.secret_access_key().to_owned()),
+                SecretString::from(creds.session_token().to_owned()),
                 expiration,
                 packed_policy_size,
-            })
+            ))
         })
     }
 
@@ -203,6 +207,24 @@ impl StsApi for AwsSts {
 }
 
 impl StsCredentials {
+    pub fn new(
+        access_key_id: String,
+        secret_access_key: SecretString,
+        session_token: SecretString,
+        expiration: DateTime<Utc>,
+        packed_policy_size: Option<i32>,
+    ) -> Self {
+        Self {
+            access_key_id,
+            secret_access_key,
+            session_token,
+            expiration,
+            packed_policy_size,
+            expiration_earthdata: expiration.format("%Y-%m-%d %H:%M:%S+00:00").to_string(),
+            expiration_rfc3339: expiration.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        }
+    }
+
     pub fn secret(&self) -> &str {
         self.secret_access_key.expose_secret()
     }

@@ -145,13 +145,13 @@ impl StsApi for FakeSts {
     ) -> BoxFuture<'a, Result<StsCredentials, StsError>> {
         Box::pin(async move {
             let n = self.calls.fetch_add(1, Ordering::Relaxed);
-            Ok(StsCredentials {
-                access_key_id: format!("ASIA{n:016}"),
-                secret_access_key: SecretString::from(format!("{n:040}")),
-                session_token: SecretString::from(format!("{n:01024}")),
-                expiration: Utc::now() + TimeDelta::seconds(i64::from(request.duration_seconds)),
-                packed_policy_size: Some(6),
-            })
+            Ok(StsCredentials::new(
+                format!("ASIA{n:016}"),
+                SecretString::from(format!("{n:040}")),
+                SecretString::from(format!("{n:01024}")),
+                Utc::now() + TimeDelta::seconds(i64::from(request.duration_seconds)),
+                Some(6),
+            ))
         })
     }
 
