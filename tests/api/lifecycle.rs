@@ -34,14 +34,17 @@ fn serve_stops_cleanly_on_sigterm() {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().unwrap();
+    // The socket is bound before the server installs its signal handlers: wait until it
+    // answers HTTP, i.e. until it is really serving.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::net::TcpStream::connect(&addr).is_err() {
+    while !answers_healthz(&addr) {
         assert!(
             std::time::Instant::now() < deadline,
-            "stsvend never listened"
+            "stsvend never served /healthz"
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    std::thread::sleep(std::time::Duration::from_millis(200));
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -59,4 +62,21 @@ fn serve_stops_cleanly_on_sigterm() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     assert!(exit.success(), "exit status {exit}");
+}
+
+fn answers_healthz(addr: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    if stream
+        .write_all(b"GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.starts_with("HTTP/1.0 200")
 }
