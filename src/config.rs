@@ -74,6 +74,7 @@ pub struct RawServer {
     pub public_url: Option<String>,
     pub app_name: String,
     pub workers: usize,
+    pub metrics: bool,
     pub shutdown_timeout_seconds: u64,
     pub log_format: LogFormat,
 }
@@ -325,6 +326,7 @@ pub struct ServerSettings {
     pub public_url: Url,
     pub app_name: String,
     pub workers: usize,
+    pub metrics: bool,
     pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
 }
@@ -702,6 +704,7 @@ impl Settings {
             } else {
                 raw.workers
             },
+            metrics: raw.metrics,
             shutdown_timeout: seconds(
                 "server.shutdown_timeout_seconds",
                 raw.shutdown_timeout_seconds,

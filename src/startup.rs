@@ -28,7 +28,7 @@ pub struct AppState {
     pub idp_http: reqwest::Client,
     pub cookies: CookieCodec,
     pub bearer: BearerVerifier,
-    pub vendor: Vendor,
+    pub vendor: Arc<Vendor>,
     pub policies: crate::vend::policy::PolicyCache,
     pub templates: minijinja::Environment<'static>,
 }
@@ -55,6 +55,8 @@ pub enum StartupError {
     HttpClient(#[from] reqwest::Error),
     #[error("the README page template is invalid: {0}")]
     Template(#[from] minijinja::Error),
+    #[error("cannot set up metrics: {0}")]
+    Metrics(String),
     #[error("invalid session key: {0}")]
     CookieKey(String),
     #[error("cannot start the HTTP server: {0}")]
@@ -113,7 +115,9 @@ impl Application {
             Some(sts) => sts,
             None => Arc::new(AwsSts::from_settings(&settings.sts, deps.aws_credentials).await),
         };
-        let vendor = Vendor::new(sts, &settings);
+        let vendor = Arc::new(Vendor::new(sts, &settings));
+        let metrics = crate::metrics::middleware(vendor.clone()).map_err(StartupError::Metrics)?;
+        let metrics_on = settings.server.metrics;
         if crate::vend::policy::worst_case(&settings).is_none() {
             tracing::warn!(
                 region = %settings.sts.region,
@@ -139,6 +143,10 @@ impl Application {
         });
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::Condition::new(
+                    metrics_on,
+                    metrics.clone(),
+                ))
                 .wrap(from_fn(request_id_middleware))
                 .app_data(state.clone())
                 .app_data(web::QueryConfig::default().error_handler(|err, _| {

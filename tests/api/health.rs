@@ -117,3 +117,47 @@ async fn http_1_0_clients_are_served() {
     assert!(response.starts_with("HTTP/1.0 200"), "{response}");
     assert!(response.ends_with("{\"status\":\"ok\"}"), "{response}");
 }
+
+#[tokio::test]
+async fn metrics_are_off_by_default_and_count_vending_when_on() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/metrics").await.status(), 404);
+
+    let app = crate::helpers::spawn_app_with(|f| {
+        f.merge(figment::providers::Serialized::default(
+            "server.metrics",
+            true,
+        ))
+    })
+    .await;
+    assert!(app.wait_ready(Duration::from_secs(15)).await);
+    let (_, token) =
+        crate::helpers::unique_user(&app, "metrics", serde_json::json!(["science"])).await;
+    for _ in 0..3 {
+        let res = app
+            .http
+            .get(app.url("/s3credentials"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let _ = app.get("/some/random/path").await;
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+    };
+    assert_eq!(value("stsvend_sts_assume_role_calls_total"), 1.0);
+    assert_eq!(value("stsvend_credential_cache_misses_total"), 1.0);
+    assert_eq!(value("stsvend_credential_cache_hits_total"), 2.0);
+    assert!(text.contains("endpoint=\"/s3credentials\""), "{text}");
+    assert!(
+        !text.contains("/some/random/path"),
+        "unmatched paths are masked"
+    );
+}

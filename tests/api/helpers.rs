@@ -87,12 +87,25 @@ fn start(name: &str, mut cmd: Command, ready_marker: &'static str) -> Component 
             }
         });
     }
-    if rx.recv_timeout(Duration::from_secs(60)).is_err() {
-        let _ = child.kill();
-        panic!(
-            "{name} did not become ready within 60 s; log: {}",
-            log.display()
-        );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if rx.recv_timeout(Duration::from_millis(100)).is_ok() {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            std::thread::sleep(Duration::from_millis(200)); // let the log threads finish
+            panic!(
+                "{name} exited ({status}) before it was ready:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "{name} did not become ready within 60 s:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
     }
     Component { child, log }
 }

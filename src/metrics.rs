@@ -1,0 +1,103 @@
+//! Prometheus metrics at `GET /metrics` (when `server.metrics = true`): HTTP request counts
+//! and latencies by route pattern (actix-web-prom), plus credential cache hits, misses and
+//! fallbacks, AssumeRole calls and cached credentials, read from the vendor at scrape time.
+
+use std::sync::Arc;
+
+use actix_web_prom::{PrometheusMetrics, PrometheusMetricsBuilder};
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{IntCounter, IntGauge, Opts, Registry};
+
+use crate::vend::cache::Vendor;
+
+struct VendCollector {
+    vendor: Arc<Vendor>,
+    hits: IntCounter,
+    misses: IntCounter,
+    fallbacks: IntCounter,
+    sts_calls: IntCounter,
+    cached: IntGauge,
+}
+
+impl VendCollector {
+    fn new(vendor: Arc<Vendor>) -> Result<Self, prometheus::Error> {
+        let counter = |name: &str, help: &str| IntCounter::with_opts(Opts::new(name, help));
+        Ok(Self {
+            vendor,
+            hits: counter(
+                "stsvend_credential_cache_hits_total",
+                "Credential requests served from the cache",
+            )?,
+            misses: counter(
+                "stsvend_credential_cache_misses_total",
+                "Credential requests that needed an AssumeRole",
+            )?,
+            fallbacks: counter(
+                "stsvend_credential_cache_fallbacks_total",
+                "Cached credentials served because STS was unavailable",
+            )?,
+            sts_calls: counter(
+                "stsvend_sts_assume_role_calls_total",
+                "AssumeRole calls sent to STS",
+            )?,
+            cached: IntGauge::with_opts(Opts::new(
+                "stsvend_credentials_cached",
+                "Credentials held in the cache",
+            ))?,
+        })
+    }
+
+    fn set(counter: &IntCounter, value: u64) {
+        counter.reset();
+        counter.inc_by(value);
+    }
+}
+
+impl Collector for VendCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        [
+            self.hits.desc(),
+            self.misses.desc(),
+            self.fallbacks.desc(),
+            self.sts_calls.desc(),
+            self.cached.desc(),
+        ]
+        .concat()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = &self.vendor.stats;
+        Self::set(&self.hits, stats.hits.load(Relaxed));
+        Self::set(&self.misses, stats.misses.load(Relaxed));
+        Self::set(&self.fallbacks, stats.fallbacks.load(Relaxed));
+        Self::set(&self.sts_calls, self.vendor.sts_calls());
+        self.cached
+            .set(i64::try_from(self.vendor.cached_entries()).unwrap_or(i64::MAX));
+        [
+            self.hits.collect(),
+            self.misses.collect(),
+            self.fallbacks.collect(),
+            self.sts_calls.collect(),
+            self.cached.collect(),
+        ]
+        .concat()
+    }
+}
+
+/// The middleware that counts requests and answers `/metrics`.
+pub fn middleware(vendor: Arc<Vendor>) -> Result<PrometheusMetrics, String> {
+    let registry = Registry::new();
+    let collector = VendCollector::new(vendor).map_err(|e| e.to_string())?;
+    registry
+        .register(Box::new(collector))
+        .map_err(|e| e.to_string())?;
+    PrometheusMetricsBuilder::new("stsvend")
+        .registry(registry)
+        .endpoint("/metrics")
+        // Unknown paths must not become label values (a scanner would explode cardinality).
+        .mask_unmatched_patterns("UNKNOWN")
+        .build()
+        .map_err(|e| e.to_string())
+}
