@@ -49,7 +49,8 @@ lines = [
     "",
     f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
     f"release build; wrk -t2 -c{connections} -d{duration}, median of {runs} runs; wrk and the "
-    "servers share the machine.",
+    "servers share the machine; stsvend logs JSON at info (an audit line per response) with "
+    "metrics on.",
     "",
     "| scenario | requests/s | p50 ms | p99 ms | runs (req/s) |",
     "|---|---:|---:|---:|---|",

@@ -8,6 +8,7 @@
 #   4. start-up: process start to /readyz 200 with the IdP up.
 # Prints one table and writes it (with core count and date) to tests/bench/results.md.
 # Figures, not pass/fail: the machine is shared and noisy, so medians of RUNS runs are quoted.
+# The servers run as in production: JSON logs at info (one audit line per response), metrics on.
 #
 #   tests/bench/run.sh            (RUNS=3 DURATION=15s CONNECTIONS=64 by default)
 set -euo pipefail
@@ -53,8 +54,8 @@ for _ in $(seq 1 200); do grep -q '"event": "ready"' "$work/moto.log" && break; 
 start_stsvend() { # port extra-env...
   local port=$1; shift
   env STSVEND_SERVER__BIND="127.0.0.1:$port" STSVEND_SERVER__PUBLIC_URL="http://127.0.0.1:$port" \
-    STSVEND_SERVER__LOG_FORMAT=json STSVEND_OIDC__ISSUER="$issuer" STSVEND_STS__ENDPOINT_URL="$moto" \
-    AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "$@" \
+    STSVEND_SERVER__LOG_FORMAT=json STSVEND_SERVER__METRICS=true STSVEND_OIDC__ISSUER="$issuer" \
+    STSVEND_STS__ENDPOINT_URL="$moto" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "$@" \
     "$rel/stsvend" serve --config "$root/config/local.toml" >>"$work/stsvend-$port.log" 2>&1 &
   pids+=($!)
   wait_http "http://127.0.0.1:$port/readyz"
