@@ -55,7 +55,24 @@ impl Drop for Component {
 }
 
 /// Start `cmd`, copy its output to a log file, and wait until a line contains `ready_marker`.
-fn start(name: &str, mut cmd: Command, ready_marker: &'static str) -> Component {
+/// Start a component, trying twice: a test component that fails to come up once (a port
+/// grabbed in between, a slow machine) should not fail the whole run. The first failure is
+/// printed, never hidden.
+fn start(name: &str, make: impl Fn() -> Command, ready_marker: &'static str) -> Component {
+    match try_start(name, make(), ready_marker) {
+        Ok(c) => c,
+        Err(first) => {
+            eprintln!("{name} failed to start, retrying once: {first}");
+            try_start(name, make(), ready_marker).unwrap_or_else(|e| panic!("{e}"))
+        }
+    }
+}
+
+fn try_start(
+    name: &str,
+    mut cmd: Command,
+    ready_marker: &'static str,
+) -> Result<Component, String> {
     let log = log_dir().join(format!("{name}-{}.log", free_port()));
     let mut child = cmd
         .stdin(Stdio::null())
@@ -94,20 +111,21 @@ fn start(name: &str, mut cmd: Command, ready_marker: &'static str) -> Component 
         }
         if let Ok(Some(status)) = child.try_wait() {
             std::thread::sleep(Duration::from_millis(200)); // let the log threads finish
-            panic!(
+            return Err(format!(
                 "{name} exited ({status}) before it was ready:\n{}",
                 std::fs::read_to_string(&log).unwrap_or_default()
-            );
+            ));
         }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
-            panic!(
+            let _ = child.wait();
+            return Err(format!(
                 "{name} did not become ready within 60 s:\n{}",
                 std::fs::read_to_string(&log).unwrap_or_default()
-            );
+            ));
         }
     }
-    Component { child, log }
+    Ok(Component { child, log })
 }
 
 /// The demo IdP (deploy/local/idp/server.mjs) on `port`.
@@ -117,15 +135,18 @@ pub fn start_idp(port: u16) -> Component {
         dir.join("node_modules/oidc-provider").exists(),
         "the IdP's npm packages are missing: run deploy/local/setup.sh (tests/run.sh does)"
     );
-    let mut cmd = Command::new("node");
-    cmd.arg(dir.join("server.mjs"))
-        .env("IDP_PORT", port.to_string())
-        .env("IDP_CLIENT_ID", CLIENT_ID)
-        .env("IDP_CLIENT_SECRET", CLIENT_SECRET)
-        .env("IDP_PARENT_PID", std::process::id().to_string())
-        .env("IDP_TEST_MINT", "1")
-        .env_remove("IDP_JWKS_FILE");
-    start("idp", cmd, "\"msg\":\"listening\"")
+    let make = || {
+        let mut cmd = Command::new("node");
+        cmd.arg(dir.join("server.mjs"))
+            .env("IDP_PORT", port.to_string())
+            .env("IDP_CLIENT_ID", CLIENT_ID)
+            .env("IDP_CLIENT_SECRET", CLIENT_SECRET)
+            .env("IDP_PARENT_PID", std::process::id().to_string())
+            .env("IDP_TEST_MINT", "1")
+            .env_remove("IDP_JWKS_FILE");
+        cmd
+    };
+    start("idp", make, "\"msg\":\"listening\"")
 }
 
 /// moto in server mode, seeded with the demo buckets and role (deploy/local/moto_stack.py).
@@ -135,13 +156,16 @@ pub fn start_moto(port: u16) -> Component {
         python.exists(),
         "the moto venv is missing: run deploy/local/setup.sh (tests/run.sh does)"
     );
-    let mut cmd = Command::new(python);
-    cmd.arg(repo_root().join("deploy/local/moto_stack.py"))
-        .arg("--port")
-        .arg(port.to_string())
-        .arg("--parent-pid")
-        .arg(std::process::id().to_string());
-    start("moto", cmd, "\"event\": \"ready\"")
+    let make = || {
+        let mut cmd = Command::new(&python);
+        cmd.arg(repo_root().join("deploy/local/moto_stack.py"))
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--parent-pid")
+            .arg(std::process::id().to_string());
+        cmd
+    };
+    start("moto", make, "\"event\": \"ready\"")
 }
 
 /// The components shared by every test of this binary, started on first use.

@@ -381,8 +381,9 @@ if (parent > 0) {
   setInterval(() => {
     try {
       process.kill(parent, 0);
-    } catch {
-      process.exit(0);
+    } catch (err) {
+      // Only "no such process" means the parent is gone.
+      if (err.code === 'ESRCH') process.exit(0);
     }
   }, 500).unref();
 }
