@@ -549,7 +549,9 @@ fn validate_region(key: &str, region: &str) -> Result<(), ConfigError> {
     }
 }
 
-fn is_loopback(url: &Url) -> bool {
+/// Whether `url` points at this machine (127.0.0.0/8, ::1 or localhost): the only place plain
+/// http is accepted for anything carrying credentials.
+pub fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(Host::Ipv4(ip)) => ip.is_loopback(),
         Some(Host::Ipv6(ip)) => ip.is_loopback(),

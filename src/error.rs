@@ -41,14 +41,6 @@ impl ApiError {
         )
     }
 
-    pub fn method_not_allowed() -> Self {
-        Self::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "this method is not allowed here",
-        )
-    }
-
     pub fn bad_request(code: &'static str, description: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, description)
     }
@@ -65,10 +57,6 @@ impl ApiError {
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.push((name, value));
         self
-    }
-
-    pub fn code(&self) -> &'static str {
-        self.code
     }
 
     pub fn description(&self) -> &str {

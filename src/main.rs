@@ -97,11 +97,9 @@ fn credential_process(
     region: Option<String>,
 ) -> Result<String, stsvend::client::ClientError> {
     use stsvend::client::{self, Auth, ClientError, Options, OutputFormat};
-    let loopback = matches!(
-        endpoint.host_str(),
-        Some("127.0.0.1") | Some("localhost") | Some("[::1]")
-    );
-    if endpoint.scheme() != "https" && !(endpoint.scheme() == "http" && loopback) {
+    if endpoint.scheme() != "https"
+        && !(endpoint.scheme() == "http" && config::is_loopback(&endpoint))
+    {
         return Err(ClientError::Usage(
             "--endpoint must be https (plain http only to a loopback address)".into(),
         ));

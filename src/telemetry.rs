@@ -11,7 +11,6 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::HttpMessage;
 use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
 
@@ -39,10 +38,6 @@ pub fn current_request_id() -> Option<String> {
 pub fn current_prefers_html() -> bool {
     REQUEST.try_with(|r| r.prefers_html).unwrap_or(false)
 }
-
-/// The request id, available to handlers as a request extension.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
 
 /// Install the global subscriber. `RUST_LOG` overrides the default filter. Lines are written
 /// by a background thread (formatting stays on the request thread, the write syscalls do
@@ -96,7 +91,6 @@ pub async fn request_id_middleware(
         .get(&REQUEST_ID_HEADER)
         .and_then(sane_request_id)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    req.extensions_mut().insert(RequestId(id.clone()));
     // The path only: query strings can carry authorization codes and state.
     let span = tracing::info_span!(
         "request",

@@ -347,7 +347,7 @@ async fn netrc_chain(
         if let Some(host) = url.host_str() {
             // The service itself must not get the password unless the netrc names it.
             if let Some((login, password)) = netrc.credentials_for(host) {
-                if url.scheme() == "https" || is_loopback(host) {
+                if url.scheme() == "https" || crate::config::is_loopback(&url) {
                     req = req.basic_auth(login, Some(password));
                 }
             }
@@ -374,14 +374,6 @@ async fn netrc_chain(
             .map_err(|_| ClientError::LoginFailed("a redirect to an invalid URL".into()))?;
     }
     Err(ClientError::LoginFailed("too many redirects".into()))
-}
-
-fn is_loopback(host: &str) -> bool {
-    host == "localhost"
-        || host
-            .trim_matches(['[', ']'])
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
