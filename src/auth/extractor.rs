@@ -46,11 +46,9 @@ impl ResponseError for AuthRejection {
 
     fn error_response(&self) -> HttpResponse {
         match self {
-            Self::Login { location, cookie } => HttpResponse::Found()
-                .insert_header((header::LOCATION, location.as_str()))
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .cookie((**cookie).clone())
-                .finish(),
+            Self::Login { location, cookie } => {
+                login::redirect_to_idp(location, (**cookie).clone())
+            }
             Self::Error(e) => e.error_response(),
         }
     }

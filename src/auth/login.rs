@@ -98,6 +98,15 @@ fn provider(state: &AppState) -> Result<std::sync::Arc<Provider>, ApiError> {
     })
 }
 
+/// The response that sends a user to the IdP with the login-state cookie set.
+pub fn redirect_to_idp(location: &str, cookie: Cookie<'static>) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Found()
+        .insert_header((actix_web::http::header::LOCATION, location))
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .cookie(cookie)
+        .finish()
+}
+
 /// Begin a login: the IdP authorization URL to send the user to, and the login-state cookie.
 /// `script` adds Earthdata's `app_type=401`, so the IdP challenges with HTTP Basic.
 pub fn start(

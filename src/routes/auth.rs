@@ -25,11 +25,7 @@ pub async fn callback(
         };
         let script = !crate::negotiate::is_browser(&req);
         let (location, cookie) = login::start(&state, &return_to, script, now)?;
-        return Ok(HttpResponse::Found()
-            .insert_header((header::LOCATION, location))
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .cookie(cookie)
-            .finish());
+        return Ok(login::redirect_to_idp(&location, cookie));
     }
     let login_cookie = params
         .state

@@ -10,12 +10,7 @@ use crate::helpers::{
 };
 
 async fn whoami(app: &TestApp, token: &str) -> reqwest::Response {
-    app.http
-        .get(app.url("/whoami"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
+    app.get_as("/whoami", token).await
 }
 
 async fn assert_invalid_token(app: &TestApp, token: &str, why: &str) {

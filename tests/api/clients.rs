@@ -384,13 +384,7 @@ async fn the_rust_sdk_container_provider_reads_the_bucket() {
 async fn scope_lists_the_callers_buckets_without_calling_sts() {
     let app = spawn_ready_app().await;
     let (user, token) = unique_user(&app, "scope", json!(["science", "restricted"])).await;
-    let res = app
-        .http
-        .get(app.url("/s3credentials/scope"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_as("/s3credentials/scope", &token).await;
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
     assert_eq!(
@@ -407,12 +401,8 @@ async fn scope_lists_the_callers_buckets_without_calling_sts() {
     assert_eq!(vended_count(&user), 0);
     let bob = idp_token(&app.issuer, "bob", "bob-pw").await;
     let body: Value = app
-        .http
-        .get(app.url("/s3credentials/scope"))
-        .bearer_auth(&bob)
-        .send()
+        .get_as("/s3credentials/scope", &bob)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -523,12 +513,8 @@ async fn the_readme_page_names_this_deployment_and_the_users_buckets() {
 
     let token = idp_token(&app.issuer, "carol", "carol-pw").await;
     let html = unescape(
-        &app.http
-            .get(app.url("/s3credentialsREADME"))
-            .bearer_auth(&token)
-            .send()
+        &app.get_as("/s3credentialsREADME", &token)
             .await
-            .unwrap()
             .text()
             .await
             .unwrap(),

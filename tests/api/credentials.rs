@@ -10,12 +10,7 @@ use crate::helpers::{
 };
 
 async fn get_credentials(app: &TestApp, token: &str, query: &str) -> reqwest::Response {
-    app.http
-        .get(app.url(&format!("/s3credentials{query}")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
+    app.get_as(&format!("/s3credentials{query}"), token).await
 }
 
 /// Every AssumeRole moto has seen: session name and policy.

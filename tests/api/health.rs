@@ -134,13 +134,7 @@ async fn metrics_are_off_by_default_and_count_vending_when_on() {
     let (_, token) =
         crate::helpers::unique_user(&app, "metrics", serde_json::json!(["science"])).await;
     for _ in 0..3 {
-        let res = app
-            .http
-            .get(app.url("/s3credentials"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let res = app.get_as("/s3credentials", &token).await;
         assert_eq!(res.status(), 200);
     }
     let _ = app.get("/some/random/path").await;

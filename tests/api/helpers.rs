@@ -269,6 +269,16 @@ impl TestApp {
             .expect("request to stsvend")
     }
 
+    /// GET `path` with `Authorization: Bearer <token>`.
+    pub async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request to stsvend")
+    }
+
     /// Poll /readyz until it answers 200 (or give up after `timeout`).
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;

@@ -13,34 +13,18 @@ async fn no_token_cookie_code_or_secret_appears_in_the_logs() {
 
     // A bearer request, a rejected bearer request, and a full browser login.
     let token = idp_token(&app.issuer, "alice", "alice-pw").await;
-    let ok = app
-        .http
-        .get(app.url("/whoami"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let ok = app.get_as("/whoami", &token).await;
     assert_eq!(ok.status(), 200);
     let creds: serde_json::Value = app
-        .http
-        .get(app.url("/s3credentials"))
-        .bearer_auth(&token)
-        .send()
+        .get_as("/s3credentials", &token)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     let secret_key = creds["secretAccessKey"].as_str().unwrap().to_owned();
     let session_token = creds["sessionToken"].as_str().unwrap().to_owned();
     let bad_token = format!("{token}x");
-    let bad = app
-        .http
-        .get(app.url("/whoami"))
-        .bearer_auth(&bad_token)
-        .send()
-        .await
-        .unwrap();
+    let bad = app.get_as("/whoami", &bad_token).await;
     assert_eq!(bad.status(), 401);
 
     let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
