@@ -115,7 +115,7 @@ impl Application {
             Some(sts) => sts,
             None => Arc::new(AwsSts::from_settings(&settings.sts, deps.aws_credentials).await),
         };
-        let vendor = Arc::new(Vendor::new(sts, &settings));
+        let vendor = Arc::new(Vendor::new(sts, &settings, clock.clone()));
         let metrics = crate::metrics::middleware(vendor.clone()).map_err(StartupError::Metrics)?;
         let metrics_on = settings.server.metrics;
         if crate::vend::policy::worst_case(&settings).is_none() {

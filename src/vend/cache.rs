@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::session_name;
 use super::sts::{AssumeRoleRequest, StsApi, StsCredentials, StsError};
+use crate::clock::Clock;
 use crate::config::Settings;
 
 /// What botocore needs to not refresh on every call: never hand out less than this, even as a
@@ -60,8 +61,20 @@ pub struct CacheStats {
 }
 
 /// Evict entries once no format could still use them (memory hygiene only: freshness is
-/// decided against the injected clock on every read).
-struct UntilUnusable;
+/// decided against the injected clock on every read). A refreshed credential gets its own
+/// deadline: moka would otherwise keep the deadline of the entry it replaced.
+struct UntilUnusable {
+    clock: Arc<dyn Clock>,
+}
+
+impl UntilUnusable {
+    fn usable_for(&self, value: &StsCredentials) -> Duration {
+        let usable = value.expiration
+            - self.clock.now()
+            - TimeDelta::from_std(FALLBACK_MIN_REMAINING).unwrap_or_default();
+        usable.to_std().unwrap_or(Duration::from_secs(1))
+    }
+}
 
 impl moka::Expiry<Key, Arc<StsCredentials>> for UntilUnusable {
     fn expire_after_create(
@@ -70,10 +83,17 @@ impl moka::Expiry<Key, Arc<StsCredentials>> for UntilUnusable {
         value: &Arc<StsCredentials>,
         _created_at: Instant,
     ) -> Option<Duration> {
-        let usable = value.expiration
-            - Utc::now()
-            - TimeDelta::from_std(FALLBACK_MIN_REMAINING).unwrap_or_default();
-        Some(usable.to_std().unwrap_or(Duration::from_secs(1)))
+        Some(self.usable_for(value))
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &Key,
+        value: &Arc<StsCredentials>,
+        _updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(self.usable_for(value))
     }
 }
 
@@ -98,6 +118,7 @@ fn cache_key(request: &AssumeRoleRequest) -> Key {
         h.update((bytes.len() as u64).to_be_bytes());
         h.update(bytes);
     };
+    field(request.user_id.as_bytes());
     field(request.role_arn.as_bytes());
     field(request.role_session_name.as_bytes());
     field(request.source_identity.as_deref().unwrap_or("").as_bytes());
@@ -111,11 +132,11 @@ fn cache_key(request: &AssumeRoleRequest) -> Key {
 }
 
 impl Vendor {
-    pub fn new(sts: Arc<dyn StsApi>, settings: &Settings) -> Self {
+    pub fn new(sts: Arc<dyn StsApi>, settings: &Settings, clock: Arc<dyn Clock>) -> Self {
         let cache = settings.cache.enabled.then(|| {
             Cache::builder()
                 .max_capacity(settings.cache.max_entries)
-                .expire_after(UntilUnusable)
+                .expire_after(UntilUnusable { clock })
                 .build()
         });
         Self {
@@ -143,6 +164,7 @@ impl Vendor {
     /// The AssumeRole call a user with this policy gets.
     pub fn request_for(settings: &Settings, user_id: &str, policy: &str) -> AssumeRoleRequest {
         AssumeRoleRequest {
+            user_id: user_id.to_owned(),
             role_arn: settings.sts.role_arn.as_str().to_owned(),
             role_session_name: session_name::role_session_name(user_id, &settings.server.app_name),
             source_identity: settings
@@ -287,6 +309,7 @@ mod tests {
 
     fn request(user: &str) -> AssumeRoleRequest {
         AssumeRoleRequest {
+            user_id: user.into(),
             role_arn: "arn:aws:iam::123456789012:role/r".into(),
             role_session_name: format!("{user}@app"),
             source_identity: Some(user.into()),
@@ -299,9 +322,80 @@ mod tests {
     fn vendor(sts: Arc<FakeSts>) -> Vendor {
         Vendor {
             sts,
-            cache: Some(Cache::builder().max_capacity(1000).build()),
+            cache: Some(
+                Cache::builder()
+                    .max_capacity(1000)
+                    .expire_after(UntilUnusable {
+                        clock: Arc::new(crate::clock::SystemClock),
+                    })
+                    .build(),
+            ),
             stats: CacheStats::default(),
         }
+    }
+
+    fn credential_expiring(at: DateTime<Utc>) -> Arc<StsCredentials> {
+        Arc::new(StsCredentials::new(
+            "ASIAX".into(),
+            SecretString::from("s".to_owned()),
+            SecretString::from("t".to_owned()),
+            at,
+            None,
+        ))
+    }
+
+    /// Review finding 1d: a refreshed credential must get its own eviction deadline, not the
+    /// deadline of the one it replaced (else the STS-down fallback loses it ~45 min early).
+    #[test]
+    fn a_refreshed_credential_gets_its_own_eviction_deadline_on_the_injected_clock() {
+        let clock = Arc::new(crate::clock::ManualClock::default());
+        let expiry = UntilUnusable {
+            clock: clock.clone(),
+        };
+        let start = clock.now();
+        let first = credential_expiring(start + TimeDelta::hours(1));
+        let created =
+            moka::Expiry::expire_after_create(&expiry, &[0; 32], &first, Instant::now()).unwrap();
+        assert!((Duration::from_secs(44 * 60)..=Duration::from_secs(45 * 60)).contains(&created));
+        // 20 minutes on, the entry is refreshed with a credential valid for another hour.
+        clock.advance(Duration::from_secs(20 * 60));
+        let fresh = credential_expiring(clock.now() + TimeDelta::hours(1));
+        let old_deadline_left = Some(created - Duration::from_secs(20 * 60));
+        let updated = moka::Expiry::expire_after_update(
+            &expiry,
+            &[0; 32],
+            &fresh,
+            Instant::now(),
+            old_deadline_left,
+        )
+        .unwrap();
+        assert!(
+            updated >= Duration::from_secs(44 * 60),
+            "a fresh hour-long credential must stay ~45 min, not {updated:?}"
+        );
+        // The deadline follows the injected clock, not the wall clock.
+        clock.advance(Duration::from_secs(30 * 60));
+        let later =
+            moka::Expiry::expire_after_create(&expiry, &[0; 32], &fresh, Instant::now()).unwrap();
+        assert!(later <= Duration::from_secs(15 * 60), "{later:?}");
+    }
+
+    #[tokio::test]
+    async fn users_with_the_same_session_name_get_different_entries() {
+        let now = Utc::now();
+        let sts = Arc::new(FakeSts::new(now));
+        let v = vendor(sts.clone());
+        let a = request("alice");
+        let mut b = request("bob");
+        b.role_session_name = a.role_session_name.clone();
+        b.source_identity = a.source_identity.clone();
+        let first = v.vend(a, EARTHDATA, now, T).await.unwrap();
+        let second = v.vend(b, EARTHDATA, now, T).await.unwrap();
+        assert_ne!(
+            first.credentials.access_key_id,
+            second.credentials.access_key_id
+        );
+        assert_eq!(sts.calls(), 2);
     }
 
     const T: Duration = Duration::from_secs(5);

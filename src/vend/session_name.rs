@@ -1,56 +1,82 @@
 //! STS `RoleSessionName` (`<user>@<app>`) and `SourceIdentity` (`<user>`): 2-64 characters
-//! of `[A-Za-z0-9_+=,.@-]`. Other characters are replaced and, whenever anything was replaced
-//! or cut, a short hash of the original user id is appended, so two users never share a name.
+//! of `[A-Za-z0-9_+=,.@-]`.
+//!
+//! The mapping from user id to name must be one-to-one: CloudTrail attributes every S3 read to
+//! it, and two users sharing a name would be indistinguishable there. So a user id passes
+//! unchanged only when it is valid as it is *and* cannot be mistaken for a hashed name;
+//! every other id becomes `<sanitised head>-<16 hex digits of SHA-256 of the raw id>`. A
+//! hashed name always ends in `-` and 16 lowercase hex digits and an unchanged one never
+//! does, so the two kinds cannot meet, and two hashed names meet only on a 64-bit collision.
 
 use sha2::{Digest, Sha256};
 
 const MAX: usize = 64;
-const HASH_LEN: usize = 8;
+/// Hex digits of the hash suffix: 64 bits of SHA-256.
+const HASH_HEX: usize = 16;
+/// `-` plus the hash.
+const SUFFIX_LEN: usize = HASH_HEX + 1;
 
 fn allowed(c: char) -> bool {
     c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)
 }
 
-fn short_hash(user_id: &str) -> String {
+fn hash_suffix(user_id: &str) -> String {
     Sha256::digest(user_id.as_bytes())
         .iter()
-        .take(HASH_LEN / 2)
+        .take(HASH_HEX / 2)
         .map(|b| format!("{b:02x}"))
         .collect()
 }
 
-/// `user_id` fitted into `budget` characters: unchanged if it already fits and is clean,
-/// otherwise sanitised, cut, and suffixed with `-<hash>`.
-fn fit(user_id: &str, budget: usize) -> String {
-    let clean: String = user_id
-        .chars()
-        .map(|c| if allowed(c) { c } else { '_' })
-        .collect();
-    if clean == user_id && clean.len() <= budget && clean.len() >= 2 {
-        return clean;
-    }
-    let keep = budget.saturating_sub(HASH_LEN + 1);
-    let head: String = clean.chars().take(keep).collect();
-    format!("{head}-{}", short_hash(user_id))
+/// Whether `s` has the shape of a hashed name: `-` and 16 lowercase hex digits at the end.
+fn looks_hashed(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= SUFFIX_LEN
+        && b[b.len() - SUFFIX_LEN] == b'-'
+        && b[b.len() - HASH_HEX..]
+            .iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
 }
 
-/// `RoleSessionName`: `<user>@<app>`, with the user part shortened as needed.
+/// `user_id` fitted into `budget` (at least `SUFFIX_LEN + 1`) characters.
+fn fit(user_id: &str, budget: usize) -> String {
+    let clean = user_id.len() >= 2
+        && user_id.len() <= budget
+        && user_id.chars().all(allowed)
+        && !looks_hashed(user_id);
+    if clean {
+        return user_id.to_owned();
+    }
+    let keep = budget.saturating_sub(SUFFIX_LEN);
+    let head: String = user_id
+        .chars()
+        .map(|c| if allowed(c) { c } else { '_' })
+        .take(keep)
+        .collect();
+    format!("{head}-{}", hash_suffix(user_id))
+}
+
+/// `RoleSessionName`: `<user>@<app>`, with the user part shortened as needed. `app_name` is at
+/// most 32 characters (validated), which leaves the user part at least 31.
 pub fn role_session_name(user_id: &str, app_name: &str) -> String {
     let budget = MAX.saturating_sub(app_name.len() + 1);
     format!("{}@{app_name}", fit(user_id, budget))
 }
 
-/// `SourceIdentity`: the user id itself when it is valid.
+/// `SourceIdentity`: the user id itself when it is valid and unambiguous. It can never start
+/// with `aws:` because `:` is not an allowed character.
 pub fn source_identity(user_id: &str) -> String {
     fit(user_id, MAX)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     fn valid(name: &str) -> bool {
-        (2..=64).contains(&name.len()) && name.chars().all(allowed)
+        (2..=64).contains(&name.len()) && name.chars().all(allowed) && !name.starts_with("aws:")
     }
 
     #[test]
@@ -59,6 +85,19 @@ mod tests {
         assert_eq!(
             source_identity("alice.smith@example.org"),
             "alice.smith@example.org"
+        );
+    }
+
+    #[test]
+    fn the_reported_collision_is_gone() {
+        let app = "stsvend-local";
+        let first = role_session_name("auth0|5f7c8ec7c33c", app);
+        let as_id = first.strip_suffix(&format!("@{app}")).unwrap_or_default();
+        assert_ne!(role_session_name(as_id, app), first);
+        assert_ne!(role_session_name("auth0_5f7c8ec7c33c-f93b23b6", app), first);
+        assert_ne!(
+            source_identity(as_id),
+            source_identity("auth0|5f7c8ec7c33c")
         );
     }
 
@@ -84,10 +123,84 @@ mod tests {
             assert!(valid(&rsn), "{id:?} -> {rsn:?}");
             assert!(valid(&si), "{id:?} -> {si:?}");
             assert!(rsn.ends_with("@stsvend-local"), "{rsn}");
-            assert!(!si.starts_with("aws:"));
             assert!(seen.insert(rsn.clone()), "collision for {id:?}: {rsn}");
         }
-        // Same replacement, different originals: still different names.
         assert_ne!(source_identity("a b"), source_identity("a/b"));
+    }
+
+    /// xorshift64*: a small deterministic generator, so a failure names a reproducible seed.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// One random id: clean, hostile, or shaped like a hashed name (including real outputs
+    /// of `fit` fed back in as ids, the shape of the reported attack).
+    fn random_id(rng: &mut Rng, earlier: &[String]) -> String {
+        const CLEAN: &[u8] = b"abcdefABCDEF0123456789_+=,.@-";
+        const HOSTILE: &[char] = &[
+            '|', ' ', '/', '\\', ':', '\n', '\0', 'é', '用', '😀', '"', '\'', '*', '%', '?',
+        ];
+        let len = 1 + rng.below(300);
+        let mut id: String = (0..len)
+            .map(|_| match rng.below(10) {
+                0 => HOSTILE[rng.below(HOSTILE.len())],
+                _ => CLEAN[rng.below(CLEAN.len())] as char,
+            })
+            .collect();
+        match rng.below(6) {
+            // Shaped like a hashed name: `-` and 16 hex digits at the end.
+            0 => {
+                id.truncate(id.char_indices().nth(40).map_or(id.len(), |(i, _)| i));
+                id.push('-');
+                for _ in 0..HASH_HEX {
+                    id.push(char::from(b"0123456789abcdef"[rng.below(16)]));
+                }
+            }
+            // Another id's name, fed back in as an id.
+            1 if !earlier.is_empty() => {
+                let other = &earlier[rng.below(earlier.len())];
+                id = fit(other, MAX - "stsvend-local".len() - 1);
+            }
+            _ => {}
+        }
+        id
+    }
+
+    #[test]
+    fn a_million_random_ids_never_share_a_name_and_every_name_is_valid() {
+        let app = "stsvend-local";
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut by_rsn: HashMap<String, String> = HashMap::with_capacity(1_000_000);
+        let mut by_si: HashMap<String, String> = HashMap::with_capacity(1_000_000);
+        let mut recent: Vec<String> = Vec::with_capacity(1024);
+        for i in 0..1_000_000 {
+            let id = random_id(&mut rng, &recent);
+            let rsn = role_session_name(&id, app);
+            let si = source_identity(&id);
+            assert!(valid(&rsn), "{id:?} -> {rsn:?}");
+            assert!(valid(&si), "{id:?} -> {si:?}");
+            if let Some(other) = by_rsn.insert(rsn.clone(), id.clone()) {
+                assert_eq!(other, id, "{other:?} and {id:?} share {rsn:?}");
+            }
+            if let Some(other) = by_si.insert(si.clone(), id.clone()) {
+                assert_eq!(other, id, "{other:?} and {id:?} share {si:?}");
+            }
+            if recent.len() < 1024 {
+                recent.push(id);
+            } else {
+                recent[i % 1024] = id;
+            }
+        }
     }
 }

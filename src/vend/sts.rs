@@ -18,6 +18,10 @@ use crate::config::StsSettings;
 /// One AssumeRole call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssumeRoleRequest {
+    /// The raw user id the credential is for. Not sent to STS (the session name stands for
+    /// it there); part of the cache key, so users never share a credential even if their
+    /// session names were ever to collide.
+    pub user_id: String,
     pub role_arn: String,
     pub role_session_name: String,
     pub source_identity: Option<String>,

@@ -402,3 +402,53 @@ async fn an_unauthenticated_script_is_sent_to_login_not_given_credentials() {
         .unwrap();
     assert_eq!(res.status(), 401);
 }
+
+/// Review finding 1a: a user whose id is another user's session name must not be handed the
+/// other user's credential (nor share a session name with them).
+#[tokio::test]
+async fn a_user_whose_id_is_another_users_session_name_gets_their_own_credential() {
+    let app = spawn_ready_app().await;
+    let endpoint = &components().moto_endpoint;
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..12];
+    // `|` is replaced in session names, so this id is sanitised and gets a hash suffix.
+    let first_id = format!("auth0|{tag}");
+    let first = mint(
+        &app.issuer,
+        json!({"sub": first_id, "groups": ["science"]}),
+        json!({}),
+    )
+    .await;
+    let res = get_credentials(&app, &first, "").await;
+    assert_eq!(res.status(), 200);
+    let first_creds: Value = res.json().await.unwrap();
+    let first_name = moto_assumed_roles(endpoint)
+        .await
+        .into_iter()
+        .filter_map(|r| r["session_name"].as_str().map(str::to_owned))
+        .find(|n| n.starts_with(&format!("auth0_{tag}")))
+        .expect("moto saw the first user's AssumeRole");
+    // The second user's id is exactly the first user's session name without the app suffix.
+    let second_id = first_name.strip_suffix("@stsvend-test").unwrap().to_owned();
+    assert_ne!(second_id, first_id);
+    let second = mint(
+        &app.issuer,
+        json!({"sub": second_id, "groups": ["science"]}),
+        json!({}),
+    )
+    .await;
+    let res = get_credentials(&app, &second, "").await;
+    assert_eq!(res.status(), 200);
+    let second_creds: Value = res.json().await.unwrap();
+    assert_ne!(
+        first_creds["accessKeyId"], second_creds["accessKeyId"],
+        "two users were handed one credential"
+    );
+    let names: Vec<String> = moto_assumed_roles(endpoint)
+        .await
+        .into_iter()
+        .filter_map(|r| r["session_name"].as_str().map(str::to_owned))
+        .filter(|n| n.contains(tag))
+        .collect();
+    assert_eq!(names.len(), 2, "one AssumeRole per user: {names:?}");
+    assert_ne!(names[0], names[1], "session names must differ: {names:?}");
+}

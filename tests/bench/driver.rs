@@ -207,6 +207,7 @@ async fn memory(users: usize) -> Value {
             calls: AtomicU64::new(0),
         }),
         &settings,
+        Arc::new(stsvend::clock::SystemClock),
     );
     vendor.sync().await;
     let before = rss_kib();
