@@ -65,6 +65,7 @@ pub struct RawSettings {
     pub policy: RawPolicy,
     pub cache: RawCache,
     pub cors: RawCors,
+    pub limits: RawLimits,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -77,6 +78,7 @@ pub struct RawServer {
     pub metrics: bool,
     pub shutdown_timeout_seconds: u64,
     pub log_format: LogFormat,
+    pub trust_x_forwarded_for: bool,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -95,6 +97,8 @@ pub struct RawOidc {
     pub audiences: Vec<String>,
     pub callback_path: String,
     pub accept_opaque_tokens: bool,
+    pub unsafe_opaque_tokens_via_userinfo: bool,
+    pub groups_max_age_seconds: u64,
     pub discovery_retry_max_seconds: u64,
     pub http_timeout_seconds: u64,
 }
@@ -155,6 +159,13 @@ pub struct RawCache {
 #[serde(deny_unknown_fields)]
 pub struct RawCors {
     pub allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub idp_requests_per_minute: u32,
+    pub idp_burst: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -311,6 +322,15 @@ pub struct Settings {
     pub policy: PolicySettings,
     pub cache: CacheSettings,
     pub cors: CorsSettings,
+    pub limits: LimitSettings,
+}
+
+/// Per-client limits on work that anonymous requests can make stsvend do at the IdP.
+#[derive(Debug, Clone)]
+pub struct LimitSettings {
+    /// Sustained rate per client address; 0 turns the limit off.
+    pub idp_requests_per_minute: u32,
+    pub idp_burst: u32,
 }
 
 /// Extra conditions every session-policy statement carries.
@@ -329,6 +349,15 @@ pub struct ServerSettings {
     pub metrics: bool,
     pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
+    pub trust_x_forwarded_for: bool,
+}
+
+impl ServerSettings {
+    /// The path of `public_url` without its trailing `/`: empty when the service is at the
+    /// root, `/archive` for `https://host/archive/`. The proxy in front strips it.
+    pub fn path_prefix(&self) -> &str {
+        self.public_url.path().trim_end_matches('/')
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -343,6 +372,10 @@ pub struct OidcSettings {
     pub audiences: Vec<String>,
     pub callback_path: String,
     pub accept_opaque_tokens: bool,
+    /// Accept opaque tokens that only userinfo can check (no proof they were issued to us).
+    pub unsafe_opaque_tokens_via_userinfo: bool,
+    /// How long groups read from a login or a token are trusted before they are re-read.
+    pub groups_max_age: Duration,
     pub discovery_retry_max: Duration,
     pub http_timeout: Duration,
 }
@@ -618,6 +651,10 @@ impl Settings {
         let policy = Self::validate_policy(&raw.policy)?;
         let cache = Self::validate_cache(&raw.cache)?;
         let cors = Self::validate_cors(&raw.cors)?;
+        let limits = LimitSettings {
+            idp_requests_per_minute: raw.limits.idp_requests_per_minute,
+            idp_burst: raw.limits.idp_burst.max(1),
+        };
         let settings = Self {
             server,
             oidc,
@@ -627,6 +664,7 @@ impl Settings {
             policy,
             cache,
             cors,
+            limits,
         };
         if let Some(largest) = crate::vend::policy::worst_case(&settings) {
             let max = crate::vend::policy::MAX_POLICY_CHARS;
@@ -714,6 +752,7 @@ impl Settings {
                 3600,
             )?,
             log_format: raw.log_format,
+            trust_x_forwarded_for: raw.trust_x_forwarded_for,
         })
     }
 
@@ -790,6 +829,22 @@ impl Settings {
             audiences,
             callback_path: path.clone(),
             accept_opaque_tokens: raw.accept_opaque_tokens,
+            unsafe_opaque_tokens_via_userinfo: if raw.unsafe_opaque_tokens_via_userinfo
+                && !raw.accept_opaque_tokens
+            {
+                return Err(ConfigError::key(
+                    "oidc.unsafe_opaque_tokens_via_userinfo",
+                    "only means something with oidc.accept_opaque_tokens = true",
+                ));
+            } else {
+                raw.unsafe_opaque_tokens_via_userinfo
+            },
+            groups_max_age: seconds(
+                "oidc.groups_max_age_seconds",
+                raw.groups_max_age_seconds,
+                60,
+                30 * 86400,
+            )?,
             discovery_retry_max: seconds(
                 "oidc.discovery_retry_max_seconds",
                 raw.discovery_retry_max_seconds,
@@ -882,6 +937,15 @@ impl Settings {
             .as_deref()
             .map(|u| parse_http_url("sts.endpoint_url", u))
             .transpose()?;
+        if let Some(url) = &endpoint_url {
+            // The service's own AWS credentials and every vended secret cross this link.
+            if url.scheme() != "https" && !is_loopback(url) {
+                return Err(ConfigError::key(
+                    "sts.endpoint_url",
+                    format!("{url} must use https (plain http is allowed only on loopback)"),
+                ));
+            }
+        }
         if !(900..=43200).contains(&raw.duration_seconds) {
             return Err(ConfigError::key(
                 "sts.duration_seconds",
@@ -946,11 +1010,12 @@ impl Settings {
                     || p.starts_with('/')
                     || p.contains(['*', '?', '$', '"', '\\'])
                     || p.chars().any(char::is_control)
+                    || p.chars().any(|c| u32::from(c) > 0xFF)
                     || p.len() > 512
                 {
                     return Err(ConfigError::key(
                         &key("prefixes"),
-                        format!("{p:?} must be a non-empty key prefix without a leading '/', wildcards (*, ?), '$', quotes or backslashes"),
+                        format!("{p:?} must be a non-empty key prefix of at most 512 characters without a leading '/', wildcards (*, ?), '$', quotes, backslashes or characters beyond U+00FF (STS refuses session policies with those)"),
                     ));
                 }
             }
@@ -1019,6 +1084,12 @@ impl Settings {
                 return Err(ConfigError::key(
                     "cors.allowed_origins",
                     format!("{o:?} must be an origin (scheme://host[:port]) without a path"),
+                ));
+            }
+            if url.scheme() != "https" && !is_loopback(&url) {
+                return Err(ConfigError::key(
+                    "cors.allowed_origins",
+                    format!("{o:?} must use https (plain http is allowed only on loopback): a page served over http can be altered on the way and would receive credentials"),
                 ));
             }
             origins.push(url.origin().ascii_serialization());

@@ -59,6 +59,20 @@ impl ApiError {
         self
     }
 
+    /// Set these cookies on the error response too (e.g. to end a failed login).
+    pub fn with_cookies(mut self, cookies: &[actix_web::cookie::Cookie<'_>]) -> Self {
+        for c in cookies {
+            if let Ok(v) = HeaderValue::from_str(&c.to_string()) {
+                self.headers.push((header::SET_COOKIE, v));
+            }
+        }
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
     pub fn description(&self) -> &str {
         &self.description
     }
@@ -79,7 +93,7 @@ impl ResponseError for ApiError {
         let mut res = HttpResponse::build(self.status);
         res.insert_header((header::CACHE_CONTROL, "no-store"));
         for (name, value) in &self.headers {
-            res.insert_header((name.clone(), value.clone()));
+            res.append_header((name.clone(), value.clone()));
         }
         let request_id = current_request_id();
         if current_prefers_html() {

@@ -6,6 +6,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod negotiate;
 pub mod routes;

@@ -31,6 +31,8 @@ pub struct AppState {
     pub vendor: Arc<Vendor>,
     pub policies: crate::vend::policy::PolicyCache,
     pub templates: minijinja::Environment<'static>,
+    pub consumed_logins: crate::auth::login::ConsumedLogins,
+    pub idp_limiter: Arc<crate::limits::IdpLimiter>,
 }
 
 /// What tests and embedders may replace; everything else comes from the settings.
@@ -107,8 +109,23 @@ impl Application {
             idp_http.clone(),
             discovery.clone(),
         ));
-        let cookies = CookieCodec::new(&settings.session, &settings.oidc.callback_path)
-            .map_err(StartupError::CookieKey)?;
+        let cookies = CookieCodec::new(
+            &settings.session,
+            &settings.oidc.callback_path,
+            settings.server.path_prefix(),
+        )
+        .map_err(StartupError::CookieKey)?;
+        let idp_limiter = Arc::new(crate::limits::IdpLimiter::new(&settings));
+        let sweep_task = {
+            let limiter = idp_limiter.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+                loop {
+                    every.tick().await;
+                    limiter.sweep();
+                }
+            })
+        };
         let bearer =
             BearerVerifier::new(settings.oidc.clone(), settings.cache.max_entries.max(1000));
         let sts: Arc<dyn StsApi> = match deps.sts {
@@ -140,6 +157,8 @@ impl Application {
             vendor,
             policies: Default::default(),
             templates,
+            consumed_logins: Default::default(),
+            idp_limiter,
         });
         let mut server = HttpServer::new(move || {
             App::new()
@@ -163,7 +182,7 @@ impl Application {
         Ok(Self {
             port,
             server,
-            background: vec![discovery_task],
+            background: vec![discovery_task, sweep_task],
         })
     }
 

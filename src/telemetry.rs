@@ -73,6 +73,22 @@ pub fn init(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     guard
 }
 
+/// The longest client-controlled text (path, user id, X-Forwarded-For, User-Agent) a log
+/// line carries: a client must not decide how large our log lines are.
+pub const MAX_LOGGED_FIELD: usize = 256;
+
+/// `s` cut to `MAX_LOGGED_FIELD` bytes (on a character boundary), marked when cut.
+pub fn capped(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.len() <= MAX_LOGGED_FIELD {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut end = MAX_LOGGED_FIELD;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}…[{} bytes]", &s[..end], s.len()))
+}
+
 /// Accept a client-sent id only if it is short and plain, so it cannot forge log lines.
 fn sane_request_id(value: &HeaderValue) -> Option<String> {
     let s = value.to_str().ok()?;
@@ -96,7 +112,7 @@ pub async fn request_id_middleware(
         "request",
         request_id = %id,
         method = %req.method(),
-        path = %req.path(),
+        path = %capped(req.path()),
     );
     let started = Instant::now();
     let context = RequestContext {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use moka::sync::Cache;
+use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -24,6 +25,9 @@ const MAX_TOKEN_BYTES: usize = 16 * 1024;
 const VERIFIED_TTL: Duration = Duration::from_secs(3600);
 /// Opaque tokens are re-checked at the IdP this often.
 const OPAQUE_TTL: Duration = Duration::from_secs(300);
+/// A token the IdP refused is refused again without asking for this long, so replaying a
+/// bad token cannot make stsvend call the IdP on every request.
+const REJECTED_TTL: Duration = Duration::from_secs(60);
 
 /// Asymmetric algorithms only: never `none`, never HMAC (a public key is not a secret).
 const ALLOWED: &[Algorithm] = &[
@@ -64,6 +68,10 @@ pub enum TokenError {
     IdpUnavailable,
     #[error("the identity provider has not been discovered yet")]
     NotReady,
+    #[error("too many token checks from this address")]
+    RateLimited(Duration),
+    #[error("the bearer token is older than {0} seconds and the identity provider would not confirm your groups; get a new token")]
+    GroupsStale(u64),
 }
 
 impl TokenError {
@@ -80,13 +88,23 @@ pub struct VerifiedToken {
     pub groups: Vec<String>,
     /// When the token stops being accepted (None: an opaque token, re-checked periodically).
     pub expires_at: Option<DateTime<Utc>>,
+    /// When the IdP issued it (`iat`); None when it does not say, or for opaque tokens
+    /// (whose groups are re-read at every re-check).
+    pub issued_at: Option<DateTime<Utc>>,
 }
 
 pub struct BearerVerifier {
     settings: OidcSettings,
     verified: Cache<[u8; 32], Arc<VerifiedToken>>,
     opaque: Cache<[u8; 32], Arc<VerifiedToken>>,
+    rejected: Cache<[u8; 32], TokenError>,
+    /// Groups re-read at userinfo for JWTs older than `groups_max_age`.
+    regrouped: Cache<[u8; 32], Arc<VerifiedToken>>,
 }
+
+/// Whether the caller may make stsvend send one more request to the IdP now (the per-client
+/// limit on unauthenticated IdP-bound work); Err carries how long to wait.
+pub type IdpPermit<'a> = &'a (dyn Fn() -> Result<(), Duration> + Sync);
 
 fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
@@ -99,7 +117,6 @@ fn looks_like_jwt(token: &str) -> bool {
 impl BearerVerifier {
     pub fn new(settings: OidcSettings, max_entries: u64) -> Self {
         Self {
-            settings,
             verified: Cache::builder()
                 .max_capacity(max_entries)
                 .time_to_live(VERIFIED_TTL)
@@ -108,6 +125,15 @@ impl BearerVerifier {
                 .max_capacity(max_entries)
                 .time_to_live(OPAQUE_TTL)
                 .build(),
+            rejected: Cache::builder()
+                .max_capacity(max_entries)
+                .time_to_live(REJECTED_TTL)
+                .build(),
+            regrouped: Cache::builder()
+                .max_capacity(max_entries)
+                .time_to_live(settings.groups_max_age)
+                .build(),
+            settings,
         }
     }
 
@@ -117,11 +143,15 @@ impl BearerVerifier {
         discovery: &Discovery,
         http: &reqwest::Client,
         now: DateTime<Utc>,
+        permit: IdpPermit<'_>,
     ) -> Result<Arc<VerifiedToken>, TokenError> {
         if token.is_empty() || token.len() > MAX_TOKEN_BYTES || !token.is_ascii() {
             return Err(TokenError::Malformed);
         }
         let key = digest(token);
+        if let Some(e) = self.rejected.get(&key) {
+            return Err(e);
+        }
         if !looks_like_jwt(token) {
             if !self.settings.accept_opaque_tokens {
                 return Err(TokenError::Malformed);
@@ -129,24 +159,71 @@ impl BearerVerifier {
             if let Some(hit) = self.opaque.get(&key) {
                 return Ok(hit);
             }
-            let verified = Arc::new(self.check_opaque(token, discovery, http).await?);
-            self.opaque.insert(key, verified.clone());
+            permit().map_err(TokenError::RateLimited)?;
+            let checked = self.check_opaque(token, discovery, http).await;
+            return self.remember(key, checked, &self.opaque);
+        }
+        let verified = match self.verified.get(&key) {
+            Some(hit) => hit,
+            None => {
+                let checked = self.verify_jwt(token, discovery, http, now).await;
+                self.remember(key, checked, &self.verified)?
+            }
+        };
+        // Cached tokens still expire on time.
+        if verified
+            .expires_at
+            .is_some_and(|exp| now > exp + TimeDelta::seconds(LEEWAY_SECONDS))
+        {
+            return Err(TokenError::Expired);
+        }
+        let max_age = TimeDelta::from_std(self.settings.groups_max_age).unwrap_or(TimeDelta::MAX);
+        if verified.issued_at.is_some_and(|iat| now - iat <= max_age) {
             return Ok(verified);
         }
-        if let Some(hit) = self.verified.get(&key) {
-            // Cached tokens still expire on time.
-            let live = hit
-                .expires_at
-                .is_none_or(|exp| now <= exp + TimeDelta::seconds(LEEWAY_SECONDS));
-            return if live {
-                Ok(hit)
-            } else {
-                Err(TokenError::Expired)
-            };
+        // The groups in the token are older than we may trust: read them again at the IdP.
+        if let Some(hit) = self.regrouped.get(&key) {
+            return Ok(hit);
         }
-        let verified = Arc::new(self.verify_jwt(token, discovery, http, now).await?);
-        self.verified.insert(key, verified.clone());
-        Ok(verified)
+        permit().map_err(TokenError::RateLimited)?;
+        let fresh = match self.userinfo(token, discovery, http).await {
+            Ok(info)
+                if claims::user_id(&info, &self.settings.user_id_claim).as_deref()
+                    == Some(verified.user_id.as_str()) =>
+            {
+                Ok(VerifiedToken {
+                    groups: claims::groups(&info, &self.settings.groups_claim).unwrap_or_default(),
+                    ..(*verified).clone()
+                })
+            }
+            Ok(_) | Err(TokenError::Rejected) => Err(TokenError::GroupsStale(
+                self.settings.groups_max_age.as_secs(),
+            )),
+            Err(e) => Err(e),
+        };
+        self.remember(key, fresh, &self.regrouped)
+    }
+
+    /// Cache a verdict: successes in `ok`, refusals (not outages) in the rejected cache.
+    fn remember(
+        &self,
+        key: [u8; 32],
+        verdict: Result<VerifiedToken, TokenError>,
+        ok: &Cache<[u8; 32], Arc<VerifiedToken>>,
+    ) -> Result<Arc<VerifiedToken>, TokenError> {
+        match verdict {
+            Ok(v) => {
+                let v = Arc::new(v);
+                ok.insert(key, v.clone());
+                Ok(v)
+            }
+            Err(e) => {
+                if !e.is_unavailable() && !matches!(e, TokenError::RateLimited(_)) {
+                    self.rejected.insert(key, e.clone());
+                }
+                Err(e)
+            }
+        }
     }
 
     async fn verify_jwt(
@@ -216,7 +293,13 @@ impl BearerVerifier {
                 return Err(TokenError::NotYetValid);
             }
         }
-        self.identity(&claims, Some(exp))
+        let issued_at = claims
+            .get("iat")
+            .and_then(Value::as_i64)
+            .and_then(|s| DateTime::from_timestamp(s, 0));
+        let mut verified = self.identity(&claims, Some(exp))?;
+        verified.issued_at = issued_at;
+        Ok(verified)
     }
 
     /// The user id and groups of verified claims.
@@ -232,15 +315,100 @@ impl BearerVerifier {
             user_id,
             groups,
             expires_at,
+            issued_at: None,
         })
     }
 
+    /// An opaque token: introspection (RFC 7662) proves it is active and was issued to this
+    /// client; groups come from introspection or, failing that, userinfo. Without an
+    /// introspection endpoint only the explicitly unsafe userinfo-only check remains.
     async fn check_opaque(
         &self,
         token: &str,
         discovery: &Discovery,
         http: &reqwest::Client,
     ) -> Result<VerifiedToken, TokenError> {
+        let provider = discovery.provider().ok_or(TokenError::NotReady)?;
+        let introspection = provider
+            .metadata
+            .additional_metadata()
+            .introspection_endpoint
+            .clone();
+        let Some(endpoint) = introspection else {
+            if !self.settings.unsafe_opaque_tokens_via_userinfo {
+                tracing::warn!(
+                    "an opaque bearer token was refused: the IdP offers no introspection endpoint (set oidc.unsafe_opaque_tokens_via_userinfo to accept tokens userinfo accepts, issued to any client)"
+                );
+                return Err(TokenError::Rejected);
+            }
+            let info = self.userinfo(token, discovery, http).await?;
+            return self.identity(&info, None);
+        };
+        let mut form = vec![("token", token), ("token_type_hint", "access_token")];
+        let mut req = http.post(endpoint).header("accept", "application/json");
+        match &self.settings.client_secret {
+            Some(secret) => {
+                req = req.basic_auth(&self.settings.client_id, Some(secret.expose_secret()));
+            }
+            None => form.push(("client_id", &self.settings.client_id)),
+        }
+        let res = req
+            .form(&form)
+            .send()
+            .await
+            .map_err(|_| TokenError::IdpUnavailable)?;
+        if !res.status().is_success() {
+            tracing::warn!(status = res.status().as_u16(), "token introspection failed");
+            return Err(if res.status().is_server_error() {
+                TokenError::IdpUnavailable
+            } else {
+                TokenError::Rejected
+            });
+        }
+        let answer: Map<String, Value> =
+            res.json().await.map_err(|_| TokenError::IdpUnavailable)?;
+        if answer.get("active") != Some(&Value::Bool(true)) {
+            return Err(TokenError::Rejected);
+        }
+        if !self.issued_to_us(&answer) {
+            return Err(TokenError::Audience);
+        }
+        let mut verified = self.identity(&answer, None)?;
+        if claims::groups(&answer, &self.settings.groups_claim).is_none() {
+            let info = self.userinfo(token, discovery, http).await?;
+            if claims::user_id(&info, &self.settings.user_id_claim).as_deref()
+                != Some(verified.user_id.as_str())
+            {
+                return Err(TokenError::Rejected);
+            }
+            verified.groups =
+                claims::groups(&info, &self.settings.groups_claim).unwrap_or_default();
+        }
+        Ok(verified)
+    }
+
+    /// An introspection answer names this client as the token's `client_id`, or one of the
+    /// accepted audiences in `aud`.
+    fn issued_to_us(&self, answer: &Map<String, Value>) -> bool {
+        let client = answer.get("client_id").and_then(Value::as_str);
+        let audiences: Vec<&str> = match answer.get("aud") {
+            Some(Value::String(a)) => vec![a.as_str()],
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        client == Some(self.settings.client_id.as_str())
+            || audiences
+                .iter()
+                .any(|a| self.settings.audiences.iter().any(|ours| ours == a))
+    }
+
+    /// The userinfo endpoint's claims for `token`.
+    async fn userinfo(
+        &self,
+        token: &str,
+        discovery: &Discovery,
+        http: &reqwest::Client,
+    ) -> Result<Map<String, Value>, TokenError> {
         let provider = discovery.provider().ok_or(TokenError::NotReady)?;
         let endpoint = provider
             .metadata
@@ -260,8 +428,7 @@ impl BearerVerifier {
             400 | 401 | 403 => return Err(TokenError::Rejected),
             _ => return Err(TokenError::IdpUnavailable),
         }
-        let claims: Map<String, Value> = res.json().await.map_err(|_| TokenError::Rejected)?;
-        self.identity(&claims, None)
+        res.json().await.map_err(|_| TokenError::Rejected)
     }
 }
 

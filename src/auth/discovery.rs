@@ -27,6 +27,9 @@ pub const KEY_REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(10);
 pub struct ExtraProviderMetadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_session_endpoint: Option<String>,
+    /// RFC 7662 token introspection (RFC 8414 metadata name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub introspection_endpoint: Option<String>,
 }
 
 impl openidconnect::AdditionalProviderMetadata for ExtraProviderMetadata {}

@@ -11,6 +11,7 @@ use futures_util::future::LocalBoxFuture;
 
 use super::bearer::TokenError;
 use super::redirect::safe_return_path;
+use super::session::MAX_RETURN_TO;
 use super::{claims, login, AuthMethod, AuthenticatedUser};
 use crate::error::ApiError;
 use crate::negotiate;
@@ -22,7 +23,7 @@ pub enum AuthRejection {
     /// Send the user to the IdP, remembering the login state in a cookie.
     Login {
         location: String,
-        cookie: Box<Cookie<'static>>,
+        cookies: Vec<Cookie<'static>>,
     },
     Error(ApiError),
 }
@@ -46,9 +47,7 @@ impl ResponseError for AuthRejection {
 
     fn error_response(&self) -> HttpResponse {
         match self {
-            Self::Login { location, cookie } => {
-                login::redirect_to_idp(location, (**cookie).clone())
-            }
+            Self::Login { location, cookies } => login::redirect_to_idp(location, cookies),
             Self::Error(e) => e.error_response(),
         }
     }
@@ -94,9 +93,12 @@ async fn identify(
     // An explicit bearer token decides alone: a bad one is a 401, never a login redirect.
     // Other schemes (a .netrc's Basic header reaching us on a shared host) mean "no token".
     if let Some(token) = bearer_token(req) {
+        let client = state.idp_limiter.client_ip(req);
+        let limiter = state.idp_limiter.clone();
+        let permit = move || limiter.check(client);
         return match state
             .bearer
-            .verify(token, &state.discovery, &state.idp_http, now)
+            .verify(token, &state.discovery, &state.idp_http, now, &permit)
             .await
         {
             Ok(v) => Ok(Some(AuthenticatedUser {
@@ -105,6 +107,7 @@ async fn identify(
                 method: AuthMethod::Bearer,
                 expires_at: v.expires_at,
             })),
+            Err(TokenError::RateLimited(wait)) => Err(crate::limits::too_many(wait).into()),
             Err(e) if e.is_unavailable() => Err(ApiError::unavailable(e.to_string())
                 .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"))
                 .into()),
@@ -115,7 +118,15 @@ async fn identify(
         };
     }
     if let Some(cookie) = req.cookie(state.cookies.session_name()) {
+        let max_age = state.settings.oidc.groups_max_age.as_secs();
         if let Some(session) = state.cookies.read_session(cookie.value(), now) {
+            // Groups older than we may trust: log in again (silent while the IdP session
+            // lasts), which reads them afresh.
+            let age = now.timestamp().saturating_sub(session.auth_time);
+            if u64::try_from(age).map_or(true, |age| age > max_age) {
+                tracing::debug!("session groups too old; logging in again");
+                return Ok(None);
+            }
             return Ok(Some(AuthenticatedUser {
                 user_id: session.sub,
                 groups: session.groups,
@@ -164,12 +175,24 @@ async fn authenticate(req: HttpRequest) -> Result<AuthenticatedUser, AuthRejecti
         .path_and_query()
         .map(|pq| pq.as_str().to_owned())
         .unwrap_or_else(|| "/".to_owned());
-    let return_to = safe_return_path(&here).unwrap_or_else(|| login::DEFAULT_RETURN_PATH.into());
-    let (location, cookie) = login::start(&state, &return_to, !negotiate::is_browser(&req), now)?;
-    Err(AuthRejection::Login {
-        location,
-        cookie: Box::new(cookie),
-    })
+    // A return path longer than a login may remember falls back to the path alone, then to
+    // the default: the login itself must still work.
+    let return_to = [here.as_str(), req.path()]
+        .into_iter()
+        .filter(|p| p.len() <= MAX_RETURN_TO)
+        .find_map(safe_return_path)
+        .unwrap_or_else(|| login::DEFAULT_RETURN_PATH.into());
+    let index = req
+        .cookie(state.cookies.index_name())
+        .map(|c| c.value().to_owned());
+    let (location, cookies) = login::start(
+        &state,
+        &return_to,
+        !negotiate::is_browser(&req),
+        index.as_deref(),
+        now,
+    )?;
+    Err(AuthRejection::Login { location, cookies })
 }
 
 /// The caller if they are signed in (or sent a valid token), without asking anyone to log in.

@@ -98,13 +98,43 @@ fn provider(state: &AppState) -> Result<std::sync::Arc<Provider>, ApiError> {
     })
 }
 
-/// The response that sends a user to the IdP with the login-state cookie set.
-pub fn redirect_to_idp(location: &str, cookie: Cookie<'static>) -> actix_web::HttpResponse {
-    actix_web::HttpResponse::Found()
-        .insert_header((actix_web::http::header::LOCATION, location))
-        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-        .cookie(cookie)
-        .finish()
+/// The response that sends a user to the IdP with the login-state cookies set.
+pub fn redirect_to_idp(location: &str, cookies: &[Cookie<'static>]) -> actix_web::HttpResponse {
+    let mut res = actix_web::HttpResponse::Found();
+    res.insert_header((actix_web::http::header::LOCATION, location))
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"));
+    for c in cookies {
+        res.cookie(c.clone());
+    }
+    res.finish()
+}
+
+/// Login states already used at the callback. A login state is good for one callback,
+/// successful or not: replaying it (with a made-up code) must not make stsvend call the IdP
+/// again. Remembered for the login state's lifetime; per replica.
+pub struct ConsumedLogins {
+    seen: moka::sync::Cache<[u8; 32], ()>,
+}
+
+impl Default for ConsumedLogins {
+    fn default() -> Self {
+        Self {
+            seen: moka::sync::Cache::builder()
+                .max_capacity(200_000)
+                .time_to_live(std::time::Duration::from_secs(
+                    LOGIN_STATE_TTL_SECONDS.unsigned_abs(),
+                ))
+                .build(),
+        }
+    }
+}
+
+impl ConsumedLogins {
+    /// True the first time `state` is presented, false ever after.
+    pub fn consume(&self, state: &str) -> bool {
+        let key: [u8; 32] = Sha256::digest(state.as_bytes()).into();
+        self.seen.entry(key).or_insert(()).is_fresh()
+    }
 }
 
 /// Begin a login: the IdP authorization URL to send the user to, and the login-state cookie.
@@ -113,8 +143,9 @@ pub fn start(
     state: &AppState,
     return_to: &str,
     script: bool,
+    slot_index: Option<&str>,
     now: DateTime<Utc>,
-) -> Result<(String, Cookie<'static>), ApiError> {
+) -> Result<(String, Vec<Cookie<'static>>), ApiError> {
     let provider = provider(state)?;
     let client = oidc_client(state, &provider)?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -139,11 +170,11 @@ pub fn start(
         return_to: return_to.to_owned(),
         exp: now.timestamp() + LOGIN_STATE_TTL_SECONDS,
     };
-    let cookie = state
+    let cookies = state
         .cookies
-        .login_cookie(&login, now)
+        .login_cookies(&login, slot_index, now)
         .ok_or_else(|| ApiError::unavailable("could not start a login"))?;
-    Ok((url.to_string(), cookie))
+    Ok((url.to_string(), cookies))
 }
 
 fn invalid_request(description: &str) -> ApiError {
@@ -155,14 +186,6 @@ fn sanitize(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
-fn constant_time_eq(a: &str, b: &str) -> bool {
-    let (ha, hb) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    ha.iter()
-        .zip(hb.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
-}
-
 /// The payload of a JWT whose signature has already been verified.
 fn verified_payload(jwt: &str) -> Option<Map<String, Value>> {
     let payload = jwt.split('.').nth(1)?;
@@ -172,46 +195,47 @@ fn verified_payload(jwt: &str) -> Option<Map<String, Value>> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// Finish a login at the callback: check the state, exchange the code (with the PKCE
-/// verifier), verify the ID token (signature, `iss`, `aud`, `exp`, `nonce`), and read the user
-/// id and groups (from userinfo when the ID token lacks them).
+/// The IdP's error at the callback, if it sent one, as the user sees it.
+pub fn idp_error(params: &CallbackParams) -> Option<ApiError> {
+    let error = params.error.as_ref()?;
+    let description = params
+        .error_description
+        .as_deref()
+        .map(|d| format!(": {}", sanitize(d)))
+        .unwrap_or_default();
+    Some(ApiError::bad_request(
+        "login_failed",
+        format!(
+            "the identity provider answered {}{description}",
+            sanitize(error)
+        ),
+    ))
+}
+
+/// The error for a callback whose login state is missing, expired or already used.
+pub fn no_login_in_progress() -> ApiError {
+    invalid_request(
+        "no login is in progress in this browser (the login cookie is missing, expired or already used); start again",
+    )
+}
+
+/// Finish a login at the callback, given the login state its `state` named: exchange the
+/// code (with the PKCE verifier), verify the ID token (signature, `iss`, `aud`, `exp`,
+/// `nonce`), and read the user id and groups (from userinfo when the ID token lacks them).
 pub async fn finish(
     state: &AppState,
     params: &CallbackParams,
-    login_cookie: Option<&str>,
+    login: LoginState,
     now: DateTime<Utc>,
 ) -> Result<(SessionData, String), ApiError> {
-    if let Some(error) = &params.error {
-        let description = params
-            .error_description
-            .as_deref()
-            .map(|d| format!(": {}", sanitize(d)))
-            .unwrap_or_default();
-        return Err(ApiError::bad_request(
-            "login_failed",
-            format!(
-                "the identity provider answered {}{description}",
-                sanitize(error)
-            ),
-        ));
+    if let Some(e) = idp_error(params) {
+        return Err(e);
     }
-    let (Some(code), Some(returned_state)) = (&params.code, &params.state) else {
+    let Some(code) = &params.code else {
         return Err(invalid_request(
             "the callback needs both `code` and `state`",
         ));
     };
-    let login = login_cookie
-        .and_then(|c| state.cookies.read_login(returned_state, c, now))
-        .ok_or_else(|| {
-            invalid_request(
-                "no login is in progress in this browser (the login cookie is missing or expired); start again",
-            )
-        })?;
-    if !constant_time_eq(returned_state, &login.state) {
-        return Err(invalid_request(
-            "the `state` does not match the login in progress; start again",
-        ));
-    }
     let provider = provider(state)?;
     // RFC 9207: a response from another IdP than the one we sent the user to is refused.
     if let Some(iss) = &params.iss {
@@ -297,6 +321,7 @@ pub async fn finish(
         sub: user_id,
         groups,
         exp: (now + lifetime).timestamp(),
+        auth_time: now.timestamp(),
     };
     Ok((session, login.return_to))
 }

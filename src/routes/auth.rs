@@ -4,6 +4,7 @@ use serde_json::json;
 
 use crate::auth::login::{self, CallbackParams};
 use crate::auth::redirect::safe_return_path;
+use crate::auth::session::MAX_RETURN_TO;
 use crate::auth::AuthenticatedUser;
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -16,46 +17,80 @@ pub async fn callback(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
+    let index = req
+        .cookie(state.cookies.index_name())
+        .map(|c| c.value().to_owned());
     if params.code.is_none() && params.state.is_none() && params.error.is_none() {
         let return_to = match params.return_to.as_deref() {
             None => login::DEFAULT_RETURN_PATH.to_owned(),
+            Some(candidate) if candidate.len() > MAX_RETURN_TO => {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    format!("`return_to` is longer than {MAX_RETURN_TO} characters"),
+                ))
+            }
             Some(candidate) => safe_return_path(candidate).ok_or_else(|| {
                 ApiError::bad_request("invalid_request", "`return_to` must be a path on this site")
             })?,
         };
         let script = !crate::negotiate::is_browser(&req);
-        let (location, cookie) = login::start(&state, &return_to, script, now)?;
-        return Ok(login::redirect_to_idp(&location, cookie));
+        let (location, cookies) = login::start(&state, &return_to, script, index.as_deref(), now)?;
+        return Ok(login::redirect_to_idp(&location, &cookies));
     }
-    let login_cookie = params
-        .state
-        .as_deref()
-        .and_then(|s| req.cookie(&state.cookies.login_name(s)));
-    let (session, return_to) = login::finish(
-        &state,
-        &params,
-        login_cookie.as_ref().map(|c| c.value()),
+    let Some(returned_state) = params.state.as_deref() else {
+        return Err(login::idp_error(&params).unwrap_or_else(|| {
+            ApiError::bad_request(
+                "invalid_request",
+                "the callback needs both `code` and `state`",
+            )
+        }));
+    };
+    let found = state.cookies.find_login(
+        returned_state,
+        |name| req.cookie(name).map(|c| c.value().to_owned()),
         now,
-    )
-    .await?;
+    );
+    // From here on this login is over, whatever happens: its cookie is cleared on every
+    // answer, and a replay of its state is refused before anything reaches the IdP.
+    let clear = found
+        .as_ref()
+        .map(|(slot, _)| state.cookies.clear_login(*slot, index.as_deref(), now))
+        .unwrap_or_default();
+    if let Some(e) = login::idp_error(&params) {
+        if let Some((_, login_state)) = &found {
+            state.consumed_logins.consume(&login_state.state);
+        }
+        return Err(e.with_cookies(&clear));
+    }
+    let (_, login_state) = found.ok_or_else(login::no_login_in_progress)?;
+    if params.code.is_some() {
+        state
+            .idp_limiter
+            .check_request(&req)
+            .map_err(|e| e.with_cookies(&clear))?;
+    }
+    if !state.consumed_logins.consume(&login_state.state) {
+        return Err(login::no_login_in_progress().with_cookies(&clear));
+    }
+    let (session, return_to) = login::finish(&state, &params, login_state, now)
+        .await
+        .map_err(|e| e.with_cookies(&clear))?;
     let cookie = state
         .cookies
         .session_cookie(&session, now)
         .ok_or_else(|| ApiError::unavailable("could not create the session"))?;
-    tracing::info!(user = %session.sub, groups = ?session.groups, "login");
+    tracing::info!(user = %crate::telemetry::capped(&session.sub), groups = ?session.groups, "login");
     // The return path was validated when the login started; check again all the same.
     let return_to =
         safe_return_path(&return_to).unwrap_or_else(|| login::DEFAULT_RETURN_PATH.into());
-    Ok(HttpResponse::Found()
-        .insert_header((header::LOCATION, login::absolute(&state, &return_to)))
+    let mut res = HttpResponse::Found();
+    res.insert_header((header::LOCATION, login::absolute(&state, &return_to)))
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .cookie(cookie)
-        .cookie(
-            state
-                .cookies
-                .clear_login(params.state.as_deref().unwrap_or_default()),
-        )
-        .finish())
+        .cookie(cookie);
+    for c in clear {
+        res.cookie(c);
+    }
+    Ok(res.finish())
 }
 
 /// Forget the session, then end the IdP session too when the IdP supports it.

@@ -233,3 +233,123 @@ async fn opaque_tokens_are_checked_at_userinfo_only_when_enabled() {
     assert_eq!(body["groups"], json!(["restricted", "science"]));
     assert_invalid_token(&app, "not-a-real-opaque-token", "unknown to the IdP").await;
 }
+
+async fn opaque_token_for(issuer: &str, user: &str, client_id: &str) -> String {
+    let body: serde_json::Value = reqwest::Client::new()
+        .post(format!("{issuer}/test/mint-opaque"))
+        .json(&json!({"sub": user, "client_id": client_id}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["token"].as_str().unwrap().to_owned()
+}
+
+fn opaque_app_settings(burst: u32) -> impl FnOnce(figment::Figment) -> figment::Figment {
+    move |f| {
+        use figment::providers::Serialized;
+        f.merge(Serialized::default("oidc.accept_opaque_tokens", true))
+            .merge(Serialized::default("limits.idp_requests_per_minute", 1))
+            .merge(Serialized::default("limits.idp_burst", burst))
+    }
+}
+
+/// Review finding 1c: opaque tokens are bound to this client by introspection; a token the
+/// IdP issued to another application is refused, though userinfo would accept it.
+#[tokio::test]
+async fn an_opaque_token_issued_to_another_application_is_refused() {
+    let app = crate::helpers::spawn_app_with(opaque_app_settings(20)).await;
+    assert!(app.wait_ready(Duration::from_secs(15)).await);
+    let foreign = opaque_token_for(&app.issuer, "carol", "other-app").await;
+    // The IdP's userinfo accepts it: only introspection tells whose it is.
+    let userinfo = reqwest::Client::new()
+        .get(format!("{}/oauth/userinfo", app.issuer))
+        .bearer_auth(&foreign)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(userinfo.status(), 200);
+    assert_invalid_token(&app, &foreign, "issued to another client").await;
+    let ours = opaque_token_for(&app.issuer, "carol", crate::helpers::CLIENT_ID).await;
+    let res = whoami(&app, &ours).await;
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["groups"], json!(["restricted", "science"]));
+}
+
+/// Review finding 1c: a refused opaque token is remembered briefly (replaying it costs the
+/// IdP nothing), and checks of new unknown tokens are limited per client.
+#[tokio::test]
+async fn refused_opaque_tokens_are_remembered_and_new_ones_rate_limited() {
+    let app = crate::helpers::spawn_app_with(opaque_app_settings(2)).await;
+    assert!(app.wait_ready(Duration::from_secs(15)).await);
+    // The same bad token five times: one IdP check, then answered from memory.
+    for _ in 0..5 {
+        assert_invalid_token(&app, "bogus-opaque-token", "unknown to the IdP").await;
+    }
+    // Distinct bad tokens: the second uses the last of the burst, then 429.
+    assert_invalid_token(&app, "bogus-opaque-token-2", "unknown to the IdP").await;
+    let res = whoami(&app, "bogus-opaque-token-3").await;
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().get("retry-after").is_some());
+}
+
+/// Review finding 1h: the groups of a bearer token are trusted for
+/// `oidc.groups_max_age_seconds`; an older token's groups are re-read at the IdP, so removing
+/// a user from a group (or disabling the account) takes effect within that time.
+#[tokio::test]
+async fn an_old_tokens_groups_are_re_read_at_the_idp() {
+    let app = spawn_ready_app().await;
+    let set_account = |sub: String, body: serde_json::Value| {
+        let issuer = app.issuer.clone();
+        async move {
+            let mut body = body;
+            body["sub"] = json!(sub);
+            let res = reqwest::Client::new()
+                .post(format!("{issuer}/test/account"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+        }
+    };
+    let now = chrono::Utc::now().timestamp();
+    let token_for = |sub: &str, iat: i64| {
+        mint(
+            &app.issuer,
+            json!({"sub": sub, "groups": ["science"], "iat": iat, "exp": now + 3600}),
+            json!({}),
+        )
+    };
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    // A fresh token: its own groups count, whatever the IdP says now.
+    let fresh_user = format!("fresh-{tag}");
+    set_account(fresh_user.clone(), json!({"groups": []})).await;
+    let fresh = token_for(&fresh_user, now - 60).await;
+    assert_eq!(
+        app.get_as("/s3credentials/scope", &fresh).await.status(),
+        200
+    );
+    // Two hours old, and the user was removed from `science` since: no buckets any more.
+    let removed_user = format!("removed-{tag}");
+    set_account(removed_user.clone(), json!({"groups": []})).await;
+    let old = token_for(&removed_user, now - 7200).await;
+    let res = app.get_as("/s3credentials", &old).await;
+    assert_eq!(res.status(), 403, "group removal must take effect");
+    // Still in the group at the IdP: an old token keeps working.
+    let kept_user = format!("kept-{tag}");
+    set_account(kept_user.clone(), json!({"groups": ["science"]})).await;
+    let kept = token_for(&kept_user, now - 7200).await;
+    let res = app.get_as("/whoami", &kept).await;
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["groups"], json!(["science"]));
+    // A disabled account's old token stops working.
+    let disabled_user = format!("disabled-{tag}");
+    set_account(disabled_user.clone(), json!({"disabled": true})).await;
+    let disabled = token_for(&disabled_user, now - 7200).await;
+    assert_invalid_token(&app, &disabled, "account disabled at the IdP").await;
+}

@@ -325,3 +325,35 @@ fn the_production_example_is_valid_with_secrets_from_the_environment() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Review finding 1g: transport and policy settings STS or browsers would turn into leaks or
+/// failures are refused at startup.
+#[test]
+fn plain_http_off_loopback_and_prefixes_sts_would_refuse_are_rejected() {
+    assert_rejected(
+        "[sts]\nendpoint_url = \"http://sts.example.org\"\n",
+        "sts.endpoint_url",
+        "https",
+    );
+    load_with("[sts]\nendpoint_url = \"https://sts.example.org\"\n").unwrap();
+    assert_rejected(
+        "[cors]\nallowed_origins = [\"http://hub.example.org\"]\n",
+        "cors.allowed_origins",
+        "https",
+    );
+    load_with("[cors]\nallowed_origins = [\"http://127.0.0.1:8888\"]\n").unwrap();
+    assert_rejected(
+        "[[buckets]]\nname = \"prefixed-bucket\"\nregion = \"us-west-2\"\nprefixes = [\"数据/\"]\n",
+        "buckets[0].prefixes",
+        "U+00FF",
+    );
+    load_with(
+        "[[buckets]]\nname = \"prefixed-bucket\"\nregion = \"us-west-2\"\nprefixes = [\"données/\"]\n",
+    )
+    .unwrap();
+    assert_rejected(
+        "[oidc]\nunsafe_opaque_tokens_via_userinfo = true\n",
+        "oidc.unsafe_opaque_tokens_via_userinfo",
+        "accept_opaque_tokens",
+    );
+}

@@ -345,9 +345,10 @@ async fn a_replayed_code_is_400_and_sets_nothing() {
         .await
         .unwrap();
     assert_eq!(replay.status(), 400);
-    assert!(set_cookies(&replay).is_empty());
+    assert!(!sets_a_session(&replay));
     let body: serde_json::Value = replay.json().await.unwrap();
-    assert_eq!(body["error"], "invalid_grant");
+    // Refused by stsvend itself: the used login state never reaches the IdP again.
+    assert_eq!(body["error"], "invalid_request", "{body}");
 }
 
 #[tokio::test]
@@ -535,4 +536,202 @@ async fn two_logins_in_parallel_in_one_browser_both_finish() {
         .await;
         assert_eq!(res.status(), 200, "{hops:#?}");
     }
+}
+
+fn with_limits(per_minute: u32, burst: u32) -> impl FnOnce(figment::Figment) -> figment::Figment {
+    move |f| {
+        f.merge(figment::providers::Serialized::default(
+            "limits.idp_requests_per_minute",
+            per_minute,
+        ))
+        .merge(figment::providers::Serialized::default(
+            "limits.idp_burst",
+            burst,
+        ))
+    }
+}
+
+/// `callback` with its `code` replaced by `code`.
+fn with_code(callback: &str, code: &str) -> String {
+    let mut url = reqwest::Url::parse(callback).unwrap();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "code" {
+                code.to_owned()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(pairs);
+    url.to_string()
+}
+
+/// Review finding 1b: however many logins an attacker makes a browser start, the cookies it
+/// sends to the callback stay under 8 KB, and a real login still completes afterwards.
+#[tokio::test]
+async fn a_browser_never_holds_more_than_a_few_small_login_cookies() {
+    use reqwest::cookie::CookieStore;
+    let app = spawn_ready_app().await;
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let client = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(SCRIPT_UA)
+        .build()
+        .unwrap();
+    let mut login = reqwest::Url::parse(&app.url("/login")).unwrap();
+    login.query_pairs_mut().append_pair(
+        "return_to",
+        &format!("/s3credentials?x={}", "a".repeat(480)),
+    );
+    for _ in 0..20 {
+        let res = client.get(login.clone()).send().await.unwrap();
+        assert_eq!(res.status(), 302);
+    }
+    // All at once too: parallel requests carry the same cookies.
+    let parallel: Vec<_> = (0..20).map(|_| client.get(login.clone()).send()).collect();
+    for res in futures_util::future::join_all(parallel).await {
+        assert_eq!(res.unwrap().status(), 302);
+    }
+    // Protected pages with huge query strings start logins too.
+    for _ in 0..5 {
+        let res = client
+            .get(app.url(&format!("/s3credentials?{}", "q".repeat(3000))))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 302);
+    }
+    let callback = reqwest::Url::parse(&app.url("/login?code=x&state=y")).unwrap();
+    let sent = jar
+        .cookies(&callback)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let logins = sent
+        .split("; ")
+        .filter(|c| c.starts_with("stsvend_session_login_"))
+        .count();
+    assert!(
+        sent.len() <= 8192,
+        "Cookie header to the callback is {} bytes",
+        sent.len()
+    );
+    assert!(
+        logins <= stsvend::auth::session::LOGIN_SLOTS,
+        "{logins} login cookies"
+    );
+    // A return path longer than a login may remember is refused outright.
+    let mut too_long = reqwest::Url::parse(&app.url("/login")).unwrap();
+    too_long
+        .query_pairs_mut()
+        .append_pair("return_to", &format!("/{}", "a".repeat(600)));
+    assert_eq!(client.get(too_long).send().await.unwrap().status(), 400);
+    // After all that, logging in still works.
+    let (hops, res) = follow(
+        &client,
+        &app.url("/whoami"),
+        &app.issuer,
+        Some(("alice", "alice-pw")),
+    )
+    .await;
+    assert_eq!(res.status(), 200, "{hops:#?}");
+}
+
+/// Review finding 1c: a login state is good for one callback; replaying it with made-up
+/// codes is refused by stsvend without another token request to the IdP.
+#[tokio::test]
+async fn a_login_state_is_consumed_by_its_first_callback_even_a_failed_one() {
+    let app = spawn_ready_app().await;
+    let (callback, login_cookie) = login_until_callback(&app, "alice", "alice-pw").await;
+    let junk = with_code(&callback, "junk-code");
+    let first = app
+        .http
+        .get(&junk)
+        .header("cookie", &login_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 400);
+    let body: serde_json::Value = first.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_grant", "the IdP refused the code");
+    for code in ["junk-2", "junk-3"] {
+        let replay = app
+            .http
+            .get(with_code(&callback, code))
+            .header("cookie", &login_cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(replay.status(), 400);
+        let body: serde_json::Value = replay.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_request", "{body}");
+    }
+    // Even the genuine code cannot use the spent login state.
+    let genuine = app
+        .http
+        .get(&callback)
+        .header("cookie", &login_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(genuine.status(), 400);
+    assert!(!sets_a_session(&genuine));
+}
+
+/// Review finding 1c: token requests to the IdP caused by anonymous callbacks are limited
+/// per client address.
+#[tokio::test]
+async fn anonymous_callbacks_are_rate_limited_per_client() {
+    let app = crate::helpers::spawn_app_with(with_limits(1, 3)).await;
+    assert!(app.wait_ready(Duration::from_secs(15)).await);
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        // A fresh login each time (no cookie jar): a new, valid login state.
+        let start = app.get("/login").await;
+        let location = start.headers()["location"].to_str().unwrap().to_owned();
+        let state = query(&location)["state"].clone();
+        let cookie = set_cookies(&start)
+            .into_iter()
+            .find(|c| c.starts_with("stsvend_session_login_"))
+            .unwrap();
+        let cookie = cookie.split(';').next().unwrap().to_owned();
+        let res = app
+            .http
+            .get(app.url(&format!("/login?code=junk&state={state}")))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 429 {
+            assert!(res.headers().get("retry-after").is_some());
+        }
+        statuses.push(res.status().as_u16());
+    }
+    assert_eq!(statuses, [400, 400, 400, 429, 429, 429]);
+}
+
+/// Review finding 1h: a session's groups are trusted for `oidc.groups_max_age_seconds` (one
+/// hour by default); after that the same cookie no longer authorises anything and the user
+/// logs in again, which reads the groups afresh (silently, while the IdP session lasts).
+#[tokio::test]
+async fn a_sessions_groups_expire_after_the_groups_max_age() {
+    let app = spawn_ready_app().await;
+    let cookie = logged_in_cookie(&app).await;
+    assert_eq!(whoami_with_cookie(&app, &cookie).await.status(), 200);
+    app.clock.advance(Duration::from_secs(3500));
+    assert_eq!(whoami_with_cookie(&app, &cookie).await.status(), 200);
+    app.clock.advance(Duration::from_secs(200));
+    assert_eq!(whoami_with_cookie(&app, &cookie).await.status(), 401);
+    // A browser or script is sent to log in again instead.
+    let res = app
+        .http
+        .get(app.url("/s3credentials"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
 }

@@ -5,11 +5,14 @@
 //   * HTTP Basic credentials sent during the authorize step log the user in without a form
 //     (what `curl -n` and Python `requests` with a .netrc do);
 //   * `app_type=401` on the authorize request and no credentials -> 401 with a Basic challenge;
-//   * POST /api/users/find_or_create_token (Basic auth) -> a signed JWT access token.
+//   * POST /api/users/find_or_create_token (Basic auth) -> a signed JWT access token;
+//   * userinfo also accepts those JWT user tokens and answers with the account's current
+//     groups (Earthdata's profile API does the same), so a service can re-read the groups of
+//     a long-lived token.
 //
 // Everything is configured from environment variables so the test harness can start it on a
 // free port. It never listens beyond 127.0.0.1.
-import { createPrivateKey, generateKeyPairSync, sign } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 
@@ -94,6 +97,14 @@ const provider = new Provider(ISSUER, {
     response_types: ['code'],
     token_endpoint_auth_method: 'client_secret_basic',
     id_token_signed_response_alg: 'RS256',
+  }, {
+    // Another application at the same IdP: its tokens must not work at stsvend.
+    client_id: 'other-app',
+    client_secret: 'other-app-secret',
+    redirect_uris: ['https://other.example/callback'],
+    grant_types: ['authorization_code'],
+    response_types: ['code'],
+    token_endpoint_auth_method: 'client_secret_basic',
   }],
   jwks: JWKS,
   cookies: { keys: [env.IDP_COOKIE_KEY ?? 'stsvend-local-idp-cookie-key-not-a-secret'] },
@@ -117,6 +128,8 @@ const provider = new Provider(ISSUER, {
   features: {
     devInteractions: { enabled: false },
     rpInitiatedLogout: { enabled: true },
+    // RFC 7662: stsvend checks opaque tokens here (active, and issued to stsvend).
+    introspection: { enabled: true },
   },
   ttl: {
     AccessToken: 3600,
@@ -334,16 +347,69 @@ async function mintOpaque(ctx) {
     ctx.body = { error: 'unknown user' };
     return;
   }
-  const client = await provider.Client.find(CLIENT_ID);
+  const clientId = input.client_id ?? CLIENT_ID;
+  const client = await provider.Client.find(clientId);
   // userinfo checks the grant behind a token, so the token gets one.
-  const grant = new provider.Grant({ accountId: user, clientId: CLIENT_ID });
+  const grant = new provider.Grant({ accountId: user, clientId });
   grant.addOIDCScope('openid groups');
   const grantId = await grant.save();
   const token = new provider.AccessToken({ accountId: user, client, scope: 'openid groups', grantId });
   ctx.body = { token: await token.save() };
 }
 
+// Test-only changes to accounts, made as an administrator would at Earthdata Login:
+// { sub, groups } replaces a user's groups, { sub, disabled: true } disables the account.
+const ACCOUNT_CHANGES = new Map();
+
+function currentAccount(sub) {
+  const change = ACCOUNT_CHANGES.get(sub);
+  if (change?.disabled) return undefined;
+  const groups = change?.groups ?? USERS[sub]?.groups;
+  return groups ? { sub, groups } : undefined;
+}
+
+// A JWT user token (as find_or_create_token and the test minter issue) checked against this
+// IdP's own key, issuer, audience and expiry; its subject, or undefined.
+function verifiedUserToken(token) {
+  const parts = token.split('.');
+  if (parts.length !== 3) return undefined;
+  try {
+    const header = JSON.parse(Buffer.from(parts[0], 'base64url').toString('utf8'));
+    const payload = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8'));
+    const jwk = JWKS.keys.find((k) => k.kid === header.kid);
+    if (!jwk || header.alg !== 'RS256') return undefined;
+    const { d, p, q, dp, dq, qi, ...pub } = jwk;
+    const ok = verify('RSA-SHA256', Buffer.from(`${parts[0]}.${parts[1]}`),
+      createPublicKey({ key: pub, format: 'jwk' }), Buffer.from(parts[2], 'base64url'));
+    const now = Math.floor(Date.now() / 1000);
+    if (!ok || payload.iss !== ISSUER || payload.aud !== AUDIENCE || !(payload.exp > now)) return undefined;
+    return typeof payload.sub === 'string' ? payload.sub : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 provider.use(async (ctx, next) => {
+  const bearer = /^Bearer (.+)$/i.exec(ctx.get('authorization') ?? '')?.[1];
+  if (ctx.path === '/oauth/userinfo' && ctx.method === 'GET' && bearer?.split('.').length === 3) {
+    const sub = verifiedUserToken(bearer);
+    const account = sub && (currentAccount(sub) ?? (ACCOUNT_CHANGES.has(sub) ? undefined : { sub, groups: [] }));
+    log('userinfo-jwt', { ok: Boolean(account) });
+    if (!account) {
+      ctx.status = 401;
+      ctx.set('WWW-Authenticate', 'Bearer error="invalid_token"');
+      ctx.body = { error: 'invalid_token' };
+      return;
+    }
+    ctx.body = account;
+    return;
+  }
+  if (env.IDP_TEST_MINT === '1' && ctx.method === 'POST' && ctx.path === '/test/account') {
+    const input = await readJson(ctx.req);
+    ACCOUNT_CHANGES.set(String(input.sub), { groups: input.groups, disabled: Boolean(input.disabled) });
+    ctx.body = { ok: true };
+    return;
+  }
   if (env.IDP_TEST_MINT === '1' && ctx.method === 'POST' && ctx.path === '/test/mint-opaque') {
     await mintOpaque(ctx);
     return;

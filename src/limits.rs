@@ -1,0 +1,100 @@
+//! Per-client rate limits on work that unauthenticated requests make stsvend do at the IdP
+//! (finishing a login, checking an unknown opaque token). Each such request costs a round
+//! trip signed with the client secret; without a limit, anyone could make stsvend hammer the
+//! IdP on their behalf. The limiter is governor's keyed GCRA; idle clients are forgotten by a
+//! periodic sweep so memory stays bounded by the clients seen recently.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::HttpRequest;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::config::Settings;
+use crate::error::ApiError;
+
+/// The client's address: the TCP peer, or the last `X-Forwarded-For` entry (the one the
+/// trusted proxy appended) when `server.trust_x_forwarded_for` is on.
+pub fn client_ip(req: &HttpRequest, trust_forwarded_for: bool) -> IpAddr {
+    if trust_forwarded_for {
+        let last = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .next_back()
+            .and_then(|s| s.trim().parse::<IpAddr>().ok());
+        if let Some(ip) = last {
+            return ip;
+        }
+    }
+    req.peer_addr()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip())
+}
+
+pub struct IdpLimiter {
+    limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    trust_forwarded_for: bool,
+}
+
+impl IdpLimiter {
+    pub fn new(settings: &Settings) -> Self {
+        let limits = &settings.limits;
+        let limiter = NonZeroU32::new(limits.idp_requests_per_minute).map(|rate| {
+            let burst = NonZeroU32::new(limits.idp_burst).unwrap_or(NonZeroU32::MIN);
+            RateLimiter::keyed(Quota::per_minute(rate).allow_burst(burst))
+        });
+        Self {
+            limiter,
+            trust_forwarded_for: settings.server.trust_x_forwarded_for,
+        }
+    }
+
+    pub fn client_ip(&self, req: &HttpRequest) -> IpAddr {
+        client_ip(req, self.trust_forwarded_for)
+    }
+
+    /// Ok when `client` may make one more IdP-bound request now; otherwise how long to wait.
+    pub fn check(&self, client: IpAddr) -> Result<(), Duration> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        limiter
+            .check_key(&client)
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+
+    /// `check` for a request, as the 429 the client gets.
+    pub fn check_request(&self, req: &HttpRequest) -> Result<(), ApiError> {
+        self.check(self.client_ip(req)).map_err(too_many)
+    }
+
+    /// Forget clients whose limit has fully recovered (run periodically).
+    pub fn sweep(&self) {
+        if let Some(limiter) = &self.limiter {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+
+    pub fn tracked_clients(&self) -> usize {
+        self.limiter.as_ref().map_or(0, |l| l.len())
+    }
+}
+
+/// 429 with `Retry-After` in whole seconds (at least 1).
+pub fn too_many(wait: Duration) -> ApiError {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let value = HeaderValue::from_str(&secs.max(1).to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("1"));
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "too many login or token checks from your address; wait and try again",
+    )
+    .with_header(header::RETRY_AFTER, value)
+}
