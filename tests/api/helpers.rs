@@ -143,6 +143,12 @@ pub fn start_idp(port: u16) -> Component {
             .env("IDP_CLIENT_SECRET", CLIENT_SECRET)
             .env("IDP_PARENT_PID", std::process::id().to_string())
             .env("IDP_TEST_MINT", "1")
+            // The default loopback callbacks, plus one under a path prefix (a deployment
+            // behind a proxy that serves it at /archive).
+            .env(
+                "IDP_REDIRECT_URIS",
+                "http://127.0.0.1/login,http://localhost/login,http://127.0.0.1/archive/login",
+            )
             .env_remove("IDP_JWKS_FILE");
         cmd
     };
@@ -537,4 +543,61 @@ pub async fn browser_login(
     let (more, res) = follow(client, next.as_str(), &app.issuer, None).await;
     hops.extend(more);
     (hops, res)
+}
+
+// ---------------------------------------------------------------------------------------------
+// A reverse proxy that serves stsvend under a path prefix and strips it, as an ingress with a
+// rewrite rule does.
+// ---------------------------------------------------------------------------------------------
+
+/// Serve `http://127.0.0.1:<port><prefix>/...` from `upstream` with the prefix stripped. The
+/// listener is bound by the caller (so the app's `public_url` can name its port).
+pub fn start_prefix_proxy(listener: TcpListener, prefix: &'static str, upstream: String) {
+    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("proxy client");
+    let server = HttpServer::new(move || {
+        let client = client.clone();
+        let upstream = upstream.clone();
+        App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
+            let client = client.clone();
+            let upstream = upstream.clone();
+            async move {
+                let Some(rest) = req.uri().path().strip_prefix(prefix) else {
+                    return HttpResponse::NotFound().finish();
+                };
+                let query = req
+                    .uri()
+                    .query()
+                    .map(|q| format!("?{q}"))
+                    .unwrap_or_default();
+                let mut out = client.request(
+                    reqwest::Method::from_bytes(req.method().as_str().as_bytes()).unwrap(),
+                    format!("{upstream}{rest}{query}"),
+                );
+                for (name, value) in req.headers() {
+                    if name != "host" && name != "content-length" {
+                        out = out.header(name.as_str(), value.as_bytes());
+                    }
+                }
+                let res = out.body(body.to_vec()).send().await.expect("upstream");
+                let mut back = HttpResponse::build(
+                    actix_web::http::StatusCode::from_u16(res.status().as_u16()).unwrap(),
+                );
+                for (name, value) in res.headers() {
+                    if name != "content-length" && name != "transfer-encoding" {
+                        back.append_header((name.as_str(), value.as_bytes()));
+                    }
+                }
+                back.body(res.bytes().await.unwrap_or_default())
+            }
+        }))
+    })
+    .workers(1)
+    .listen(listener)
+    .expect("proxy listens")
+    .run();
+    tokio::spawn(server);
 }

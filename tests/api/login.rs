@@ -735,3 +735,38 @@ async fn a_sessions_groups_expire_after_the_groups_max_age() {
         .unwrap();
     assert_eq!(res.status(), 302);
 }
+
+/// Review finding 1g: behind a proxy that serves stsvend under a path prefix, the cookies'
+/// paths include the prefix, so the login-state cookie reaches the callback and the login
+/// completes.
+#[tokio::test]
+async fn login_works_under_a_public_url_with_a_path_prefix() {
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_port = proxy.local_addr().unwrap().port();
+    let public = format!("http://127.0.0.1:{proxy_port}/archive");
+    let app = crate::helpers::spawn_app_with(|f| {
+        f.merge(figment::providers::Serialized::default(
+            "server.public_url",
+            format!("{public}/"),
+        ))
+    })
+    .await;
+    crate::helpers::start_prefix_proxy(proxy, "/archive", app.address.clone());
+    assert!(app.wait_ready(Duration::from_secs(15)).await);
+    let client = jar_client(SCRIPT_UA);
+    let (hops, res) = follow(
+        &client,
+        &format!("{public}/s3credentials"),
+        &app.issuer,
+        Some(("alice", "alice-pw")),
+    )
+    .await;
+    assert_eq!(res.status(), 200, "{hops:#?}");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert!(body["accessKeyId"].is_string(), "{body}");
+    assert!(
+        hops.iter()
+            .any(|h| h.url.starts_with(&format!("{public}/login?"))),
+        "{hops:#?}"
+    );
+}
