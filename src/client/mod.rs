@@ -113,8 +113,55 @@ pub fn default_cache_dir() -> Option<PathBuf> {
         .map(|d| d.join("stsvend"))
 }
 
+/// Whether `meta` belongs to the user running the helper and nobody else can write it.
+#[cfg(unix)]
+fn private_to_us(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    meta.uid() == rustix::process::geteuid().as_raw() && meta.mode() & 0o022 == 0
+}
+
+#[cfg(not(unix))]
+fn private_to_us(_meta: &std::fs::Metadata) -> bool {
+    true
+}
+
+/// Create the cache directory if needed, and refuse one that is a symlink, not ours, or
+/// writable by others: whoever can write it could plant credentials for us to use, or
+/// links that make us overwrite their choice of file.
+fn checked_cache_dir(dir: &Path) -> Result<(), ClientError> {
+    create_private_dir(dir)?;
+    let meta = std::fs::symlink_metadata(dir)
+        .map_err(|e| ClientError::Cache(format!("cannot read {}: {e}", dir.display())))?;
+    if !meta.is_dir() || !private_to_us(&meta) {
+        return Err(ClientError::Cache(format!(
+            "{} is not a private directory of this user (it must be owned by you and not group- or world-writable); not caching",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+const NOFOLLOW: i32 = libc::O_NOFOLLOW;
+#[cfg(not(unix))]
+const NOFOLLOW: i32 = 0;
+
 fn read_cache(path: &Path) -> Option<Cached> {
-    let text = std::fs::read_to_string(path).ok()?;
+    use std::io::Read;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(NOFOLLOW);
+    }
+    let mut file = options.open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || !private_to_us(&meta) {
+        return None;
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).ok()?;
     serde_json::from_str(&text).ok()
 }
 
@@ -124,29 +171,34 @@ fn write_cache(path: &Path, value: &Cached) -> Result<(), ClientError> {
     let dir = path
         .parent()
         .ok_or_else(|| ClientError::Cache("no cache directory".into()))?;
-    create_private_dir(dir)?;
+    checked_cache_dir(dir)?;
     let tmp = dir.join(format!(
-        ".{}.{}.tmp",
+        ".{}.{}.{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("cache"),
-        std::process::id()
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
     ));
     let json = serde_json::to_vec(value).map_err(|e| ClientError::Cache(e.to_string()))?;
     let mut file = open_private(&tmp)?;
     file.write_all(&json)
         .and_then(|()| file.sync_all())
         .map_err(|e| ClientError::Cache(format!("cannot write {}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, path)
-        .map_err(|e| ClientError::Cache(format!("cannot replace {}: {e}", path.display())))
+    // rename replaces a link at `path` itself, never the file it points to.
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        ClientError::Cache(format!("cannot replace {}: {e}", path.display()))
+    })
 }
 
 #[cfg(unix)]
 fn open_private(path: &Path) -> Result<std::fs::File, ClientError> {
     use std::os::unix::fs::OpenOptionsExt;
+    // A fresh name only (O_EXCL), never through a link (O_NOFOLLOW).
     std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
+        .custom_flags(NOFOLLOW)
         .open(path)
         .map_err(|e| ClientError::Cache(format!("cannot create {}: {e}", path.display())))
 }
@@ -213,13 +265,21 @@ pub async fn run(options: Options) -> Result<String, ClientError> {
                     .collect::<String>()
             )
         }
-        Auth::Netrc(path) => format!("netrc:{}", path.display()),
+        Auth::Netrc(path) => {
+            let netrc = netrc::Netrc::load(path).map_err(ClientError::Usage)?;
+            format!("netrc:{}:{}", path.display(), netrc.logins_fingerprint())
+        }
     };
-    let cache_file = options
-        .cache_dir
-        .clone()
-        .or_else(default_cache_dir)
-        .map(|d| cache_path(&d, &options.endpoint, &identity));
+    let cache_file = match options.cache_dir.clone().or_else(default_cache_dir) {
+        Some(dir) => match checked_cache_dir(&dir) {
+            Ok(()) => Some(cache_path(&dir, &options.endpoint, &identity)),
+            Err(e) => {
+                eprintln!("stsvend: warning: {e}");
+                None
+            }
+        },
+        None => None,
+    };
     let now = Utc::now();
     if let Some(cached) = cache_file.as_deref().and_then(read_cache) {
         if cached.usable(now) {
@@ -357,9 +417,14 @@ async fn netrc_chain(
         })?;
         if !res.status().is_redirection() {
             if res.status().as_u16() == 401 && res.headers().contains_key("www-authenticate") {
+                let host = url.host_str().unwrap_or("the identity provider");
+                let hint = if netrc.credentials_for(host).is_none() && netrc.has_default() {
+                    format!(" (its `default` entry is never sent; add `machine {host} login ... password ...`)")
+                } else {
+                    String::new()
+                };
                 return Err(ClientError::LoginFailed(format!(
-                    "{} asked for credentials the netrc file does not have (or they are wrong)",
-                    url.host_str().unwrap_or("the identity provider")
+                    "{host} asked for credentials the netrc file does not have (or they are wrong){hint}"
                 )));
             }
             return Ok(res);
@@ -415,6 +480,37 @@ mod tests {
         }
         let leftovers = std::fs::read_dir(path.parent().unwrap()).unwrap().count();
         assert_eq!(leftovers, 1, "no temp files left behind");
+    }
+
+    /// Review finding 1e: the cache is never read or written through a link, and a shared
+    /// cache directory is refused.
+    #[cfg(unix)]
+    #[test]
+    fn links_and_shared_directories_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let private = dir.path().join("private");
+        let planted = dir.path().join("planted.json");
+        write_cache(&planted, &sample("2030-01-01T00:00:00Z")).unwrap();
+        std::fs::create_dir(&private).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let link = private.join("x.json");
+        std::os::unix::fs::symlink(&planted, &link).unwrap();
+        assert!(read_cache(&link).is_none(), "read through a link");
+        // Writing replaces the link, never the file it points to.
+        let mut mine = sample("2031-01-01T00:00:00Z");
+        mine.access_key_id = "MINE".into();
+        write_cache(&link, &mine).unwrap();
+        assert_eq!(read_cache(&planted).unwrap().access_key_id, "ASIA");
+        assert_eq!(read_cache(&link).unwrap().access_key_id, "MINE");
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(checked_cache_dir(&shared).is_err());
+        assert!(write_cache(&shared.join("y.json"), &mine).is_err());
+        // A readable file someone else could write is not trusted either.
+        std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(read_cache(&planted).is_none());
     }
 
     #[test]

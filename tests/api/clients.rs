@@ -554,3 +554,57 @@ fn assert_valid_html(html: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Review finding 1e: the helper's netrc handling. The cache follows the login in the file,
+/// comments are honoured, and a `default` entry is never sent anywhere.
+#[tokio::test]
+async fn the_helper_keys_its_cache_by_netrc_login_and_never_sends_the_default_entry() {
+    let app = spawn_ready_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let netrc = dir.path().join("netrc");
+    let cache = dir.path().join("cache").display().to_string();
+    let run = |netrc: String, cache: String| {
+        let endpoint = app.url("/s3credentials");
+        async move {
+            helper_async(vec![
+                "--endpoint".into(),
+                endpoint,
+                "--netrc-file".into(),
+                netrc,
+                "--cache-dir".into(),
+                cache,
+            ])
+            .await
+        }
+    };
+    let key_of = |out: &std::process::Output| -> String {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        doc["AccessKeyId"].as_str().unwrap().to_owned()
+    };
+    // A commented-out wrong password first: it must not be used.
+    std::fs::write(
+        &netrc,
+        "# machine 127.0.0.1 login carol password wrong\nmachine 127.0.0.1 login carol password carol-pw\n",
+    )
+    .unwrap();
+    let carol = key_of(&run(netrc.display().to_string(), cache.clone()).await);
+    // Same file, now another account: not carol's cached credentials.
+    std::fs::write(&netrc, "machine 127.0.0.1 login alice password alice-pw\n").unwrap();
+    let alice = key_of(&run(netrc.display().to_string(), cache.clone()).await);
+    assert_ne!(carol, alice, "the cache served another login's credentials");
+    // A file with only a `default` entry: nothing is sent, and the error says why.
+    std::fs::write(&netrc, "default login alice password alice-pw\n").unwrap();
+    let out = run(
+        netrc.display().to_string(),
+        dir.path().join("cache2").display().to_string(),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("`default` entry is never sent"), "{stderr}");
+}
