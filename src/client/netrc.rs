@@ -36,8 +36,7 @@ impl Netrc {
         // The value a keyword is waiting for, if any.
         let mut pending: Option<&str> = None;
         while let Some(line) = lines.next() {
-            let mut tokens = line.split_whitespace();
-            while let Some(token) = tokens.next() {
+            for token in line.split_whitespace() {
                 if let Some(keyword) = pending.take() {
                     match (keyword, current.as_mut()) {
                         ("machine", _) => {
