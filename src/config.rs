@@ -78,6 +78,7 @@ pub struct RawServer {
     pub metrics: bool,
     pub shutdown_timeout_seconds: u64,
     pub log_format: LogFormat,
+    pub log_queue_max_bytes: usize,
     pub trust_x_forwarded_for: bool,
 }
 
@@ -349,6 +350,7 @@ pub struct ServerSettings {
     pub metrics: bool,
     pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
+    pub log_queue_max_bytes: usize,
     pub trust_x_forwarded_for: bool,
 }
 
@@ -752,6 +754,17 @@ impl Settings {
                 3600,
             )?,
             log_format: raw.log_format,
+            log_queue_max_bytes: if (64 * 1024..=1 << 30).contains(&raw.log_queue_max_bytes) {
+                raw.log_queue_max_bytes
+            } else {
+                return Err(ConfigError::key(
+                    "server.log_queue_max_bytes",
+                    format!(
+                        "{} is out of range; expected 65536..=1073741824",
+                        raw.log_queue_max_bytes
+                    ),
+                ));
+            },
             trust_x_forwarded_for: raw.trust_x_forwarded_for,
         })
     }

@@ -195,7 +195,10 @@ fn main() -> ExitCode {
                 Ok((_, settings)) => settings,
                 Err(e) => return fail(e),
             };
-            let _log_guard = stsvend::telemetry::init(settings.server.log_format);
+            let _log_guard = stsvend::telemetry::init(
+                settings.server.log_format,
+                settings.server.log_queue_max_bytes,
+            );
             let runtime = actix_web::rt::System::new();
             match runtime.block_on(serve(settings)) {
                 Ok(()) => ExitCode::SUCCESS,

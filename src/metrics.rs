@@ -18,6 +18,7 @@ struct VendCollector {
     fallbacks: IntCounter,
     sts_calls: IntCounter,
     cached: IntGauge,
+    log_dropped: IntCounter,
 }
 
 impl VendCollector {
@@ -45,6 +46,10 @@ impl VendCollector {
                 "stsvend_credentials_cached",
                 "Credentials held in the cache",
             ))?,
+            log_dropped: counter(
+                "stsvend_log_lines_dropped_total",
+                "Log lines dropped because the log queue was full",
+            )?,
         })
     }
 
@@ -62,6 +67,7 @@ impl Collector for VendCollector {
             self.fallbacks.desc(),
             self.sts_calls.desc(),
             self.cached.desc(),
+            self.log_dropped.desc(),
         ]
         .concat()
     }
@@ -75,12 +81,14 @@ impl Collector for VendCollector {
         Self::set(&self.sts_calls, self.vendor.sts_calls());
         self.cached
             .set(i64::try_from(self.vendor.cached_entries()).unwrap_or(i64::MAX));
+        Self::set(&self.log_dropped, crate::logqueue::dropped_lines());
         [
             self.hits.collect(),
             self.misses.collect(),
             self.fallbacks.collect(),
             self.sts_calls.collect(),
             self.cached.collect(),
+            self.log_dropped.collect(),
         ]
         .concat()
     }

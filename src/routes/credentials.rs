@@ -8,6 +8,7 @@ use serde::Deserialize;
 use crate::auth::AuthenticatedUser;
 use crate::error::ApiError;
 use crate::startup::AppState;
+use crate::telemetry::capped;
 use crate::vend::cache::Vendor;
 use crate::vend::format::{self, Format};
 use crate::vend::policy;
@@ -37,7 +38,7 @@ pub async fn s3credentials(
                 granting.join(", ")
             )
         };
-        tracing::info!(user = %user.user_id, groups = ?user.groups, "no bucket allowed");
+        tracing::info!(user = %capped(&user.user_id), groups = ?user.groups, "no bucket allowed");
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "access_denied",
@@ -63,7 +64,7 @@ pub async fn s3credentials(
     let creds = &vended.credentials;
     tracing::info!(
         target: "stsvend::audit",
-        user = %user.user_id,
+        user = %capped(&user.user_id),
         authenticated_by = ?user.method,
         session_name = %vended.session_name,
         policy_hash = %policy.hash,
@@ -74,7 +75,7 @@ pub async fn s3credentials(
         cache = vended.outcome.as_str(),
         format = format.name(),
         client = %req.peer_addr().map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip()),
-        forwarded_for = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok()).unwrap_or(""),
+        forwarded_for = %capped(req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok()).unwrap_or("")),
         "credentials vended"
     );
     Ok(HttpResponse::Ok()

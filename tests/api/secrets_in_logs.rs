@@ -89,3 +89,50 @@ async fn no_token_cookie_code_or_secret_appears_in_the_logs() {
         }
     }
 }
+
+/// Review finding 1f: clients do not decide how long our log lines are: the path, the user id
+/// and X-Forwarded-For are cut to a fixed size in every line.
+#[tokio::test]
+async fn client_controlled_fields_are_capped_in_log_lines() {
+    let app = spawn_app().await;
+    assert!(app.wait_ready(Duration::from_secs(15)).await);
+    let id = format!("logcap-{}", uuid::Uuid::new_v4().simple());
+    let long_user = format!("u{}", "x".repeat(250));
+    let token = crate::helpers::mint(
+        &app.issuer,
+        serde_json::json!({"sub": long_user, "groups": ["science"]}),
+        serde_json::json!({}),
+    )
+    .await;
+    let huge = "1.2.3.4, ".repeat(1000);
+    for path in [
+        format!("/{}", "p".repeat(8000)),
+        "/s3credentials".to_owned(),
+    ] {
+        let res = app
+            .http
+            .get(app.url(&path))
+            .bearer_auth(&token)
+            .header("x-request-id", &id)
+            .header("x-forwarded-for", &huge)
+            .header("user-agent", "A".repeat(8000))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            res.status() == 404 || res.status() == 200,
+            "{}",
+            res.status()
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let logs = captured_logs();
+    let lines: Vec<&str> = logs.lines().filter(|l| l.contains(&id)).collect();
+    assert!(
+        lines.iter().any(|l| l.contains("credentials vended")),
+        "{lines:#?}"
+    );
+    for line in &lines {
+        assert!(line.len() < 3000, "a {}-byte log line", line.len());
+    }
+}
