@@ -40,13 +40,12 @@ pub fn current_prefers_html() -> bool {
 }
 
 /// Install the global subscriber. `RUST_LOG` overrides the default filter. Lines are written
-/// by a background thread (formatting stays on the request thread, the write syscalls do
-/// not); it never drops lines, so audit records survive load. Keep the guard until exit: it
-/// flushes what is queued.
-pub fn init(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::stdout());
+/// by a background thread through a queue of at most `queue_bytes` (formatting stays on the
+/// request thread, the write syscalls do not); when the sink cannot keep up, lines are
+/// dropped and counted rather than blocking workers. Keep the guard until exit: it flushes
+/// what is queued.
+pub fn init(format: LogFormat, queue_bytes: usize) -> crate::logqueue::LogQueueGuard {
+    let (writer, guard) = crate::logqueue::LogQueue::new(std::io::stdout(), queue_bytes);
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn"));
     let terminal = std::io::stdout().is_terminal();
