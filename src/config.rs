@@ -127,6 +127,10 @@ pub struct RawSts {
     pub connect_timeout_seconds: u64,
     pub timeout_seconds: u64,
     pub session_tags: BTreeMap<String, String>,
+    pub breaker_failures: u32,
+    pub breaker_probe_interval_seconds: u64,
+    pub max_in_flight: usize,
+    pub max_calls_per_second: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -419,6 +423,14 @@ pub struct StsSettings {
     pub connect_timeout: Duration,
     pub timeout: Duration,
     pub session_tags: BTreeMap<String, String>,
+    /// Consecutive transient failures that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// How long the breaker stays open before one probe call tests STS.
+    pub breaker_probe_interval: Duration,
+    /// Most AssumeRole calls in flight at once (per replica).
+    pub max_in_flight: usize,
+    /// Most AssumeRole calls per second (per replica); 0: no budget.
+    pub max_calls_per_second: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1003,6 +1015,42 @@ impl Settings {
             connect_timeout,
             timeout,
             session_tags: raw.session_tags.clone(),
+            breaker_failures: if (1..=1000).contains(&raw.breaker_failures) {
+                raw.breaker_failures
+            } else {
+                return Err(ConfigError::key(
+                    "sts.breaker_failures",
+                    format!(
+                        "{} is out of range; expected 1..=1000",
+                        raw.breaker_failures
+                    ),
+                ));
+            },
+            breaker_probe_interval: seconds(
+                "sts.breaker_probe_interval_seconds",
+                raw.breaker_probe_interval_seconds,
+                1,
+                300,
+            )?,
+            max_in_flight: if (1..=10_000).contains(&raw.max_in_flight) {
+                raw.max_in_flight
+            } else {
+                return Err(ConfigError::key(
+                    "sts.max_in_flight",
+                    format!("{} is out of range; expected 1..=10000", raw.max_in_flight),
+                ));
+            },
+            max_calls_per_second: if raw.max_calls_per_second <= 600 {
+                raw.max_calls_per_second
+            } else {
+                return Err(ConfigError::key(
+                    "sts.max_calls_per_second",
+                    format!(
+                        "{} is above AWS's default AssumeRole quota of 600/s per account; expected 0..=600",
+                        raw.max_calls_per_second
+                    ),
+                ));
+            },
         })
     }
 

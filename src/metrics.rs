@@ -7,7 +7,9 @@ use std::sync::Arc;
 use actix_web_prom::{PrometheusMetrics, PrometheusMetricsBuilder};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{IntCounter, IntGauge, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+use crate::vend::guard::BreakerState;
 
 use crate::vend::cache::Vendor;
 
@@ -19,6 +21,10 @@ struct VendCollector {
     sts_calls: IntCounter,
     cached: IntGauge,
     log_dropped: IntCounter,
+    breaker_state: IntGaugeVec,
+    breaker_transitions: IntCounterVec,
+    sts_refused: IntCounterVec,
+    sts_in_flight: IntGauge,
 }
 
 impl VendCollector {
@@ -50,6 +56,31 @@ impl VendCollector {
                 "stsvend_log_lines_dropped_total",
                 "Log lines dropped because the log queue was full",
             )?,
+            breaker_state: IntGaugeVec::new(
+                Opts::new(
+                    "stsvend_sts_breaker_state",
+                    "1 for the STS circuit breaker's current state (closed, open, half_open)",
+                ),
+                &["state"],
+            )?,
+            breaker_transitions: IntCounterVec::new(
+                Opts::new(
+                    "stsvend_sts_breaker_transitions_total",
+                    "STS circuit breaker transitions, by the state entered",
+                ),
+                &["to"],
+            )?,
+            sts_refused: IntCounterVec::new(
+                Opts::new(
+                    "stsvend_sts_calls_refused_total",
+                    "AssumeRole calls not attempted, by reason",
+                ),
+                &["reason"],
+            )?,
+            sts_in_flight: IntGauge::with_opts(Opts::new(
+                "stsvend_sts_calls_in_flight",
+                "AssumeRole calls in flight",
+            ))?,
         })
     }
 
@@ -68,6 +99,10 @@ impl Collector for VendCollector {
             self.sts_calls.desc(),
             self.cached.desc(),
             self.log_dropped.desc(),
+            self.breaker_state.desc(),
+            self.breaker_transitions.desc(),
+            self.sts_refused.desc(),
+            self.sts_in_flight.desc(),
         ]
         .concat()
     }
@@ -82,6 +117,40 @@ impl Collector for VendCollector {
         self.cached
             .set(i64::try_from(self.vendor.cached_entries()).unwrap_or(i64::MAX));
         Self::set(&self.log_dropped, crate::logqueue::dropped_lines());
+        let guard = self.vendor.guard();
+        let now = guard.state();
+        for state in [
+            BreakerState::Closed,
+            BreakerState::Open,
+            BreakerState::HalfOpen,
+        ] {
+            self.breaker_state
+                .with_label_values(&[state.as_str()])
+                .set(i64::from(state == now));
+        }
+        let g = &guard.stats;
+        for (to, n) in [
+            ("open", &g.opened),
+            ("half_open", &g.half_opened),
+            ("closed", &g.closed),
+        ] {
+            Self::set(
+                &self.breaker_transitions.with_label_values(&[to]),
+                n.load(Relaxed),
+            );
+        }
+        for (reason, n) in [
+            ("circuit_open", &g.refused_open),
+            ("too_many_in_flight", &g.refused_in_flight),
+            ("rate_budget", &g.refused_rate),
+        ] {
+            Self::set(
+                &self.sts_refused.with_label_values(&[reason]),
+                n.load(Relaxed),
+            );
+        }
+        self.sts_in_flight
+            .set(i64::try_from(guard.in_flight()).unwrap_or(i64::MAX));
         [
             self.hits.collect(),
             self.misses.collect(),
@@ -89,6 +158,10 @@ impl Collector for VendCollector {
             self.sts_calls.collect(),
             self.cached.collect(),
             self.log_dropped.collect(),
+            self.breaker_state.collect(),
+            self.breaker_transitions.collect(),
+            self.sts_refused.collect(),
+            self.sts_in_flight.collect(),
         ]
         .concat()
     }

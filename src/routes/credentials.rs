@@ -1,5 +1,3 @@
-use std::time::Duration;
-
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -55,7 +53,8 @@ pub async fn s3credentials(
     };
     let now = state.clock.now();
     let request = Vendor::request_for(settings, &user.user_id, &policy.json);
-    let overall = settings.sts.timeout + Duration::from_secs(1);
+    // The SDK's own operation timeout is the same; this also bounds a hung connection.
+    let overall = settings.sts.timeout;
     let vended = state
         .vendor
         .vend(request, format.min_remaining(&settings.cache), now, overall)
@@ -86,6 +85,21 @@ pub async fn s3credentials(
 }
 
 fn sts_failure(e: &StsError) -> ApiError {
+    if let StsError::Busy {
+        reason,
+        retry_after,
+    } = e
+    {
+        tracing::debug!(reason, "STS call not attempted");
+        let secs = retry_after.as_secs().max(1).to_string();
+        return ApiError::unavailable(
+            "temporary credentials cannot be issued right now; retry shortly",
+        )
+        .with_header(
+            header::RETRY_AFTER,
+            HeaderValue::from_str(&secs).unwrap_or_else(|_| HeaderValue::from_static("5")),
+        );
+    }
     if e.is_transient() {
         tracing::warn!(error = %e, "STS unavailable");
         ApiError::unavailable("temporary credentials cannot be issued right now; retry shortly")

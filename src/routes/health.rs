@@ -11,7 +11,9 @@ pub async fn healthz() -> HttpResponse {
         .json(json!({"status": "ok"}))
 }
 
-/// Readiness: OIDC discovery has succeeded and STS is configured.
+/// Readiness: OIDC discovery has succeeded. An open STS circuit breaker does not make the
+/// replica unready (cached users are still served, and every replica sees the same STS);
+/// the JSON says so, for operators.
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let mut missing = Vec::new();
     if !state.discovery.is_ready() {
@@ -25,10 +27,15 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
             state.settings.oidc.issuer
         ));
     }
+    let breaker = state.vendor.guard().state();
+    let sts = match breaker {
+        crate::vend::guard::BreakerState::Closed => "ok".to_owned(),
+        other => format!("circuit_{}", other.as_str()),
+    };
     if missing.is_empty() {
         Ok(HttpResponse::Ok()
             .insert_header(("cache-control", "no-store"))
-            .json(json!({"status": "ready", "checks": {"oidc_discovery": "ok", "sts": "ok"}})))
+            .json(json!({"status": "ready", "checks": {"oidc_discovery": "ok", "sts": sts}})))
     } else {
         Err(ApiError::new(
             actix_web::http::StatusCode::SERVICE_UNAVAILABLE,

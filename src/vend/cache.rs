@@ -99,6 +99,7 @@ impl moka::Expiry<Key, Arc<StsCredentials>> for UntilUnusable {
 
 pub struct Vendor {
     sts: Arc<dyn StsApi>,
+    guard: super::guard::StsGuard,
     cache: Option<Cache<Key, Arc<StsCredentials>>>,
     pub stats: CacheStats,
 }
@@ -141,9 +142,15 @@ impl Vendor {
         });
         Self {
             sts,
+            guard: super::guard::StsGuard::new(&settings.sts),
             cache,
             stats: CacheStats::default(),
         }
+    }
+
+    /// The circuit breaker, in-flight cap and rate budget in front of STS.
+    pub fn guard(&self) -> &super::guard::StsGuard {
+        &self.guard
     }
 
     pub fn sts_calls(&self) -> u64 {
@@ -198,9 +205,12 @@ impl Vendor {
             session_name: session_name.clone(),
         };
         let call = |req: AssumeRoleRequest| async move {
-            tokio::time::timeout(overall_timeout, self.sts.assume_role(&req))
+            let ticket = self.guard.admit()?;
+            let result = tokio::time::timeout(overall_timeout, self.sts.assume_role(&req))
                 .await
-                .unwrap_or_else(|_| Err(StsError::Unavailable("timed out".into())))
+                .unwrap_or_else(|_| Err(StsError::Unavailable("timed out".into())));
+            ticket.record(&result);
+            result
         };
         let Some(cache) = &self.cache else {
             let creds = call(request).await?;
@@ -320,8 +330,15 @@ mod tests {
     }
 
     fn vendor(sts: Arc<FakeSts>) -> Vendor {
+        vendor_with_breaker(sts, 1000)
+    }
+
+    fn vendor_with_breaker(sts: Arc<FakeSts>, failures: u32) -> Vendor {
+        let mut sts_settings = test_sts_settings();
+        sts_settings.breaker_failures = failures;
         Vendor {
             sts,
+            guard: crate::vend::guard::StsGuard::new(&sts_settings),
             cache: Some(
                 Cache::builder()
                     .max_capacity(1000)
@@ -332,6 +349,22 @@ mod tests {
             ),
             stats: CacheStats::default(),
         }
+    }
+
+    fn test_sts_settings() -> crate::config::StsSettings {
+        use figment::providers::Format as _;
+        let (_, settings) = crate::config::from_figment(
+            figment::Figment::from(figment::providers::Toml::string(crate::config::DEFAULT_TOML))
+                .merge(figment::providers::Toml::string(
+                    "[server]\npublic_url = \"http://127.0.0.1:1\"\n[oidc]\nissuer = \"http://127.0.0.1:2\"\nclient_id = \"c\"\n[session]\nsecure = false\n[sts]\nrole_arn = \"arn:aws:iam::123456789012:role/r\"\n",
+                ))
+                .merge(figment::providers::Serialized::default(
+                    "session.key",
+                    "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKg==",
+                )),
+        )
+        .unwrap();
+        settings.sts
     }
 
     fn credential_expiring(at: DateTime<Utc>) -> Arc<StsCredentials> {
@@ -378,6 +411,63 @@ mod tests {
         let later =
             moka::Expiry::expire_after_create(&expiry, &[0; 32], &fresh, Instant::now()).unwrap();
         assert!(later <= Duration::from_secs(15 * 60), "{later:?}");
+    }
+
+    /// With STS hung, the breaker opens after `breaker_failures` timeouts: later misses are
+    /// refused without a call, while cached users (even as a fallback) are still served.
+    #[tokio::test]
+    async fn an_open_breaker_refuses_misses_without_calling_sts_but_serves_the_cache() {
+        let now = Utc::now();
+        let mut fake = FakeSts::new(now);
+        fake.delay = Duration::from_millis(300);
+        let sts = Arc::new(fake);
+        let v = vendor_with_breaker(sts.clone(), 2);
+        let short = Duration::from_secs(5);
+        let alice = v
+            .vend(request("alice"), EARTHDATA, now, short)
+            .await
+            .unwrap();
+        let hung = Duration::from_millis(50);
+        for user in ["bob", "carol"] {
+            let err = v
+                .vend(request(user), EARTHDATA, now, hung)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, StsError::Unavailable(_)), "{err:?}");
+        }
+        assert_eq!(v.guard().state(), crate::vend::guard::BreakerState::Open);
+        let calls = sts.calls();
+        let err = v
+            .vend(request("dave"), EARTHDATA, now, hung)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StsError::Busy {
+                    reason: "circuit_open",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(sts.calls(), calls, "no call while the breaker is open");
+        let hit = v
+            .vend(request("alice"), EARTHDATA, now, hung)
+            .await
+            .unwrap();
+        assert_eq!(hit.outcome, CacheOutcome::Hit);
+        // Past the Earthdata window: the cached credential is served as a fallback.
+        let later = now + TimeDelta::minutes(20);
+        let fallback = v
+            .vend(request("alice"), EARTHDATA, later, hung)
+            .await
+            .unwrap();
+        assert_eq!(fallback.outcome, CacheOutcome::Fallback);
+        assert_eq!(
+            fallback.credentials.access_key_id,
+            alice.credentials.access_key_id
+        );
     }
 
     #[tokio::test]

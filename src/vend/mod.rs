@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod format;
+pub mod guard;
 pub mod policy;
 pub mod session_name;
 pub mod sts;

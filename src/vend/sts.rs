@@ -68,12 +68,21 @@ pub enum StsError {
     /// STS answered and said no (AccessDenied, PackedPolicyTooLarge, validation...).
     #[error("STS refused the request: {code}: {message}")]
     Rejected { code: String, message: String },
+    /// Not sent: the circuit breaker is open, or the in-flight cap or rate budget is used up.
+    #[error("STS call not attempted ({reason})")]
+    Busy {
+        reason: &'static str,
+        retry_after: std::time::Duration,
+    },
 }
 
 impl StsError {
     /// Transient: worth serving a cached credential and asking the client to retry.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Throttled | Self::Unavailable(_))
+        matches!(
+            self,
+            Self::Throttled | Self::Unavailable(_) | Self::Busy { .. }
+        )
     }
 }
 

@@ -47,6 +47,22 @@ pub struct Component {
     pub log: PathBuf,
 }
 
+impl Component {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Send `signal` (STOP, CONT, KILL...) to the component.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+}
+
 impl Drop for Component {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -5,6 +5,7 @@ mod bearer;
 mod clients;
 mod config_errors;
 mod credentials;
+mod drills;
 mod health;
 mod helpers;
 mod lifecycle;

@@ -1,0 +1,147 @@
+//! Outage drills against the real components: STS (moto) hung with SIGSTOP, killed, and
+//! brought back. Timings are printed (the closing note reports them); the assertions use
+//! bounds several times wider than the targets, so a loaded machine does not fail them,
+//! while the properties themselves (no STS call while the breaker is open, cached users
+//! always served, recovery within one probe interval) are asserted exactly.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::{components, free_port, spawn_app_against, start_moto, unique_user, TestApp};
+
+async fn metric(app: &TestApp, name: &str) -> f64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn timed_get(app: &TestApp, token: &str) -> (u16, Duration, Option<String>) {
+    let started = Instant::now();
+    let res = app.get_as("/s3credentials", token).await;
+    let elapsed = started.elapsed();
+    let retry = res
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (res.status().as_u16(), elapsed, retry)
+}
+
+/// One outage: uncached users get fast 503s with Retry-After (the breaker opens after three
+/// timeouts or refusals), cached users keep getting 200, and nothing reaches STS while the
+/// breaker is open.
+async fn outage(app: &TestApp, cached: &str, label: &str) {
+    let mut first = Vec::new();
+    for i in 0..3 {
+        let (_, token) = unique_user(app, &format!("{label}-first-{i}"), json!(["science"])).await;
+        let (status, elapsed, retry) = timed_get(app, &token).await;
+        assert_eq!(status, 503, "{label}");
+        assert!(retry.is_some(), "{label}: Retry-After");
+        first.push(elapsed);
+    }
+    eprintln!("drill {label}: first uncached requests answered 503 in {first:?}");
+    assert!(
+        first.iter().all(|t| *t < Duration::from_secs(2)),
+        "{label}: {first:?}"
+    );
+    assert_eq!(
+        metric(app, "stsvend_sts_breaker_state{state=\"open\"}").await,
+        1.0,
+        "{label}: the breaker is open"
+    );
+    let calls = metric(app, "stsvend_sts_assume_role_calls_total").await;
+    let mut open = Vec::new();
+    for i in 0..20 {
+        let (_, token) = unique_user(app, &format!("{label}-open-{i}"), json!(["science"])).await;
+        let (status, elapsed, retry) = timed_get(app, &token).await;
+        assert_eq!(status, 503);
+        assert!(retry.is_some());
+        open.push(elapsed);
+    }
+    open.sort();
+    eprintln!(
+        "drill {label}: with the breaker open, uncached 503 in median {:?}, max {:?}",
+        open[open.len() / 2],
+        open[open.len() - 1]
+    );
+    assert!(open[open.len() - 1] < Duration::from_secs(1), "{open:?}");
+    assert_eq!(
+        metric(app, "stsvend_sts_assume_role_calls_total").await,
+        calls,
+        "{label}: no AssumeRole while the breaker is open"
+    );
+    let (status, elapsed, _) = timed_get(app, cached).await;
+    assert_eq!(status, 200, "{label}: cached users are served");
+    eprintln!("drill {label}: cached user served in {elapsed:?}");
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 200, "readiness stays 200");
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["checks"]["sts"], "circuit_open", "{body}");
+}
+
+/// After STS comes back, the next request past the probe interval probes and succeeds.
+async fn recovery(app: &TestApp, label: &str, probe_interval: Duration) {
+    let started = Instant::now();
+    tokio::time::sleep(probe_interval).await;
+    let deadline = started + probe_interval * 2 + Duration::from_secs(5);
+    loop {
+        let (_, token) = unique_user(app, &format!("{label}-back"), json!(["science"])).await;
+        let (status, _, _) = timed_get(app, &token).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{label}: STS back but still refused"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "drill {label}: recovered {:?} after STS returned",
+        started.elapsed()
+    );
+    assert_eq!(
+        metric(app, "stsvend_sts_breaker_state{state=\"closed\"}").await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn sts_hung_then_dead_cached_users_served_others_refused_fast_then_recovery() {
+    let moto_port = free_port();
+    let moto = tokio::task::spawn_blocking(move || start_moto(moto_port))
+        .await
+        .unwrap();
+    let endpoint = format!("http://127.0.0.1:{moto_port}");
+    let issuer = components().issuer.clone();
+    let probe = Duration::from_secs(2);
+    let app = spawn_app_against(&issuer, &endpoint, |f| {
+        use figment::providers::Serialized;
+        f.merge(Serialized::default("server.metrics", true))
+            .merge(Serialized::default(
+                "sts.breaker_probe_interval_seconds",
+                probe.as_secs(),
+            ))
+    })
+    .await;
+    assert!(app.wait_ready(Duration::from_secs(15)).await);
+    let (_, cached) = unique_user(&app, "drill-cached", json!(["science"])).await;
+    assert_eq!(timed_get(&app, &cached).await.0, 200);
+
+    // Hung: the process is there, the socket accepts, nothing answers.
+    moto.signal("STOP");
+    outage(&app, &cached, "sts-hung").await;
+    moto.signal("CONT");
+    recovery(&app, "sts-hung", probe).await;
+
+    // Dead: connections are refused.
+    drop(moto);
+    outage(&app, &cached, "sts-dead").await;
+    let _moto = tokio::task::spawn_blocking(move || start_moto(moto_port))
+        .await
+        .unwrap();
+    recovery(&app, "sts-dead", probe).await;
+}
