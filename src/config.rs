@@ -638,10 +638,28 @@ fn required<'a>(key: &str, v: &'a Option<String>) -> Result<&'a str, ConfigError
     }
 }
 
+/// Secrets are small: anything bigger is a mistake (or `/dev/zero`), not a key.
+const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
 fn read_secret_file(key: &str, path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_owned())
-        .map_err(|e| ConfigError::key(key, format!("cannot read {}: {e}", path.display())))
+    use std::io::Read;
+    let fail = |e: &dyn fmt::Display| {
+        ConfigError::key(key, format!("cannot read {}: {e}", path.display()))
+    };
+    // Only regular files (symlinks to them, as Kubernetes mounts secrets, are fine): a FIFO
+    // or device would hang startup or never end.
+    let meta = std::fs::metadata(path).map_err(|e| fail(&e))?;
+    if !meta.is_file() {
+        return Err(fail(&"not a regular file"));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SECRET_FILE_BYTES + 1).read_to_string(&mut text))
+        .map_err(|e| fail(&e))?;
+    if text.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(fail(&format!("larger than {MAX_SECRET_FILE_BYTES} bytes")));
+    }
+    Ok(text.trim().to_owned())
 }
 
 fn seconds(key: &str, value: u64, min: u64, max: u64) -> Result<Duration, ConfigError> {

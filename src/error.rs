@@ -16,8 +16,10 @@ pub struct ApiError {
     headers: Vec<(HeaderName, HeaderValue)>,
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// The one error shape of every 4xx/5xx JSON response.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub(crate) struct ErrorBody<'a> {
     error: &'a str,
     error_description: &'a str,
     request_id: Option<String>,

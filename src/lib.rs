@@ -10,6 +10,7 @@ pub mod limits;
 pub mod logqueue;
 pub mod metrics;
 pub mod negotiate;
+pub mod openapi;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;

@@ -46,7 +46,10 @@ pub fn prefers_html(req: &HttpRequest) -> bool {
 
 /// The client explicitly asked for JSON and not HTML (API clients, SDK credential providers).
 pub fn wants_json_only(req: &HttpRequest) -> bool {
-    let accept = accept(req);
+    wants_json_only_header(accept(req))
+}
+
+pub fn wants_json_only_header(accept: &str) -> bool {
     quality(accept, JSON) > 0.0 && quality(accept, HTML) == 0.0
 }
 

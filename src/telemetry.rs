@@ -39,6 +39,12 @@ pub fn current_prefers_html() -> bool {
     REQUEST.try_with(|r| r.prefers_html).unwrap_or(false)
 }
 
+/// What is logged unless `RUST_LOG` says otherwise. actix answers malformed requests (bad
+/// headers, oversized heads) with 400 itself and would log each at ERROR: a client could
+/// fill the error log at will, so those lines are off.
+pub const DEFAULT_FILTER: &str =
+    "info,aws_config=warn,aws_smithy_runtime=warn,actix_http::h1::dispatcher=off";
+
 /// Install the global subscriber. `RUST_LOG` overrides the default filter. Lines are written
 /// by a background thread through a queue of at most `queue_bytes` (formatting stays on the
 /// request thread, the write syscalls do not); when the sink cannot keep up, lines are
@@ -46,8 +52,8 @@ pub fn current_prefers_html() -> bool {
 /// what is queued.
 pub fn init(format: LogFormat, queue_bytes: usize) -> crate::logqueue::LogQueueGuard {
     let (writer, guard) = crate::logqueue::LogQueue::new(std::io::stdout(), queue_bytes);
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let terminal = std::io::stdout().is_terminal();
     let json = match format {
         LogFormat::Json => true,
@@ -89,7 +95,7 @@ pub fn capped(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Accept a client-sent id only if it is short and plain, so it cannot forge log lines.
-fn sane_request_id(value: &HeaderValue) -> Option<String> {
+pub fn sane_request_id(value: &HeaderValue) -> Option<String> {
     let s = value.to_str().ok()?;
     let ok = (1..=128).contains(&s.len())
         && s.bytes()

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Run the whole test suite: installs what is missing (the IdP's npm packages, a venv with
-# moto, Debian's chromium and playwright-core, the IAM policy evaluator), then runs every
-# Rust test (the integration tests start the real IdP and moto themselves on free loopback
-# ports), the session-policy semantics tests, the headless browser tests, and the
-# enforcement tests on a throwaway Ceph RGW cluster.
+# moto and schemathesis, Debian's chromium and playwright-core, the IAM policy evaluator,
+# cargo-fuzz), then runs every Rust test (the integration tests start the real IdP and moto
+# themselves on free loopback ports), the HTTP contract checked by schemathesis, the
+# session-policy semantics tests, the headless browser tests, the enforcement tests on a
+# throwaway Ceph RGW cluster, and every fuzz target for FUZZ_SECONDS (default 20) each.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -20,6 +21,9 @@ cargo test --locked --all-targets
 cargo build --locked --quiet --bin stsvend
 export STSVEND_BIN="$CARGO_TARGET_DIR/debug/stsvend"
 
+echo "[tests] HTTP contract (schemathesis against /openapi.json)" >&2
+tests/contract/run.sh
+
 echo "[tests] session policies through the IAM evaluator" >&2
 (cd tests/policy && node --test)
 
@@ -28,3 +32,6 @@ echo "[tests] browser tests (headless chromium)" >&2
 
 echo "[tests] enforcement on Ceph RGW" >&2
 tests/ceph/run.sh
+
+echo "[tests] fuzzing (${FUZZ_SECONDS:-20}s per target)" >&2
+tests/fuzz/run.sh "${FUZZ_SECONDS:-20}"

@@ -73,12 +73,12 @@ fn invalid_token(err: &TokenError) -> ApiError {
 
 /// The token of an `Authorization: Bearer` header (possibly empty, which is then rejected).
 fn bearer_token(req: &HttpRequest) -> Option<&str> {
-    let value = req
-        .headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .trim();
+    bearer_from_header(req.headers().get(header::AUTHORIZATION)?.to_str().ok()?)
+}
+
+/// The token in an `Authorization` header value, if its scheme is Bearer.
+pub fn bearer_from_header(value: &str) -> Option<&str> {
+    let value = value.trim();
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }

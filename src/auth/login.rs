@@ -197,7 +197,12 @@ fn verified_payload(jwt: &str) -> Option<Map<String, Value>> {
 
 /// The IdP's error at the callback, if it sent one, as the user sees it.
 pub fn idp_error(params: &CallbackParams) -> Option<ApiError> {
-    let error = params.error.as_ref()?;
+    let error = params.error.as_deref()?;
+    let error = if error.is_empty() {
+        "an error without a code"
+    } else {
+        error
+    };
     let description = params
         .error_description
         .as_deref()

@@ -42,7 +42,7 @@ pub struct Options {
 
 /// What the cache file holds: the credential_process document plus the region.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Cached {
+pub struct Cached {
     #[serde(rename = "Version")]
     version: u8,
     #[serde(rename = "AccessKeyId")]
@@ -345,9 +345,31 @@ async fn fetch(options: &Options) -> Result<Cached, ClientError> {
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let text = res.text().await.unwrap_or_default();
+    let mut cached = parse_response(status, request_id.as_deref(), &text)?;
+    cached.region = match &options.region {
+        Some(r) => Some(r.clone()),
+        None => fetch_region(&http, options).await,
+    };
+    Ok(cached)
+}
+
+/// Text from the service shown on the user's terminal: no control characters (escape
+/// sequences), and short.
+fn printable(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(300).collect()
+}
+
+/// The service's answer as a credential, or the one-line error the user sees. Everything in
+/// it comes from the network, so nothing is trusted: sizes, characters and shapes are checked.
+pub fn parse_response(
+    status: u16,
+    request_id: Option<&str>,
+    text: &str,
+) -> Result<Cached, ClientError> {
     if status != 200 {
-        let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        let description = body["error_description"].as_str().unwrap_or("").to_owned();
+        let body: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+        let description = printable(body["error_description"].as_str().unwrap_or(""));
+        let request_id = request_id.map(printable);
         return Err(match status {
             401 => ClientError::TokenRejected(description),
             403 => ClientError::Forbidden(description),
@@ -367,14 +389,23 @@ async fn fetch(options: &Options) -> Result<Cached, ClientError> {
             },
         });
     }
-    let mut cached: Cached = serde_json::from_str(&text).map_err(|_| ClientError::Service {
+    let not_a_document = || ClientError::Service {
         status,
         detail: ": the response is not a credential_process document".into(),
-    })?;
-    cached.region = match &options.region {
-        Some(r) => Some(r.clone()),
-        None => fetch_region(&http, options).await,
     };
+    let cached: Cached = serde_json::from_str(text).map_err(|_| not_a_document())?;
+    // What goes into shell `export` lines and SDK config must be plain text.
+    let plain = |s: &str, max: usize| {
+        !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_graphic())
+    };
+    if cached.version != 1
+        || !plain(&cached.access_key_id, 128)
+        || !plain(&cached.secret_access_key, 256)
+        || !plain(&cached.session_token, 16 * 1024)
+        || cached.expires().is_none()
+    {
+        return Err(not_a_document());
+    }
     Ok(cached)
 }
 

@@ -116,14 +116,26 @@ pub async fn logout(state: web::Data<AppState>) -> HttpResponse {
         .json(json!({"status": "logged_out"}))
 }
 
+/// What `/whoami` answers.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct WhoAmI {
+    pub user_id: String,
+    /// The user's groups that this deployment's bucket rules mention.
+    pub groups: Vec<String>,
+    #[schema(value_type = String, pattern = "^(session|bearer)$")]
+    pub authenticated_by: crate::auth::AuthMethod,
+    /// When the session or token stops being accepted (RFC 3339).
+    pub expires_at: Option<String>,
+}
+
 /// Who the caller is, as stsvend sees it.
 pub async fn whoami(user: AuthenticatedUser) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(json!({
-            "user_id": user.user_id,
-            "groups": user.groups,
-            "authenticated_by": user.method,
-            "expires_at": user.expires_at.map(|t| t.to_rfc3339()),
-        }))
+        .json(WhoAmI {
+            user_id: user.user_id,
+            groups: user.groups,
+            authenticated_by: user.method,
+            expires_at: user.expires_at.map(|t| t.to_rfc3339()),
+        })
 }

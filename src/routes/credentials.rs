@@ -12,8 +12,12 @@ use crate::vend::format::{self, Format};
 use crate::vend::policy;
 use crate::vend::sts::StsError;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CredentialQuery {
+    /// Response format: `earthdata` (default), `credential-process` (or `credential_process`),
+    /// `container`.
+    #[param(pattern = "^(earthdata|credential-process|credential_process|container)$")]
     pub format: Option<String>,
 }
 
@@ -115,19 +119,37 @@ fn sts_failure(e: &StsError) -> ApiError {
     }
 }
 
+/// What `/s3credentials/scope` answers.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Scope {
+    pub region: String,
+    pub buckets: Vec<ScopeBucket>,
+    pub duration_seconds: u32,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ScopeBucket {
+    pub name: String,
+    /// Key prefixes the credentials may read; empty: the whole bucket.
+    pub prefixes: Vec<String>,
+}
+
 /// `GET /s3credentials/scope`: which buckets (and prefixes) the caller's credentials would
 /// cover, in which region, for how long. No STS call.
 pub async fn scope(user: AuthenticatedUser, state: web::Data<AppState>) -> HttpResponse {
     let settings = &state.settings;
-    let buckets: Vec<serde_json::Value> = policy::allowed_buckets(settings, &user.groups)
+    let buckets = policy::allowed_buckets(settings, &user.groups)
         .into_iter()
-        .map(|b| serde_json::json!({"name": b.name, "prefixes": b.prefixes}))
+        .map(|b| ScopeBucket {
+            name: b.name.clone(),
+            prefixes: b.prefixes.clone(),
+        })
         .collect();
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(serde_json::json!({
-            "region": settings.sts.region,
-            "buckets": buckets,
-            "duration_seconds": settings.sts.duration_seconds,
-        }))
+        .json(Scope {
+            region: settings.sts.region.clone(),
+            buckets,
+            duration_seconds: settings.sts.duration_seconds,
+        })
 }

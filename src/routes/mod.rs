@@ -56,23 +56,66 @@ pub fn configure(cfg: &mut web::ServiceConfig, callback_path: &str, cors_origins
         web::resource("/s3credentials")
             .wrap(cors(cors_origins))
             .wrap(from_fn(only_full_cors))
-            .route(web::get().to(credentials::s3credentials)),
+            .route(web::get().to(credentials::s3credentials))
+            .default_service(web::to(get_only)),
     )
     .service(
         web::resource("/s3credentials/scope")
             .wrap(cors(cors_origins))
             .wrap(from_fn(only_full_cors))
-            .route(web::get().to(credentials::scope)),
+            .route(web::get().to(credentials::scope))
+            .default_service(web::to(get_only)),
     )
-    .route("/s3credentialsREADME", web::get().to(readme::page))
-    .route(callback_path, web::get().to(auth::callback))
-    .route("/logout", web::get().to(auth::logout))
-    .route("/whoami", web::get().to(auth::whoami))
-    .route("/favicon.ico", web::get().to(favicon))
-    .route("/healthz", web::get().to(health::healthz))
-    .route("/healthz", web::head().to(health::healthz))
-    .route("/readyz", web::get().to(health::readyz))
-    .route("/readyz", web::head().to(health::readyz));
+    .service(get("/s3credentialsREADME", readme::page))
+    .service(get(callback_path, auth::callback))
+    .service(get("/logout", auth::logout))
+    .service(get("/whoami", auth::whoami))
+    .service(get("/favicon.ico", favicon))
+    .service(get("/openapi.json", openapi))
+    .service(
+        web::resource("/healthz")
+            .route(web::get().to(health::healthz))
+            .route(web::head().to(health::healthz))
+            .default_service(web::to(get_or_head_only)),
+    )
+    .service(
+        web::resource("/readyz")
+            .route(web::get().to(health::readyz))
+            .route(web::head().to(health::readyz))
+            .default_service(web::to(get_or_head_only)),
+    );
+}
+
+/// A resource that answers GET, and 405 with `Allow: GET` to every other method.
+fn get<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler))
+        .default_service(web::to(get_only))
+}
+
+fn method_not_allowed(allow: &'static str) -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("this resource answers {allow} only"),
+    )
+    .with_header(
+        actix_web::http::header::ALLOW,
+        actix_web::http::header::HeaderValue::from_static(allow),
+    )
+}
+
+async fn get_only() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(method_not_allowed("GET"))
+}
+
+async fn get_or_head_only() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(method_not_allowed("GET, HEAD"))
 }
 
 /// Browsers ask for a favicon on every page; answer without a 404 in their console.
@@ -80,6 +123,15 @@ async fn favicon() -> actix_web::HttpResponse {
     actix_web::HttpResponse::NoContent()
         .insert_header(("cache-control", "public, max-age=86400"))
         .finish()
+}
+
+/// The API description, rendered once.
+async fn openapi() -> actix_web::HttpResponse {
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    actix_web::HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header(("cache-control", "no-cache"))
+        .body(DOC.get_or_init(crate::openapi::document).clone())
 }
 
 /// Unknown paths get the same JSON error shape as everything else.

@@ -53,33 +53,47 @@ impl Format {
     }
 }
 
-#[derive(Serialize)]
-struct Earthdata<'a> {
+/// The Earthdata (TEA/Cumulus) response, byte for byte: keys in this order, `expiration` as
+/// `YYYY-MM-DD HH:MM:SS+00:00`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = EarthdataCredentials)]
+pub(crate) struct Earthdata<'a> {
     #[serde(rename = "accessKeyId")]
     access_key_id: &'a str,
     #[serde(rename = "secretAccessKey")]
     secret_access_key: &'a str,
     #[serde(rename = "sessionToken")]
     session_token: &'a str,
+    #[schema(
+        example = "2026-01-27 00:50:09+00:00",
+        pattern = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\+00:00$"
+    )]
     expiration: String,
 }
 
-#[derive(Serialize)]
+/// AWS `credential_process` output (`?format=credential-process`).
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase")]
-struct CredentialProcess<'a> {
+#[schema(as = CredentialProcessCredentials)]
+pub(crate) struct CredentialProcess<'a> {
+    #[schema(minimum = 1, maximum = 1)]
     version: u8,
     access_key_id: &'a str,
     secret_access_key: &'a str,
     session_token: &'a str,
+    #[schema(example = "2026-01-27T00:50:09Z")]
     expiration: String,
 }
 
-#[derive(Serialize)]
+/// What the SDKs' container credential provider reads (`?format=container`).
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase")]
-struct Container<'a> {
+#[schema(as = ContainerCredentials)]
+pub(crate) struct Container<'a> {
     access_key_id: &'a str,
     secret_access_key: &'a str,
     token: &'a str,
+    #[schema(example = "2026-01-27T00:50:09Z")]
     expiration: String,
 }
 

@@ -155,3 +155,57 @@ async fn metrics_are_off_by_default_and_count_vending_when_on() {
         "unmatched paths are masked"
     );
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let app = crate::helpers::spawn_app().await;
+    let res = app.get("/openapi.json").await;
+    assert_eq!(res.status(), 200);
+    let doc: serde_json::Value = res.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    std::fs::write(
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("openapi.json"),
+        serde_json::to_string_pretty(&doc).unwrap(),
+    )
+    .unwrap();
+    for path in [
+        "/s3credentials",
+        "/s3credentials/scope",
+        "/s3credentialsREADME",
+        "/login",
+        "/logout",
+        "/whoami",
+        "/healthz",
+        "/readyz",
+        "/openapi.json",
+    ] {
+        assert!(
+            doc["paths"][path]["get"].is_object(),
+            "{path} is not described"
+        );
+    }
+    let creds = &doc["paths"]["/s3credentials"]["get"]["responses"];
+    for status in ["200", "302", "400", "401", "403", "429", "502", "503"] {
+        assert!(creds[status].is_object(), "/s3credentials {status}");
+    }
+    assert!(creds["401"]["headers"]["WWW-Authenticate"].is_object());
+    assert!(creds["503"]["headers"]["Retry-After"].is_object());
+    assert!(creds["200"]["headers"]["Cache-Control"].is_object());
+}
+
+#[tokio::test]
+async fn other_methods_get_405_with_allow() {
+    let app = crate::helpers::spawn_app().await;
+    for (path, allow) in [
+        ("/s3credentials", "GET"),
+        ("/whoami", "GET"),
+        ("/healthz", "GET, HEAD"),
+    ] {
+        let res = app.http.delete(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 405, "{path}");
+        assert_eq!(res.headers()["allow"], allow, "{path}");
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["error"], "method_not_allowed");
+    }
+    assert_eq!(app.get("/nope").await.status(), 404);
+}

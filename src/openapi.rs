@@ -1,0 +1,223 @@
+//! The HTTP API as OpenAPI 3.1, generated from the handlers' types and the annotations here,
+//! served at `GET /openapi.json`. Schemathesis checks the running service against it
+//! (tests/contract).
+
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::error::ErrorBody;
+use crate::routes::auth::WhoAmI;
+use crate::routes::credentials::{Scope, ScopeBucket};
+use crate::vend::format::{Container, CredentialProcess, Earthdata};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "stsvend",
+        description = "Temporary, read-only, in-region S3 credentials for users who signed in with OpenID Connect.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    paths(
+        s3credentials, scope, readme, login, logout, whoami, healthz, readyz, openapi_json,
+        favicon
+    ),
+    components(schemas(
+        Earthdata, CredentialProcess, Container, ErrorBody, Scope, ScopeBucket, WhoAmI, Health,
+        Ready, Credentials
+    )),
+    modifiers(&Security),
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An access token from the identity provider (Earthdata Login: Generate Token).",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "stsvend_session",
+                "The session cookie set after a browser or .netrc login (named __Host-<cookie_name> over https).",
+            ))),
+        );
+    }
+}
+
+/// The document, rendered once at startup.
+pub fn document() -> String {
+    ApiDoc::openapi()
+        .to_json()
+        .unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// The three credential formats (`format=earthdata|credential-process|container`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub(crate) enum Credentials<'a> {
+    Earthdata(Earthdata<'a>),
+    CredentialProcess(CredentialProcess<'a>),
+    Container(Container<'a>),
+}
+
+/// Liveness answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: String,
+}
+
+/// Readiness answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Ready {
+    #[schema(example = "ready")]
+    pub status: String,
+    /// `oidc_discovery`: "ok"; `sts`: "ok", "circuit_open" or "circuit_half_open".
+    #[schema(value_type = Object)]
+    pub checks: serde_json::Value,
+}
+
+// Operation descriptions. The handlers live in `routes`; these functions only carry the
+// annotations (actix handlers take extractors utoipa cannot see through).
+
+#[utoipa::path(
+    get, path = "/s3credentials", tag = "credentials",
+    params(crate::routes::credentials::CredentialQuery),
+    security(("bearer" = []), ("session" = []), ()),
+    responses(
+        (status = 200, description = "Credentials, in the format asked for. `Cache-Control: no-store`.",
+            body = Credentials, content_type = "application/json",
+            headers(
+                ("Cache-Control" = String, description = "always `no-store`"),
+                ("Pragma" = String, description = "always `no-cache`"),
+                ("x-request-id" = String),
+            )),
+        (status = 302, description = "No credentials: sent to the identity provider to log in (scripts get Earthdata's `app_type=401`).",
+            headers(("Location" = String), ("Set-Cookie" = String), ("Cache-Control" = String))),
+        (status = 400, description = "Unknown `format`.", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 401, description = "Bad or expired bearer token, or no credentials and the client asked for JSON only.",
+            content((ErrorBody = "application/json"), (String = "text/html")),
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"stsvend\"[, error=\"invalid_token\", ...]`"))),
+        (status = 403, description = "Authenticated, but the user's groups grant no bucket in the region.", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 429, description = "Too many checks of unknown tokens from this address.", content((ErrorBody = "application/json"), (String = "text/html")),
+            headers(("Retry-After" = String))),
+        (status = 502, description = "STS refused to issue credentials (a configuration problem; details in the logs).", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 503, description = "STS or the identity provider cannot be reached, or the STS circuit breaker is open.", content((ErrorBody = "application/json"), (String = "text/html")),
+            headers(("Retry-After" = String))),
+    )
+)]
+#[allow(dead_code)]
+fn s3credentials() {}
+
+#[utoipa::path(
+    get, path = "/s3credentials/scope", tag = "credentials",
+    security(("bearer" = []), ("session" = []), ()),
+    responses(
+        (status = 200, description = "What credentials would cover. No STS call.", body = Scope,
+            headers(("Cache-Control" = String))),
+        (status = 302, description = "Sent to log in.", headers(("Location" = String), ("Set-Cookie" = String))),
+        (status = 401, description = "Bad token, or JSON-only client without credentials.", content((ErrorBody = "application/json"), (String = "text/html")),
+            headers(("WWW-Authenticate" = String))),
+        (status = 429, description = "Rate limited.", content((ErrorBody = "application/json"), (String = "text/html")), headers(("Retry-After" = String))),
+        (status = 503, description = "The identity provider cannot be reached.", content((ErrorBody = "application/json"), (String = "text/html")), headers(("Retry-After" = String))),
+    )
+)]
+#[allow(dead_code)]
+fn scope() {}
+
+#[utoipa::path(
+    get, path = "/s3credentialsREADME", tag = "documentation",
+    responses((status = 200, description = "How to use the credentials (HTML).", body = String, content_type = "text/html"))
+)]
+#[allow(dead_code)]
+fn readme() {}
+
+#[utoipa::path(
+    get, path = "/login", tag = "login",
+    params(
+        ("code" = Option<String>, Query, description = "Authorization code from the identity provider"),
+        ("state" = Option<String>, Query, description = "The login's state"),
+        ("iss" = Option<String>, Query, description = "RFC 9207 issuer"),
+        ("error" = Option<String>, Query, description = "Error from the identity provider"),
+        ("error_description" = Option<String>, Query),
+        ("return_to" = Option<String>, Query, description = "Local path to return to after a login this request starts (at most 512 characters)"),
+    ),
+    responses(
+        (status = 302, description = "Without `code`/`state`/`error`: a login starts (to the identity provider). After a successful callback: back to the return path with the session cookie.",
+            headers(("Location" = String), ("Set-Cookie" = String), ("Cache-Control" = String))),
+        (status = 400, description = "Bad `return_to`, an error from the identity provider, or no login in progress for this `state` (missing, expired or already used).", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 429, description = "Too many callbacks from this address.", content((ErrorBody = "application/json"), (String = "text/html")), headers(("Retry-After" = String))),
+        (status = 502, description = "The identity provider could not be reached or returned no usable ID token.", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 503, description = "The identity provider has not been discovered yet.", content((ErrorBody = "application/json"), (String = "text/html")), headers(("Retry-After" = String))),
+    )
+)]
+#[allow(dead_code)]
+fn login() {}
+
+#[utoipa::path(
+    get, path = "/logout", tag = "login",
+    responses(
+        (status = 200, description = "Session cleared (the identity provider has no logout endpoint).", content_type = "application/json", headers(("Set-Cookie" = String))),
+        (status = 302, description = "Session cleared; on to the identity provider's logout.", headers(("Location" = String), ("Set-Cookie" = String))),
+    )
+)]
+#[allow(dead_code)]
+fn logout() {}
+
+#[utoipa::path(
+    get, path = "/whoami", tag = "login",
+    security(("bearer" = []), ("session" = []), ()),
+    responses(
+        (status = 200, description = "The caller as stsvend sees them.", body = WhoAmI),
+        (status = 302, description = "Sent to log in.", headers(("Location" = String), ("Set-Cookie" = String))),
+        (status = 401, description = "Bad token, or JSON-only client without credentials.", content((ErrorBody = "application/json"), (String = "text/html")), headers(("WWW-Authenticate" = String))),
+        (status = 429, description = "Rate limited.", content((ErrorBody = "application/json"), (String = "text/html")), headers(("Retry-After" = String))),
+        (status = 503, description = "The identity provider cannot be reached.", content((ErrorBody = "application/json"), (String = "text/html")), headers(("Retry-After" = String))),
+    )
+)]
+#[allow(dead_code)]
+fn whoami() {}
+
+#[utoipa::path(
+    get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process serves requests.", body = Health))
+)]
+#[allow(dead_code)]
+fn healthz() {}
+
+#[utoipa::path(
+    get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready (also while the STS breaker is open: cached users are served).", body = Ready),
+        (status = 503, description = "OIDC discovery has not succeeded yet.", content((ErrorBody = "application/json"), (String = "text/html"))),
+    )
+)]
+#[allow(dead_code)]
+fn readyz() {}
+
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "documentation",
+    responses((status = 200, description = "This document.", content_type = "application/json"))
+)]
+#[allow(dead_code)]
+fn openapi_json() {}
+
+#[utoipa::path(
+    get, path = "/favicon.ico", tag = "documentation",
+    responses((status = 204, description = "No icon."))
+)]
+#[allow(dead_code)]
+fn favicon() {}

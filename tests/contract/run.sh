@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The HTTP contract: schemathesis generates requests from stsvend's own /openapi.json and
+# checks every response against it (status codes, headers, content types, body schemas, no
+# 5xx), at least 100 cases per operation, against the real local components: the
+# oidc-provider IdP and moto, started here on free loopback ports, with a bearer token from
+# the IdP's token API. Needs deploy/local/setup.sh --for-tests and STSVEND_BIN.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+venv="$root/deploy/local/.venv"
+bin="${STSVEND_BIN:?set STSVEND_BIN to the stsvend binary}"
+examples="${CONTRACT_EXAMPLES:-100}"
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { "$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_for() { # url what log
+  for _ in $(seq 1 150); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    sleep 0.2
+  done
+  echo "[contract] $2 did not come up at $1:" >&2
+  tail -20 "$3" >&2
+  exit 1
+}
+
+idp_port="$(free_port)"; moto_port="$(free_port)"; app_port="$(free_port)"
+issuer="http://127.0.0.1:$idp_port"
+app="http://127.0.0.1:$app_port"
+IDP_PORT=$idp_port IDP_PARENT_PID=$$ node "$root/deploy/local/idp/server.mjs" >"$work/idp.log" 2>&1 &
+pids+=($!)
+"$venv/bin/python" "$root/deploy/local/moto_stack.py" --port "$moto_port" --parent-pid $$ >"$work/moto.log" 2>&1 &
+pids+=($!)
+wait_for "$issuer/.well-known/openid-configuration" "the IdP" "$work/idp.log"
+for _ in $(seq 1 150); do grep -q '"event": "ready"' "$work/moto.log" && break; sleep 0.2; done
+
+AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN= \
+STSVEND_SERVER__BIND="127.0.0.1:$app_port" STSVEND_SERVER__PUBLIC_URL="$app" \
+STSVEND_SERVER__LOG_FORMAT=json STSVEND_OIDC__ISSUER="$issuer" \
+STSVEND_STS__ENDPOINT_URL="http://127.0.0.1:$moto_port" \
+  "$bin" serve --config "$root/config/local.toml" >"$work/stsvend.log" 2>&1 &
+pids+=($!)
+wait_for "$app/readyz" "stsvend" "$work/stsvend.log"
+
+token="$(curl -fsS -u carol:carol-pw -X POST "$issuer/api/users/find_or_create_token" \
+  | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')"
+
+echo "[contract] schemathesis against $app/openapi.json ($examples cases per operation)" >&2
+status=0
+"$venv/bin/schemathesis" --config-file "$root/tests/contract/schemathesis.toml" run "$app/openapi.json" \
+  --header "Authorization: Bearer $token" \
+  --max-examples "$examples" \
+  --phases examples,coverage,fuzzing \
+  --seed 1 \
+  --report har --report-har-path "$work/cases.har" \
+  --request-timeout 10 \
+  --max-redirects 0 \
+  --no-color 2>&1 | tee "$work/schemathesis.log" || status=$?
+# Requests sent per operation (from the HAR record of every exchange). Operations with
+# parameters must have had at least $examples; those without have little to vary.
+"$venv/bin/python" - "$work/cases.har" "$examples" <<'PY' || status=1
+import collections, json, sys, urllib.parse
+entries = json.load(open(sys.argv[1]))["log"]["entries"]
+need = int(sys.argv[2])
+counts = collections.Counter()
+for e in entries:
+    url = urllib.parse.urlsplit(e["request"]["url"])
+    counts[(e["request"]["method"], url.path)] += 1
+with_params = {("GET", "/s3credentials"), ("GET", "/login")}
+print(f"[contract] {len(entries)} requests:", file=sys.stderr)
+short = []
+for (method, path), n in sorted(counts.items(), key=lambda kv: -kv[1]):
+    print(f"  {n:6d}  {method} {path}", file=sys.stderr)
+    if (method, path) in with_params and n < need:
+        short.append(f"{method} {path}")
+if short:
+    print(f"[contract] fewer than {need} cases for: {', '.join(short)}", file=sys.stderr)
+    sys.exit(1)
+PY
+if grep -q '"level":"ERROR"' "$work/stsvend.log"; then
+  echo "[contract] stsvend logged errors:" >&2
+  grep '"level":"ERROR"' "$work/stsvend.log" | head -5 >&2
+  status=1
+fi
+exit $status

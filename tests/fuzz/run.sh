@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Run every fuzz target for a given number of seconds each (default 30):
+#   tests/fuzz/run.sh [seconds]
+# Installs cargo-fuzz when missing. cargo-fuzz passes nightly -Z flags to rustc; this
+# machine has only the stable toolchain, so RUSTC_BOOTSTRAP=1 unlocks them. The seed corpus
+# in tests/fuzz/corpus/<target> is read, never written: new inputs go to a work corpus under
+# the build directory. Any crash, timeout (10 s per input) or out-of-memory fails the run.
+set -euo pipefail
+secs="${1:-30}"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/stsvend-fuzz-target}"
+export RUSTC_BOOTSTRAP=1
+if ! command -v cargo-fuzz >/dev/null; then
+  echo "[fuzz] cargo install cargo-fuzz" >&2
+  cargo install --locked cargo-fuzz >&2
+fi
+fuzz=(cargo fuzz)
+opts=(--fuzz-dir tests/fuzz --sanitizer none --release --debug-assertions)
+echo "[fuzz] building the targets" >&2
+"${fuzz[@]}" build "${opts[@]}" >&2
+work="$CARGO_TARGET_DIR/fuzz-work"
+summary=()
+for target in $("${fuzz[@]}" list --fuzz-dir tests/fuzz); do
+  mkdir -p "$work/corpus/$target" "$work/artifacts/$target"
+  log="$work/$target.log"
+  echo "[fuzz] $target for ${secs}s" >&2
+  if ! "${fuzz[@]}" run "${opts[@]}" "$target" "$work/corpus/$target" "tests/fuzz/corpus/$target" -- \
+      -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+      -artifact_prefix="$work/artifacts/$target/" >"$log" 2>&1; then
+    tail -40 "$log" >&2
+    echo "[fuzz] $target FAILED; the input is in $work/artifacts/$target/" >&2
+    exit 1
+  fi
+  execs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)"
+  summary+=("$(printf '%-16s %6ss %12s executions %10s/s' "$target" "$secs" "${execs:-?}" "$(( ${execs:-0} / secs ))")")
+done
+echo "[fuzz] no crashes, timeouts or out-of-memory:" >&2
+printf '  %s\n' "${summary[@]}" >&2
