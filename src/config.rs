@@ -80,6 +80,9 @@ pub struct RawServer {
     pub log_format: LogFormat,
     pub log_queue_max_bytes: usize,
     pub trust_x_forwarded_for: bool,
+    pub request_head_timeout_seconds: u64,
+    pub keep_alive_seconds: u64,
+    pub max_connections_per_worker: usize,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -356,6 +359,11 @@ pub struct ServerSettings {
     pub log_format: LogFormat,
     pub log_queue_max_bytes: usize,
     pub trust_x_forwarded_for: bool,
+    /// A client must send a whole request head within this (slowloris defence).
+    pub request_head_timeout: Duration,
+    /// Idle keep-alive connections are closed after this.
+    pub keep_alive: Duration,
+    pub max_connections_per_worker: usize,
 }
 
 impl ServerSettings {
@@ -796,6 +804,25 @@ impl Settings {
                 ));
             },
             trust_x_forwarded_for: raw.trust_x_forwarded_for,
+            request_head_timeout: seconds(
+                "server.request_head_timeout_seconds",
+                raw.request_head_timeout_seconds,
+                1,
+                120,
+            )?,
+            keep_alive: seconds("server.keep_alive_seconds", raw.keep_alive_seconds, 1, 3600)?,
+            max_connections_per_worker: if (1..=1_000_000).contains(&raw.max_connections_per_worker)
+            {
+                raw.max_connections_per_worker
+            } else {
+                return Err(ConfigError::key(
+                    "server.max_connections_per_worker",
+                    format!(
+                        "{} is out of range; expected 1..=1000000",
+                        raw.max_connections_per_worker
+                    ),
+                ));
+            },
         })
     }
 

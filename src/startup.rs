@@ -143,6 +143,9 @@ impl Application {
         }
 
         let workers = settings.server.workers;
+        let head_timeout = settings.server.request_head_timeout;
+        let keep_alive = settings.server.keep_alive;
+        let max_connections = settings.server.max_connections_per_worker;
         let shutdown = settings.server.shutdown_timeout.as_secs();
         let callback_path = settings.oidc.callback_path.clone();
         let cors_origins = settings.cors.allowed_origins.clone();
@@ -174,7 +177,11 @@ impl Application {
                 .configure(|cfg| routes::configure(cfg, &callback_path, &cors_origins))
                 .default_service(web::to(routes::not_found))
         })
-        .shutdown_timeout(shutdown);
+        .shutdown_timeout(shutdown)
+        .client_request_timeout(head_timeout)
+        .client_disconnect_timeout(std::time::Duration::from_secs(1))
+        .keep_alive(actix_web::http::KeepAlive::Timeout(keep_alive))
+        .max_connections(max_connections);
         if workers > 0 {
             server = server.workers(workers);
         }

@@ -29,7 +29,11 @@ impl Format {
                 "invalid_format",
                 format!(
                     "unknown format {:?}; valid formats are: {FORMAT_NAMES}",
-                    other.chars().take(40).collect::<String>()
+                    other
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .take(40)
+                        .collect::<String>()
                 ),
             )),
         }

@@ -145,3 +145,87 @@ async fn sts_hung_then_dead_cached_users_served_others_refused_fast_then_recover
         .unwrap();
     recovery(&app, "sts-dead", probe).await;
 }
+
+/// Slow clients: a client that trickles its request head is cut off after
+/// `server.request_head_timeout_seconds`, an idle keep-alive connection after
+/// `server.keep_alive_seconds`, and other clients are served all the while.
+#[tokio::test]
+async fn slowloris_clients_are_cut_off_while_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = crate::helpers::spawn_app_with(|f| {
+        use figment::providers::Serialized;
+        f.merge(Serialized::default(
+            "server.request_head_timeout_seconds",
+            1,
+        ))
+        .merge(Serialized::default("server.keep_alive_seconds", 1))
+    })
+    .await;
+    let addr = format!("127.0.0.1:{}", app.port);
+    // Twenty slow clients, each sending one byte of its head every 200 ms for up to 6 s.
+    let slow: Vec<_> = (0..20)
+        .map(|_| {
+            let addr = addr.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+                conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                    .await
+                    .unwrap();
+                let mut buf = [0u8; 512];
+                while started.elapsed() < Duration::from_secs(6) {
+                    if conn.write_all(b"X").await.is_err() {
+                        return started.elapsed();
+                    }
+                    match tokio::time::timeout(Duration::from_millis(200), conn.read(&mut buf))
+                        .await
+                    {
+                        Ok(Ok(0)) | Ok(Err(_)) => return started.elapsed(),
+                        // The server's 408 before it closes.
+                        Ok(Ok(_)) => {}
+                        Err(_) => {}
+                    }
+                }
+                started.elapsed()
+            })
+        })
+        .collect();
+    // Meanwhile, ordinary requests are answered.
+    let mut served = 0;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        assert_eq!(app.get("/healthz").await.status(), 200);
+        served += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut cut = Vec::new();
+    for s in slow {
+        cut.push(s.await.unwrap());
+    }
+    cut.sort();
+    eprintln!(
+        "drill slowloris: 20 slow clients cut off after {:?}..{:?}; {served} other requests served meanwhile",
+        cut[0],
+        cut[cut.len() - 1]
+    );
+    assert!(cut.iter().all(|t| *t < Duration::from_secs(4)), "{cut:?}");
+    assert!(served >= 10);
+
+    // An idle keep-alive connection is closed after the keep-alive timeout.
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = conn.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let started = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+        .await
+        .expect("the idle connection must be closed");
+    assert!(matches!(closed, Ok(0) | Err(_)));
+    eprintln!(
+        "drill keep-alive: idle connection closed after {:?}",
+        started.elapsed()
+    );
+}
