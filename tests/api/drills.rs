@@ -229,3 +229,73 @@ async fn slowloris_clients_are_cut_off_while_others_are_served() {
         started.elapsed()
     );
 }
+
+/// STS throttling, injected by a proxy in front of moto: the SDK backs off and retries a
+/// little, the user gets 503 + Retry-After, the breaker opens, and then nothing more is sent
+/// while STS is throttling: no retry storm. When it stops, service resumes.
+#[tokio::test]
+async fn sts_throttling_backs_off_then_503_without_a_retry_storm() {
+    use std::sync::atomic::Ordering;
+    let faults = std::sync::Arc::new(crate::helpers::Faults::default());
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_url = format!("http://127.0.0.1:{}", proxy.local_addr().unwrap().port());
+    crate::helpers::start_proxy(
+        proxy,
+        "",
+        components().moto_endpoint.clone(),
+        Some(faults.clone()),
+    );
+    let probe = Duration::from_secs(2);
+    let app = spawn_app_against(&components().issuer, &proxy_url, |f| {
+        use figment::providers::Serialized;
+        f.merge(Serialized::default("server.metrics", true))
+            .merge(Serialized::default("sts.timeout_seconds", 5))
+            .merge(Serialized::default(
+                "sts.breaker_probe_interval_seconds",
+                probe.as_secs(),
+            ))
+    })
+    .await;
+    assert!(app.wait_ready(Duration::from_secs(15)).await);
+    let (_, ok) = unique_user(&app, "throttle-ok", json!(["science"])).await;
+    assert_eq!(timed_get(&app, &ok).await.0, 200);
+    faults.hits.lock().unwrap().clear();
+
+    faults.throttle.store(true, Ordering::SeqCst);
+    let mut answers = Vec::new();
+    for i in 0..3 {
+        let (_, token) = unique_user(&app, &format!("throttled-{i}"), json!(["science"])).await;
+        let (status, elapsed, retry) = timed_get(&app, &token).await;
+        assert_eq!(status, 503);
+        assert!(retry.is_some());
+        answers.push(elapsed);
+    }
+    let hits: Vec<Duration> = {
+        let hits = faults.hits.lock().unwrap();
+        hits.windows(2).map(|w| w[1] - w[0]).collect()
+    };
+    let sent = faults.hits.lock().unwrap().len();
+    eprintln!(
+        "drill sts-throttled: 3 users answered 503 in {answers:?}; {sent} AssumeRole attempts reached STS, gaps {hits:?}"
+    );
+    // At most the SDK's 3 attempts per user.
+    assert!(sent <= 9, "{sent} attempts for 3 users");
+    assert_eq!(
+        metric(&app, "stsvend_sts_breaker_state{state=\"open\"}").await,
+        1.0
+    );
+    for i in 0..30 {
+        let (_, token) = unique_user(&app, &format!("storm-{i}"), json!(["science"])).await;
+        assert_eq!(timed_get(&app, &token).await.0, 503);
+    }
+    assert_eq!(
+        faults.hits.lock().unwrap().len(),
+        sent,
+        "nothing reaches STS while the breaker is open"
+    );
+    // A cached user is untouched by all this.
+    assert_eq!(timed_get(&app, &ok).await.0, 200);
+
+    faults.throttle.store(false, Ordering::SeqCst);
+    recovery(&app, "sts-throttled", probe).await;
+}

@@ -569,6 +569,24 @@ pub async fn browser_login(
 /// Serve `http://127.0.0.1:<port><prefix>/...` from `upstream` with the prefix stripped. The
 /// listener is bound by the caller (so the app's `public_url` can name its port).
 pub fn start_prefix_proxy(listener: TcpListener, prefix: &'static str, upstream: String) {
+    start_proxy(listener, prefix, upstream, None);
+}
+
+/// Faults a proxy injects: while `throttle` is on, every request is answered as STS answers
+/// when its rate is exceeded (HTTP 400, `Throttling`), and not forwarded. `hits` records when
+/// each request arrived.
+#[derive(Default)]
+pub struct Faults {
+    pub throttle: std::sync::atomic::AtomicBool,
+    pub hits: Mutex<Vec<std::time::Instant>>,
+}
+
+pub fn start_proxy(
+    listener: TcpListener,
+    prefix: &'static str,
+    upstream: String,
+    faults: Option<std::sync::Arc<Faults>>,
+) {
     use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -577,10 +595,22 @@ pub fn start_prefix_proxy(listener: TcpListener, prefix: &'static str, upstream:
     let server = HttpServer::new(move || {
         let client = client.clone();
         let upstream = upstream.clone();
+        let faults = faults.clone();
         App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
             let client = client.clone();
             let upstream = upstream.clone();
+            let faults = faults.clone();
             async move {
+                if let Some(f) = &faults {
+                    f.hits.lock().unwrap().push(std::time::Instant::now());
+                    if f.throttle.load(std::sync::atomic::Ordering::SeqCst) {
+                        return HttpResponse::BadRequest()
+                            .content_type("text/xml")
+                            .body(
+                                "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>",
+                            );
+                    }
+                }
                 let Some(rest) = req.uri().path().strip_prefix(prefix) else {
                     return HttpResponse::NotFound().finish();
                 };
