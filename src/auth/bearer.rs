@@ -91,6 +91,9 @@ pub struct VerifiedToken {
     /// When the IdP issued it (`iat`); None when it does not say, or for opaque tokens
     /// (whose groups are re-read at every re-check).
     pub issued_at: Option<DateTime<Utc>>,
+    /// The key it was verified with (JWTs only): a cached verification holds only while the
+    /// IdP still publishes that key.
+    pub kid: Option<String>,
 }
 
 pub struct BearerVerifier {
@@ -163,7 +166,12 @@ impl BearerVerifier {
             let checked = self.check_opaque(token, discovery, http).await;
             return self.remember(key, checked, &self.opaque);
         }
-        let verified = match self.verified.get(&key) {
+        let cached = self
+            .verified
+            .get(&key)
+            // A key the IdP withdrew takes its tokens with it, cached or not.
+            .filter(|hit| discovery.publishes(hit.kid.as_deref()));
+        let verified = match cached {
             Some(hit) => hit,
             None => {
                 let checked = self.verify_jwt(token, discovery, http, now).await;
@@ -218,7 +226,10 @@ impl BearerVerifier {
                 Ok(v)
             }
             Err(e) => {
-                if !e.is_unavailable() && !matches!(e, TokenError::RateLimited(_)) {
+                // A key unknown now may be published at the next refresh: not remembered.
+                if !e.is_unavailable()
+                    && !matches!(e, TokenError::RateLimited(_) | TokenError::UnknownKey)
+                {
                     self.rejected.insert(key, e.clone());
                 }
                 Err(e)
@@ -328,6 +339,7 @@ impl BearerVerifier {
             .and_then(|s| DateTime::from_timestamp(s, 0));
         let mut verified = self.identity(&claims, Some(exp))?;
         verified.issued_at = issued_at;
+        verified.kid = header.kid.clone();
         Ok(verified)
     }
 
@@ -345,6 +357,7 @@ impl BearerVerifier {
             groups,
             expires_at,
             issued_at: None,
+            kid: None,
         })
     }
 
@@ -461,7 +474,7 @@ impl BearerVerifier {
     }
 }
 
-fn find_key<'a>(
+pub(crate) fn find_key<'a>(
     keys: &'a jsonwebtoken::jwk::JwkSet,
     kid: Option<&str>,
 ) -> Option<&'a jsonwebtoken::jwk::Jwk> {

@@ -62,6 +62,9 @@ pub struct Discovery {
     current: ArcSwapOption<Provider>,
     last_error: ArcSwapOption<String>,
     last_key_refresh: Mutex<Option<Instant>>,
+    /// Wakes the discovery loop early when a key refresh failed, so it retries (with
+    /// backoff) until the IdP answers again instead of waiting for the hourly refresh.
+    wake: tokio::sync::Notify,
 }
 
 impl Discovery {
@@ -73,8 +76,17 @@ impl Discovery {
         self.current.load().is_some()
     }
 
+    /// What went wrong the last time the IdP was asked (discovery or keys), until the next
+    /// success. While discovery has succeeded once, this does not make the service unready:
+    /// tokens signed with known keys are still verified.
     pub fn last_error(&self) -> Option<Arc<String>> {
         self.last_error.load_full()
+    }
+
+    /// Whether the key `kid` (or the only key, without a kid) is still published.
+    pub fn publishes(&self, kid: Option<&str>) -> bool {
+        self.provider()
+            .is_some_and(|p| crate::auth::bearer::find_key(&p.keys, kid).is_some())
     }
 
     /// Re-read the JWKS now, unless that happened less than `KEY_REFRESH_MIN_INTERVAL` ago.
@@ -108,6 +120,7 @@ impl Discovery {
             Ok(core) => {
                 let keys = verifier_keys(&core);
                 tracing::info!(keys = keys.keys.len(), "reloaded the IdP's signing keys");
+                self.last_error.store(None);
                 let metadata = current.metadata.clone().set_jwks(core);
                 self.current
                     .store(Some(Arc::new(Provider { metadata, keys })));
@@ -115,6 +128,10 @@ impl Discovery {
             }
             Err(error) => {
                 tracing::warn!(%error, "could not reload the IdP's signing keys");
+                self.last_error.store(Some(Arc::new(format!(
+                    "reloading the signing keys failed: {error}"
+                ))));
+                self.wake.notify_one();
                 false
             }
         }
@@ -179,10 +196,16 @@ pub async fn run(settings: OidcSettings, http: reqwest::Client, state: Arc<Disco
                         "OIDC discovery succeeded"
                     );
                 }
+                if state.last_error.load().is_some() {
+                    tracing::info!(issuer = %settings.issuer, "the IdP answers again");
+                }
                 state.current.store(Some(Arc::new(provider)));
                 state.last_error.store(None);
                 backoff = FIRST_RETRY;
-                tokio::time::sleep(REFRESH_EVERY).await;
+                tokio::select! {
+                    () = tokio::time::sleep(REFRESH_EVERY) => {}
+                    () = state.wake.notified() => {}
+                }
             }
             Err(error) => {
                 tracing::warn!(

@@ -27,6 +27,10 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
             state.settings.oidc.issuer
         ));
     }
+    let oidc = match state.discovery.last_error() {
+        Some(e) => format!("degraded: {e}"),
+        None => "ok".to_owned(),
+    };
     let breaker = state.vendor.guard().state();
     let sts = match breaker {
         crate::vend::guard::BreakerState::Closed => "ok".to_owned(),
@@ -35,7 +39,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     if missing.is_empty() {
         Ok(HttpResponse::Ok()
             .insert_header(("cache-control", "no-store"))
-            .json(json!({"status": "ready", "checks": {"oidc_discovery": "ok", "sts": sts}})))
+            .json(json!({"status": "ready", "checks": {"oidc_discovery": oidc, "sts": sts}})))
     } else {
         Err(ApiError::new(
             actix_web::http::StatusCode::SERVICE_UNAVAILABLE,

@@ -299,3 +299,140 @@ async fn sts_throttling_backs_off_then_503_without_a_retry_storm() {
     faults.throttle.store(false, Ordering::SeqCst);
     recovery(&app, "sts-throttled", probe).await;
 }
+
+async fn idp_post(issuer: &str, path: &str, body: Value) -> Value {
+    let res = reqwest::Client::new()
+        .post(format!("{issuer}{path}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{path}");
+    res.json().await.unwrap()
+}
+
+/// The IdP hung, then dead: bearer users whose tokens are signed with keys stsvend already
+/// has are served (new tokens too), a token needing a key refresh is refused within the IdP
+/// timeout, and readiness stays 200 but says what is wrong.
+#[tokio::test]
+async fn idp_hung_then_dead_known_keys_keep_working_and_readiness_says_why() {
+    let idp_port = free_port();
+    let idp = tokio::task::spawn_blocking(move || crate::helpers::start_idp(idp_port))
+        .await
+        .unwrap();
+    let issuer = format!("http://127.0.0.1:{idp_port}");
+    let app = spawn_app_against(&issuer, &components().moto_endpoint, |f| {
+        f.merge(figment::providers::Serialized::default(
+            "oidc.http_timeout_seconds",
+            1,
+        ))
+    })
+    .await;
+    assert!(app.wait_ready(Duration::from_secs(15)).await);
+    let (_, seen) = unique_user(&app, "idp-seen", json!(["science"])).await;
+    assert_eq!(timed_get(&app, &seen).await.0, 200);
+    // Minted now, first presented while the IdP is down.
+    let mut unseen = Vec::new();
+    for i in 0..2 {
+        unseen.push(
+            unique_user(&app, &format!("idp-unseen-{i}"), json!(["science"]))
+                .await
+                .1,
+        );
+    }
+    let foreign_kid = crate::helpers::mint(
+        &issuer,
+        json!({"sub": "idp-kid", "groups": ["science"]}),
+        json!({"kid": "not-published-yet"}),
+    )
+    .await;
+
+    for (label, outage) in [("idp-hung", "STOP"), ("idp-dead", "KILL")] {
+        idp.signal(outage);
+        let (status, elapsed, _) = timed_get(&app, &seen).await;
+        assert_eq!(status, 200, "{label}: a verified token");
+        let token = unseen.pop().unwrap();
+        let (status, elapsed_new, _) = timed_get(&app, &token).await;
+        assert_eq!(status, 200, "{label}: a new token signed with a known key");
+        let started = Instant::now();
+        let res = app.get_as("/whoami", &foreign_kid).await;
+        let refused_in = started.elapsed();
+        assert_eq!(
+            res.status(),
+            401,
+            "{label}: an unknown key cannot be fetched"
+        );
+        let ready = app.get("/readyz").await;
+        assert_eq!(ready.status(), 200, "{label}");
+        let body: Value = ready.json().await.unwrap();
+        let check = body["checks"]["oidc_discovery"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(check.starts_with("degraded: "), "{label}: {body}");
+        eprintln!(
+            "drill {label}: cached token served in {elapsed:?}, new token in {elapsed_new:?}; unknown key refused in {refused_in:?}; readiness: {check}"
+        );
+        if outage == "STOP" {
+            idp.signal("CONT");
+            // Readiness recovers by itself once the IdP answers again.
+            let started = Instant::now();
+            loop {
+                let body: Value = app.get("/readyz").await.json().await.unwrap();
+                if body["checks"]["oidc_discovery"] == "ok" {
+                    break;
+                }
+                assert!(started.elapsed() < Duration::from_secs(15), "{body}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            eprintln!(
+                "drill {label}: readiness ok again {:?} after the IdP resumed",
+                started.elapsed()
+            );
+            // The key-refresh limit (one per 10 s) must pass before the next attempt.
+            tokio::time::sleep(stsvend::auth::discovery::KEY_REFRESH_MIN_INTERVAL).await;
+        }
+    }
+}
+
+/// IdP signing-key rotation: a token with a new `kid` verifies after one JWKS refresh; once
+/// the old key is withdrawn (and stsvend has seen the new key set), tokens signed with it are
+/// refused, even ones verified and cached before.
+#[tokio::test]
+async fn key_rotation_new_kid_verifies_withdrawn_key_is_refused() {
+    let idp_port = free_port();
+    let _idp = tokio::task::spawn_blocking(move || crate::helpers::start_idp(idp_port))
+        .await
+        .unwrap();
+    let issuer = format!("http://127.0.0.1:{idp_port}");
+    let app = spawn_app_against(&issuer, &components().moto_endpoint, |f| f).await;
+    assert!(app.wait_ready(Duration::from_secs(15)).await);
+    let (_, old) = unique_user(&app, "rot-old", json!(["science"])).await;
+    assert_eq!(app.get_as("/whoami", &old).await.status(), 200);
+
+    let rotated = idp_post(&issuer, "/test/rotate", json!({"step": "add"})).await;
+    let (_, new) = unique_user(&app, "rot-new", json!(["science"])).await;
+    let res = app.get_as("/whoami", &new).await;
+    assert_eq!(
+        res.status(),
+        200,
+        "new kid {} after one refresh",
+        rotated["kid"]
+    );
+    assert_eq!(
+        app.get_as("/whoami", &old).await.status(),
+        200,
+        "both published"
+    );
+
+    idp_post(&issuer, "/test/rotate", json!({"step": "retire"})).await;
+    // stsvend learns of the new key set at its next refresh (hourly, or an unknown kid once
+    // the 10 s limit has passed): make it happen now.
+    tokio::time::sleep(stsvend::auth::discovery::KEY_REFRESH_MIN_INTERVAL).await;
+    let unknown =
+        crate::helpers::mint(&issuer, json!({"sub": "rot-x"}), json!({"kid": "nope"})).await;
+    assert_eq!(app.get_as("/whoami", &unknown).await.status(), 401);
+    let res = app.get_as("/whoami", &old).await;
+    assert_eq!(res.status(), 401, "a token signed with a withdrawn key");
+    assert_eq!(app.get_as("/whoami", &new).await.status(), 200);
+}

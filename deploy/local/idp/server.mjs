@@ -85,6 +85,10 @@ function checkBasic(header) {
 }
 
 const JWKS = signingKeys();
+// Test-only key rotation (POST /test/rotate): the key user tokens are signed with, and the set
+// /oauth/jwks publishes (the provider's own keys until a rotation).
+let SIGNING = JWKS.keys[0];
+let PUBLISHED = undefined;
 
 const provider = new Provider(ISSUER, {
   clients: [{
@@ -323,7 +327,7 @@ async function readJson(req, limit = 64 * 1024) {
 
 async function mint(ctx) {
   const input = await readJson(ctx.req);
-  const jwk = JWKS.keys[0];
+  const jwk = SIGNING;
   const now = Math.floor(Date.now() / 1000);
   const user = USERS[input.sub ?? 'alice'];
   const header = { alg: 'RS256', typ: 'at+jwt', kid: jwk.kid, ...(input.header ?? {}) };
@@ -376,7 +380,7 @@ function verifiedUserToken(token) {
   try {
     const header = JSON.parse(Buffer.from(parts[0], 'base64url').toString('utf8'));
     const payload = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8'));
-    const jwk = JWKS.keys.find((k) => k.kid === header.kid);
+    const jwk = (PUBLISHED ?? JWKS).keys.find((k) => k.kid === header.kid);
     if (!jwk || header.alg !== 'RS256') return undefined;
     const { d, p, q, dp, dq, qi, ...pub } = jwk;
     const ok = verify('RSA-SHA256', Buffer.from(`${parts[0]}.${parts[1]}`),
@@ -402,6 +406,26 @@ provider.use(async (ctx, next) => {
       return;
     }
     ctx.body = account;
+    return;
+  }
+  if (ctx.path === '/oauth/jwks' && ctx.method === 'GET' && PUBLISHED) {
+    log('jwks');
+    ctx.type = 'application/jwk-set+json';
+    ctx.body = { keys: PUBLISHED.keys.map(({ d, p, q, dp, dq, qi, ...pub }) => pub) };
+    return;
+  }
+  // { step: "add" } signs new tokens with a fresh key published beside the old one;
+  // { step: "retire" } then withdraws every other key.
+  if (env.IDP_TEST_MINT === '1' && ctx.method === 'POST' && ctx.path === '/test/rotate') {
+    const input = await readJson(ctx.req);
+    if (input.step === 'add') {
+      const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      SIGNING = { ...privateKey.export({ format: 'jwk' }), kid: `rotated-${Date.now().toString(36)}`, use: 'sig', alg: 'RS256' };
+      PUBLISHED = { keys: [SIGNING, ...(PUBLISHED?.keys ?? JWKS.keys)] };
+    } else if (input.step === 'retire') {
+      PUBLISHED = { keys: [SIGNING] };
+    }
+    ctx.body = { kid: SIGNING.kid, published: PUBLISHED.keys.map((k) => k.kid) };
     return;
   }
   if (env.IDP_TEST_MINT === '1' && ctx.method === 'POST' && ctx.path === '/test/account') {
