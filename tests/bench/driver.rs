@@ -5,6 +5,8 @@
 //!     bench-driver coalesce URL ISSUER MOTO_ENDPOINT N
 //!     bench-driver memory USERS
 //!     bench-driver startup STSVEND_BIN CONFIG RUNS   (env: the STSVEND_* overrides to use)
+//!     bench-driver soak-prep URL ISSUER SESSION_KEY_FILE USERS OUT   (requests for soak.lua)
+//!     bench-driver flood URL JWKS_FILE ISSUER N                      (distinct tokens, RSS)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +37,25 @@ async fn main() {
         Some("memory") if args.len() == 2 => memory(args[1].parse().unwrap_or(100_000)).await,
         Some("startup") if args.len() == 4 => {
             startup(&args[1], &args[2], args[3].parse().unwrap_or(5)).await
+        }
+        Some("soak-prep") if args.len() == 6 => {
+            soak_prep(
+                &args[1],
+                &args[2],
+                &args[3],
+                args[4].parse().unwrap_or(1000),
+                &args[5],
+            )
+            .await
+        }
+        Some("flood") if args.len() == 5 => {
+            flood(
+                &args[1],
+                &args[2],
+                &args[3],
+                args[4].parse().unwrap_or(20_000),
+            )
+            .await
         }
         _ => {
             eprintln!("usage: bench-driver coalesce URL ISSUER MOTO N | memory USERS | startup BIN CONFIG RUNS");
@@ -278,4 +299,124 @@ async fn startup(bin: &str, config: &str, runs: usize) -> Value {
         "runs_ms": times,
         "median_ms": sorted[sorted.len() / 2],
     })
+}
+
+/// The soak's request mix, one line per user: `<path>\t<header>`. Half the users send a
+/// bearer JWT from the IdP, half a session cookie (sealed with the deployment's session key,
+/// as a login would leave it); formats rotate through all three. Every user's credential is
+/// fetched once here, at a pace within the STS budget, as users arrive over time in real life.
+async fn soak_prep(url: &str, issuer: &str, key_file: &str, users: usize, out: &str) -> Value {
+    use stsvend::auth::session::{CookieCodec, SessionData};
+    let http = reqwest::Client::new();
+    let key = std::fs::read_to_string(key_file).expect("session key file");
+    let figment = figment::Figment::from(Toml::string(stsvend::config::DEFAULT_TOML))
+        .merge(Toml::string(
+            "[server]\npublic_url = \"http://127.0.0.1:1\"\n[oidc]\nissuer = \"http://127.0.0.1:2\"\nclient_id = \"c\"\n[session]\nsecure = false\n[sts]\nrole_arn = \"arn:aws:iam::123456789012:role/r\"\n",
+        ))
+        .merge(Serialized::default("session.key", key.trim()));
+    let settings = stsvend::config::from_figment(figment).expect("settings").1;
+    let codec = CookieCodec::new(&settings.session, "/login", "").expect("codec");
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let formats = ["", "?format=credential-process", "?format=container"];
+    let mut lines = Vec::with_capacity(users);
+    let started = Instant::now();
+    for i in 0..users {
+        let user = format!("soak{}-{i:05}", &run[..6]);
+        let header = if i % 2 == 0 {
+            format!("Authorization: Bearer {}", mint(&http, issuer, &user).await)
+        } else {
+            let now = Utc::now();
+            let data = SessionData {
+                sub: user.clone(),
+                groups: vec!["science".into()],
+                exp: now.timestamp() + 4 * 3600,
+                auth_time: now.timestamp(),
+            };
+            let cookie = codec.session_cookie(&data, now).expect("cookie");
+            format!("Cookie: {}={}", cookie.name(), cookie.value())
+        };
+        let path = format!("/s3credentials{}", formats[i % 3]);
+        let (name, value) = header.split_once(": ").expect("header");
+        let res = http
+            .get(format!("{url}{}", &path["/s3credentials".len()..]))
+            .header(name, value)
+            .send()
+            .await
+            .expect("warm-up request");
+        assert_eq!(res.status(), 200, "warm-up of {user}");
+        lines.push(format!("{path}\t{header}"));
+        // Stay within the default STS budget (100/s).
+        tokio::time::sleep(Duration::from_millis(12)).await;
+    }
+    std::fs::write(out, lines.join("\n") + "\n").expect("write the request mix");
+    json!({"scenario": "soak-prep", "users": users, "seconds": started.elapsed().as_secs_f64()})
+}
+
+/// A flood of distinct valid tokens (one user, a new `jti` each): each one is verified and
+/// cached, so the server's memory must level off at the configured caps.
+async fn flood(url: &str, jwks_file: &str, issuer: &str, n: usize) -> Value {
+    let jwks: Value = serde_json::from_str(&std::fs::read_to_string(jwks_file).expect("jwks"))
+        .expect("jwks JSON");
+    let jwk = jwks["keys"][0].clone();
+    let kid = jwk["kid"].as_str().expect("kid").to_owned();
+    let der = rsa_private_der(&jwk);
+    let key = jsonwebtoken::EncodingKey::from_rsa_der(&der);
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some(kid);
+    let now = Utc::now().timestamp();
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let mut ok = 0usize;
+    let batch = 500;
+    for start in (0..n).step_by(batch) {
+        let tokens: Vec<String> = (start..(start + batch).min(n))
+            .map(|i| {
+                let claims = json!({
+                    "iss": issuer, "aud": "stsvend-local", "sub": "flood-user",
+                    "groups": ["science"], "iat": now, "exp": now + 3600, "jti": format!("{i}"),
+                });
+                jsonwebtoken::encode(&header, &claims, &key).expect("sign")
+            })
+            .collect();
+        let (good, _) = fire(&http, url, tokens).await;
+        ok += good;
+    }
+    json!({"scenario": "flood", "tokens": n, "ok": ok, "seconds": started.elapsed().as_secs_f64()})
+}
+
+/// PKCS#1 DER of an RSA private JWK (what jsonwebtoken's encoder takes).
+fn rsa_private_der(jwk: &Value) -> Vec<u8> {
+    use base64::Engine as _;
+    let int = |name: &str| {
+        let mut bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(jwk[name].as_str().expect("JWK field"))
+            .expect("base64url");
+        if bytes.first().is_some_and(|b| b & 0x80 != 0) {
+            bytes.insert(0, 0);
+        }
+        der_item(0x02, &bytes)
+    };
+    let mut body = der_item(0x02, &[0]);
+    for name in ["n", "e", "d", "p", "q", "dp", "dq", "qi"] {
+        body.extend(int(name));
+    }
+    der_item(0x30, &body)
+}
+
+fn der_item(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 128 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(content);
+    out
 }

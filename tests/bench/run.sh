@@ -8,7 +8,8 @@
 #   4. start-up: process start to /readyz 200 with the IdP up.
 # Prints one table and writes it (with core count and date) to tests/bench/results.md.
 # Figures, not pass/fail: the machine is shared and noisy, so medians of RUNS runs are quoted.
-# The servers run as in production: JSON logs at info (one audit line per response), metrics on.
+# The servers run as in production: JSON logs at info (one audit line per response), metrics on;
+# the STS guard is widened (2,000 in flight, 600/s) so the coalescing scenario measures coalescing.
 #
 #   tests/bench/run.sh            (RUNS=3 DURATION=15s CONNECTIONS=64 by default)
 set -euo pipefail
@@ -55,7 +56,8 @@ start_stsvend() { # port extra-env...
   local port=$1; shift
   env STSVEND_SERVER__BIND="127.0.0.1:$port" STSVEND_SERVER__PUBLIC_URL="http://127.0.0.1:$port" \
     STSVEND_SERVER__LOG_FORMAT=json STSVEND_SERVER__METRICS=true STSVEND_OIDC__ISSUER="$issuer" \
-    STSVEND_STS__ENDPOINT_URL="$moto" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "$@" \
+    STSVEND_STS__ENDPOINT_URL="$moto" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
+    STSVEND_STS__MAX_IN_FLIGHT=2000 STSVEND_STS__MAX_CALLS_PER_SECOND=600 "$@" \
     "$rel/stsvend" serve --config "$root/config/local.toml" >>"$work/stsvend-$port.log" 2>&1 &
   pids+=($!)
   wait_http "http://127.0.0.1:$port/readyz"

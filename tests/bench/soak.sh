@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Load and soak: a release stsvend against the local IdP and moto, as in production (JSON
+# logs at info, metrics on), then
+#   1. 1,000 users (half bearer JWTs, half session cookies; earthdata, credential-process and
+#      container formats) arrive at a pace within the STS budget, then 1,000 concurrent
+#      connections request credentials for SOAK_SECONDS (default 60): errors, p50/p99,
+#      throughput, server RSS before and after;
+#   2. a flood of FLOOD (default 20,000) distinct valid tokens against a server whose caches
+#      are capped at 2,000 entries: RSS after every quarter, which must level off.
+# Prints a table and appends it to tests/bench/results.md. Figures, not pass/fail.
+#
+#   tests/bench/soak.sh
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+USERS="${USERS:-1000}"
+CONNECTIONS="${CONNECTIONS:-1000}"
+SOAK_SECONDS="${SOAK_SECONDS:-60}"
+FLOOD="${FLOOD:-20000}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stsvend-target}"
+
+"$root/deploy/local/setup.sh"
+if ! command -v wrk >/dev/null; then
+  [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null \
+    || { echo "soak: wrk is missing (Debian package wrk)" >&2; exit 1; }
+fi
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+echo "[soak] building (release)" >&2
+(cd "$root" && cargo build --release --locked --quiet --bin stsvend --example bench-driver)
+rel="$CARGO_TARGET_DIR/release"
+work="$(mktemp -d /tmp/stsvend-soak.XXXXXX)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 1 300); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "soak: $1 never answered" >&2; exit 1; }
+rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+
+idp_port=$(free_port); moto_port=$(free_port)
+issuer="http://127.0.0.1:$idp_port"; moto="http://127.0.0.1:$moto_port"
+IDP_PORT=$idp_port IDP_TEST_MINT=1 IDP_JWKS_FILE="$work/idp-jwks.json" IDP_PARENT_PID=$$ \
+  node "$root/deploy/local/idp/server.mjs" >"$work/idp.log" 2>&1 &
+pids+=($!)
+"$root/deploy/local/.venv/bin/python" "$root/deploy/local/moto_stack.py" --port "$moto_port" --parent-pid $$ >"$work/moto.log" 2>&1 &
+pids+=($!)
+wait_http "$issuer/.well-known/openid-configuration"
+for _ in $(seq 1 200); do grep -q '"event": "ready"' "$work/moto.log" && break; sleep 0.1; done
+
+start_stsvend() { # port extra-env...
+  local port=$1; shift
+  env STSVEND_SERVER__BIND="127.0.0.1:$port" STSVEND_SERVER__PUBLIC_URL="http://127.0.0.1:$port" \
+    STSVEND_SERVER__LOG_FORMAT=json STSVEND_SERVER__METRICS=true STSVEND_OIDC__ISSUER="$issuer" \
+    STSVEND_STS__ENDPOINT_URL="$moto" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "$@" \
+    "$rel/stsvend" serve --config "$root/config/local.toml" >>"$work/stsvend-$port.log" 2>&1 &
+  pids+=($!)
+  wait_http "http://127.0.0.1:$port/readyz"
+}
+
+port=$(free_port)
+start_stsvend "$port"
+pid=${pids[-1]}
+rss_start=$(rss_mib "$pid")
+echo "[soak] preparing $USERS users" >&2
+"$rel/examples/bench-driver" soak-prep "http://127.0.0.1:$port/s3credentials" "$issuer" \
+  "$root/deploy/local/secrets/session-key.b64" "$USERS" "$work/requests.tsv" >"$work/prep.json"
+rss_before=$(rss_mib "$pid")
+echo "[soak] $CONNECTIONS connections for ${SOAK_SECONDS}s" >&2
+SOAK_REQUESTS="$work/requests.tsv" wrk -t2 -c"$CONNECTIONS" -d"${SOAK_SECONDS}s" --timeout 10s --latency \
+  -s "$here/soak.lua" "http://127.0.0.1:$port" >"$work/wrk.txt"
+rss_after=$(rss_mib "$pid")
+metrics="$(curl -fsS "http://127.0.0.1:$port/metrics")"
+
+echo "[soak] flood of $FLOOD distinct tokens (caches capped at 2000)" >&2
+fport=$(free_port)
+start_stsvend "$fport" STSVEND_CACHE__MAX_ENTRIES=2000
+fpid=${pids[-1]}
+flood_rss=("$(rss_mib "$fpid")")
+quarter=$((FLOOD / 4))
+for _ in 1 2 3 4; do
+  "$rel/examples/bench-driver" flood "http://127.0.0.1:$fport/s3credentials" "$work/idp-jwks.json" "$issuer" "$quarter" >>"$work/flood.json"
+  flood_rss+=("$(rss_mib "$fpid")")
+done
+
+python3 - "$work" "$USERS" "$CONNECTIONS" "$SOAK_SECONDS" "$FLOOD" "$rss_start" "$rss_before" "$rss_after" "${flood_rss[*]}" <<'PY' | tee -a "$here/results.md"
+import datetime, json, os, re, sys
+work, users, conns, secs, flood, rss_start, rss_before, rss_after, flood_rss = sys.argv[1:10]
+text = open(os.path.join(work, "wrk.txt")).read()
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+total = int(re.search(r"(\d+) requests in", text).group(1))
+def q(p):
+    m = re.search(rf"^\s+{p}%\s+(\S+)", text, re.M)
+    return m.group(1) if m else "?"
+non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
+floods = [json.loads(l) for l in open(os.path.join(work, "flood.json"))]
+ok = sum(f["ok"] for f in floods)
+print(f"\n## Load and soak ({datetime.date.today()}, {os.cpu_count()} cores shared by wrk and the server)\n")
+print("| measure | figure |")
+print("|---|---|")
+print(f"| users (half bearer, half cookie; 3 formats) | {users} |")
+print(f"| connections, duration | {conns}, {secs} s |")
+print(f"| requests, throughput | {total}, {rps:,.0f} req/s |")
+print(f"| errors (non-2xx + socket) | {errors} |")
+print(f"| latency p50 / p99 | {q(50)} / {q(99)} |")
+print(f"| server RSS: start / {users} users cached / after the soak | {rss_start} / {rss_before} / {rss_after} MiB |")
+print(f"| token flood: {flood} distinct valid tokens, caches capped at 2,000 | {ok} answered 200 |")
+print(f"| RSS at 0 / 25 / 50 / 75 / 100 % of the flood | {' / '.join(flood_rss.split())} MiB |")
+PY
