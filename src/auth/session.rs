@@ -282,6 +282,16 @@ mod tests {
         CookieCodec::new(&settings, "/login", "").unwrap()
     }
 
+    fn login_state(state: &str, exp: i64) -> LoginState {
+        LoginState {
+            state: state.into(),
+            nonce: "n".into(),
+            pkce_verifier: "v".into(),
+            return_to: "/".into(),
+            exp,
+        }
+    }
+
     #[test]
     fn a_session_round_trips_and_expires() {
         let c = codec();
@@ -306,13 +316,7 @@ mod tests {
     fn tampering_or_swapping_names_is_rejected() {
         let c = codec();
         let now = Utc::now();
-        let state = LoginState {
-            state: "s".into(),
-            nonce: "n".into(),
-            pkce_verifier: "v".into(),
-            return_to: "/".into(),
-            exp: now.timestamp() + 60,
-        };
+        let state = login_state("s", now.timestamp() + 60);
         let cookies = c.login_cookies(&state, None, now).unwrap();
         let login = cookies[0].clone();
         let lookup = |value: String| {
@@ -341,13 +345,7 @@ mod tests {
         let mut index: Option<String> = None;
         let mut used = Vec::new();
         for i in 0..(LOGIN_SLOTS as i64 + 2) {
-            let state = LoginState {
-                state: format!("s{i}"),
-                nonce: "n".into(),
-                pkce_verifier: "v".into(),
-                return_to: "/".into(),
-                exp: now.timestamp() + 600 + i,
-            };
+            let state = login_state(&format!("s{i}"), now.timestamp() + 600 + i);
             let cookies = c.login_cookies(&state, index.as_deref(), now).unwrap();
             used.push(cookies[0].name().to_owned());
             index = Some(cookies[1].value().to_owned());
@@ -385,13 +383,7 @@ mod tests {
             prefixed.session_cookie(&data, now).unwrap().path(),
             Some("/archive")
         );
-        let state = LoginState {
-            state: "s".into(),
-            nonce: "n".into(),
-            pkce_verifier: "v".into(),
-            return_to: "/".into(),
-            exp: now.timestamp() + 60,
-        };
+        let state = login_state("s", now.timestamp() + 60);
         let cookies = prefixed.login_cookies(&state, None, now).unwrap();
         assert_eq!(cookies[0].path(), Some("/archive/login"));
         settings.secure = false;

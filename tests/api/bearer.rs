@@ -199,16 +199,7 @@ fn jwks_fetches(log: &std::path::Path) -> usize {
 }
 
 async fn opaque_token(issuer: &str, user: &str) -> String {
-    let body: serde_json::Value = reqwest::Client::new()
-        .post(format!("{issuer}/test/mint-opaque"))
-        .json(&json!({"sub": user}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["token"].as_str().unwrap().to_owned()
+    opaque_token_for(issuer, user, crate::helpers::CLIENT_ID).await
 }
 
 #[tokio::test]

@@ -284,6 +284,20 @@ async fn login_until_callback(app: &TestApp, user: &str, password: &str) -> (Str
     }
 }
 
+/// GET `url` (absolute) sending `cookie` (a `name=value` pair), no redirects followed.
+async fn get_with_cookie(
+    app: &TestApp,
+    url: impl reqwest::IntoUrl,
+    cookie: &str,
+) -> reqwest::Response {
+    app.http
+        .get(url)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+}
+
 fn sets_a_session(res: &reqwest::Response) -> bool {
     set_cookies(res)
         .iter()
@@ -307,13 +321,7 @@ async fn a_wrong_state_is_400_and_sets_nothing() {
         })
         .collect();
     url.query_pairs_mut().clear().extend_pairs(pairs);
-    let res = app
-        .http
-        .get(url)
-        .header("cookie", &login_cookie)
-        .send()
-        .await
-        .unwrap();
+    let res = get_with_cookie(&app, url, &login_cookie).await;
     assert_eq!(res.status(), 400);
     assert!(!sets_a_session(&res));
     assert!(
@@ -328,22 +336,10 @@ async fn a_wrong_state_is_400_and_sets_nothing() {
 async fn a_replayed_code_is_400_and_sets_nothing() {
     let app = spawn_ready_app().await;
     let (callback, login_cookie) = login_until_callback(&app, "alice", "alice-pw").await;
-    let first = app
-        .http
-        .get(&callback)
-        .header("cookie", &login_cookie)
-        .send()
-        .await
-        .unwrap();
+    let first = get_with_cookie(&app, &callback, &login_cookie).await;
     assert_eq!(first.status(), 302);
     assert!(sets_a_session(&first));
-    let replay = app
-        .http
-        .get(&callback)
-        .header("cookie", &login_cookie)
-        .send()
-        .await
-        .unwrap();
+    let replay = get_with_cookie(&app, &callback, &login_cookie).await;
     assert_eq!(replay.status(), 400);
     assert!(!sets_a_session(&replay));
     let body: serde_json::Value = replay.json().await.unwrap();
@@ -382,13 +378,7 @@ async fn an_idp_error_at_the_callback_is_reported_not_hidden() {
 
 async fn logged_in_cookie(app: &TestApp) -> String {
     let (callback, login_cookie) = login_until_callback(app, "alice", "alice-pw").await;
-    let res = app
-        .http
-        .get(&callback)
-        .header("cookie", &login_cookie)
-        .send()
-        .await
-        .unwrap();
+    let res = get_with_cookie(app, &callback, &login_cookie).await;
     let cookie = set_cookies(&res)
         .into_iter()
         .find(|c| c.starts_with("stsvend_session=") && !c.contains("Max-Age=0"))
@@ -435,13 +425,7 @@ async fn a_session_expires_with_the_configured_lifetime() {
 async fn logout_clears_the_cookie_and_ends_the_idp_session() {
     let app = spawn_ready_app().await;
     let cookie = logged_in_cookie(&app).await;
-    let res = app
-        .http
-        .get(app.url("/logout"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let res = get_with_cookie(&app, app.url("/logout"), &cookie).await;
     assert_eq!(res.status(), 302);
     let location = res.headers()["location"].to_str().unwrap();
     assert!(
@@ -647,36 +631,18 @@ async fn a_login_state_is_consumed_by_its_first_callback_even_a_failed_one() {
     let app = spawn_ready_app().await;
     let (callback, login_cookie) = login_until_callback(&app, "alice", "alice-pw").await;
     let junk = with_code(&callback, "junk-code");
-    let first = app
-        .http
-        .get(&junk)
-        .header("cookie", &login_cookie)
-        .send()
-        .await
-        .unwrap();
+    let first = get_with_cookie(&app, &junk, &login_cookie).await;
     assert_eq!(first.status(), 400);
     let body: serde_json::Value = first.json().await.unwrap();
     assert_eq!(body["error"], "invalid_grant", "the IdP refused the code");
     for code in ["junk-2", "junk-3"] {
-        let replay = app
-            .http
-            .get(with_code(&callback, code))
-            .header("cookie", &login_cookie)
-            .send()
-            .await
-            .unwrap();
+        let replay = get_with_cookie(&app, with_code(&callback, code), &login_cookie).await;
         assert_eq!(replay.status(), 400);
         let body: serde_json::Value = replay.json().await.unwrap();
         assert_eq!(body["error"], "invalid_request", "{body}");
     }
     // Even the genuine code cannot use the spent login state.
-    let genuine = app
-        .http
-        .get(&callback)
-        .header("cookie", &login_cookie)
-        .send()
-        .await
-        .unwrap();
+    let genuine = get_with_cookie(&app, &callback, &login_cookie).await;
     assert_eq!(genuine.status(), 400);
     assert!(!sets_a_session(&genuine));
 }
@@ -698,13 +664,12 @@ async fn anonymous_callbacks_are_rate_limited_per_client() {
             .find(|c| c.starts_with("stsvend_session_login_"))
             .unwrap();
         let cookie = cookie.split(';').next().unwrap().to_owned();
-        let res = app
-            .http
-            .get(app.url(&format!("/login?code=junk&state={state}")))
-            .header("cookie", cookie)
-            .send()
-            .await
-            .unwrap();
+        let res = get_with_cookie(
+            &app,
+            app.url(&format!("/login?code=junk&state={state}")),
+            &cookie,
+        )
+        .await;
         if res.status() == 429 {
             assert!(res.headers().get("retry-after").is_some());
         }
@@ -726,13 +691,7 @@ async fn a_sessions_groups_expire_after_the_groups_max_age() {
     app.clock.advance(Duration::from_secs(200));
     assert_eq!(whoami_with_cookie(&app, &cookie).await.status(), 401);
     // A browser or script is sent to log in again instead.
-    let res = app
-        .http
-        .get(app.url("/s3credentials"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let res = get_with_cookie(&app, app.url("/s3credentials"), &cookie).await;
     assert_eq!(res.status(), 302);
 }
 

@@ -40,17 +40,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 300); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "bench: $1 never answered" >&2; exit 1; }
-
-idp_port=$(free_port); moto_port=$(free_port)
-issuer="http://127.0.0.1:$idp_port"; moto="http://127.0.0.1:$moto_port"
-IDP_PORT=$idp_port IDP_TEST_MINT=1 IDP_PARENT_PID=$$ node "$root/deploy/local/idp/server.mjs" >"$work/idp.log" 2>&1 &
-pids+=($!)
-"$root/deploy/local/.venv/bin/python" "$root/deploy/local/moto_stack.py" --port "$moto_port" --parent-pid $$ >"$work/moto.log" 2>&1 &
-pids+=($!)
-wait_http "$issuer/.well-known/openid-configuration"
-for _ in $(seq 1 200); do grep -q '"event": "ready"' "$work/moto.log" && break; sleep 0.1; done
+# shellcheck source=../components.sh
+. "$root/tests/components.sh"
+start_components
 
 start_stsvend() { # port extra-env...
   local port=$1; shift
@@ -106,5 +98,8 @@ STSVEND_SERVER__BIND="127.0.0.1:$startup_port" STSVEND_SERVER__PUBLIC_URL="http:
   STSVEND_OIDC__ISSUER="$issuer" STSVEND_STS__ENDPOINT_URL="$moto" \
   "$rel/examples/bench-driver" startup "$rel/stsvend" "$root/config/local.toml" 5 >"$work/startup.json"
 
-python3 "$here/report.py" "$work" "$RUNS" "$DURATION" "$CONNECTIONS" "$rss_start" "$rss_hot" | tee "$here/results.md"
+# results.md: this table, then the soak's section (tests/bench/soak.sh) kept as it was.
+python3 "$here/report.py" "$work" "$RUNS" "$DURATION" "$CONNECTIONS" "$rss_start" "$rss_hot" | tee "$work/table.md"
+{ cat "$work/table.md"; sed -n '/^<!-- soak -->$/,$p' "$here/results.md" 2>/dev/null; } >"$work/results.md"
+mv "$work/results.md" "$here/results.md"
 echo "[bench] written to tests/bench/results.md" >&2

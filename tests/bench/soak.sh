@@ -7,7 +7,7 @@
 #      throughput, server RSS before and after;
 #   2. a flood of FLOOD (default 20,000) distinct valid tokens against a server whose caches
 #      are capped at 2,000 entries: RSS after every quarter, which must level off.
-# Prints a table and appends it to tests/bench/results.md. Figures, not pass/fail.
+# Prints a table and puts it after run.sh's in tests/bench/results.md. Figures, not pass/fail.
 #
 #   tests/bench/soak.sh
 set -euo pipefail
@@ -37,19 +37,10 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 300); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "soak: $1 never answered" >&2; exit 1; }
+# shellcheck source=../components.sh
+. "$root/tests/components.sh"
 rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
-
-idp_port=$(free_port); moto_port=$(free_port)
-issuer="http://127.0.0.1:$idp_port"; moto="http://127.0.0.1:$moto_port"
-IDP_PORT=$idp_port IDP_TEST_MINT=1 IDP_JWKS_FILE="$work/idp-jwks.json" IDP_PARENT_PID=$$ \
-  node "$root/deploy/local/idp/server.mjs" >"$work/idp.log" 2>&1 &
-pids+=($!)
-"$root/deploy/local/.venv/bin/python" "$root/deploy/local/moto_stack.py" --port "$moto_port" --parent-pid $$ >"$work/moto.log" 2>&1 &
-pids+=($!)
-wait_http "$issuer/.well-known/openid-configuration"
-for _ in $(seq 1 200); do grep -q '"event": "ready"' "$work/moto.log" && break; sleep 0.1; done
+start_components IDP_JWKS_FILE="$work/idp-jwks.json"
 
 start_stsvend() { # port extra-env...
   local port=$1; shift
@@ -86,7 +77,8 @@ for _ in 1 2 3 4; do
   flood_rss+=("$(rss_mib "$fpid")")
 done
 
-python3 - "$work" "$USERS" "$CONNECTIONS" "$SOAK_SECONDS" "$FLOOD" "$rss_start" "$rss_before" "$rss_after" "${flood_rss[*]}" <<'PY' | tee -a "$here/results.md"
+# results.md: tests/bench/run.sh's table as it was, then this section.
+python3 - "$work" "$USERS" "$CONNECTIONS" "$SOAK_SECONDS" "$FLOOD" "$rss_start" "$rss_before" "$rss_after" "${flood_rss[*]}" <<'PY' | tee "$work/soak.md"
 import datetime, json, os, re, sys
 work, users, conns, secs, flood, rss_start, rss_before, rss_after, flood_rss = sys.argv[1:10]
 text = open(os.path.join(work, "wrk.txt")).read()
@@ -100,6 +92,7 @@ sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeou
 errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
 floods = [json.loads(l) for l in open(os.path.join(work, "flood.json"))]
 ok = sum(f["ok"] for f in floods)
+print("<!-- soak -->")
 print(f"\n## Load and soak ({datetime.date.today()}, {os.cpu_count()} cores shared by wrk and the server)\n")
 print("| measure | figure |")
 print("|---|---|")
@@ -112,3 +105,5 @@ print(f"| server RSS: start / {users} users cached / after the soak | {rss_start
 print(f"| token flood: {flood} distinct valid tokens, caches capped at 2,000 | {ok} answered 200 |")
 print(f"| RSS at 0 / 25 / 50 / 75 / 100 % of the flood | {' / '.join(flood_rss.split())} MiB |")
 PY
+{ sed '/^<!-- soak -->$/,$d' "$here/results.md" 2>/dev/null; cat "$work/soak.md"; } >"$work/results.md"
+mv "$work/results.md" "$here/results.md"

@@ -18,34 +18,19 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { "$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_for() { # url what log
-  for _ in $(seq 1 150); do
-    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
-    sleep 0.2
-  done
-  echo "[contract] $2 did not come up at $1:" >&2
-  tail -20 "$3" >&2
-  exit 1
-}
-
-idp_port="$(free_port)"; moto_port="$(free_port)"; app_port="$(free_port)"
-issuer="http://127.0.0.1:$idp_port"
+# shellcheck source=../components.sh
+. "$root/tests/components.sh"
+start_components
+app_port="$(free_port)"
 app="http://127.0.0.1:$app_port"
-IDP_PORT=$idp_port IDP_PARENT_PID=$$ node "$root/deploy/local/idp/server.mjs" >"$work/idp.log" 2>&1 &
-pids+=($!)
-"$venv/bin/python" "$root/deploy/local/moto_stack.py" --port "$moto_port" --parent-pid $$ >"$work/moto.log" 2>&1 &
-pids+=($!)
-wait_for "$issuer/.well-known/openid-configuration" "the IdP" "$work/idp.log"
-for _ in $(seq 1 150); do grep -q '"event": "ready"' "$work/moto.log" && break; sleep 0.2; done
 
 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN= \
 STSVEND_SERVER__BIND="127.0.0.1:$app_port" STSVEND_SERVER__PUBLIC_URL="$app" \
 STSVEND_SERVER__LOG_FORMAT=json STSVEND_OIDC__ISSUER="$issuer" \
-STSVEND_STS__ENDPOINT_URL="http://127.0.0.1:$moto_port" \
+STSVEND_STS__ENDPOINT_URL="$moto" \
   "$bin" serve --config "$root/config/local.toml" >"$work/stsvend.log" 2>&1 &
 pids+=($!)
-wait_for "$app/readyz" "stsvend" "$work/stsvend.log"
+wait_http "$app/readyz" "$work/stsvend.log"
 
 token="$(curl -fsS -u carol:carol-pw -X POST "$issuer/api/users/find_or_create_token" \
   | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')"
