@@ -83,6 +83,26 @@ pub struct RawServer {
     pub request_head_timeout_seconds: u64,
     pub keep_alive_seconds: u64,
     pub max_connections_per_worker: usize,
+    /// A second listener for /metrics, /healthz and /readyz only.
+    #[serde(default)]
+    pub internal_bind: Option<String>,
+    #[serde(default)]
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    #[serde(serialize_with = "resolved_required")]
+    pub cert_file: RelativePathBuf,
+    #[serde(serialize_with = "resolved_required")]
+    pub key_file: RelativePathBuf,
+    #[serde(default = "default_tls_reload")]
+    pub reload_interval_seconds: u64,
+}
+
+fn default_tls_reload() -> u64 {
+    10
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -117,6 +137,11 @@ pub struct RawSession {
     pub key_file: Option<RelativePathBuf>,
     pub lifetime_seconds: u64,
     pub secure: bool,
+    /// Earlier keys, still accepted for reading cookies while they rotate out.
+    #[serde(default, serialize_with = "redacted_list")]
+    pub previous_keys: Vec<SecretString>,
+    #[serde(default, serialize_with = "resolved_paths")]
+    pub previous_key_files: Vec<RelativePathBuf>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -191,6 +216,18 @@ fn redacted<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::O
     }
 }
 
+fn redacted_list<S: serde::Serializer>(v: &[SecretString], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|_| "<redacted>"))
+}
+
+fn resolved_paths<S: serde::Serializer>(v: &[RelativePathBuf], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(RelativePathBuf::relative))
+}
+
+fn resolved_required<S: serde::Serializer>(v: &RelativePathBuf, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_some(&v.relative())
+}
+
 fn resolved_path<S: serde::Serializer>(
     v: &Option<RelativePathBuf>,
     s: S,
@@ -243,7 +280,7 @@ pub fn load(path: Option<&Path>) -> Result<(RawSettings, Settings), ConfigError>
 
 /// Extract and validate any set of layers (tests add their own on top of the defaults).
 pub fn from_figment(figment: Figment) -> Result<(RawSettings, Settings), ConfigError> {
-    for secret in ["oidc.client_secret", "session.key"] {
+    for secret in ["oidc.client_secret", "session.key", "session.previous_keys"] {
         if let Some(md) = figment.find_metadata(secret) {
             if let Some(Source::File(path)) = &md.source {
                 let env = format!("{ENV_PREFIX}{}", secret.replace('.', "__").to_uppercase());
@@ -359,6 +396,8 @@ pub struct ServerSettings {
     pub log_format: LogFormat,
     pub log_queue_max_bytes: usize,
     pub trust_x_forwarded_for: bool,
+    pub internal_bind: Option<SocketAddr>,
+    pub tls: Option<TlsSettings>,
     /// A client must send a whole request head within this (slowloris defence).
     pub request_head_timeout: Duration,
     /// Idle keep-alive connections are closed after this.
@@ -372,6 +411,14 @@ impl ServerSettings {
     pub fn path_prefix(&self) -> &str {
         self.public_url.path().trim_end_matches('/')
     }
+}
+
+/// Native TLS: the PEM files (certificate chain, private key), re-read this often.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub cert_file: std::path::PathBuf,
+    pub key_file: std::path::PathBuf,
+    pub reload_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -417,6 +464,8 @@ impl fmt::Debug for CookieKey {
 pub struct SessionSettings {
     pub cookie_name: String,
     pub key: CookieKey,
+    /// Keys still accepted for reading cookies (rotation); new cookies use `key`.
+    pub previous_keys: Vec<CookieKey>,
     pub lifetime: Duration,
     pub secure: bool,
 }
@@ -811,6 +860,50 @@ impl Settings {
                 120,
             )?,
             keep_alive: seconds("server.keep_alive_seconds", raw.keep_alive_seconds, 1, 3600)?,
+            internal_bind: match &raw.internal_bind {
+                None => None,
+                Some(a) => {
+                    let addr = a.parse::<SocketAddr>().map_err(|_| {
+                        ConfigError::key(
+                            "server.internal_bind",
+                            format!("{a:?} is not an address like \"0.0.0.0:9090\""),
+                        )
+                    })?;
+                    if addr == bind && addr.port() != 0 {
+                        return Err(ConfigError::key(
+                            "server.internal_bind",
+                            "must differ from server.bind",
+                        ));
+                    }
+                    Some(addr)
+                }
+            },
+            tls: match &raw.tls {
+                None => None,
+                Some(t) => {
+                    let (cert_file, key_file) = (t.cert_file.relative(), t.key_file.relative());
+                    // Load once now: a missing, unreadable or mismatched pair stops startup
+                    // (and check-config) with one line naming the file.
+                    crate::tls::load(&cert_file, &key_file).map_err(|e| {
+                        let key = if e.path == key_file {
+                            "server.tls.key_file"
+                        } else {
+                            "server.tls.cert_file"
+                        };
+                        ConfigError::key(key, e)
+                    })?;
+                    Some(TlsSettings {
+                        cert_file,
+                        key_file,
+                        reload_interval: seconds(
+                            "server.tls.reload_interval_seconds",
+                            t.reload_interval_seconds,
+                            1,
+                            3600,
+                        )?,
+                    })
+                }
+            },
             max_connections_per_worker: if (1..=1_000_000).contains(&raw.max_connections_per_worker)
             {
                 raw.max_connections_per_worker
@@ -961,20 +1054,20 @@ impl Settings {
                 ))
             }
         };
-        let bytes = decode_base64(&encoded).ok_or_else(|| {
-            ConfigError::key(
-                "session.key",
-                "is not valid base64 (openssl rand -base64 64)",
-            )
-        })?;
-        if bytes.len() < MIN_COOKIE_KEY_BYTES {
-            return Err(ConfigError::key(
-                "session.key",
-                format!(
-                    "is {} bytes once decoded; at least {MIN_COOKIE_KEY_BYTES} are required (openssl rand -base64 64)",
-                    bytes.len()
-                ),
-            ));
+        let bytes = cookie_key("session.key", &encoded)?;
+        let mut previous_keys = Vec::new();
+        for k in &raw.previous_keys {
+            previous_keys.push(CookieKey::from_bytes(cookie_key(
+                "session.previous_keys",
+                k.expose_secret().trim(),
+            )?));
+        }
+        for path in &raw.previous_key_files {
+            let encoded = read_secret_file("session.previous_key_files", &path.relative())?;
+            previous_keys.push(CookieKey::from_bytes(cookie_key(
+                "session.previous_key_files",
+                &encoded,
+            )?));
         }
         let loopback_http = public_url.scheme() == "http" && is_loopback(public_url);
         if !raw.secure && !loopback_http {
@@ -988,6 +1081,7 @@ impl Settings {
         Ok(SessionSettings {
             cookie_name: name.clone(),
             key: CookieKey::from_bytes(bytes),
+            previous_keys,
             lifetime: seconds(
                 "session.lifetime_seconds",
                 raw.lifetime_seconds,
@@ -1204,6 +1298,22 @@ impl Settings {
             allowed_origins: origins,
         })
     }
+}
+
+/// A session key: base64 of at least 64 bytes.
+fn cookie_key(key: &str, encoded: &str) -> Result<Vec<u8>, ConfigError> {
+    let bytes = decode_base64(encoded)
+        .ok_or_else(|| ConfigError::key(key, "is not valid base64 (openssl rand -base64 64)"))?;
+    if bytes.len() < MIN_COOKIE_KEY_BYTES {
+        return Err(ConfigError::key(
+            key,
+            format!(
+                "is {} bytes once decoded; at least {MIN_COOKIE_KEY_BYTES} are required (openssl rand -base64 64)",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(bytes)
 }
 
 fn decode_base64(s: &str) -> Option<Vec<u8>> {

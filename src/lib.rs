@@ -14,4 +14,5 @@ pub mod openapi;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;
+pub mod tls;
 pub mod vend;

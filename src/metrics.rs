@@ -167,18 +167,98 @@ impl Collector for VendCollector {
     }
 }
 
-/// The middleware that counts requests and answers `/metrics`.
-pub fn middleware(vendor: Arc<Vendor>) -> Result<PrometheusMetrics, String> {
-    let registry = Registry::new();
-    let collector = VendCollector::new(vendor).map_err(|e| e.to_string())?;
-    registry
-        .register(Box::new(collector))
-        .map_err(|e| e.to_string())?;
-    PrometheusMetricsBuilder::new("stsvend")
-        .registry(registry)
-        .endpoint("/metrics")
-        // Unknown paths must not become label values (a scanner would explode cardinality).
-        .mask_unmatched_patterns("UNKNOWN")
-        .build()
-        .map_err(|e| e.to_string())
+/// The served certificate's expiry and reloads, when stsvend terminates TLS.
+struct TlsCollector {
+    reloader: Arc<crate::tls::CertReloader>,
+    not_after: IntGauge,
+    reloads: IntCounter,
+    failures: IntCounter,
+}
+
+impl Collector for TlsCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        [
+            self.not_after.desc(),
+            self.reloads.desc(),
+            self.failures.desc(),
+        ]
+        .concat()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.not_after.set(self.reloader.not_after());
+        VendCollector::set(&self.reloads, self.reloader.reloads.load(Relaxed));
+        VendCollector::set(&self.failures, self.reloader.reload_failures.load(Relaxed));
+        [
+            self.not_after.collect(),
+            self.reloads.collect(),
+            self.failures.collect(),
+        ]
+        .concat()
+    }
+}
+
+/// What serves metrics: the request-counting middleware (answering `/metrics` itself unless
+/// an internal listener does) and the registry an internal listener renders.
+pub struct Metrics {
+    pub middleware: PrometheusMetrics,
+    pub registry: Registry,
+}
+
+impl Metrics {
+    pub fn new(
+        vendor: Arc<Vendor>,
+        tls: Option<Arc<crate::tls::CertReloader>>,
+        serve_endpoint: bool,
+    ) -> Result<Self, String> {
+        let registry = Registry::new();
+        let collector = VendCollector::new(vendor).map_err(|e| e.to_string())?;
+        registry
+            .register(Box::new(collector))
+            .map_err(|e| e.to_string())?;
+        if let Some(reloader) = tls {
+            let tls = TlsCollector {
+                reloader,
+                not_after: IntGauge::with_opts(Opts::new(
+                    "stsvend_tls_certificate_expiry_timestamp_seconds",
+                    "When the served TLS certificate expires (Unix time)",
+                ))
+                .map_err(|e| e.to_string())?,
+                reloads: IntCounter::with_opts(Opts::new(
+                    "stsvend_tls_certificate_reloads_total",
+                    "TLS certificates loaded after their files changed",
+                ))
+                .map_err(|e| e.to_string())?,
+                failures: IntCounter::with_opts(Opts::new(
+                    "stsvend_tls_certificate_reload_failures_total",
+                    "Changed TLS files that did not load (the previous certificate stays)",
+                ))
+                .map_err(|e| e.to_string())?,
+            };
+            registry
+                .register(Box::new(tls))
+                .map_err(|e| e.to_string())?;
+        }
+        let mut builder = PrometheusMetricsBuilder::new("stsvend")
+            .registry(registry.clone())
+            // Unknown paths must not become label values (a scanner would explode cardinality).
+            .mask_unmatched_patterns("UNKNOWN");
+        if serve_endpoint {
+            builder = builder.endpoint("/metrics");
+        }
+        let middleware = builder.build().map_err(|e| e.to_string())?;
+        Ok(Self {
+            middleware,
+            registry,
+        })
+    }
+}
+
+/// `/metrics` on the internal listener: the registry in Prometheus' text format.
+pub fn render(registry: &Registry) -> String {
+    use prometheus::Encoder;
+    let mut out = Vec::new();
+    let _ = prometheus::TextEncoder::new().encode(&registry.gather(), &mut out);
+    String::from_utf8(out).unwrap_or_default()
 }

@@ -44,6 +44,9 @@ pub struct Dependencies {
     pub sts: Option<Arc<dyn StsApi>>,
     /// The service's own AWS credentials, instead of the default chain (tests use moto's).
     pub aws_credentials: Option<aws_sdk_sts::config::Credentials>,
+    /// The internal listener, bound by the caller (tests use port 0); by default
+    /// `server.internal_bind` is bound when set.
+    pub internal_listener: Option<TcpListener>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,11 +66,15 @@ pub enum StartupError {
     CookieKey(String),
     #[error("cannot start the HTTP server: {0}")]
     Server(std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 pub struct Application {
     port: u16,
+    internal_port: Option<u16>,
     server: Server,
+    internal: Option<Server>,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -133,7 +140,28 @@ impl Application {
             None => Arc::new(AwsSts::from_settings(&settings.sts, deps.aws_credentials).await),
         };
         let vendor = Arc::new(Vendor::new(sts, &settings, clock.clone()));
-        let metrics = crate::metrics::middleware(vendor.clone()).map_err(StartupError::Metrics)?;
+        let tls = match &settings.server.tls {
+            Some(t) => Some((
+                Arc::new(crate::tls::CertReloader::new(&t.cert_file, &t.key_file)?),
+                t.reload_interval,
+            )),
+            None => None,
+        };
+        let internal_listener = match (deps.internal_listener, settings.server.internal_bind) {
+            (Some(l), _) => Some(l),
+            (None, Some(addr)) => Some(
+                TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, source })?,
+            ),
+            (None, None) => None,
+        };
+        let metrics = crate::metrics::Metrics::new(
+            vendor.clone(),
+            tls.as_ref().map(|(r, _)| r.clone()),
+            internal_listener.is_none(),
+        )
+        .map_err(StartupError::Metrics)?;
+        let registry = metrics.registry.clone();
+        let metrics = metrics.middleware;
         let metrics_on = settings.server.metrics;
         if crate::vend::policy::worst_case(&settings).is_none() {
             tracing::warn!(
@@ -163,6 +191,7 @@ impl Application {
             consumed_logins: Default::default(),
             idp_limiter,
         });
+        let internal_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(actix_web::middleware::Condition::new(
@@ -185,12 +214,40 @@ impl Application {
         if workers > 0 {
             server = server.workers(workers);
         }
-        let server = server.listen(listener).map_err(StartupError::Server)?.run();
+        let mut background = vec![discovery_task, sweep_task];
+        let server = match tls {
+            Some((reloader, every)) => {
+                let config = crate::tls::server_config(reloader.clone())?;
+                background.push(tokio::spawn(reloader.watch(every)));
+                server.listen_rustls_0_23(listener, config)
+            }
+            None => server.listen(listener),
+        }
+        .map_err(StartupError::Server)?
+        .run();
+        let (internal, internal_port) = match internal_listener {
+            Some(listener) => {
+                let port = listener
+                    .local_addr()
+                    .map_err(|source| StartupError::Bind { addr, source })?
+                    .port();
+                let server = internal_server(listener, internal_state, registry, metrics_on)?;
+                (Some(server), Some(port))
+            }
+            None => (None, None),
+        };
         Ok(Self {
             port,
+            internal_port,
             server,
-            background: vec![discovery_task, sweep_task],
+            internal,
+            background,
         })
+    }
+
+    /// The internal listener's port, when there is one.
+    pub fn internal_port(&self) -> Option<u16> {
+        self.internal_port
     }
 
     pub fn port(&self) -> u16 {
@@ -199,10 +256,54 @@ impl Application {
 
     /// Serve until SIGTERM/SIGINT (in-flight requests get `shutdown_timeout_seconds`).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let result = self.server.await;
+        // Both listeners stop on SIGTERM/SIGINT; the service is down when both are.
+        let result = match self.internal {
+            Some(internal) => {
+                let (public, internal) = futures_util::future::join(self.server, internal).await;
+                public.and(internal)
+            }
+            None => self.server.await,
+        };
         for task in self.background {
             task.abort();
         }
         result
     }
+}
+
+/// The internal listener: probes and metrics only, for Kubernetes and Prometheus; never
+/// exposed through the Service or Ingress.
+fn internal_server(
+    listener: TcpListener,
+    state: web::Data<AppState>,
+    registry: prometheus::Registry,
+    metrics_on: bool,
+) -> Result<Server, StartupError> {
+    let registry = web::Data::new(registry);
+    let server = HttpServer::new(move || {
+        let mut app = App::new()
+            .wrap(from_fn(request_id_middleware))
+            .app_data(state.clone())
+            .app_data(registry.clone())
+            .route("/healthz", web::get().to(routes::health::healthz))
+            .route("/healthz", web::head().to(routes::health::healthz))
+            .route("/readyz", web::get().to(routes::health::readyz))
+            .route("/readyz", web::head().to(routes::health::readyz));
+        if metrics_on {
+            app = app.route(
+                "/metrics",
+                web::get().to(|registry: web::Data<prometheus::Registry>| async move {
+                    actix_web::HttpResponse::Ok()
+                        .content_type("text/plain; version=0.0.4")
+                        .body(crate::metrics::render(&registry))
+                }),
+            );
+        }
+        app.default_service(web::to(routes::not_found))
+    })
+    .workers(1)
+    .listen(listener)
+    .map_err(StartupError::Server)?
+    .run();
+    Ok(server)
 }

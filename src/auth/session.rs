@@ -91,6 +91,8 @@ impl SlotIndex {
 #[derive(Clone)]
 pub struct CookieCodec {
     key: Key,
+    /// Earlier keys: cookies sealed with them are still read (key rotation).
+    previous: Vec<Key>,
     session_name: String,
     login_base: String,
     index_name: String,
@@ -109,6 +111,11 @@ impl CookieCodec {
         path_prefix: &str,
     ) -> Result<Self, String> {
         let key = Key::try_from(settings.key.bytes()).map_err(|e| e.to_string())?;
+        let previous = settings
+            .previous_keys
+            .iter()
+            .map(|k| Key::try_from(k.bytes()).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
         let base = &settings.cookie_name;
         // `__Host-` pins a cookie to this exact host over https with Path=/ (no subdomain can
         // set or shadow it); `__Secure-` is what remains possible for path-scoped cookies.
@@ -119,6 +126,7 @@ impl CookieCodec {
         };
         Ok(Self {
             key,
+            previous,
             session_name: format!("{host}{base}"),
             login_base: format!("{secure_prefix}{base}_login"),
             index_name: format!("{host}{base}_logins"),
@@ -153,10 +161,13 @@ impl CookieCodec {
         jar.get(name).cloned()
     }
 
+    /// The cookie's content, if the current key or one of the previous keys sealed it.
     fn open<T: DeserializeOwned>(&self, name: &str, sealed: &str) -> Option<T> {
         let mut jar = CookieJar::new();
         jar.add_original(Cookie::new(name.to_owned(), sealed.to_owned()));
-        let plain = jar.private(&self.key).get(name)?;
+        let plain = std::iter::once(&self.key)
+            .chain(&self.previous)
+            .find_map(|key| jar.private(key).get(name))?;
         serde_json::from_str(plain.value()).ok()
     }
 
@@ -276,6 +287,7 @@ mod tests {
         let settings = SessionSettings {
             cookie_name: "s".into(),
             key: CookieKey::from_bytes(vec![9u8; 64]),
+            previous_keys: vec![],
             lifetime: Duration::from_secs(3600),
             secure: true,
         };
@@ -310,6 +322,50 @@ mod tests {
         assert!(c
             .read_session(cookie.value(), now + chrono::TimeDelta::seconds(61))
             .is_none());
+    }
+
+    /// Session-key rotation: cookies sealed with a previous key are still read; new cookies
+    /// are sealed with the current key, which an old deployment (without it) cannot read.
+    #[test]
+    fn previous_keys_read_old_cookies_and_new_cookies_use_the_current_key() {
+        let old = codec();
+        let now = Utc::now();
+        let data = SessionData {
+            sub: "alice".into(),
+            groups: vec![],
+            exp: now.timestamp() + 60,
+            auth_time: now.timestamp(),
+        };
+        let old_cookie = old.session_cookie(&data, now).unwrap();
+        let rotated_settings = SessionSettings {
+            cookie_name: "s".into(),
+            key: CookieKey::from_bytes(vec![7u8; 64]),
+            previous_keys: vec![CookieKey::from_bytes(vec![9u8; 64])],
+            lifetime: Duration::from_secs(3600),
+            secure: true,
+        };
+        let rotated = CookieCodec::new(&rotated_settings, "/login", "").unwrap();
+        assert_eq!(
+            rotated.read_session(old_cookie.value(), now).unwrap().sub,
+            "alice"
+        );
+        let new_cookie = rotated.session_cookie(&data, now).unwrap();
+        assert!(rotated.read_session(new_cookie.value(), now).is_some());
+        assert!(
+            old.read_session(new_cookie.value(), now).is_none(),
+            "new cookies use the new key"
+        );
+        // Once the old key is dropped from previous_keys, its cookies stop working.
+        let dropped = CookieCodec::new(
+            &SessionSettings {
+                previous_keys: vec![],
+                ..rotated_settings
+            },
+            "/login",
+            "",
+        )
+        .unwrap();
+        assert!(dropped.read_session(old_cookie.value(), now).is_none());
     }
 
     #[test]
@@ -364,6 +420,7 @@ mod tests {
         let mut settings = SessionSettings {
             cookie_name: "s".into(),
             key: CookieKey::from_bytes(vec![9u8; 64]),
+            previous_keys: vec![],
             lifetime: Duration::from_secs(3600),
             secure: true,
         };

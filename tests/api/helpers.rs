@@ -272,6 +272,8 @@ pub struct TestApp {
     pub address: String,
     pub port: u16,
     pub issuer: String,
+    /// The internal listener (`server.internal_bind`), when configured.
+    pub internal: Option<String>,
     /// Follows no redirects and keeps no cookies: tests look at each hop.
     pub http: reqwest::Client,
     /// The app's clock: `clock.advance(..)` moves time forward for expiry tests.
@@ -366,9 +368,15 @@ async fn start_app(settings: Settings, listener: TcpListener) -> TestApp {
     init_log_capture();
     let clock = std::sync::Arc::new(ManualClock::default());
     let issuer = settings.oidc.issuer.clone();
+    // An internal listener, when configured, on a free port too.
+    let internal_listener = settings
+        .server
+        .internal_bind
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind port 0"));
     let deps = Dependencies {
         clock: Some(clock.clone()),
         sts: None,
+        internal_listener,
         // moto accepts any credentials; these stand for the service's own.
         aws_credentials: Some(aws_sdk_sts::config::Credentials::new(
             "testing", "testing", None, None, "tests",
@@ -378,11 +386,13 @@ async fn start_app(settings: Settings, listener: TcpListener) -> TestApp {
         .await
         .expect("application builds");
     let port = app.port();
+    let internal = app.internal_port().map(|p| format!("http://127.0.0.1:{p}"));
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
         issuer,
+        internal,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()

@@ -11,3 +11,4 @@ mod helpers;
 mod lifecycle;
 mod login;
 mod secrets_in_logs;
+mod tls;

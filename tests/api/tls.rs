@@ -1,0 +1,259 @@
+//! Native TLS, the internal listener, and certificate rotation under load.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use figment::providers::Serialized;
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+
+use crate::config_errors::stsvend;
+use crate::helpers::spawn_app_with;
+
+/// A test CA and leaf certificates for 127.0.0.1 it signs.
+struct TestPki {
+    ca: CertifiedIssuer<'static, KeyPair>,
+}
+
+struct Leaf {
+    cert_pem: String,
+    key_pem: String,
+    der: Vec<u8>,
+    not_after: i64,
+}
+
+impl TestPki {
+    fn new() -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "stsvend test CA");
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        Self { ca }
+    }
+
+    fn ca_pem(&self) -> String {
+        self.ca.pem()
+    }
+
+    fn leaf(&self, year: i32) -> Leaf {
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(year, 1, 1);
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        let not_after = params.not_after.unix_timestamp();
+        Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().to_vec(),
+            not_after,
+        }
+    }
+}
+
+/// Replace a file the way Kubernetes and cert-manager do: write aside, then rename over.
+fn replace(path: &Path, contents: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn https_client(ca_pem: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+        .tls_info(true)
+        // A new connection (and handshake) for every request: each sees the served certificate.
+        .pool_max_idle_per_host(0)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn peer_certificate(res: &reqwest::Response) -> Vec<u8> {
+    res.extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|i| i.peer_certificate())
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn https_with_http2_internal_listener_and_certificate_rotation_under_load() {
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_file, key_file) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let first = pki.leaf(2031);
+    std::fs::write(&cert_file, &first.cert_pem).unwrap();
+    std::fs::write(&key_file, &first.key_pem).unwrap();
+    let (cert, key) = (cert_file.clone(), key_file.clone());
+    let app = spawn_app_with(move |f| {
+        let public = f
+            .find_value("server.bind")
+            .ok()
+            .and_then(|v| v.into_string())
+            .unwrap();
+        f.merge(Serialized::default("server.tls.cert_file", cert))
+            .merge(Serialized::default("server.tls.key_file", key))
+            .merge(Serialized::default("server.tls.reload_interval_seconds", 1))
+            .merge(Serialized::default("server.internal_bind", "127.0.0.1:0"))
+            .merge(Serialized::default("server.metrics", true))
+            .merge(Serialized::default(
+                "server.public_url",
+                format!("https://{public}"),
+            ))
+            .merge(Serialized::default("session.secure", true))
+    })
+    .await;
+    let internal = app.internal.clone().expect("an internal listener");
+    let plain = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while plain
+        .get(format!("{internal}/readyz"))
+        .send()
+        .await
+        .map_or(true, |r| r.status() != 200)
+    {
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let base = format!("https://127.0.0.1:{}", app.port);
+    let client = https_client(&pki.ca_pem());
+    let res = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.version(), reqwest::Version::HTTP_2, "h2 by ALPN");
+    assert_eq!(peer_certificate(&res), first.der);
+
+    // Metrics and probes live on the internal listener only.
+    assert_eq!(
+        client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let metrics = plain
+        .get(format!("{internal}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "stsvend_tls_certificate_expiry_timestamp_seconds {}",
+            first.not_after
+        )),
+        "{metrics}"
+    );
+    assert_eq!(
+        plain
+            .get(format!("{internal}/s3credentials"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    // Load: four clients, a new TLS connection per request, while the files are replaced.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, base, stop) = (client.clone(), base.clone(), stop.clone());
+            let (ok, failed) = (ok.clone(), failed.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    match client.get(format!("{base}/healthz")).send().await {
+                        Ok(r) if r.status() == 200 => ok.fetch_add(1, Ordering::SeqCst),
+                        _ => failed.fetch_add(1, Ordering::SeqCst),
+                    };
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = pki.leaf(2032);
+    let swapped = Instant::now();
+    replace(&key_file, &second.key_pem);
+    replace(&cert_file, &second.cert_pem);
+    loop {
+        // A fresh client: a resumed TLS 1.3 session would not show the server's certificate.
+        let res = https_client(&pki.ca_pem())
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap();
+        if peer_certificate(&res) == second.der {
+            break;
+        }
+        assert!(
+            swapped.elapsed() < Duration::from_secs(10),
+            "the new certificate was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = swapped.elapsed();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    for t in load {
+        t.await.unwrap();
+    }
+    eprintln!(
+        "tls rotation: new certificate served {took:?} after the swap; {} requests under load, {} failed",
+        ok.load(Ordering::SeqCst),
+        failed.load(Ordering::SeqCst)
+    );
+    assert_eq!(failed.load(Ordering::SeqCst), 0, "no request dropped");
+    assert!(ok.load(Ordering::SeqCst) > 20);
+    let metrics = plain
+        .get(format!("{internal}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains(&format!(
+        "stsvend_tls_certificate_expiry_timestamp_seconds {}",
+        second.not_after
+    )));
+    assert!(metrics.contains("stsvend_tls_certificate_reloads_total 1"));
+}
+
+#[test]
+fn missing_or_mismatched_tls_files_stop_startup_with_one_line_naming_the_file() {
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (pki.leaf(2031), pki.leaf(2031));
+    let cert = dir.path().join("a.crt");
+    let wrong_key = dir.path().join("b.key");
+    std::fs::write(&cert, &a.cert_pem).unwrap();
+    std::fs::write(&wrong_key, &b.key_pem).unwrap();
+    let missing = dir.path().join("missing.crt");
+    for (cert_path, key_path, named) in [
+        (&missing, &wrong_key, &missing),
+        (&cert, &wrong_key, &wrong_key),
+    ] {
+        let out = stsvend(
+            &["check-config", "--config", "config/local.toml"],
+            &[
+                (
+                    "STSVEND_SERVER__TLS__CERT_FILE",
+                    cert_path.to_str().unwrap(),
+                ),
+                ("STSVEND_SERVER__TLS__KEY_FILE", key_path.to_str().unwrap()),
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(named.to_str().unwrap()), "{stderr}");
+    }
+}
