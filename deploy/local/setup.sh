@@ -74,6 +74,9 @@ if [ "$for_tests" = 1 ]; then
     apt_install ceph-mon ceph-osd radosgw ceph-common
   fi
   command -v uuidgen >/dev/null || apt_install uuid-runtime
+  # The https browser test imports the local CA into an NSS database.
+  command -v certutil >/dev/null || apt_install libnss3-tools
+  command -v openssl >/dev/null || apt_install openssl
   npm_ci "$root/tests/browser"
   npm_ci "$root/tests/policy"
   # The Nu Html Checker runs on Java.

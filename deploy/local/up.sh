@@ -15,7 +15,8 @@ ISSUER="http://127.0.0.1:$IDP_PORT"
 
 "$here/setup.sh"
 
-for port in $IDP_PORT $MOTO_PORT 8080; do
+HTTPS_URL="https://127.0.0.1:8443"
+for port in $IDP_PORT $MOTO_PORT 8080 8443; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "up.sh: port $port on 127.0.0.1 is already in use; stop whatever listens there first." >&2
     exit 1
@@ -63,11 +64,27 @@ AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN= \
 pids+=($!)
 wait_for "$APP_URL/readyz" "stsvend"
 
+# The same service over https, with a local CA made on first use and Secure cookies.
+tls="$("$here/tls.sh" "$run/tls")"
+echo "[up] starting stsvend on $HTTPS_URL (TLS, CA $tls/ca.pem)" >&2
+AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN= \
+STSVEND_SERVER__BIND=127.0.0.1:8443 STSVEND_SERVER__PUBLIC_URL="$HTTPS_URL" \
+STSVEND_SERVER__TLS__CERT_FILE="$tls/server.pem" STSVEND_SERVER__TLS__KEY_FILE="$tls/server.key" \
+STSVEND_SESSION__SECURE=true STSVEND_OIDC__CLIENT_ID=stsvend-local-https \
+STSVEND_OIDC__AUDIENCES='["stsvend-local"]' \
+  "$bin" serve --config "$root/config/local.toml" >"$run/stsvend-https.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 150); do
+  curl -fsS --cacert "$tls/ca.pem" -o /dev/null "$HTTPS_URL/readyz" 2>/dev/null && break
+  sleep 0.2
+done
+
 cat <<MSG
 
   stsvend local stack is up (Ctrl-C stops everything)
 
     stsvend   $APP_URL            (readiness: $APP_URL/readyz)
+              $HTTPS_URL           (https; Secure cookies; log in $run/stsvend-https.log)
     IdP       $ISSUER            (discovery: $ISSUER/.well-known/openid-configuration)
     moto      http://127.0.0.1:$MOTO_PORT            (STS + S3; buckets demo-inregion, demo-restricted, demo-elsewhere)
 
@@ -86,6 +103,10 @@ cat <<MSG
     curl -s -n --netrc-file /tmp/stsvend-netrc -L -c /tmp/stsvend-jar -b /tmp/stsvend-jar $APP_URL/s3credentials
 
   In a browser: $APP_URL/s3credentials (log in at the IdP's form, come back to JSON)
+
+  Over https (earthaccess and other clients that insist on https), trust the local CA:
+    export SSL_CERT_FILE=$tls/ca.pem REQUESTS_CA_BUNDLE=$tls/ca.pem AWS_CA_BUNDLE=$tls/ca.pem
+    curl -s --cacert $tls/ca.pem -H "Authorization: Bearer \$TOKEN" $HTTPS_URL/s3credentials
 
   Logs: stsvend below; IdP and moto in $run/
 

@@ -257,3 +257,82 @@ fn missing_or_mismatched_tls_files_stop_startup_with_one_line_naming_the_file() 
         assert!(stderr.contains(named.to_str().unwrap()), "{stderr}");
     }
 }
+
+/// The local stack's https: deploy/local/tls.sh makes a CA and a server certificate, stsvend
+/// serves them, and Python `requests` (what earthaccess uses) trusts them through
+/// REQUESTS_CA_BUNDLE, and refuses the connection without it.
+#[tokio::test]
+async fn python_requests_gets_credentials_over_https_with_the_local_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    let out = std::process::Command::new(crate::helpers::repo_root().join("deploy/local/tls.sh"))
+        .arg(&tls)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (cert, key) = (tls.join("server.pem"), tls.join("server.key"));
+    let app = spawn_app_with(move |f| {
+        let public = f
+            .find_value("server.bind")
+            .ok()
+            .and_then(|v| v.into_string())
+            .unwrap();
+        f.merge(Serialized::default("server.tls.cert_file", cert))
+            .merge(Serialized::default("server.tls.key_file", key))
+            .merge(Serialized::default(
+                "server.public_url",
+                format!("https://{public}"),
+            ))
+            .merge(Serialized::default("session.secure", true))
+    })
+    .await;
+    let (_, token) =
+        crate::helpers::unique_user(&app, "https", serde_json::json!(["science"])).await;
+    let url = format!("https://127.0.0.1:{}/s3credentials", app.port);
+    let python = crate::helpers::repo_root().join("deploy/local/.venv/bin/python");
+    let script = r#"
+import os, sys, time, requests
+url, token = sys.argv[1], sys.argv[2]
+for _ in range(100):
+    try:
+        r = requests.get(url, headers={"Authorization": "Bearer " + token}, timeout=10)
+        break
+    except requests.exceptions.SSLError:
+        raise
+    except requests.exceptions.ConnectionError:
+        time.sleep(0.1)
+body = r.json()
+print(r.status_code, sorted(body), r.headers.get("Cache-Control"))
+"#;
+    let run = |ca: Option<std::path::PathBuf>| {
+        let mut cmd = tokio::process::Command::new(&python);
+        cmd.args(["-c", script, &url, &token])
+            .env_remove("REQUESTS_CA_BUNDLE");
+        if let Some(ca) = ca {
+            cmd.env("REQUESTS_CA_BUNDLE", ca);
+        }
+        cmd.output()
+    };
+    let out = run(Some(tls.join("ca.pem"))).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.trim(),
+        "200 ['accessKeyId', 'expiration', 'secretAccessKey', 'sessionToken'] no-store"
+    );
+    let untrusted = run(None).await.unwrap();
+    assert!(!untrusted.status.success());
+    assert!(
+        String::from_utf8_lossy(&untrusted.stderr).contains("CERTIFICATE_VERIFY_FAILED"),
+        "{}",
+        String::from_utf8_lossy(&untrusted.stderr)
+    );
+}

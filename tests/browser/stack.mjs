@@ -42,12 +42,13 @@ async function waitFor(url, what, timeoutMs = 30000) {
   throw new Error(`${what} did not come up at ${url}`);
 }
 
-export async function startStack() {
+// `tls`: a folder made by deploy/local/tls.sh; stsvend then serves https with Secure cookies.
+export async function startStack({ tls } = {}) {
   const logDir = mkdtempSync(join(tmpdir(), 'stsvend-browser-'));
   const idpPort = await freePort();
   const appPort = await freePort();
   const issuer = `http://127.0.0.1:${idpPort}`;
-  const app = `http://127.0.0.1:${appPort}`;
+  const app = `${tls ? 'https' : 'http'}://127.0.0.1:${appPort}`;
   const bin = process.env.STSVEND_BIN
     ?? join(process.env.CARGO_TARGET_DIR ?? join(root, 'target'), 'debug', 'stsvend');
   if (!existsSync(bin)) throw new Error(`no stsvend binary at ${bin}: build it, or set STSVEND_BIN`);
@@ -71,6 +72,7 @@ export async function startStack() {
     children.push(start('idp', 'node', [join(root, 'deploy/local/idp/server.mjs')], {
       IDP_PORT: String(idpPort),
       IDP_PARENT_PID: String(process.pid),
+      IDP_HTTPS_REDIRECT_URIS: `${app}/login`,
     }, logDir));
     await waitFor(`${issuer}/.well-known/openid-configuration`, 'the IdP');
     children.push(start('stsvend', bin, ['serve', '--config', join(root, 'config/local.toml')], {
@@ -82,9 +84,34 @@ export async function startStack() {
       STSVEND_STS__ENDPOINT_URL: 'http://127.0.0.1:9',
       AWS_ACCESS_KEY_ID: 'testing',
       AWS_SECRET_ACCESS_KEY: 'testing',
+      ...(tls ? {
+        STSVEND_SERVER__TLS__CERT_FILE: join(tls, 'server.pem'),
+        STSVEND_SERVER__TLS__KEY_FILE: join(tls, 'server.key'),
+        STSVEND_SESSION__SECURE: 'true',
+        STSVEND_OIDC__CLIENT_ID: 'stsvend-local-https',
+        STSVEND_OIDC__AUDIENCES: '["stsvend-local"]',
+        NODE_EXTRA_CA_CERTS: join(tls, 'ca.pem'),
+      } : {}),
     }, logDir));
-    await waitFor(`${app}/readyz`, 'stsvend');
+    if (tls) process.env.NODE_EXTRA_CA_CERTS = join(tls, 'ca.pem');
+    await waitFor(tls ? `http://127.0.0.1:${idpPort}/.well-known/openid-configuration` : `${app}/readyz`, 'stsvend');
+    if (tls) await waitForTls(`${app}/readyz`, join(tls, 'ca.pem'));
   }
+}
+
+// Node's fetch does not read NODE_EXTRA_CA_CERTS after start-up: ask curl with the CA.
+async function waitForTls(url, ca, timeoutMs = 30000) {
+  const { execFileSync } = await import('node:child_process');
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      execFileSync('curl', ['-fsS', '-o', '/dev/null', '--cacert', ca, url]);
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  throw new Error(`stsvend did not come up at ${url}`);
 }
 
 export const CHROMIUM_ARGS = [

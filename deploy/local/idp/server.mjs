@@ -31,6 +31,10 @@ const TOKEN_TTL = Number(env.IDP_TOKEN_TTL ?? 60 * 24 * 3600);
 // what lets tests run stsvend on port 0.
 const REDIRECT_URIS = (env.IDP_REDIRECT_URIS ?? 'http://127.0.0.1/login,http://localhost/login')
   .split(',').map((s) => s.trim()).filter(Boolean);
+// stsvend over https is a web client (native clients may not use https on 127.0.0.1): exact
+// redirect URIs, the local stack's https port by default.
+const HTTPS_REDIRECT_URIS = (env.IDP_HTTPS_REDIRECT_URIS ?? 'https://127.0.0.1:8443/login')
+  .split(',').map((s) => s.trim()).filter(Boolean);
 const POST_LOGOUT_URIS = (env.IDP_POST_LOGOUT_REDIRECT_URIS ?? 'http://127.0.0.1/,http://localhost/')
   .split(',').map((s) => s.trim()).filter(Boolean);
 
@@ -97,6 +101,15 @@ const provider = new Provider(ISSUER, {
     application_type: 'native',
     redirect_uris: REDIRECT_URIS,
     post_logout_redirect_uris: POST_LOGOUT_URIS,
+    grant_types: ['authorization_code'],
+    response_types: ['code'],
+    token_endpoint_auth_method: 'client_secret_basic',
+    id_token_signed_response_alg: 'RS256',
+  }, {
+    client_id: `${CLIENT_ID}-https`,
+    client_secret: CLIENT_SECRET,
+    application_type: 'web',
+    redirect_uris: HTTPS_REDIRECT_URIS,
     grant_types: ['authorization_code'],
     response_types: ['code'],
     token_endpoint_auth_method: 'client_secret_basic',
