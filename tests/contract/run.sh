@@ -37,7 +37,8 @@ token="$(curl -fsS -u carol:carol-pw -X POST "$issuer/api/users/find_or_create_t
 
 echo "[contract] schemathesis against $app/openapi.json ($examples cases per operation)" >&2
 status=0
-"$venv/bin/schemathesis" --config-file "$root/tests/contract/schemathesis.toml" run "$app/openapi.json" \
+# From the scratch folder: schemathesis keeps a cache in the working directory.
+(cd "$work" && "$venv/bin/schemathesis" --config-file "$root/tests/contract/schemathesis.toml" run "$app/openapi.json" \
   --header "Authorization: Bearer $token" \
   --max-examples "$examples" \
   --phases examples,coverage,fuzzing \
@@ -45,7 +46,7 @@ status=0
   --report har --report-har-path "$work/cases.har" \
   --request-timeout 10 \
   --max-redirects 0 \
-  --no-color 2>&1 | tee "$work/schemathesis.log" || status=$?
+  --no-color) 2>&1 | tee "$work/schemathesis.log" || status=$?
 # Requests sent per operation (from the HAR record of every exchange). Operations with
 # parameters must have had at least $examples; those without have little to vary.
 "$venv/bin/python" - "$work/cases.har" "$examples" <<'PY' || status=1
