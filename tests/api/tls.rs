@@ -54,6 +54,27 @@ impl TestPki {
     }
 }
 
+/// The test configuration serving https with these files, its public URL https and its
+/// cookies Secure.
+fn with_tls(
+    f: figment::Figment,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+) -> figment::Figment {
+    let public = f
+        .find_value("server.bind")
+        .ok()
+        .and_then(|v| v.into_string())
+        .unwrap();
+    f.merge(Serialized::default("server.tls.cert_file", cert))
+        .merge(Serialized::default("server.tls.key_file", key))
+        .merge(Serialized::default(
+            "server.public_url",
+            format!("https://{public}"),
+        ))
+        .merge(Serialized::default("session.secure", true))
+}
+
 /// Replace a file the way Kubernetes and cert-manager do: write aside, then rename over.
 fn replace(path: &Path, contents: &str) {
     let tmp = path.with_extension("tmp");
@@ -90,21 +111,10 @@ async fn https_with_http2_internal_listener_and_certificate_rotation_under_load(
     std::fs::write(&key_file, &first.key_pem).unwrap();
     let (cert, key) = (cert_file.clone(), key_file.clone());
     let app = spawn_app_with(move |f| {
-        let public = f
-            .find_value("server.bind")
-            .ok()
-            .and_then(|v| v.into_string())
-            .unwrap();
-        f.merge(Serialized::default("server.tls.cert_file", cert))
-            .merge(Serialized::default("server.tls.key_file", key))
+        with_tls(f, cert, key)
             .merge(Serialized::default("server.tls.reload_interval_seconds", 1))
             .merge(Serialized::default("server.internal_bind", "127.0.0.1:0"))
             .merge(Serialized::default("server.metrics", true))
-            .merge(Serialized::default(
-                "server.public_url",
-                format!("https://{public}"),
-            ))
-            .merge(Serialized::default("session.secure", true))
     })
     .await;
     let internal = app.internal.clone().expect("an internal listener");
@@ -275,21 +285,7 @@ async fn python_requests_gets_credentials_over_https_with_the_local_ca() {
         String::from_utf8_lossy(&out.stderr)
     );
     let (cert, key) = (tls.join("server.pem"), tls.join("server.key"));
-    let app = spawn_app_with(move |f| {
-        let public = f
-            .find_value("server.bind")
-            .ok()
-            .and_then(|v| v.into_string())
-            .unwrap();
-        f.merge(Serialized::default("server.tls.cert_file", cert))
-            .merge(Serialized::default("server.tls.key_file", key))
-            .merge(Serialized::default(
-                "server.public_url",
-                format!("https://{public}"),
-            ))
-            .merge(Serialized::default("session.secure", true))
-    })
-    .await;
+    let app = spawn_app_with(move |f| with_tls(f, cert, key)).await;
     let (_, token) =
         crate::helpers::unique_user(&app, "https", serde_json::json!(["science"])).await;
     let url = format!("https://127.0.0.1:{}/s3credentials", app.port);
