@@ -106,11 +106,27 @@ pub struct BearerVerifier {
 }
 
 /// Whether the caller may make stsvend send one more request to the IdP now (the per-client
-/// limit on unauthenticated IdP-bound work); Err carries how long to wait.
-pub type IdpPermit<'a> = &'a (dyn Fn() -> Result<(), Duration> + Sync);
+/// limit on unauthenticated IdP-bound work); Err carries how long to wait. Called only when
+/// a request would reach the IdP, so cached tokens never pay for it.
+pub type IdpPermit<'a> = &'a dyn Fn() -> Result<(), Duration>;
 
 fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
+}
+
+/// Non-empty, at most `MAX_TOKEN_BYTES`, ASCII: anything else is refused before parsing.
+fn plausible(token: &str) -> bool {
+    !token.is_empty() && token.len() <= MAX_TOKEN_BYTES && token.is_ascii()
+}
+
+/// A JWT's header, if it parses and names an allowed algorithm.
+fn checked_header(token: &str) -> Result<jsonwebtoken::Header, TokenError> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+    if ALLOWED.contains(&header.alg) {
+        Ok(header)
+    } else {
+        Err(TokenError::Algorithm)
+    }
 }
 
 fn looks_like_jwt(token: &str) -> bool {
@@ -148,19 +164,19 @@ impl BearerVerifier {
         now: DateTime<Utc>,
         permit: IdpPermit<'_>,
     ) -> Result<Arc<VerifiedToken>, TokenError> {
-        if token.is_empty() || token.len() > MAX_TOKEN_BYTES || !token.is_ascii() {
+        if !plausible(token) {
             return Err(TokenError::Malformed);
         }
         let key = digest(token);
-        if let Some(e) = self.rejected.get(&key) {
-            return Err(e);
-        }
         if !looks_like_jwt(token) {
             if !self.settings.accept_opaque_tokens {
                 return Err(TokenError::Malformed);
             }
             if let Some(hit) = self.opaque.get(&key) {
                 return Ok(hit);
+            }
+            if let Some(e) = self.rejected.get(&key) {
+                return Err(e);
             }
             permit().map_err(TokenError::RateLimited)?;
             let checked = self.check_opaque(token, discovery, http).await;
@@ -174,6 +190,10 @@ impl BearerVerifier {
         let verified = match cached {
             Some(hit) => hit,
             None => {
+                // Only misses consult the refusals: the hot path is one cache lookup.
+                if let Some(e) = self.rejected.get(&key) {
+                    return Err(e);
+                }
                 let checked = self.verify_jwt(token, discovery, http, now).await;
                 self.remember(key, checked, &self.verified)?
             }
@@ -244,10 +264,7 @@ impl BearerVerifier {
         http: &reqwest::Client,
         now: DateTime<Utc>,
     ) -> Result<VerifiedToken, TokenError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
-        if !ALLOWED.contains(&header.alg) {
-            return Err(TokenError::Algorithm);
-        }
+        let header = checked_header(token)?;
         let provider = discovery.provider().ok_or(TokenError::NotReady)?;
         let mut jwk = find_key(&provider.keys, header.kid.as_deref()).cloned();
         if jwk.is_none() && discovery.refresh_keys(http).await {
@@ -267,13 +284,10 @@ impl BearerVerifier {
         keys: &jsonwebtoken::jwk::JwkSet,
         now: DateTime<Utc>,
     ) -> Result<VerifiedToken, TokenError> {
-        if token.is_empty() || token.len() > MAX_TOKEN_BYTES || !token.is_ascii() {
+        if !plausible(token) {
             return Err(TokenError::Malformed);
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
-        if !ALLOWED.contains(&header.alg) {
-            return Err(TokenError::Algorithm);
-        }
+        let header = checked_header(token)?;
         let jwk = find_key(keys, header.kid.as_deref()).ok_or(TokenError::UnknownKey)?;
         self.check_signed(token, &header, jwk, now)
     }

@@ -85,7 +85,9 @@ impl Discovery {
 
     /// Whether the key `kid` (or the only key, without a kid) is still published.
     pub fn publishes(&self, kid: Option<&str>) -> bool {
-        self.provider()
+        self.current
+            .load()
+            .as_ref()
             .is_some_and(|p| crate::auth::bearer::find_key(&p.keys, kid).is_some())
     }
 

@@ -93,9 +93,7 @@ async fn identify(
     // An explicit bearer token decides alone: a bad one is a 401, never a login redirect.
     // Other schemes (a .netrc's Basic header reaching us on a shared host) mean "no token".
     if let Some(token) = bearer_token(req) {
-        let client = state.idp_limiter.client_ip(req);
-        let limiter = state.idp_limiter.clone();
-        let permit = move || limiter.check(client);
+        let permit = || state.idp_limiter.check(state.idp_limiter.client_ip(req));
         return match state
             .bearer
             .verify(token, &state.discovery, &state.idp_http, now, &permit)
