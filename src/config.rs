@@ -719,15 +719,30 @@ fn read_secret_file(key: &str, path: &Path) -> Result<String, ConfigError> {
     Ok(text.trim().to_owned())
 }
 
-fn seconds(key: &str, value: u64, min: u64, max: u64) -> Result<Duration, ConfigError> {
+/// `value` when it lies in `min..=max`; otherwise an error naming the key and the range.
+fn within<T: PartialOrd + fmt::Display + Copy>(
+    key: &str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError> {
     if (min..=max).contains(&value) {
-        Ok(Duration::from_secs(value))
+        Ok(value)
     } else {
         Err(ConfigError::key(
             key,
-            format!("{value} is out of range; expected {min}..={max} seconds"),
+            format!("{value} is out of range; expected {min}..={max}"),
         ))
     }
+}
+
+fn seconds(key: &str, value: u64, min: u64, max: u64) -> Result<Duration, ConfigError> {
+    within(key, value, min, max)
+        .map(Duration::from_secs)
+        .map_err(|e| ConfigError {
+            message: format!("{} seconds", e.message),
+            ..e
+        })
 }
 
 impl Settings {
@@ -825,14 +840,7 @@ impl Settings {
             bind,
             public_url,
             app_name: app.to_owned(),
-            workers: if raw.workers > 256 {
-                return Err(ConfigError::key(
-                    "server.workers",
-                    format!("{} is out of range; expected 0..=256", raw.workers),
-                ));
-            } else {
-                raw.workers
-            },
+            workers: within("server.workers", raw.workers, 0, 256)?,
             metrics: raw.metrics,
             shutdown_timeout: seconds(
                 "server.shutdown_timeout_seconds",
@@ -841,17 +849,12 @@ impl Settings {
                 3600,
             )?,
             log_format: raw.log_format,
-            log_queue_max_bytes: if (64 * 1024..=1 << 30).contains(&raw.log_queue_max_bytes) {
-                raw.log_queue_max_bytes
-            } else {
-                return Err(ConfigError::key(
-                    "server.log_queue_max_bytes",
-                    format!(
-                        "{} is out of range; expected 65536..=1073741824",
-                        raw.log_queue_max_bytes
-                    ),
-                ));
-            },
+            log_queue_max_bytes: within(
+                "server.log_queue_max_bytes",
+                raw.log_queue_max_bytes,
+                64 * 1024,
+                1 << 30,
+            )?,
             trust_x_forwarded_for: raw.trust_x_forwarded_for,
             request_head_timeout: seconds(
                 "server.request_head_timeout_seconds",
@@ -904,18 +907,12 @@ impl Settings {
                     })
                 }
             },
-            max_connections_per_worker: if (1..=1_000_000).contains(&raw.max_connections_per_worker)
-            {
-                raw.max_connections_per_worker
-            } else {
-                return Err(ConfigError::key(
-                    "server.max_connections_per_worker",
-                    format!(
-                        "{} is out of range; expected 1..=1000000",
-                        raw.max_connections_per_worker
-                    ),
-                ));
-            },
+            max_connections_per_worker: within(
+                "server.max_connections_per_worker",
+                raw.max_connections_per_worker,
+                1,
+                1_000_000,
+            )?,
         })
     }
 
@@ -1154,31 +1151,14 @@ impl Settings {
             connect_timeout,
             timeout,
             session_tags: raw.session_tags.clone(),
-            breaker_failures: if (1..=1000).contains(&raw.breaker_failures) {
-                raw.breaker_failures
-            } else {
-                return Err(ConfigError::key(
-                    "sts.breaker_failures",
-                    format!(
-                        "{} is out of range; expected 1..=1000",
-                        raw.breaker_failures
-                    ),
-                ));
-            },
+            breaker_failures: within("sts.breaker_failures", raw.breaker_failures, 1, 1000)?,
             breaker_probe_interval: seconds(
                 "sts.breaker_probe_interval_seconds",
                 raw.breaker_probe_interval_seconds,
                 1,
                 300,
             )?,
-            max_in_flight: if (1..=10_000).contains(&raw.max_in_flight) {
-                raw.max_in_flight
-            } else {
-                return Err(ConfigError::key(
-                    "sts.max_in_flight",
-                    format!("{} is out of range; expected 1..=10000", raw.max_in_flight),
-                ));
-            },
+            max_in_flight: within("sts.max_in_flight", raw.max_in_flight, 1, 10_000)?,
             max_calls_per_second: if raw.max_calls_per_second <= 600 {
                 raw.max_calls_per_second
             } else {
