@@ -111,6 +111,12 @@ impl ResponseError for ApiError {
     }
 }
 
+/// Text from elsewhere (the IdP, the service, a query string) echoed back to a person: without
+/// control characters (no terminal escapes, no forged lines) and at most `max` characters.
+pub fn printable(s: &str, max: usize) -> String {
+    s.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
 /// Escape text for HTML element content and attribute values.
 pub fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

@@ -7,7 +7,6 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 /// Lines dropped because the queue was full, process-wide (read by the metrics endpoint).
 static DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -33,10 +32,10 @@ pub struct LogQueue {
     shared: Arc<Shared>,
 }
 
-/// Keeps the writer thread; dropping it flushes what is queued and stops the thread.
+/// Dropping it flushes what is queued. The writer thread ends with the process (the
+/// subscriber keeps senders until then), so it is not joined.
 pub struct LogQueueGuard {
     queue: LogQueue,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl LogQueue {
@@ -49,12 +48,12 @@ impl LogQueue {
             max_bytes,
         });
         let drain = shared.clone();
-        let thread = std::thread::Builder::new()
+        // Without the thread, sends fail and every line is counted as dropped.
+        let _ = std::thread::Builder::new()
             .name("stsvend-log".into())
-            .spawn(move || write_out(rx, sink, &drain))
-            .ok();
+            .spawn(move || write_out(rx, sink, &drain));
         let queue = Self { shared };
-        (queue.clone(), LogQueueGuard { queue, thread })
+        (queue.clone(), LogQueueGuard { queue })
     }
 
     /// Queue one line, or drop and count it when the queue is full.
@@ -118,9 +117,6 @@ fn write_out<W: Write>(rx: Receiver<Message>, mut sink: W, shared: &Shared) {
 impl Drop for LogQueueGuard {
     fn drop(&mut self) {
         self.queue.flush();
-        // Other clones of the sender live in the subscriber, so the thread is not joined:
-        // the flush above already wrote everything queued.
-        let _ = self.thread.take();
     }
 }
 

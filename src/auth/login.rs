@@ -183,7 +183,7 @@ fn invalid_request(description: &str) -> ApiError {
 
 /// Text from the IdP shown to users: printable, short.
 fn sanitize(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(200).collect()
+    crate::error::printable(s, 200)
 }
 
 /// The payload of a JWT whose signature has already been verified.

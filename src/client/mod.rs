@@ -356,7 +356,7 @@ async fn fetch(options: &Options) -> Result<Cached, ClientError> {
 /// Text from the service shown on the user's terminal: no control characters (escape
 /// sequences), and short.
 fn printable(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(300).collect()
+    crate::error::printable(s, 300)
 }
 
 /// The service's answer as a credential, or the one-line error the user sees. Everything in

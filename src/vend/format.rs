@@ -29,11 +29,7 @@ impl Format {
                 "invalid_format",
                 format!(
                     "unknown format {:?}; valid formats are: {FORMAT_NAMES}",
-                    other
-                        .chars()
-                        .filter(|c| !c.is_control())
-                        .take(40)
-                        .collect::<String>()
+                    crate::error::printable(other, 40)
                 ),
             )),
         }
