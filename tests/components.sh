@@ -1,8 +1,22 @@
 # Sourced by the scripts that run stsvend against the local components outside the Rust
-# test harness (tests/contract/run.sh, tests/bench/run.sh, tests/bench/soak.sh): free
-# loopback ports, waiting for HTTP, and the IdP and moto started in the background, each
-# exiting with the calling script. The caller defines `root`, `work` (a scratch folder) and
-# the array `pids`, and kills "${pids[@]}" on exit.
+# test harness (tests/contract/run.sh, tests/bench/run.sh, tests/bench/soak.sh): a scratch
+# folder whose processes are stopped on exit, free loopback ports, waiting for HTTP, the IdP
+# and moto started in the background, and stsvend started against them. The caller defines
+# `root`.
+
+# A scratch folder `work` and the list `pids` of what to stop when the script exits.
+scratch() { # name
+  work="$(mktemp -d "/tmp/stsvend-$1.XXXXXX")"
+  pids=()
+  trap 'for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+}
+
+# wrk from Debian, installed when missing (as root).
+need_wrk() {
+  command -v wrk >/dev/null && return 0
+  [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null \
+    || { echo "$(basename "$0"): wrk is missing (Debian package wrk)" >&2; exit 1; }
+}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -33,4 +47,17 @@ start_components() {
   echo "$(basename "$0"): moto did not come up" >&2
   tail -20 "$work/moto.log" >&2
   exit 1
+}
+
+# Start BIN serve on 127.0.0.1:PORT against the components, as in production (JSON logs,
+# metrics on), with extra VAR=value settings; wait until it is ready.
+start_stsvend() { # bin port [VAR=value...]
+  local bin=$1 port=$2; shift 2
+  env STSVEND_SERVER__BIND="127.0.0.1:$port" STSVEND_SERVER__PUBLIC_URL="http://127.0.0.1:$port" \
+    STSVEND_SERVER__LOG_FORMAT=json STSVEND_SERVER__METRICS=true STSVEND_OIDC__ISSUER="$issuer" \
+    STSVEND_STS__ENDPOINT_URL="$moto" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
+    AWS_SESSION_TOKEN= "$@" \
+    "$bin" serve --config "$root/config/local.toml" >>"$work/stsvend-$port.log" 2>&1 &
+  pids+=($!)
+  wait_http "http://127.0.0.1:$port/readyz" "$work/stsvend-$port.log"
 }

@@ -93,6 +93,10 @@ fn https_client(ca_pem: &str) -> reqwest::Client {
         .unwrap()
 }
 
+async fn text(client: &reqwest::Client, url: &str) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 fn peer_certificate(res: &reqwest::Response) -> Vec<u8> {
     res.extensions()
         .get::<reqwest::tls::TlsInfo>()
@@ -146,14 +150,7 @@ async fn https_with_http2_internal_listener_and_certificate_rotation_under_load(
             .status(),
         404
     );
-    let metrics = plain
-        .get(format!("{internal}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = text(&plain, &format!("{internal}/metrics")).await;
     assert!(
         metrics.contains(&format!(
             "stsvend_tls_certificate_expiry_timestamp_seconds {}",
@@ -222,14 +219,7 @@ async fn https_with_http2_internal_listener_and_certificate_rotation_under_load(
     );
     assert_eq!(failed.load(Ordering::SeqCst), 0, "no request dropped");
     assert!(ok.load(Ordering::SeqCst) > 20);
-    let metrics = plain
-        .get(format!("{internal}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = text(&plain, &format!("{internal}/metrics")).await;
     assert!(metrics.contains(&format!(
         "stsvend_tls_certificate_expiry_timestamp_seconds {}",
         second.not_after

@@ -23,44 +23,25 @@ BURST="${BURST:-1000}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stsvend-target}"
 
 "$root/deploy/local/setup.sh"
-if ! command -v wrk >/dev/null; then
-  [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null \
-    || { echo "bench: wrk is missing (Debian package wrk)" >&2; exit 1; }
-fi
+# shellcheck source=../components.sh
+. "$root/tests/components.sh"
+need_wrk
 
 echo "[bench] building (release)" >&2
 (cd "$root" && cargo build --release --locked --quiet --bin stsvend --example bench-ceiling --example bench-driver)
 rel="$CARGO_TARGET_DIR/release"
-work="$(mktemp -d /tmp/stsvend-bench.XXXXXX)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-# shellcheck source=../components.sh
-. "$root/tests/components.sh"
+scratch bench
 start_components
 
-start_stsvend() { # port extra-env...
-  local port=$1; shift
-  env STSVEND_SERVER__BIND="127.0.0.1:$port" STSVEND_SERVER__PUBLIC_URL="http://127.0.0.1:$port" \
-    STSVEND_SERVER__LOG_FORMAT=json STSVEND_SERVER__METRICS=true STSVEND_OIDC__ISSUER="$issuer" \
-    STSVEND_STS__ENDPOINT_URL="$moto" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
-    STSVEND_STS__MAX_IN_FLIGHT=2000 STSVEND_STS__MAX_CALLS_PER_SECOND=600 "$@" \
-    "$rel/stsvend" serve --config "$root/config/local.toml" >>"$work/stsvend-$port.log" 2>&1 &
-  pids+=($!)
-  wait_http "http://127.0.0.1:$port/readyz"
-}
+# The STS guard is widened so that the coalescing scenario measures coalescing.
+bench_stsvend() { start_stsvend "$rel/stsvend" "$@" STSVEND_STS__MAX_IN_FLIGHT=2000 STSVEND_STS__MAX_CALLS_PER_SECOND=600; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
 cached_port=$(free_port); nocache_port=$(free_port); ceiling_port=$(free_port)
-start_stsvend "$cached_port"
+bench_stsvend "$cached_port"
 cached_pid=${pids[-1]}
 rss_start=$(rss_kib "$cached_pid")
-start_stsvend "$nocache_port" STSVEND_CACHE__ENABLED=false
+bench_stsvend "$nocache_port" STSVEND_CACHE__ENABLED=false
 "$rel/examples/bench-ceiling" "$ceiling_port" >/dev/null 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$ceiling_port/s3credentials"

@@ -20,40 +20,20 @@ FLOOD="${FLOOD:-20000}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stsvend-target}"
 
 "$root/deploy/local/setup.sh"
-if ! command -v wrk >/dev/null; then
-  [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null \
-    || { echo "soak: wrk is missing (Debian package wrk)" >&2; exit 1; }
-fi
+# shellcheck source=../components.sh
+. "$root/tests/components.sh"
+need_wrk
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 echo "[soak] building (release)" >&2
 (cd "$root" && cargo build --release --locked --quiet --bin stsvend --example bench-driver)
 rel="$CARGO_TARGET_DIR/release"
-work="$(mktemp -d /tmp/stsvend-soak.XXXXXX)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-# shellcheck source=../components.sh
-. "$root/tests/components.sh"
+scratch soak
 rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 start_components IDP_JWKS_FILE="$work/idp-jwks.json"
 
-start_stsvend() { # port extra-env...
-  local port=$1; shift
-  env STSVEND_SERVER__BIND="127.0.0.1:$port" STSVEND_SERVER__PUBLIC_URL="http://127.0.0.1:$port" \
-    STSVEND_SERVER__LOG_FORMAT=json STSVEND_SERVER__METRICS=true STSVEND_OIDC__ISSUER="$issuer" \
-    STSVEND_STS__ENDPOINT_URL="$moto" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "$@" \
-    "$rel/stsvend" serve --config "$root/config/local.toml" >>"$work/stsvend-$port.log" 2>&1 &
-  pids+=($!)
-  wait_http "http://127.0.0.1:$port/readyz"
-}
-
 port=$(free_port)
-start_stsvend "$port"
+start_stsvend "$rel/stsvend" "$port"
 pid=${pids[-1]}
 rss_start=$(rss_mib "$pid")
 echo "[soak] preparing $USERS users" >&2
@@ -68,7 +48,7 @@ metrics="$(curl -fsS "http://127.0.0.1:$port/metrics")"
 
 echo "[soak] flood of $FLOOD distinct tokens (caches capped at 2000)" >&2
 fport=$(free_port)
-start_stsvend "$fport" STSVEND_CACHE__MAX_ENTRIES=2000
+start_stsvend "$rel/stsvend" "$fport" STSVEND_CACHE__MAX_ENTRIES=2000
 fpid=${pids[-1]}
 flood_rss=("$(rss_mib "$fpid")")
 quarter=$((FLOOD / 4))

@@ -9,28 +9,13 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 venv="$root/deploy/local/.venv"
 bin="${STSVEND_BIN:?set STSVEND_BIN to the stsvend binary}"
 examples="${CONTRACT_EXAMPLES:-100}"
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
 # shellcheck source=../components.sh
 . "$root/tests/components.sh"
+scratch contract
 start_components
 app_port="$(free_port)"
 app="http://127.0.0.1:$app_port"
-
-AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN= \
-STSVEND_SERVER__BIND="127.0.0.1:$app_port" STSVEND_SERVER__PUBLIC_URL="$app" \
-STSVEND_SERVER__LOG_FORMAT=json STSVEND_OIDC__ISSUER="$issuer" \
-STSVEND_STS__ENDPOINT_URL="$moto" \
-  "$bin" serve --config "$root/config/local.toml" >"$work/stsvend.log" 2>&1 &
-pids+=($!)
-wait_http "$app/readyz" "$work/stsvend.log"
+start_stsvend "$bin" "$app_port"
 
 token="$(curl -fsS -u carol:carol-pw -X POST "$issuer/api/users/find_or_create_token" \
   | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')"
@@ -68,9 +53,9 @@ if short:
     print(f"[contract] fewer than {need} cases for: {', '.join(short)}", file=sys.stderr)
     sys.exit(1)
 PY
-if grep -q '"level":"ERROR"' "$work/stsvend.log"; then
+if grep -q '"level":"ERROR"' "$work/stsvend-$app_port.log"; then
   echo "[contract] stsvend logged errors:" >&2
-  grep '"level":"ERROR"' "$work/stsvend.log" | head -5 >&2
+  grep '"level":"ERROR"' "$work/stsvend-$app_port.log" | head -5 >&2
   status=1
 fi
 exit $status
