@@ -81,6 +81,22 @@ if [ "$for_tests" = 1 ]; then
   npm_ci "$root/tests/policy"
   # The Nu Html Checker runs on Java.
   command -v java >/dev/null || apt_install default-jre-headless
+  # Containers (podman from Debian, REFERENCE.md §8), alert-rule tests (promtool).
+  command -v podman >/dev/null || apt_install podman
+  command -v runc >/dev/null || apt_install runc
+  command -v mmdebstrap >/dev/null || apt_install mmdebstrap
+  command -v promtool >/dev/null || apt_install prometheus
+  command -v strip >/dev/null || apt_install binutils
+  # The operations-file checkers get their own venv: checkov's pins clash with schemathesis'.
+  ops="$here/.venv-ops"
+  stamp="$ops/.stsvend-stamp"
+  want="$(digest "$here/requirements-ops.txt")"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    [ -x "$ops/bin/python" ] || { log "creating Python venv (deploy/local/.venv-ops)"; python3 -m venv "$ops"; }
+    log "pip install -r deploy/local/requirements-ops.txt"
+    "$ops/bin/pip" install -q --disable-pip-version-check -r "$here/requirements-ops.txt" >&2
+    echo "$want" > "$stamp"
+  fi
   stamp="$venv/.stsvend-test-stamp"
   want="$(digest "$here/requirements-test.txt")"
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then

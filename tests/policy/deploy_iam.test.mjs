@@ -1,0 +1,102 @@
+// deploy/aws: what the IAM documents of iam.yaml allow, through the IAM evaluator. The JSON
+// files are the template's documents resolved for the example parameters (tests/deploy checks
+// that they are equal to the template).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { runSimulation } from '@cloud-copilot/iam-simulate';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const doc = (name) => JSON.parse(readFileSync(join(root, 'deploy', 'aws', `${name}.json`), 'utf8'));
+
+const ACCOUNT = '123456789012';
+const READ_ONLY_ROLE = `arn:aws:iam::${ACCOUNT}:role/stsvend-read`;
+const SERVICE_SESSION = `arn:aws:sts::${ACCOUNT}:assumed-role/stsvend-service/pod-1`;
+const servicePolicy = doc('service-role-policy');
+const readOnlyPolicy = doc('read-only-role-policy');
+const readOnlyTrust = doc('read-only-role-trust');
+
+async function decide({ principal, action, resource, account = ACCOUNT, identity, resourcePolicy, context = {} }) {
+  const result = await runSimulation({
+    request: { principal, action, resource: { resource, accountId: account }, contextVariables: context },
+    identityPolicies: [{ name: 'identity', policy: identity }],
+    resourcePolicy,
+    serviceControlPolicies: [],
+    resourceControlPolicies: [],
+  }, {});
+  assert.notEqual(result.resultType, 'error', JSON.stringify(result.errors ?? {}));
+  return result.overallResult;
+}
+
+test('the service role can assume the read-only role, naming the user and tagging the session', async () => {
+  for (const action of ['sts:AssumeRole', 'sts:SetSourceIdentity', 'sts:TagSession']) {
+    assert.equal(await decide({
+      principal: SERVICE_SESSION, action, resource: READ_ONLY_ROLE,
+      identity: servicePolicy, resourcePolicy: readOnlyTrust,
+    }), 'Allowed', action);
+  }
+});
+
+test('the service role cannot assume any other role, here or in another account', async () => {
+  for (const role of [`arn:aws:iam::${ACCOUNT}:role/admin`, `arn:aws:iam::${ACCOUNT}:role/stsvend-read-write`,
+    'arn:aws:iam::210987654321:role/stsvend-read']) {
+    assert.equal(await decide({
+      principal: SERVICE_SESSION, action: 'sts:AssumeRole', resource: role, identity: servicePolicy,
+      account: role.split(':')[4],
+    }), 'ImplicitlyDenied', role);
+  }
+});
+
+test('the service role cannot read S3 or touch IAM itself', async () => {
+  const cases = [
+    ['s3:GetObject', 'arn:aws:s3:::example-archive-protected/granule.nc'],
+    ['s3:ListBucket', 'arn:aws:s3:::example-archive-protected'],
+    ['iam:CreateUser', `arn:aws:iam::${ACCOUNT}:user/mallory`],
+    ['iam:PutRolePolicy', READ_ONLY_ROLE],
+    ['iam:UpdateAssumeRolePolicy', READ_ONLY_ROLE],
+    ['sts:AssumeRoleWithWebIdentity', READ_ONLY_ROLE],
+  ];
+  for (const [action, resource] of cases) {
+    assert.equal(await decide({ principal: SERVICE_SESSION, action, resource, identity: servicePolicy }),
+      'ImplicitlyDenied', `${action} ${resource}`);
+  }
+});
+
+test("the read-only role's trust admits the service role and nobody else", async () => {
+  const anything = { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 'sts:AssumeRole', Resource: '*' }] };
+  assert.equal(await decide({
+    principal: 'arn:aws:sts::210987654321:assumed-role/stsvend-service/pod-1', action: 'sts:AssumeRole',
+    resource: READ_ONLY_ROLE, identity: anything, resourcePolicy: readOnlyTrust,
+  }), 'ImplicitlyDenied', 'a role of the same name in another account');
+  assert.equal(await decide({
+    principal: `arn:aws:sts::${ACCOUNT}:assumed-role/stsvend-read/alice`, action: 'sts:AssumeRole',
+    resource: READ_ONLY_ROLE, identity: servicePolicy, resourcePolicy: { ...readOnlyTrust, Statement: [] },
+  }), 'ImplicitlyDenied', 'the service policy alone, without the trust');
+});
+
+test('the read-only role reads the archive buckets and nothing else', async () => {
+  const session = `arn:aws:sts::${ACCOUNT}:assumed-role/stsvend-read/alice@stsvend`;
+  const allowed = [
+    ['s3:GetObject', 'arn:aws:s3:::example-archive-protected/a/b.nc'],
+    ['s3:GetObject', 'arn:aws:s3:::example-archive-public/granules/x.tif'],
+    ['s3:ListBucket', 'arn:aws:s3:::example-archive-public'],
+    ['s3:GetBucketLocation', 'arn:aws:s3:::example-archive-protected'],
+  ];
+  for (const [action, resource] of allowed) {
+    assert.equal(await decide({ principal: session, action, resource, identity: readOnlyPolicy }), 'Allowed', `${action} ${resource}`);
+  }
+  const denied = [
+    ['s3:PutObject', 'arn:aws:s3:::example-archive-protected/a/b.nc'],
+    ['s3:DeleteObject', 'arn:aws:s3:::example-archive-public/granules/x.tif'],
+    ['s3:GetObject', 'arn:aws:s3:::example-archive-protected-logs/x'],
+    ['s3:PutBucketPolicy', 'arn:aws:s3:::example-archive-public'],
+    ['s3:ListAllMyBuckets', '*'],
+    ['sts:AssumeRole', READ_ONLY_ROLE],
+  ];
+  for (const [action, resource] of denied) {
+    assert.equal(await decide({ principal: session, action, resource, identity: readOnlyPolicy }), 'ImplicitlyDenied', `${action} ${resource}`);
+  }
+});
