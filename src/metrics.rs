@@ -15,6 +15,8 @@ use crate::vend::cache::Vendor;
 
 struct VendCollector {
     vendor: Arc<Vendor>,
+    discovery: Arc<crate::auth::discovery::Discovery>,
+    ready: IntGauge,
     hits: IntCounter,
     misses: IntCounter,
     fallbacks: IntCounter,
@@ -25,13 +27,22 @@ struct VendCollector {
     breaker_transitions: IntCounterVec,
     sts_refused: IntCounterVec,
     sts_in_flight: IntGauge,
+    sts_errors: IntCounterVec,
 }
 
 impl VendCollector {
-    fn new(vendor: Arc<Vendor>) -> Result<Self, prometheus::Error> {
+    fn new(
+        vendor: Arc<Vendor>,
+        discovery: Arc<crate::auth::discovery::Discovery>,
+    ) -> Result<Self, prometheus::Error> {
         let counter = |name: &str, help: &str| IntCounter::with_opts(Opts::new(name, help));
         Ok(Self {
             vendor,
+            discovery,
+            ready: IntGauge::with_opts(Opts::new(
+                "stsvend_ready",
+                "1 while /readyz answers 200 (the IdP's discovery document is loaded)",
+            ))?,
             hits: counter(
                 "stsvend_credential_cache_hits_total",
                 "Credential requests served from the cache",
@@ -81,6 +92,13 @@ impl VendCollector {
                 "stsvend_sts_calls_in_flight",
                 "AssumeRole calls in flight",
             ))?,
+            sts_errors: IntCounterVec::new(
+                Opts::new(
+                    "stsvend_sts_errors_total",
+                    "AssumeRole calls that failed, by kind (throttled, unavailable, rejected)",
+                ),
+                &["kind"],
+            )?,
         })
     }
 
@@ -103,6 +121,8 @@ impl Collector for VendCollector {
             self.breaker_transitions.desc(),
             self.sts_refused.desc(),
             self.sts_in_flight.desc(),
+            self.sts_errors.desc(),
+            self.ready.desc(),
         ]
         .concat()
     }
@@ -117,6 +137,17 @@ impl Collector for VendCollector {
         self.cached
             .set(i64::try_from(self.vendor.cached_entries()).unwrap_or(i64::MAX));
         Self::set(&self.log_dropped, crate::logqueue::dropped_lines());
+        self.ready.set(i64::from(self.discovery.is_ready()));
+        for (kind, n) in [
+            ("throttled", &stats.sts_throttled),
+            ("unavailable", &stats.sts_unavailable),
+            ("rejected", &stats.sts_rejected),
+        ] {
+            Self::set(
+                &self.sts_errors.with_label_values(&[kind]),
+                n.load(Relaxed),
+            );
+        }
         let guard = self.vendor.guard();
         let now = guard.state();
         for state in [
@@ -162,6 +193,8 @@ impl Collector for VendCollector {
             self.breaker_transitions.collect(),
             self.sts_refused.collect(),
             self.sts_in_flight.collect(),
+            self.sts_errors.collect(),
+            self.ready.collect(),
         ]
         .concat()
     }
@@ -209,11 +242,12 @@ pub struct Metrics {
 impl Metrics {
     pub fn new(
         vendor: Arc<Vendor>,
+        discovery: Arc<crate::auth::discovery::Discovery>,
         tls: Option<Arc<crate::tls::CertReloader>>,
         serve_endpoint: bool,
     ) -> Result<Self, String> {
         let registry = Registry::new();
-        let collector = VendCollector::new(vendor).map_err(|e| e.to_string())?;
+        let collector = VendCollector::new(vendor, discovery).map_err(|e| e.to_string())?;
         registry
             .register(Box::new(collector))
             .map_err(|e| e.to_string())?;

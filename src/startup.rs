@@ -156,6 +156,7 @@ impl Application {
         };
         let metrics = crate::metrics::Metrics::new(
             vendor.clone(),
+            discovery.clone(),
             tls.as_ref().map(|(r, _)| r.clone()),
             internal_listener.is_none(),
         )

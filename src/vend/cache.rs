@@ -58,6 +58,22 @@ pub struct CacheStats {
     pub hits: AtomicU64,
     pub misses: AtomicU64,
     pub fallbacks: AtomicU64,
+    /// AssumeRole calls that failed, by kind (guard refusals are not calls).
+    pub sts_throttled: AtomicU64,
+    pub sts_unavailable: AtomicU64,
+    pub sts_rejected: AtomicU64,
+}
+
+impl CacheStats {
+    fn count_failure(&self, error: &StsError) {
+        let counter = match error {
+            StsError::Throttled => &self.sts_throttled,
+            StsError::Unavailable(_) => &self.sts_unavailable,
+            StsError::Rejected { .. } => &self.sts_rejected,
+            StsError::Busy { .. } => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Evict entries once no format could still use them (memory hygiene only: freshness is
@@ -210,6 +226,9 @@ impl Vendor {
                 .await
                 .unwrap_or_else(|_| Err(StsError::Unavailable("timed out".into())));
             ticket.record(&result);
+            if let Err(e) = &result {
+                self.stats.count_failure(e);
+            }
             result
         };
         let Some(cache) = &self.cache else {
@@ -467,6 +486,35 @@ mod tests {
         assert_eq!(
             fallback.credentials.access_key_id,
             alice.credentials.access_key_id
+        );
+    }
+
+    /// Failed AssumeRole calls are counted by kind (alerts watch them); refusals by the
+    /// guard are not calls and are counted elsewhere.
+    #[tokio::test]
+    async fn failed_sts_calls_are_counted_by_kind() {
+        let now = Utc::now();
+        let sts = Arc::new(FakeSts::new(now));
+        let v = vendor(sts.clone());
+        let short = Duration::from_secs(5);
+        let fail_with = |e: Option<StsError>| *sts.fail.lock().unwrap() = e;
+        fail_with(Some(StsError::Throttled));
+        v.vend(request("a"), EARTHDATA, now, short).await.unwrap_err();
+        fail_with(Some(StsError::Unavailable("down".into())));
+        v.vend(request("b"), EARTHDATA, now, short).await.unwrap_err();
+        v.vend(request("c"), EARTHDATA, now, short).await.unwrap_err();
+        fail_with(Some(StsError::Rejected {
+            code: "AccessDenied".into(),
+            message: "no".into(),
+        }));
+        v.vend(request("d"), EARTHDATA, now, short).await.unwrap_err();
+        fail_with(None);
+        v.vend(request("e"), EARTHDATA, now, short).await.unwrap();
+        let s = &v.stats;
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        assert_eq!(
+            (n(&s.sts_throttled), n(&s.sts_unavailable), n(&s.sts_rejected)),
+            (1, 2, 1)
         );
     }
 

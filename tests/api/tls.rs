@@ -322,3 +322,72 @@ print(r.status_code, sorted(body), r.headers.get("Cache-Control"))
         String::from_utf8_lossy(&untrusted.stderr)
     );
 }
+
+/// Every metric an alert rule (deploy/observability/alerts.yaml) or a dashboard panel
+/// (grafana-dashboard.json) names is exported by a running stsvend: served over TLS, with
+/// the internal listener, after a credential request. A renamed metric fails here rather than
+/// leaving an alert that can never fire.
+#[tokio::test]
+async fn every_metric_named_by_an_alert_or_a_dashboard_panel_is_exported() {
+    let observability = crate::helpers::repo_root().join("deploy/observability");
+    let mut named = std::collections::BTreeSet::new();
+    for file in ["alerts.yaml", "grafana-dashboard.json"] {
+        let text = std::fs::read_to_string(observability.join(file)).unwrap();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("stsvend_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            // Histogram series belong to the family without the suffix.
+            let family = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name)
+                .to_owned();
+            named.insert(family);
+        }
+    }
+    assert!(named.len() >= 12, "too few metrics found: {named:?}");
+
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_file, key_file) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let leaf = pki.leaf(2031);
+    std::fs::write(&cert_file, &leaf.cert_pem).unwrap();
+    std::fs::write(&key_file, &leaf.key_pem).unwrap();
+    let app = spawn_app_with(move |f| {
+        with_tls(f, cert_file, key_file)
+            .merge(Serialized::default("server.internal_bind", "127.0.0.1:0"))
+            .merge(Serialized::default("server.metrics", true))
+    })
+    .await;
+    let internal = app.internal.clone().expect("an internal listener");
+    let plain = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while plain
+        .get(format!("{internal}/readyz"))
+        .send()
+        .await
+        .map_or(true, |r| r.status() != 200)
+    {
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, token) =
+        crate::helpers::unique_user(&app, "dashboard", serde_json::json!(["science"])).await;
+    let res = https_client(&pki.ca_pem())
+        .get(format!("https://127.0.0.1:{}/s3credentials", app.port))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let exported = text(&plain, &format!("{internal}/metrics")).await;
+    let missing: Vec<_> = named
+        .iter()
+        .filter(|m| !exported.contains(&format!("# TYPE {m} ")))
+        .collect();
+    assert!(missing.is_empty(), "not exported: {missing:?}\n{exported}");
+}
