@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Run the whole test suite: installs what is missing (the IdP's npm packages, a venv with
 # moto and schemathesis, Debian's chromium and playwright-core, the IAM policy evaluator,
-# cargo-fuzz), then runs every Rust test (the integration tests start the real IdP and moto
+# podman and the operations-file checkers, cargo-fuzz), then runs every Rust test (the integration tests start the real IdP and moto
 # themselves on free loopback ports), the HTTP contract checked by schemathesis, the
 # session-policy semantics tests, the headless browser tests, the enforcement tests on a
-# throwaway Ceph RGW cluster, and every fuzz target for FUZZ_SECONDS (default 20) each.
+# throwaway Ceph RGW cluster, the operations files in deploy/ with the real tool for each
+# (cfn-lint, parliament, promtool, kubectl, kubernetes-validate, checkov, hadolint, podman), and every fuzz target for FUZZ_SECONDS (default 20) each.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -32,6 +33,9 @@ echo "[tests] browser tests (headless chromium)" >&2
 
 echo "[tests] enforcement on Ceph RGW" >&2
 tests/ceph/run.sh
+
+echo "[tests] operations files: IAM, alerts, Kubernetes, the container image" >&2
+tests/deploy/run.sh
 
 echo "[tests] fuzzing (${FUZZ_SECONDS:-20}s per target)" >&2
 tests/fuzz/run.sh "${FUZZ_SECONDS:-20}"
