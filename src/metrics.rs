@@ -143,10 +143,7 @@ impl Collector for VendCollector {
             ("unavailable", &stats.sts_unavailable),
             ("rejected", &stats.sts_rejected),
         ] {
-            Self::set(
-                &self.sts_errors.with_label_values(&[kind]),
-                n.load(Relaxed),
-            );
+            Self::set(&self.sts_errors.with_label_values(&[kind]), n.load(Relaxed));
         }
         let guard = self.vendor.guard();
         let now = guard.state();

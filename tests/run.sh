@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Run the whole test suite: installs what is missing (the IdP's npm packages, a venv with
 # moto and schemathesis, Debian's chromium and playwright-core, the IAM policy evaluator,
-# podman and the operations-file checkers, cargo-fuzz), then runs every Rust test (the integration tests start the real IdP and moto
-# themselves on free loopback ports), the HTTP contract checked by schemathesis, the
-# session-policy semantics tests, the headless browser tests, the enforcement tests on a
-# throwaway Ceph RGW cluster, the operations files in deploy/ with the real tool for each
-# (cfn-lint, parliament, promtool, kubectl, kubernetes-validate, checkov, hadolint, podman), and every fuzz target for FUZZ_SECONDS (default 20) each.
+# podman and the operations-file checkers, cargo-fuzz), then runs every Rust test (the
+# integration tests start the real IdP and moto themselves on free loopback ports), the HTTP
+# contract checked by schemathesis, the session-policy semantics tests, the headless browser
+# tests, the enforcement tests on a throwaway Ceph RGW cluster, the operations files in
+# deploy/ with the real tool for each (cfn-lint, parliament, promtool, kubectl,
+# kubernetes-validate, checkov, hadolint, podman), and every fuzz target for FUZZ_SECONDS
+# (default 20) each.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

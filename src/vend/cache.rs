@@ -499,21 +499,33 @@ mod tests {
         let short = Duration::from_secs(5);
         let fail_with = |e: Option<StsError>| *sts.fail.lock().unwrap() = e;
         fail_with(Some(StsError::Throttled));
-        v.vend(request("a"), EARTHDATA, now, short).await.unwrap_err();
+        v.vend(request("a"), EARTHDATA, now, short)
+            .await
+            .unwrap_err();
         fail_with(Some(StsError::Unavailable("down".into())));
-        v.vend(request("b"), EARTHDATA, now, short).await.unwrap_err();
-        v.vend(request("c"), EARTHDATA, now, short).await.unwrap_err();
+        v.vend(request("b"), EARTHDATA, now, short)
+            .await
+            .unwrap_err();
+        v.vend(request("c"), EARTHDATA, now, short)
+            .await
+            .unwrap_err();
         fail_with(Some(StsError::Rejected {
             code: "AccessDenied".into(),
             message: "no".into(),
         }));
-        v.vend(request("d"), EARTHDATA, now, short).await.unwrap_err();
+        v.vend(request("d"), EARTHDATA, now, short)
+            .await
+            .unwrap_err();
         fail_with(None);
         v.vend(request("e"), EARTHDATA, now, short).await.unwrap();
         let s = &v.stats;
         let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
         assert_eq!(
-            (n(&s.sts_throttled), n(&s.sts_unavailable), n(&s.sts_rejected)),
+            (
+                n(&s.sts_throttled),
+                n(&s.sts_unavailable),
+                n(&s.sts_rejected)
+            ),
             (1, 2, 1)
         );
     }
