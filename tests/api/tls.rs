@@ -75,6 +75,54 @@ fn with_tls(
         .merge(Serialized::default("session.secure", true))
 }
 
+/// stsvend serving https with `leaf` from files in its own folder, metrics on an internal
+/// listener, and ready there.
+struct HttpsApp {
+    app: crate::helpers::TestApp,
+    internal: String,
+    cert_file: std::path::PathBuf,
+    key_file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl HttpsApp {
+    async fn spawn(
+        leaf: &Leaf,
+        customize: impl FnOnce(figment::Figment) -> figment::Figment + Send + 'static,
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert_file, key_file) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        std::fs::write(&cert_file, &leaf.cert_pem).unwrap();
+        std::fs::write(&key_file, &leaf.key_pem).unwrap();
+        let (cert, key) = (cert_file.clone(), key_file.clone());
+        let app = spawn_app_with(move |f| {
+            customize(with_tls(f, cert, key))
+                .merge(Serialized::default("server.internal_bind", "127.0.0.1:0"))
+                .merge(Serialized::default("server.metrics", true))
+        })
+        .await;
+        let internal = app.internal.clone().expect("an internal listener");
+        let plain = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while plain
+            .get(format!("{internal}/readyz"))
+            .send()
+            .await
+            .map_or(true, |r| r.status() != 200)
+        {
+            assert!(Instant::now() < deadline, "never ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Self {
+            app,
+            internal,
+            cert_file,
+            key_file,
+            _dir: dir,
+        }
+    }
+}
+
 /// Replace a file the way Kubernetes and cert-manager do: write aside, then rename over.
 fn replace(path: &Path, contents: &str) {
     let tmp = path.with_extension("tmp");
@@ -108,31 +156,18 @@ fn peer_certificate(res: &reqwest::Response) -> Vec<u8> {
 #[tokio::test]
 async fn https_with_http2_internal_listener_and_certificate_rotation_under_load() {
     let pki = TestPki::new();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert_file, key_file) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
     let first = pki.leaf(2031);
-    std::fs::write(&cert_file, &first.cert_pem).unwrap();
-    std::fs::write(&key_file, &first.key_pem).unwrap();
-    let (cert, key) = (cert_file.clone(), key_file.clone());
-    let app = spawn_app_with(move |f| {
-        with_tls(f, cert, key)
-            .merge(Serialized::default("server.tls.reload_interval_seconds", 1))
-            .merge(Serialized::default("server.internal_bind", "127.0.0.1:0"))
-            .merge(Serialized::default("server.metrics", true))
+    let https = HttpsApp::spawn(&first, |f| {
+        f.merge(Serialized::default("server.tls.reload_interval_seconds", 1))
     })
     .await;
-    let internal = app.internal.clone().expect("an internal listener");
+    let (app, internal, cert_file, key_file) = (
+        &https.app,
+        &https.internal,
+        &https.cert_file,
+        &https.key_file,
+    );
     let plain = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while plain
-        .get(format!("{internal}/readyz"))
-        .send()
-        .await
-        .map_or(true, |r| r.status() != 200)
-    {
-        assert!(Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let base = format!("https://127.0.0.1:{}", app.port);
     let client = https_client(&pki.ca_pem());
     let res = client.get(format!("{base}/healthz")).send().await.unwrap();
@@ -352,31 +387,11 @@ async fn every_metric_named_by_an_alert_or_a_dashboard_panel_is_exported() {
     assert!(named.len() >= 12, "too few metrics found: {named:?}");
 
     let pki = TestPki::new();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert_file, key_file) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    let leaf = pki.leaf(2031);
-    std::fs::write(&cert_file, &leaf.cert_pem).unwrap();
-    std::fs::write(&key_file, &leaf.key_pem).unwrap();
-    let app = spawn_app_with(move |f| {
-        with_tls(f, cert_file, key_file)
-            .merge(Serialized::default("server.internal_bind", "127.0.0.1:0"))
-            .merge(Serialized::default("server.metrics", true))
-    })
-    .await;
-    let internal = app.internal.clone().expect("an internal listener");
+    let https = HttpsApp::spawn(&pki.leaf(2031), |f| f).await;
+    let (app, internal) = (&https.app, &https.internal);
     let plain = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while plain
-        .get(format!("{internal}/readyz"))
-        .send()
-        .await
-        .map_or(true, |r| r.status() != 200)
-    {
-        assert!(Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let (_, token) =
-        crate::helpers::unique_user(&app, "dashboard", serde_json::json!(["science"])).await;
+        crate::helpers::unique_user(app, "dashboard", serde_json::json!(["science"])).await;
     let res = https_client(&pki.ca_pem())
         .get(format!("https://127.0.0.1:{}/s3credentials", app.port))
         .bearer_auth(&token)
