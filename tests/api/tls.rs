@@ -223,8 +223,8 @@ async fn https_with_http2_internal_listener_and_certificate_rotation_under_load(
     tokio::time::sleep(Duration::from_millis(300)).await;
     let second = pki.leaf(2032);
     let swapped = Instant::now();
-    replace(&key_file, &second.key_pem);
-    replace(&cert_file, &second.cert_pem);
+    replace(key_file, &second.key_pem);
+    replace(cert_file, &second.cert_pem);
     loop {
         // A fresh client: a resumed TLS 1.3 session would not show the server's certificate.
         let res = https_client(&pki.ca_pem())
