@@ -177,6 +177,10 @@ pub struct RawBucket {
 pub struct RawPolicy {
     pub source_vpce: Vec<String>,
     pub source_vpc: Vec<String>,
+    pub mode: String,
+    pub managed_policy_path: String,
+    pub managed_policy_name_prefix: String,
+    pub tag_key_prefix: String,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -378,11 +382,38 @@ pub struct LimitSettings {
     pub idp_burst: u32,
 }
 
-/// Extra conditions every session-policy statement carries.
+/// How a user's scope reaches STS, and the network conditions every grant carries.
 #[derive(Debug, Clone, Default)]
 pub struct PolicySettings {
     pub source_vpce: Vec<String>,
     pub source_vpc: Vec<String>,
+    pub mode: ScopeMode,
+    /// IAM path of the managed session policies (`/` or `/a/b/`).
+    pub managed_policy_path: String,
+    pub managed_policy_name_prefix: String,
+    pub tag_key_prefix: String,
+}
+
+/// How a user's buckets reach STS (`policy.mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ScopeMode {
+    /// One inline session policy listing the buckets (at most 2,048 characters).
+    #[default]
+    Inline,
+    /// Managed session policies, one set per group, passed as `PolicyArns` (at most 10).
+    Managed,
+    /// One session tag per group; the role's policy grants by `aws:PrincipalTag`.
+    Tags,
+}
+
+impl ScopeMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inline => "inline",
+            Self::Managed => "managed",
+            Self::Tags => "tags",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -516,6 +547,7 @@ pub struct CorsSettings {
 pub struct RoleArn {
     arn: String,
     partition: String,
+    account: String,
 }
 
 impl RoleArn {
@@ -574,6 +606,7 @@ impl RoleArn {
         Ok(Self {
             arn: s.to_owned(),
             partition: partition.to_owned(),
+            account: account.to_owned(),
         })
     }
 
@@ -584,6 +617,11 @@ impl RoleArn {
     /// The partition S3 resource ARNs in session policies must use.
     pub fn partition(&self) -> &str {
         &self.partition
+    }
+
+    /// The role's account id (empty for Ceph/MinIO roles).
+    pub fn account(&self) -> &str {
+        &self.account
     }
 }
 
@@ -770,20 +808,12 @@ impl Settings {
             cors,
             limits,
         };
-        if let Some(largest) = crate::vend::policy::worst_case(&settings) {
-            let max = crate::vend::policy::MAX_POLICY_CHARS;
-            if largest.json.len() > max {
-                return Err(ConfigError::key(
-                    "buckets",
-                    format!(
-                        "the largest session policy (a user allowed all {} in-region buckets) is {} characters, {} over AWS's limit of {max}; merge prefixes or split the buckets across deployments",
-                        largest.buckets.len(),
-                        largest.json.len(),
-                        largest.json.len() - max
-                    ),
-                ));
-            }
-        }
+        // Key: "buckets" when the inline way cannot hold them, else the way's own setting.
+        let key = match settings.policy.mode {
+            ScopeMode::Inline => "buckets",
+            _ => "policy.mode",
+        };
+        crate::vend::scope::check(&settings).map_err(|e| ConfigError::key(key, e))?;
         Ok(settings)
     }
 
@@ -805,9 +835,57 @@ impl Settings {
                 format!("{bad:?} is not a VPC id like \"vpc-1a2b3c4d\""),
             ));
         }
+        let mode = match raw.mode.as_str() {
+            "inline" => ScopeMode::Inline,
+            "managed" => ScopeMode::Managed,
+            "tags" => ScopeMode::Tags,
+            other => {
+                return Err(ConfigError::key(
+                    "policy.mode",
+                    format!("{other:?} is not one of \"inline\", \"managed\", \"tags\""),
+                ))
+            }
+        };
+        let path = &raw.managed_policy_path;
+        if !(path.starts_with('/') && path.ends_with('/'))
+            || path.len() > 512
+            || path.contains("//")
+            || !path.bytes().all(|b| (0x21..=0x7e).contains(&b))
+        {
+            return Err(ConfigError::key(
+                "policy.managed_policy_path",
+                format!("{path:?} is not an IAM path like \"/\" or \"/stsvend/\""),
+            ));
+        }
+        // The prefixes end up in IAM policy names and tag keys: characters valid in both,
+        // short enough to leave 64 for the group's part.
+        let name_part_ok = |p: &str| {
+            p.len() <= 32
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_+=.@-".contains(c))
+        };
+        if !name_part_ok(&raw.managed_policy_name_prefix) {
+            return Err(ConfigError::key(
+                "policy.managed_policy_name_prefix",
+                "at most 32 characters of letters, digits and _+=.@-",
+            ));
+        }
+        if !name_part_ok(&raw.tag_key_prefix)
+            || raw.tag_key_prefix.is_empty()
+            || raw.tag_key_prefix.to_ascii_lowercase().starts_with("aws:")
+        {
+            return Err(ConfigError::key(
+                "policy.tag_key_prefix",
+                "1-32 characters of letters, digits and _+=.@-",
+            ));
+        }
         Ok(PolicySettings {
             source_vpce: raw.source_vpce.clone(),
             source_vpc: raw.source_vpc.clone(),
+            mode,
+            managed_policy_path: path.clone(),
+            managed_policy_name_prefix: raw.managed_policy_name_prefix.clone(),
+            tag_key_prefix: raw.tag_key_prefix.clone(),
         })
     }
 

@@ -58,7 +58,8 @@ enum Command {
         #[arg(long)]
         region: Option<String>,
     },
-    /// Print the exact session policy a user with these groups would get.
+    /// Print exactly what goes to STS for a user with these groups (inline policy, managed
+    /// policy ARNs, session tags) and the sizes against AWS's limits, as JSON.
     Policy {
         /// Configuration file layered over the built-in defaults.
         #[arg(long, env = config::CONFIG_PATH_ENV)]
@@ -69,6 +70,20 @@ enum Command {
         /// A group the user belongs to; repeat for several.
         #[arg(long = "group")]
         groups: Vec<String>,
+    },
+    /// Print the customer-managed policies `policy.mode = "managed"` expects (one or more per
+    /// group, and one for the buckets open to everyone), as JSON: name, path, ARN, document.
+    ManagedPolicies {
+        /// Configuration file layered over the built-in defaults.
+        #[arg(long, env = config::CONFIG_PATH_ENV)]
+        config: Option<PathBuf>,
+    },
+    /// Print the role policy documents `policy.mode = "tags"` needs (attach each to the role
+    /// as a customer-managed policy), as a JSON array.
+    RolePolicy {
+        /// Configuration file layered over the built-in defaults.
+        #[arg(long, env = config::CONFIG_PATH_ENV)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -154,11 +169,35 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { config } => match config::load(config.as_deref()) {
-            Ok((raw, _)) => {
+            Ok((raw, settings)) => {
                 print!("{}", config::render_redacted(&raw));
+                // Notes only: load() has already refused what cannot work.
+                for note in stsvend::vend::scope::check(&settings).unwrap_or_default() {
+                    eprintln!("stsvend: session scope: {note}");
+                }
                 eprintln!("stsvend: configuration is valid");
                 ExitCode::SUCCESS
             }
+            Err(e) => fail(e),
+        },
+        Command::ManagedPolicies { config } => match config::load(config.as_deref()) {
+            Ok((_, settings)) => match stsvend::vend::scope::managed_policies(&settings) {
+                Ok(policies) => print_json(&policies),
+                Err(e) => fail(e),
+            },
+            Err(e) => fail(e),
+        },
+        Command::RolePolicy { config } => match config::load(config.as_deref()) {
+            Ok((_, settings)) => match stsvend::vend::scope::role_policy(&settings) {
+                Ok(docs) => {
+                    let docs: Vec<serde_json::Value> = docs
+                        .iter()
+                        .filter_map(|d| serde_json::from_str(d).ok())
+                        .collect();
+                    print_json(&docs)
+                }
+                Err(e) => fail(e),
+            },
             Err(e) => fail(e),
         },
         Command::CredentialProcess {
@@ -217,36 +256,55 @@ async fn serve(settings: config::Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn print_json(value: &impl serde::Serialize) -> ExitCode {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
 fn print_policy(settings: &config::Settings, user: &str, groups: &[String]) -> ExitCode {
-    use stsvend::vend::{policy, session_name};
+    use stsvend::vend::{scope, session_name};
     let groups: Vec<String> = {
         let mut g = groups.to_vec();
         g.sort();
         g.dedup();
         g
     };
-    match policy::for_groups(settings, &groups) {
-        Some(p) => {
-            println!("{}", p.json);
-            eprintln!(
-                "stsvend: {} characters (limit {}), sha256 {}…, buckets: {}",
-                p.json.len(),
-                policy::MAX_POLICY_CHARS,
-                p.hash,
-                p.buckets.join(", ")
-            );
-            eprintln!(
-                "stsvend: RoleSessionName {}, SourceIdentity {}",
-                session_name::role_session_name(user, &settings.server.app_name),
-                if settings.sts.source_identity {
-                    session_name::source_identity(user)
-                } else {
-                    "(off)".to_owned()
-                }
-            );
-            ExitCode::SUCCESS
+    let scoper = match scope::Scoper::new(settings) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    match scoper.compute(settings, &groups) {
+        Ok(Some(s)) => {
+            let tags: Vec<serde_json::Value> = settings
+                .sts
+                .session_tags
+                .iter()
+                .chain(s.tags.iter().map(|(k, v)| (k, v)))
+                .map(|(k, v)| serde_json::json!({"Key": k, "Value": v}))
+                .collect();
+            let out = serde_json::json!({
+                "mode": s.mode.as_str(),
+                "RoleSessionName": session_name::role_session_name(user, &settings.server.app_name),
+                "SourceIdentity": settings.sts.source_identity.then(|| session_name::source_identity(user)),
+                "Policy": s.policy,
+                "PolicyArns": s.policy_arns,
+                "Tags": tags,
+                "buckets": s.buckets,
+                "hash": s.hash,
+                "limits": {
+                    "policy_characters": [s.policy.as_ref().map_or(0, String::len), scope::MAX_INLINE_CHARS],
+                    "policy_arns": [s.policy_arns.len(), scope::MAX_POLICY_ARNS],
+                    "session_tags": [tags.len(), scope::MAX_SESSION_TAGS],
+                },
+            });
+            print_json(&out)
         }
-        None => {
+        Ok(None) => {
             eprintln!(
                 "stsvend: no bucket in {} is open to groups [{}]; the request would get 403",
                 settings.sts.region,
@@ -254,6 +312,7 @@ fn print_policy(settings: &config::Settings, user: &str, groups: &[String]) -> E
             );
             ExitCode::FAILURE
         }
+        Err(e) => fail(e),
     }
 }
 

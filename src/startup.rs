@@ -29,7 +29,7 @@ pub struct AppState {
     pub cookies: CookieCodec,
     pub bearer: BearerVerifier,
     pub vendor: Arc<Vendor>,
-    pub policies: crate::vend::policy::PolicyCache,
+    pub scopes: crate::vend::scope::Scoper,
     pub templates: minijinja::Environment<'static>,
     pub consumed_logins: crate::auth::login::ConsumedLogins,
     pub idp_limiter: Arc<crate::limits::IdpLimiter>,
@@ -68,6 +68,8 @@ pub enum StartupError {
     Server(std::io::Error),
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    #[error("session scope: {0}")]
+    Scope(String),
 }
 
 pub struct Application {
@@ -179,6 +181,7 @@ impl Application {
         let callback_path = settings.oidc.callback_path.clone();
         let cors_origins = settings.cors.allowed_origins.clone();
         let templates = routes::readme::environment()?;
+        let scopes = crate::vend::scope::Scoper::new(&settings).map_err(StartupError::Scope)?;
         let state = web::Data::new(AppState {
             settings,
             clock,
@@ -187,7 +190,7 @@ impl Application {
             cookies,
             bearer,
             vendor,
-            policies: Default::default(),
+            scopes,
             templates,
             consumed_logins: Default::default(),
             idp_limiter,

@@ -30,7 +30,15 @@ pub async fn s3credentials(
 ) -> Result<HttpResponse, ApiError> {
     let format = Format::parse(query.format.as_deref())?;
     let settings = &state.settings;
-    let Some(policy) = state.policies.get(settings, &user.groups) else {
+    let scope = state.scopes.get(settings, &user.groups).map_err(|e| {
+        tracing::error!(user = %capped(&user.user_id), error = %e, "scope too large for one session");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "scope_too_large",
+            "your groups grant more buckets than one AWS session can carry in this deployment; the operators have the details under this request id",
+        )
+    })?;
+    let Some(scope) = scope else {
         let granting = policy::granting_groups(settings);
         let hint = if granting.is_empty() {
             format!("this service grants no bucket in {}", settings.sts.region)
@@ -56,7 +64,7 @@ pub async fn s3credentials(
         ));
     };
     let now = state.clock.now();
-    let request = Vendor::request_for(settings, &user.user_id, &policy.json);
+    let request = Vendor::request_for(settings, &user.user_id, &scope);
     // The SDK's own operation timeout is the same; this also bounds a hung connection.
     let overall = settings.sts.timeout;
     let vended = state
@@ -70,8 +78,9 @@ pub async fn s3credentials(
         user = %capped(&user.user_id),
         authenticated_by = ?user.method,
         session_name = %vended.session_name,
-        policy_hash = %policy.hash,
-        buckets = %policy.buckets.join(","),
+        scope = scope.mode.as_str(),
+        policy_hash = %scope.hash,
+        buckets = %scope.buckets.join(","),
         access_key_id = %creds.access_key_id,
         expiration = %creds.expiration_rfc3339,
         packed_policy_size = creds.packed_policy_size,

@@ -139,7 +139,12 @@ fn cache_key(request: &AssumeRoleRequest) -> Key {
     field(request.role_arn.as_bytes());
     field(request.role_session_name.as_bytes());
     field(request.source_identity.as_deref().unwrap_or("").as_bytes());
-    field(request.policy.as_bytes());
+    field(request.policy.as_deref().unwrap_or("").as_bytes());
+    field(&[u8::from(request.policy.is_some())]);
+    field(&(request.policy_arns.len() as u64).to_be_bytes());
+    for arn in &request.policy_arns {
+        field(arn.as_bytes());
+    }
     field(&request.duration_seconds.to_be_bytes());
     for (k, v) in &request.tags {
         field(k.as_bytes());
@@ -185,7 +190,11 @@ impl Vendor {
     }
 
     /// The AssumeRole call a user with this policy gets.
-    pub fn request_for(settings: &Settings, user_id: &str, policy: &str) -> AssumeRoleRequest {
+    pub fn request_for(
+        settings: &Settings,
+        user_id: &str,
+        scope: &crate::vend::scope::SessionScope,
+    ) -> AssumeRoleRequest {
         AssumeRoleRequest {
             user_id: user_id.to_owned(),
             role_arn: settings.sts.role_arn.as_str().to_owned(),
@@ -194,13 +203,15 @@ impl Vendor {
                 .sts
                 .source_identity
                 .then(|| session_name::source_identity(user_id)),
-            policy: policy.to_owned(),
+            policy: scope.policy.clone(),
+            policy_arns: scope.policy_arns.clone(),
             duration_seconds: settings.sts.duration_seconds,
             tags: settings
                 .sts
                 .session_tags
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
+                .chain(scope.tags.iter().cloned())
                 .collect(),
         }
     }
@@ -342,7 +353,8 @@ mod tests {
             role_arn: "arn:aws:iam::123456789012:role/r".into(),
             role_session_name: format!("{user}@app"),
             source_identity: Some(user.into()),
-            policy: "{}".into(),
+            policy: Some("{}".into()),
+            policy_arns: vec![],
             duration_seconds: 3600,
             tags: vec![],
         }
@@ -648,11 +660,24 @@ mod tests {
         let a = v.vend(request("alice"), EARTHDATA, now, T).await.unwrap();
         let b = v.vend(request("bob"), EARTHDATA, now, T).await.unwrap();
         let mut other_policy = request("alice");
-        other_policy.policy = "{\"x\":1}".into();
+        other_policy.policy = Some("{\"x\":1}".into());
         let c = v.vend(other_policy, EARTHDATA, now, T).await.unwrap();
-        assert_ne!(a.credentials.access_key_id, b.credentials.access_key_id);
-        assert_ne!(a.credentials.access_key_id, c.credentials.access_key_id);
-        assert_eq!(sts.calls(), 3);
+        // The same inline policy with managed policies, or with none at all, is another scope.
+        let mut with_arns = request("alice");
+        with_arns.policy_arns = vec!["arn:aws:iam::123456789012:policy/p".into()];
+        let d = v.vend(with_arns, EARTHDATA, now, T).await.unwrap();
+        let mut no_policy = request("alice");
+        no_policy.policy = None;
+        let e = v.vend(no_policy, EARTHDATA, now, T).await.unwrap();
+        let mut empty_policy = request("alice");
+        empty_policy.policy = Some(String::new());
+        let f = v.vend(empty_policy, EARTHDATA, now, T).await.unwrap();
+        let keys: std::collections::HashSet<_> = [&a, &b, &c, &d, &e, &f]
+            .iter()
+            .map(|x| x.credentials.access_key_id.clone())
+            .collect();
+        assert_eq!(keys.len(), 6);
+        assert_eq!(sts.calls(), 6);
     }
 
     #[tokio::test]

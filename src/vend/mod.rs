@@ -5,5 +5,6 @@ pub mod cache;
 pub mod format;
 pub mod guard;
 pub mod policy;
+pub mod scope;
 pub mod session_name;
 pub mod sts;

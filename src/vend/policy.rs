@@ -1,8 +1,11 @@
-//! The session policy: the read-only slice of the role a user gets. Only buckets in the
-//! service's region whose groups intersect the user's (or that have no groups) are included;
+//! Policy documents: the read-only slice of the role a user gets. Only buckets in the
+//! service's region whose groups intersect the user's (or that have no groups) are granted;
 //! GetObject on `<bucket>/<prefix>*`, ListBucket on the bucket (limited by `s3:prefix` when
 //! prefixes are configured) and GetBucketLocation. Nothing else. Compact, deterministic JSON:
-//! the same inputs always give the same bytes (and the same cache key).
+//! the same inputs always give the same bytes (and the same cache key). `scope` decides which
+//! documents go where: inline, managed session policies, or the role's own policy.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -48,49 +51,48 @@ pub fn granting_groups(settings: &Settings) -> Vec<String> {
     groups
 }
 
-/// The policy for a user with `groups`, or None when no bucket is allowed.
-pub fn for_groups(settings: &Settings, groups: &[String]) -> Option<SessionPolicy> {
-    let buckets = allowed_buckets(settings, groups);
-    (!buckets.is_empty()).then(|| build(settings, &buckets))
-}
-
-/// Policies by group set: a deployment has few distinct combinations of relevant groups, and
-/// building the JSON is the most expensive step of a cached credential request.
-pub struct PolicyCache {
-    cache: moka::sync::Cache<Vec<String>, Option<std::sync::Arc<SessionPolicy>>>,
-}
-
-impl Default for PolicyCache {
-    fn default() -> Self {
-        Self {
-            cache: moka::sync::Cache::builder().max_capacity(10_000).build(),
-        }
+/// The inline session policy for exactly these buckets (sorted by name): the grants, then
+/// the network conditions as denials.
+pub fn inline(settings: &Settings, buckets: &[&Bucket]) -> SessionPolicy {
+    let mut statements = grants(settings, buckets, &Map::new());
+    statements.extend(network_denials(settings));
+    let json = document(statements);
+    let hash = short_hash(&json);
+    SessionPolicy {
+        json,
+        buckets: buckets.iter().map(|b| b.name.clone()).collect(),
+        hash,
     }
 }
 
-impl PolicyCache {
-    /// `groups` must be sorted and deduplicated (as `AuthenticatedUser::groups` are).
-    pub fn get(
-        &self,
-        settings: &Settings,
-        groups: &[String],
-    ) -> Option<std::sync::Arc<SessionPolicy>> {
-        self.cache.get_with_by_ref(groups, || {
-            for_groups(settings, groups).map(std::sync::Arc::new)
-        })
-    }
-}
-
-/// The largest policy any combination of groups can produce: all in-region buckets.
+/// The largest inline policy any combination of groups can produce: all in-region buckets.
 pub fn worst_case(settings: &Settings) -> Option<SessionPolicy> {
+    let buckets = in_region(settings);
+    (!buckets.is_empty()).then(|| inline(settings, &buckets))
+}
+
+/// Every bucket in `sts.region`, sorted by name.
+pub fn in_region(settings: &Settings) -> Vec<&Bucket> {
     let mut buckets: Vec<&Bucket> = settings
         .buckets
         .iter()
         .filter(|b| b.region == settings.sts.region)
         .collect();
     buckets.sort_by(|a, b| a.name.cmp(&b.name));
-    (!buckets.is_empty()).then(|| build(settings, &buckets))
+    buckets
 }
+
+/// First 16 hex digits of SHA-256, for logs and audits.
+pub fn short_hash(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The read-only actions stsvend ever grants.
+pub const READ_ACTIONS: [&str; 3] = ["s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation"];
 
 fn one_or_many(mut items: Vec<String>) -> Value {
     if items.len() == 1 {
@@ -100,16 +102,13 @@ fn one_or_many(mut items: Vec<String>) -> Value {
     }
 }
 
-fn statement(
-    sid: &str,
-    action: &str,
-    resources: Vec<String>,
-    condition: Map<String, Value>,
-) -> Value {
+fn allow(actions: &[&str], resources: Vec<String>, condition: Map<String, Value>) -> Value {
     let mut s = Map::new();
-    s.insert("Sid".into(), Value::String(sid.into()));
     s.insert("Effect".into(), Value::String("Allow".into()));
-    s.insert("Action".into(), Value::String(action.into()));
+    s.insert(
+        "Action".into(),
+        one_or_many(actions.iter().map(|a| (*a).to_owned()).collect()),
+    );
     s.insert("Resource".into(), one_or_many(resources));
     if !condition.is_empty() {
         s.insert("Condition".into(), Value::Object(condition));
@@ -117,33 +116,33 @@ fn statement(
     Value::Object(s)
 }
 
-/// Network conditions from `[policy]` that every statement carries.
-fn network_conditions(settings: &Settings) -> Map<String, Value> {
-    let mut equals = Map::new();
-    if !settings.policy.source_vpce.is_empty() {
-        equals.insert(
-            "aws:SourceVpce".into(),
-            one_or_many(settings.policy.source_vpce.clone()),
-        );
-    }
-    if !settings.policy.source_vpc.is_empty() {
-        equals.insert(
-            "aws:SourceVpc".into(),
-            one_or_many(settings.policy.source_vpc.clone()),
-        );
-    }
-    let mut condition = Map::new();
-    if !equals.is_empty() {
-        condition.insert("StringEquals".into(), Value::Object(equals));
+/// `extra` plus one more condition (merged into the operator's block when it is there).
+pub fn with_condition(
+    extra: &Map<String, Value>,
+    operator: &str,
+    key: &str,
+    value: Value,
+) -> Map<String, Value> {
+    let mut condition = extra.clone();
+    let block = condition
+        .entry(operator.to_owned())
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(map) = block {
+        map.insert(key.to_owned(), value);
     }
     condition
 }
 
-fn build(settings: &Settings, buckets: &[&Bucket]) -> SessionPolicy {
+/// Statements granting read access to `buckets`, each carrying the `extra` conditions.
+/// Compacted: one Resource list per action set, and buckets with the same prefixes share one
+/// list statement. Only what the configuration names: no wildcard beyond `<prefix>*` and `/*`.
+pub fn grants(settings: &Settings, buckets: &[&Bucket], extra: &Map<String, Value>) -> Vec<Value> {
     let partition = settings.sts.role_arn.partition();
     let arn = |rest: &str| format!("arn:{partition}:s3:::{rest}");
-    let network = network_conditions(settings);
-
+    let mut statements = Vec::new();
+    if buckets.is_empty() {
+        return statements;
+    }
     let objects: Vec<String> = buckets
         .iter()
         .flat_map(|b| {
@@ -157,7 +156,7 @@ fn build(settings: &Settings, buckets: &[&Bucket]) -> SessionPolicy {
             }
         })
         .collect();
-    let mut statements = vec![statement("Read", "s3:GetObject", objects, network.clone())];
+    statements.push(allow(&["s3:GetObject"], objects, extra.clone()));
 
     let whole: Vec<String> = buckets
         .iter()
@@ -165,51 +164,87 @@ fn build(settings: &Settings, buckets: &[&Bucket]) -> SessionPolicy {
         .map(|b| arn(&b.name))
         .collect();
     if !whole.is_empty() {
-        statements.push(statement("List", "s3:ListBucket", whole, network.clone()));
-    }
-    for (i, b) in buckets
-        .iter()
-        .filter(|b| !b.prefixes.is_empty())
-        .enumerate()
-    {
-        let mut condition = network.clone();
-        let prefixes: Vec<String> = b.prefixes.iter().map(|p| format!("{p}*")).collect();
-        condition.insert(
-            "StringLike".into(),
-            json!({ "s3:prefix": one_or_many(prefixes) }),
-        );
-        statements.push(statement(
-            &format!("ListPrefixes{i}"),
-            "s3:ListBucket",
-            vec![arn(&b.name)],
-            condition,
+        statements.push(allow(
+            &["s3:ListBucket", "s3:GetBucketLocation"],
+            whole,
+            extra.clone(),
         ));
     }
-    let all: Vec<String> = buckets.iter().map(|b| arn(&b.name)).collect();
-    statements.push(statement("Locate", "s3:GetBucketLocation", all, network));
-
-    let policy = json!({ "Version": "2012-10-17", "Statement": statements });
-    // serde_json keeps insertion order only with preserve_order; build the text by hand
-    // from ordered maps so the bytes are stable whatever features are enabled.
-    let json = to_ordered_json(&policy);
-    let digest = Sha256::digest(json.as_bytes());
-    let hash = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    SessionPolicy {
-        json,
-        buckets: buckets.iter().map(|b| b.name.clone()).collect(),
-        hash,
+    let mut by_prefixes: BTreeMap<&Vec<String>, Vec<String>> = BTreeMap::new();
+    for b in buckets.iter().filter(|b| !b.prefixes.is_empty()) {
+        by_prefixes
+            .entry(&b.prefixes)
+            .or_default()
+            .push(arn(&b.name));
     }
+    let mut located = Vec::new();
+    for (prefixes, arns) in by_prefixes {
+        let patterns: Vec<String> = prefixes.iter().map(|p| format!("{p}*")).collect();
+        let condition = with_condition(extra, "StringLike", "s3:prefix", one_or_many(patterns));
+        located.extend(arns.iter().cloned());
+        statements.push(allow(&["s3:ListBucket"], arns, condition));
+    }
+    if !located.is_empty() {
+        located.sort();
+        statements.push(allow(&["s3:GetBucketLocation"], located, extra.clone()));
+    }
+    statements
+}
+
+/// `[policy]` network conditions as denials, one per key (each must hold on its own): stated
+/// once per policy instead of on every grant.
+pub fn network_denials(settings: &Settings) -> Vec<Value> {
+    let mut statements = Vec::new();
+    for (key, values) in [
+        ("aws:SourceVpce", &settings.policy.source_vpce),
+        ("aws:SourceVpc", &settings.policy.source_vpc),
+    ] {
+        if !values.is_empty() {
+            let condition = with_condition(
+                &Map::new(),
+                "StringNotEquals",
+                key,
+                one_or_many(values.clone()),
+            );
+            statements.push(json!({
+                "Effect": "Deny", "Action": "s3:*", "Resource": "*", "Condition": condition
+            }));
+        }
+    }
+    statements
+}
+
+/// Denies every action but reading: keeps the read-only limit whatever other session
+/// policies (managed ones) allow.
+pub fn read_only_denial() -> Value {
+    json!({ "Effect": "Deny", "NotAction": READ_ACTIONS, "Resource": "*" })
+}
+
+/// Allows reading anything the role allows (the role's policy does the scoping).
+pub fn read_anything(settings: &Settings) -> Value {
+    let partition = settings.sts.role_arn.partition();
+    allow(
+        &READ_ACTIONS,
+        vec![format!("arn:{partition}:s3:::*")],
+        Map::new(),
+    )
+}
+
+/// A policy document from statements: compact, keys in a fixed order.
+pub fn document(statements: Vec<Value>) -> String {
+    to_ordered_json(&json!({ "Version": "2012-10-17", "Statement": statements }))
 }
 
 /// Compact JSON with object keys in a fixed order: Version/Statement first, then Sid,
 /// Effect, Action, Resource, Condition; other maps sorted by key.
 fn to_ordered_json(v: &Value) -> String {
-    const ORDER: [&str; 7] = [
+    const ORDER: [&str; 8] = [
         "Version",
         "Statement",
         "Sid",
         "Effect",
         "Action",
+        "NotAction",
         "Resource",
         "Condition",
     ];

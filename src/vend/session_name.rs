@@ -40,20 +40,50 @@ fn looks_hashed(s: &str) -> bool {
 
 /// `user_id` fitted into `budget` (at least `SUFFIX_LEN + 1`) characters.
 fn fit(user_id: &str, budget: usize) -> String {
-    let clean = user_id.len() >= 2
-        && user_id.len() <= budget
-        && user_id.chars().all(allowed)
-        && !looks_hashed(user_id);
+    fit_with(user_id, budget, allowed)
+}
+
+/// `raw` unchanged when it is 2..=`budget` characters that `ok` accepts and not shaped like a
+/// hashed name; otherwise `<sanitised head>-<hash of raw>`. One-to-one either way.
+fn fit_with(raw: &str, budget: usize, ok: fn(char) -> bool) -> String {
+    let clean = raw.len() >= 2 && raw.len() <= budget && raw.chars().all(ok) && !looks_hashed(raw);
     if clean {
-        return user_id.to_owned();
+        return raw.to_owned();
     }
     let keep = budget.saturating_sub(SUFFIX_LEN);
-    let head: String = user_id
+    let head: String = raw
         .chars()
-        .map(|c| if allowed(c) { c } else { '_' })
+        .map(|c| if ok(c) { c } else { '_' })
         .take(keep)
         .collect();
-    format!("{head}-{}", hash_suffix(user_id))
+    format!("{head}-{}", hash_suffix(raw))
+}
+
+/// A group's part of IAM policy names and session-tag keys (at most 64 characters): valid in
+/// both (`[a-z0-9_+=.@-]`) and lowercase, because AWS compares both case-insensitively, so
+/// "Science" and "science" must not meet. One-to-one, like session names.
+pub fn group_name(group: &str) -> String {
+    fn ok(c: char) -> bool {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || "_+=.@-".contains(c)
+    }
+    let named = fit_with(group, MAX, ok);
+    if named == group {
+        return named;
+    }
+    // Only the readable head changes: the hash still comes from the raw group.
+    let (head, hash) = named.split_at(named.len() - SUFFIX_LEN);
+    let head: String = head
+        .chars()
+        .zip(group.chars())
+        .map(|(h, g)| {
+            if ok(g.to_ascii_lowercase()) {
+                g.to_ascii_lowercase()
+            } else {
+                h
+            }
+        })
+        .collect();
+    format!("{head}{hash}")
 }
 
 /// `RoleSessionName`: `<user>@<app>`, with the user part shortened as needed. `app_name` is at

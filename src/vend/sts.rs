@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_sts::types::Tag;
+use aws_sdk_sts::types::{PolicyDescriptorType, Tag};
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
@@ -25,7 +25,10 @@ pub struct AssumeRoleRequest {
     pub role_arn: String,
     pub role_session_name: String,
     pub source_identity: Option<String>,
-    pub policy: String,
+    /// The inline session policy, if any.
+    pub policy: Option<String>,
+    /// Managed session policies.
+    pub policy_arns: Vec<String>,
     pub duration_seconds: u32,
     pub tags: Vec<(String, String)>,
 }
@@ -186,7 +189,14 @@ impl StsApi for AwsSts {
                 .role_arn(&request.role_arn)
                 .role_session_name(&request.role_session_name)
                 .set_source_identity(request.source_identity.clone())
-                .policy(&request.policy)
+                .set_policy(request.policy.clone())
+                .set_policy_arns((!request.policy_arns.is_empty()).then(|| {
+                    request
+                        .policy_arns
+                        .iter()
+                        .map(|arn| PolicyDescriptorType::builder().arn(arn).build())
+                        .collect()
+                }))
                 .duration_seconds(i32::try_from(request.duration_seconds).unwrap_or(3600))
                 .set_tags((!tags.is_empty()).then_some(tags))
                 .send()

@@ -132,7 +132,10 @@ async fn the_session_policy_sent_to_sts_is_in_region_and_read_only() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| s["Action"].as_str().unwrap())
+        .flat_map(|s| match &s["Action"] {
+            Value::Array(a) => a.iter().map(|a| a.as_str().unwrap()).collect(),
+            a => vec![a.as_str().unwrap()],
+        })
         .collect();
     assert!(actions
         .iter()

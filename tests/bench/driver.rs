@@ -220,9 +220,11 @@ groups = ["science"]
 
 async fn memory(users: usize) -> Value {
     let settings = bench_settings();
-    let policy = stsvend::vend::policy::for_groups(&settings, &["science".to_owned()])
-        .expect("policy")
-        .json;
+    let scope = stsvend::vend::scope::Scoper::new(&settings)
+        .expect("scoper")
+        .compute(&settings, &["science".to_owned()])
+        .expect("scope")
+        .expect("a bucket");
     let vendor = Vendor::new(
         Arc::new(FakeSts {
             calls: AtomicU64::new(0),
@@ -235,7 +237,7 @@ async fn memory(users: usize) -> Value {
     let now = Utc::now();
     let started = Instant::now();
     for i in 0..users {
-        let request = Vendor::request_for(&settings, &format!("user-{i:07}@example.org"), &policy);
+        let request = Vendor::request_for(&settings, &format!("user-{i:07}@example.org"), &scope);
         vendor
             .vend(
                 request,
