@@ -455,3 +455,131 @@ async fn a_user_whose_id_is_another_users_session_name_gets_their_own_credential
     assert_eq!(names.len(), 2, "one AssumeRole per user: {names:?}");
     assert_ne!(names[0], names[1], "session names must differ: {names:?}");
 }
+
+/// The AssumeRole form bodies moto's recorder saw, decoded into (name, value) pairs.
+fn recorded_assume_roles(recording: &std::path::Path) -> Vec<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(recording).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter_map(|entry| {
+            let body = entry["body"].as_str()?;
+            if entry["body_encoded"] == true {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.decode(body).ok()
+            } else {
+                Some(body.as_bytes().to_vec())
+            }
+        })
+        .map(|body| {
+            url::form_urlencoded::parse(&body)
+                .into_owned()
+                .collect::<Vec<_>>()
+        })
+        .filter(|form| form.iter().any(|(k, v)| k == "Action" && v == "AssumeRole"))
+        .collect()
+}
+
+/// In the managed and tags ways the call carries the user's managed policy ARNs (with a
+/// deny-only inline guard) or one session tag per group (with no bucket list), as moto's
+/// request recorder shows; the static session tags ride along.
+#[tokio::test]
+async fn managed_policy_arns_and_group_tags_reach_sts() {
+    let dir = tempfile::tempdir().unwrap();
+    let recording = dir.path().join("moto-recording.jsonl");
+    let moto_port = free_port();
+    let _moto = crate::helpers::start_moto_with(
+        moto_port,
+        &[
+            ("MOTO_ENABLE_RECORDING", std::ffi::OsStr::new("1")),
+            ("MOTO_RECORDER_FILEPATH", recording.as_os_str()),
+        ],
+    );
+    let moto = format!("http://127.0.0.1:{moto_port}");
+    let issuer = components().issuer.clone();
+    let with_mode = |mode: &'static str| {
+        move |f: figment::Figment| {
+            f.merge(figment::providers::Serialized::default("policy.mode", mode))
+                .merge(figment::providers::Serialized::default(
+                    "sts.session_tags",
+                    json!({"project": "archive"}),
+                ))
+        }
+    };
+    let field = |form: &[(String, String)], name: &str| -> Option<String> {
+        form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    };
+    let calls_for = |session: &str| -> Vec<Vec<(String, String)>> {
+        recorded_assume_roles(&recording)
+            .into_iter()
+            .filter(|f| {
+                f.iter()
+                    .any(|(k, v)| k == "RoleSessionName" && v.starts_with(session))
+            })
+            .collect()
+    };
+
+    let app = spawn_app_against(&issuer, &moto, with_mode("managed")).await;
+    assert!(app.wait_ready(Duration::from_secs(15)).await);
+    let (user, token) = unique_user(&app, "managed", json!(["science", "restricted"])).await;
+    assert_eq!(get_credentials(&app, &token, "").await.status(), 200);
+    let calls = calls_for(&format!("{user}@"));
+    assert_eq!(calls.len(), 1, "one AssumeRole recorded");
+    let form = &calls[0];
+    let mut arns: Vec<String> = form
+        .iter()
+        .filter(|(k, _)| k.starts_with("PolicyArns.member.") && k.ends_with(".arn"))
+        .map(|(_, v)| v.clone())
+        .collect();
+    arns.sort();
+    assert_eq!(
+        arns,
+        [
+            "arn:aws:iam::123456789012:policy/stsvend/stsvend-g-restricted",
+            "arn:aws:iam::123456789012:policy/stsvend/stsvend-g-science",
+        ]
+    );
+    let guard: Value = serde_json::from_str(&field(form, "Policy").unwrap()).unwrap();
+    assert!(
+        guard["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["Effect"] == "Deny"),
+        "{guard}"
+    );
+    assert_eq!(field(form, "Tags.member.1.Key").as_deref(), Some("project"));
+
+    let app = spawn_app_against(&issuer, &moto, with_mode("tags")).await;
+    assert!(app.wait_ready(Duration::from_secs(15)).await);
+    let (user, token) = unique_user(&app, "tags", json!(["science", "restricted"])).await;
+    assert_eq!(get_credentials(&app, &token, "").await.status(), 200);
+    let calls = calls_for(&format!("{user}@"));
+    assert_eq!(calls.len(), 1);
+    let form = &calls[0];
+    let mut tags: Vec<(String, String)> = (1..=10)
+        .filter_map(|i| {
+            Some((
+                field(form, &format!("Tags.member.{i}.Key"))?,
+                field(form, &format!("Tags.member.{i}.Value"))?,
+            ))
+        })
+        .collect();
+    tags.sort();
+    assert_eq!(
+        tags,
+        [
+            ("project".to_owned(), "archive".to_owned()),
+            ("stsvend-g-restricted".to_owned(), "true".to_owned()),
+            ("stsvend-g-science".to_owned(), "true".to_owned()),
+        ]
+    );
+    assert!(field(form, "PolicyArns.member.1.arn").is_none());
+    assert!(
+        !field(form, "Policy").unwrap().contains("demo-"),
+        "no bucket list in the call"
+    );
+    assert!(
+        !form.iter().any(|(k, _)| k.starts_with("TransitiveTagKeys")),
+        "tags are not transitive"
+    );
+}

@@ -173,6 +173,11 @@ pub fn start_idp(port: u16) -> Component {
 
 /// moto in server mode, seeded with the demo buckets and role (deploy/local/moto_stack.py).
 pub fn start_moto(port: u16) -> Component {
+    start_moto_with(port, &[])
+}
+
+/// moto with extra environment, e.g. its request recorder (`MOTO_ENABLE_RECORDING`).
+pub fn start_moto_with(port: u16, env: &[(&str, &std::ffi::OsStr)]) -> Component {
     let python = repo_root().join("deploy/local/.venv/bin/python");
     assert!(
         python.exists(),
@@ -184,7 +189,8 @@ pub fn start_moto(port: u16) -> Component {
             .arg("--port")
             .arg(port.to_string())
             .arg("--parent-pid")
-            .arg(std::process::id().to_string());
+            .arg(std::process::id().to_string())
+            .envs(env.iter().copied());
         cmd
     };
     start("moto", make, "\"event\": \"ready\"")
