@@ -22,6 +22,8 @@ from botocore.exceptions import ClientError
 REGION = "us-west-2"
 ROLE = "stsvend-read"
 BUCKETS = ["demo-inregion", "demo-restricted"]
+# Readable by `science` under public/ only (tests/ceph/run.sh adds it to the configuration).
+PREFIXED = "demo-prefixed"
 
 
 def client(service, **creds):
@@ -63,6 +65,9 @@ def seed():
     for bucket in BUCKETS:
         s3.create_bucket(Bucket=bucket)
         s3.put_object(Bucket=bucket, Key="hello.txt", Body=f"hello from {bucket}\n".encode())
+    s3.create_bucket(Bucket=PREFIXED)
+    for key in ("public/a.txt", "private/b.txt"):
+        s3.put_object(Bucket=PREFIXED, Key=key, Body=key.encode())
     print(json.dumps({"role_arn": f"arn:aws:iam:::role/{ROLE}", "buckets": BUCKETS}))
 
 
@@ -155,6 +160,15 @@ def check():
     c.expect("alice DELETE demo-restricted/hello.txt", False,
              lambda: s3.delete_object(Bucket="demo-restricted", Key="hello.txt"))
     c.expect("alice CREATE a bucket", False, lambda: s3.create_bucket(Bucket="alice-new-bucket"))
+    c.expect("alice GET demo-prefixed/public/a.txt", True,
+             lambda: s3.get_object(Bucket=PREFIXED, Key="public/a.txt")["Body"].read())
+    c.expect("alice GET demo-prefixed/private/b.txt", False,
+             lambda: s3.get_object(Bucket=PREFIXED, Key="private/b.txt")["Body"].read())
+    c.expect("alice LIST demo-prefixed under public/", True,
+             lambda: s3.list_objects_v2(Bucket=PREFIXED, Prefix="public/"))
+    c.expect("alice LIST demo-prefixed under private/", False,
+             lambda: s3.list_objects_v2(Bucket=PREFIXED, Prefix="private/"))
+    c.expect("alice LIST all of demo-prefixed", False, lambda: s3.list_objects_v2(Bucket=PREFIXED))
     c.expect("alice with a tampered session token", False,
              lambda: s3_for(alice, tamper=True).get_object(Bucket="demo-inregion", Key="hello.txt"))
 

@@ -4,6 +4,11 @@
 # at Ceph's STS with Ceph's account-less role ARN. Then the credentials stsvend vends are
 # tried against every operation (tests/ceph/enforcement.py).
 #
+# Only policy.mode = "inline" runs here: Ceph 16 (Debian bookworm) has no customer-managed
+# policies (IAM CreatePolicy fails, so PolicyArns can name nothing), and it evaluates
+# session tags only for AssumeRoleWithWebIdentity: a role policy conditioned on
+# aws:PrincipalTag denies sessions tagged through AssumeRole (tried).
+#
 # This is also how to run stsvend against an S3-compatible STS (Ceph RGW, MinIO) instead
 # of AWS: set sts.endpoint_url, an account-less sts.role_arn, and give stsvend the broker
 # user's keys as its AWS credentials.
@@ -47,13 +52,25 @@ IDP_PORT=$idp_port IDP_PARENT_PID=$$ node "$root/deploy/local/idp/server.mjs" >"
 pids+=($!)
 for _ in $(seq 1 100); do curl -fsS -o /dev/null "$IDP_ISSUER/.well-known/openid-configuration" 2>/dev/null && break; sleep 0.1; done
 
+# The local stack's buckets plus one readable under a prefix only.
+config="$work/stsvend.toml"
+sed "s|\.\./deploy/local/secrets/|$root/deploy/local/secrets/|" "$root/config/local.toml" >"$config"
+cat >>"$config" <<'TOML'
+
+[[buckets]]
+name = "demo-prefixed"
+region = "us-west-2"
+prefixes = ["public/"]
+groups = ["science"]
+TOML
+
 STSVEND_SERVER__BIND="127.0.0.1:$app_port" \
 STSVEND_SERVER__PUBLIC_URL="$STSVEND_URL" \
 STSVEND_SERVER__LOG_FORMAT=json \
 STSVEND_OIDC__ISSUER="$IDP_ISSUER" \
 STSVEND_STS__ENDPOINT_URL="$RGW_ENDPOINT" \
 STSVEND_STS__ROLE_ARN="arn:aws:iam:::role/stsvend-read" \
-  "$bin" serve --config "$root/config/local.toml" >"$work/stsvend.log" 2>&1 &
+  "$bin" serve --config "$config" >"$work/stsvend.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do curl -fsS -o /dev/null "$STSVEND_URL/readyz" 2>/dev/null && break; sleep 0.1; done
 curl -fsS -o /dev/null "$STSVEND_URL/readyz" || { echo "[ceph] stsvend not ready; log:" >&2; cat "$work/stsvend.log" >&2; exit 1; }
