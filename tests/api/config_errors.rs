@@ -280,10 +280,15 @@ fn a_worst_case_policy_over_2048_characters_refuses_to_start() {
     let err = load_with(&extra).expect_err("too large");
     assert_eq!(err.key.as_deref(), Some("buckets"));
     assert!(
-        err.message.contains("over AWS's limit of 2048"),
+        err.message.contains("over AWS's limit of 2048")
+            && err.message.contains("\"managed\"")
+            && err.message.contains("\"tags\""),
         "{}",
         err.message
     );
+    // Either other way takes them.
+    load_with(&format!("{extra}[policy]\nmode = \"managed\"\n")).unwrap();
+    load_with(&format!("{extra}[policy]\nmode = \"tags\"\n")).unwrap();
     // The same buckets in another region never enter a policy, so they are fine.
     load_with(&extra.replace("us-west-2", "eu-west-1")).unwrap();
 }
@@ -355,5 +360,36 @@ fn plain_http_off_loopback_and_prefixes_sts_would_refuse_are_rejected() {
         "[oidc]\nunsafe_opaque_tokens_via_userinfo = true\n",
         "oidc.unsafe_opaque_tokens_via_userinfo",
         "accept_opaque_tokens",
+    );
+}
+
+#[test]
+fn scope_modes_are_validated_with_the_way_out_named() {
+    assert_rejected(
+        "[policy]\nmode = \"wildcard\"\n",
+        "policy.mode",
+        "\"inline\", \"managed\", \"tags\"",
+    );
+    // Managed policies live in the role's account: a Ceph-style role ARN has none.
+    assert_rejected(
+        "[policy]\nmode = \"managed\"\n[sts]\nrole_arn = \"arn:aws:iam:::role/read\"\n",
+        "policy.mode",
+        "account id",
+    );
+    // A static session tag with the group-tag prefix would grant a group's buckets to all.
+    assert_rejected(
+        "[policy]\nmode = \"tags\"\n[sts]\nsession_tags = { \"Stsvend-g-science\" = \"true\" }\n",
+        "policy.mode",
+        "tag_key_prefix",
+    );
+    assert_rejected(
+        "[policy]\nmanaged_policy_path = \"stsvend\"\n",
+        "policy.managed_policy_path",
+        "IAM path",
+    );
+    assert_rejected(
+        "[policy]\ntag_key_prefix = \"aws:x\"\n",
+        "policy.tag_key_prefix",
+        "letters",
     );
 }
