@@ -300,6 +300,7 @@ fn print_policy(settings: &config::Settings, user: &str, groups: &[String]) -> E
                     "policy_characters": [s.policy.as_ref().map_or(0, String::len), scope::MAX_INLINE_CHARS],
                     "policy_arns": [s.policy_arns.len(), scope::MAX_POLICY_ARNS],
                     "session_tags": [tags.len(), scope::MAX_SESSION_TAGS],
+                    "longest_tag_key": [s.tags.iter().map(|(k, _)| k.len()).max().unwrap_or(0), 128],
                 },
             });
             print_json(&out)

@@ -7,28 +7,19 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { runSimulation } from '@cloud-copilot/iam-simulate';
+import { ACCOUNT, simulate } from './evaluator.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const doc = (name) => JSON.parse(readFileSync(join(root, 'deploy', 'aws', `${name}.json`), 'utf8'));
 
-const ACCOUNT = '123456789012';
 const READ_ONLY_ROLE = `arn:aws:iam::${ACCOUNT}:role/stsvend-read`;
 const SERVICE_SESSION = `arn:aws:sts::${ACCOUNT}:assumed-role/stsvend-service/pod-1`;
 const servicePolicy = doc('service-role-policy');
 const readOnlyPolicy = doc('read-only-role-policy');
 const readOnlyTrust = doc('read-only-role-trust');
 
-async function decide({ principal, action, resource, account = ACCOUNT, identity, resourcePolicy, context = {} }) {
-  const result = await runSimulation({
-    request: { principal, action, resource: { resource, accountId: account }, contextVariables: context },
-    identityPolicies: [{ name: 'identity', policy: identity }],
-    resourcePolicy,
-    serviceControlPolicies: [],
-    resourceControlPolicies: [],
-  }, {});
-  assert.notEqual(result.resultType, 'error', JSON.stringify(result.errors ?? {}));
-  return result.overallResult;
+function decide({ principal, action, resource, account = ACCOUNT, identity, resourcePolicy, context = {} }) {
+  return simulate({ principal, action, resource, account, context, identity: [identity], resourcePolicy });
 }
 
 test('the service role can assume the read-only role, naming the user and tagging the session', async () => {

@@ -11,12 +11,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { runSimulation } from '@cloud-copilot/iam-simulate';
+import { ACCOUNT, simulate } from './evaluator.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const bin = process.env.STSVEND_BIN
   ?? join(process.env.CARGO_TARGET_DIR ?? join(root, 'target'), 'debug', 'stsvend');
-const ACCOUNT = '123456789012';
 const EVERYTHING = { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:*', Resource: '*' }] };
 
 // Bucket i: groups team-(i % 40) and all-(i % 7); every tenth open to everyone; every fifth
@@ -56,21 +55,8 @@ const USERS = {
 
 const visible = (b, groups) => b.region === 'us-west-2' && (b.groups.length === 0 || b.groups.some((g) => groups.includes(g)));
 
-async function decide({ identity, session, action, resource, context = {} }) {
-  const result = await runSimulation({
-    request: {
-      principal: `arn:aws:sts::${ACCOUNT}:assumed-role/stsvend-read/user@stsvend`,
-      action,
-      resource: { resource, accountId: ACCOUNT },
-      contextVariables: context,
-    },
-    identityPolicies: identity.map((policy, i) => ({ name: `role-${i}`, policy })),
-    sessionPolicy: session,
-    serviceControlPolicies: [],
-    resourceControlPolicies: [],
-  }, {});
-  assert.notEqual(result.resultType, 'error', JSON.stringify(result.errors ?? {}));
-  return result.overallResult;
+function decide({ identity, session, action, resource, context = {} }) {
+  return simulate({ action, resource, context, identity, session });
 }
 
 // Every bucket for one user: allowed reads allowed, everything else denied.

@@ -10,12 +10,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { runSimulation } from '@cloud-copilot/iam-simulate';
+import { ACCOUNT, simulate } from './evaluator.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const bin = process.env.STSVEND_BIN
   ?? join(process.env.CARGO_TARGET_DIR ?? join(root, 'target'), 'debug', 'stsvend');
-const ACCOUNT = '123456789012';
 const ROLE_POLICY = {
   Version: '2012-10-17',
   Statement: [{ Effect: 'Allow', Action: 's3:*', Resource: '*' }],
@@ -28,21 +27,8 @@ function policyFor(config, user, groups) {
   return { status: out.status, scope, policy: scope && JSON.parse(scope.Policy), stderr: out.stderr };
 }
 
-async function decide(sessionPolicy, action, resource, context = {}) {
-  const result = await runSimulation({
-    request: {
-      principal: `arn:aws:sts::${ACCOUNT}:assumed-role/stsvend-read/user@stsvend`,
-      action,
-      resource: { resource, accountId: ACCOUNT },
-      contextVariables: context,
-    },
-    identityPolicies: [{ name: 'role', policy: ROLE_POLICY }],
-    sessionPolicy,
-    serviceControlPolicies: [],
-    resourceControlPolicies: [],
-  }, {});
-  assert.notEqual(result.resultType, 'error', JSON.stringify(result.errors ?? {}));
-  return result.overallResult;
+function decide(session, action, resource, context = {}) {
+  return simulate({ action, resource, context, identity: [ROLE_POLICY], session });
 }
 
 // The evaluator does not validate resources: a non-ARN Resource would match everything.
