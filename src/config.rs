@@ -66,6 +66,8 @@ pub struct RawSettings {
     pub cache: RawCache,
     pub cors: RawCors,
     pub limits: RawLimits,
+    #[serde(default)]
+    pub cluster: Option<RawCluster>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -198,6 +200,62 @@ pub struct RawCors {
     pub allowed_origins: Vec<String>,
 }
 
+/// `[cluster]`: several replicas sharing a credential cache on Redis.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    #[serde(serialize_with = "redacted_url")]
+    pub redis_url: Option<String>,
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "default_command_timeout_ms")]
+    pub command_timeout_ms: u64,
+    #[serde(default = "default_retry_after_failure_ms")]
+    pub retry_after_failure_ms: u64,
+    #[serde(default = "default_lock_wait_ms")]
+    pub lock_wait_ms: u64,
+    #[serde(default, serialize_with = "redacted")]
+    pub encryption_key: Option<SecretString>,
+    #[serde(default, serialize_with = "resolved_path")]
+    pub encryption_key_file: Option<RelativePathBuf>,
+    #[serde(default, serialize_with = "redacted_list")]
+    pub previous_encryption_keys: Vec<SecretString>,
+    #[serde(default, serialize_with = "resolved_paths")]
+    pub previous_encryption_key_files: Vec<RelativePathBuf>,
+}
+
+fn default_key_prefix() -> String {
+    "stsvend:".into()
+}
+fn default_connect_timeout_ms() -> u64 {
+    500
+}
+fn default_command_timeout_ms() -> u64 {
+    100
+}
+fn default_retry_after_failure_ms() -> u64 {
+    1000
+}
+fn default_lock_wait_ms() -> u64 {
+    2000
+}
+
+/// A Redis URL without its password.
+fn redacted_url<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v.as_deref().map(Url::parse) {
+        Some(Ok(mut u)) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("<redacted>"));
+            }
+            s.serialize_some(u.as_str())
+        }
+        Some(Err(_)) => s.serialize_some("<invalid>"),
+        None => s.serialize_none(),
+    }
+}
+
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
@@ -284,7 +342,13 @@ pub fn load(path: Option<&Path>) -> Result<(RawSettings, Settings), ConfigError>
 
 /// Extract and validate any set of layers (tests add their own on top of the defaults).
 pub fn from_figment(figment: Figment) -> Result<(RawSettings, Settings), ConfigError> {
-    for secret in ["oidc.client_secret", "session.key", "session.previous_keys"] {
+    for secret in [
+        "oidc.client_secret",
+        "session.key",
+        "session.previous_keys",
+        "cluster.encryption_key",
+        "cluster.previous_encryption_keys",
+    ] {
         if let Some(md) = figment.find_metadata(secret) {
             if let Some(Source::File(path)) = &md.source {
                 let env = format!("{ENV_PREFIX}{}", secret.replace('.', "__").to_uppercase());
@@ -372,7 +436,35 @@ pub struct Settings {
     pub cache: CacheSettings,
     pub cors: CorsSettings,
     pub limits: LimitSettings,
+    pub cluster: Option<ClusterSettings>,
 }
+
+/// Fleet mode: the shared (second-level) credential cache on Redis.
+#[derive(Clone)]
+pub struct ClusterSettings {
+    /// Holds credentials when Redis has ACLs: never logged.
+    pub redis_url: SecretString,
+    pub key_prefix: String,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+    pub retry_after_failure: Duration,
+    pub lock_wait: Duration,
+    /// The current key first, then earlier ones (read only), each at least 32 bytes.
+    pub encryption_keys: Vec<SecretBytes>,
+}
+
+impl fmt::Debug for ClusterSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterSettings")
+            .field("key_prefix", &self.key_prefix)
+            .field("encryption_keys", &self.encryption_keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Key material that is never printed.
+#[derive(Clone)]
+pub struct SecretBytes(pub Vec<u8>);
 
 /// Per-client limits on work that anonymous requests can make stsvend do at the IdP.
 #[derive(Debug, Clone)]
@@ -797,7 +889,12 @@ impl Settings {
             idp_requests_per_minute: raw.limits.idp_requests_per_minute,
             idp_burst: raw.limits.idp_burst.max(1),
         };
+        let cluster = match &raw.cluster {
+            Some(c) => Some(Self::validate_cluster(c, &sts)?),
+            None => None,
+        };
         let settings = Self {
+            cluster,
             server,
             oidc,
             session,
@@ -815,6 +912,104 @@ impl Settings {
         };
         crate::vend::scope::check(&settings).map_err(|e| ConfigError::key(key, e))?;
         Ok(settings)
+    }
+
+    fn validate_cluster(
+        raw: &RawCluster,
+        sts: &StsSettings,
+    ) -> Result<ClusterSettings, ConfigError> {
+        let url_text = required("cluster.redis_url", &raw.redis_url)?;
+        let url = Url::parse(url_text)
+            .map_err(|e| ConfigError::key("cluster.redis_url", format!("is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "redis" | "rediss") || url.host_str().is_none() {
+            return Err(ConfigError::key(
+                "cluster.redis_url",
+                "must be redis://host:port or rediss://host:port (TLS)",
+            ));
+        }
+        if url.scheme() == "redis" && !is_loopback(&url) && url.password().is_some() {
+            return Err(ConfigError::key(
+                "cluster.redis_url",
+                "a password would cross the network in clear: use rediss:// (TLS) off loopback",
+            ));
+        }
+        let prefix = &raw.key_prefix;
+        if prefix.is_empty()
+            || prefix.len() > 64
+            || prefix.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(ConfigError::key(
+                "cluster.key_prefix",
+                "1-64 characters, no spaces",
+            ));
+        }
+        let mut keys = Vec::new();
+        let current = match (&raw.encryption_key, &raw.encryption_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::key(
+                    "cluster.encryption_key_file",
+                    "set either STSVEND_CLUSTER__ENCRYPTION_KEY or cluster.encryption_key_file, not both",
+                ))
+            }
+            (Some(k), None) => k.expose_secret().to_owned(),
+            (None, Some(path)) => read_secret_file("cluster.encryption_key_file", &path.relative())?,
+            (None, None) => {
+                return Err(ConfigError::key(
+                    "cluster.encryption_key",
+                    "is required: set STSVEND_CLUSTER__ENCRYPTION_KEY or cluster.encryption_key_file to at least 32 random bytes, base64 (openssl rand -base64 32); every replica needs the same key",
+                ))
+            }
+        };
+        keys.push(cluster_key("cluster.encryption_key", &current)?);
+        for k in &raw.previous_encryption_keys {
+            keys.push(cluster_key(
+                "cluster.previous_encryption_keys",
+                k.expose_secret(),
+            )?);
+        }
+        for path in &raw.previous_encryption_key_files {
+            let text = read_secret_file("cluster.previous_encryption_key_files", &path.relative())?;
+            keys.push(cluster_key("cluster.previous_encryption_key_files", &text)?);
+        }
+        let ms = |key: &str, v: u64, min: u64, max: u64| -> Result<Duration, ConfigError> {
+            within(key, v, min, max).map(Duration::from_millis)
+        };
+        let command_timeout = ms(
+            "cluster.command_timeout_ms",
+            raw.command_timeout_ms,
+            1,
+            10_000,
+        )?;
+        let lock_wait = ms("cluster.lock_wait_ms", raw.lock_wait_ms, 0, 60_000)?;
+        // A loser gives up waiting only after the winner's STS call could have finished.
+        if lock_wait < sts.timeout {
+            return Err(ConfigError::key(
+                "cluster.lock_wait_ms",
+                format!(
+                    "{} ms is shorter than sts.timeout_seconds; other replicas would call STS while the first call is still running",
+                    raw.lock_wait_ms
+                ),
+            ));
+        }
+        Ok(ClusterSettings {
+            redis_url: SecretString::from(url_text.to_owned()),
+            key_prefix: prefix.clone(),
+            connect_timeout: ms(
+                "cluster.connect_timeout_ms",
+                raw.connect_timeout_ms,
+                1,
+                60_000,
+            )?,
+            command_timeout,
+            retry_after_failure: ms(
+                "cluster.retry_after_failure_ms",
+                raw.retry_after_failure_ms,
+                10,
+                600_000,
+            )?,
+            lock_wait,
+            encryption_keys: keys,
+        })
     }
 
     fn validate_policy(raw: &RawPolicy) -> Result<PolicySettings, ConfigError> {
@@ -1372,6 +1567,22 @@ fn cookie_key(key: &str, encoded: &str) -> Result<Vec<u8>, ConfigError> {
         ));
     }
     Ok(bytes)
+}
+
+/// A fleet encryption key: base64 of at least 32 bytes.
+fn cluster_key(key: &str, encoded: &str) -> Result<SecretBytes, ConfigError> {
+    let bytes = decode_base64(encoded.trim())
+        .ok_or_else(|| ConfigError::key(key, "is not valid base64 (openssl rand -base64 32)"))?;
+    if bytes.len() < 32 {
+        return Err(ConfigError::key(
+            key,
+            format!(
+                "is {} bytes once decoded; at least 32 are required (openssl rand -base64 32)",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(SecretBytes(bytes))
 }
 
 fn decode_base64(s: &str) -> Option<Vec<u8>> {

@@ -197,6 +197,61 @@ impl Collector for VendCollector {
     }
 }
 
+/// Reads one counter of the shared cache's statistics.
+type ReadShared = fn(&crate::vend::shared::SharedStats) -> u64;
+
+/// Fleet mode: the shared cache on Redis.
+struct SharedCollector {
+    shared: Arc<crate::vend::shared::SharedCache>,
+    counters: Vec<(IntCounter, ReadShared)>,
+    available: IntGauge,
+}
+
+impl SharedCollector {
+    fn new(shared: Arc<crate::vend::shared::SharedCache>) -> Result<Self, prometheus::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let specs: [(&str, &str, ReadShared); 6] = [
+            ("stsvend_shared_cache_hits_total", "Credentials found in the shared cache (another replica's AssumeRole)", |s| s.hits.load(Relaxed)),
+            ("stsvend_shared_cache_misses_total", "Shared cache lookups that found nothing usable", |s| s.misses.load(Relaxed)),
+            ("stsvend_shared_cache_writes_total", "Fresh credentials written to the shared cache", |s| s.writes.load(Relaxed)),
+            ("stsvend_shared_cache_lock_waits_total", "Misses that waited for another replica's AssumeRole", |s| s.waits.load(Relaxed)),
+            ("stsvend_shared_cache_lock_wait_timeouts_total", "Waits that ended without the other replica's credential (then STS was called)", |s| s.wait_timeouts.load(Relaxed)),
+            ("stsvend_redis_errors_total", "Redis commands that failed or timed out (the replica then works alone for a while)", |s| s.errors.load(Relaxed)),
+        ];
+        let mut counters = Vec::new();
+        for (name, help, read) in specs {
+            counters.push((IntCounter::with_opts(Opts::new(name, help))?, read));
+        }
+        Ok(Self {
+            shared,
+            counters,
+            available: IntGauge::with_opts(Opts::new(
+                "stsvend_redis_available",
+                "1 while Redis answers (the credential cache is shared), 0 while this replica works alone",
+            ))?,
+        })
+    }
+}
+
+impl Collector for SharedCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        let mut out: Vec<&Desc> = self.counters.iter().flat_map(|(c, _)| c.desc()).collect();
+        out.extend(self.available.desc());
+        out
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let mut out = Vec::new();
+        for (counter, read) in &self.counters {
+            VendCollector::set(counter, read(&self.shared.stats));
+            out.extend(counter.collect());
+        }
+        self.available.set(i64::from(self.shared.available()));
+        out.extend(self.available.collect());
+        out
+    }
+}
+
 /// The served certificate's expiry and reloads, when stsvend terminates TLS.
 struct TlsCollector {
     reloader: Arc<crate::tls::CertReloader>,
@@ -244,6 +299,12 @@ impl Metrics {
         serve_endpoint: bool,
     ) -> Result<Self, String> {
         let registry = Registry::new();
+        if let Some(shared) = vendor.shared() {
+            let collector = SharedCollector::new(shared.clone()).map_err(|e| e.to_string())?;
+            registry
+                .register(Box::new(collector))
+                .map_err(|e| e.to_string())?;
+        }
         let collector = VendCollector::new(vendor, discovery).map_err(|e| e.to_string())?;
         registry
             .register(Box::new(collector))

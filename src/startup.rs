@@ -141,7 +141,13 @@ impl Application {
             Some(sts) => sts,
             None => Arc::new(AwsSts::from_settings(&settings.sts, deps.aws_credentials).await),
         };
-        let vendor = Arc::new(Vendor::new(sts, &settings, clock.clone()));
+        let mut vendor = Vendor::new(sts, &settings, clock.clone());
+        if let Some(cluster) = &settings.cluster {
+            // Redis's TLS (rediss://) builds its rustls config from the process default.
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            vendor = vendor.with_shared(crate::vend::shared::SharedCache::start(cluster.clone()));
+        }
+        let vendor = Arc::new(vendor);
         let tls = match &settings.server.tls {
             Some(t) => Some((
                 Arc::new(crate::tls::CertReloader::new(&t.cert_file, &t.key_file)?),

@@ -36,10 +36,19 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         crate::vend::guard::BreakerState::Closed => "ok".to_owned(),
         other => format!("circuit_{}", other.as_str()),
     };
+    let mut checks = json!({"oidc_discovery": oidc, "sts": sts});
+    // Redis trouble never makes a replica unready: it works alone meanwhile.
+    if let Some(shared) = state.vendor.shared() {
+        checks["redis"] = json!(if shared.available() {
+            "ok"
+        } else {
+            "unavailable"
+        });
+    }
     if missing.is_empty() {
         Ok(HttpResponse::Ok()
             .insert_header(("cache-control", "no-store"))
-            .json(json!({"status": "ready", "checks": {"oidc_discovery": oidc, "sts": sts}})))
+            .json(json!({"status": "ready", "checks": checks})))
     } else {
         Err(ApiError::new(
             actix_web::http::StatusCode::SERVICE_UNAVAILABLE,

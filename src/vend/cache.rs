@@ -32,6 +32,8 @@ pub enum CacheOutcome {
     /// STS failed transiently; a cached credential with enough lifetime was served instead.
     Fallback,
     Disabled,
+    /// Another replica's credential, from the shared cache (fleet mode).
+    Shared,
 }
 
 impl CacheOutcome {
@@ -41,6 +43,7 @@ impl CacheOutcome {
             Self::Miss => "miss",
             Self::Fallback => "fallback",
             Self::Disabled => "disabled",
+            Self::Shared => "shared",
         }
     }
 }
@@ -117,6 +120,8 @@ pub struct Vendor {
     sts: Arc<dyn StsApi>,
     guard: super::guard::StsGuard,
     cache: Option<Cache<Key, Arc<StsCredentials>>>,
+    /// Fleet mode: the second level, shared by all replicas through Redis.
+    shared: Option<Arc<super::shared::SharedCache>>,
     pub stats: CacheStats,
 }
 
@@ -165,8 +170,19 @@ impl Vendor {
             sts,
             guard: super::guard::StsGuard::new(&settings.sts),
             cache,
+            shared: None,
             stats: CacheStats::default(),
         }
+    }
+
+    /// Share credentials with the other replicas (fleet mode).
+    pub fn with_shared(mut self, shared: Arc<super::shared::SharedCache>) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
+    pub fn shared(&self) -> Option<&Arc<super::shared::SharedCache>> {
+        self.shared.as_ref()
     }
 
     /// The circuit breaker, in-flight cap and rate budget in front of STS.
@@ -253,23 +269,67 @@ impl Vendor {
                 return Ok(done(hit, CacheOutcome::Hit));
             }
         }
+        // Fleet mode: another replica's credential, or one AssumeRole for the whole fleet.
+        let from_shared = std::sync::atomic::AtomicBool::new(false);
+        let fetch = |req: AssumeRoleRequest| async {
+            let Some(shared) = &self.shared else {
+                return call(req).await;
+            };
+            let usable = |c: &StsCredentials| enough(c, now, min_remaining);
+            if let Some(c) = shared.get(&key).await.filter(|c| usable(c)) {
+                from_shared.store(true, Ordering::Relaxed);
+                return Ok(c);
+            }
+            let lifetime = |c: &StsCredentials| {
+                (c.expiration
+                    - now
+                    - TimeDelta::from_std(FALLBACK_MIN_REMAINING).unwrap_or_default())
+                .to_std()
+                .unwrap_or(Duration::from_secs(1))
+            };
+            // The lock outlives the winner's STS call, and lapses if the winner dies.
+            let lock_ttl = overall_timeout + Duration::from_secs(1);
+            let token = match shared.lock(&key, lock_ttl).await {
+                super::shared::Lock::Held => {
+                    if let Some(c) = shared.wait_for(&key, usable).await {
+                        from_shared.store(true, Ordering::Relaxed);
+                        return Ok(c);
+                    }
+                    None
+                }
+                super::shared::Lock::Acquired(token) => Some(token),
+                super::shared::Lock::Unavailable => None,
+            };
+            let result = call(req).await;
+            if let Ok(c) = &result {
+                shared.put(&key, c, lifetime(c)).await;
+            }
+            if let Some(token) = token {
+                shared.unlock(&key, &token).await;
+            }
+            result
+        };
         // Miss or too old: one caller at a time per key calls STS; the others then find the
         // fresh credential.
         let computed = cache
             .entry(key)
-            .and_try_compute_with(|existing| async move {
+            .and_try_compute_with(|existing| async {
                 if let Some(entry) = existing {
                     if enough(entry.value(), now, min_remaining) {
                         return Ok(Op::Nop);
                     }
                 }
-                call(request).await.map(|c| Op::Put(Arc::new(c)))
+                fetch(request).await.map(|c| Op::Put(Arc::new(c)))
             })
             .await;
         match computed {
             Ok(CompResult::Inserted(e)) | Ok(CompResult::ReplacedWith(e)) => {
-                self.stats.misses.fetch_add(1, Ordering::Relaxed);
-                Ok(done(e.into_value(), CacheOutcome::Miss))
+                if from_shared.load(Ordering::Relaxed) {
+                    Ok(done(e.into_value(), CacheOutcome::Shared))
+                } else {
+                    self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                    Ok(done(e.into_value(), CacheOutcome::Miss))
+                }
             }
             Ok(CompResult::Unchanged(e)) => {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
@@ -370,6 +430,7 @@ mod tests {
         Vendor {
             sts,
             guard: crate::vend::guard::StsGuard::new(&sts_settings),
+            shared: None,
             cache: Some(
                 Cache::builder()
                     .max_capacity(1000)

@@ -7,4 +7,5 @@ pub mod guard;
 pub mod policy;
 pub mod scope;
 pub mod session_name;
+pub mod shared;
 pub mod sts;

@@ -196,6 +196,24 @@ pub fn start_moto_with(port: u16, env: &[(&str, &std::ffi::OsStr)]) -> Component
     start("moto", make, "\"event\": \"ready\"")
 }
 
+/// redis-server from Debian on loopback, nothing persisted (fleet mode tests).
+pub fn start_redis(port: u16) -> Component {
+    let make = || {
+        let mut cmd = Command::new("redis-server");
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", "no", "--protected-mode", "yes"]);
+        cmd
+    };
+    start("redis", make, "Ready to accept connections")
+}
+
 /// The components shared by every test of this binary, started on first use.
 pub struct Components {
     pub issuer: String,

@@ -6,6 +6,7 @@ mod clients;
 mod config_errors;
 mod credentials;
 mod drills;
+mod fleet;
 mod health;
 mod helpers;
 mod lifecycle;

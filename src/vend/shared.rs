@@ -1,0 +1,413 @@
+//! Fleet mode's second-level credential cache on Redis (`[cluster]`), and the lock that makes
+//! one AssumeRole per user serve every replica.
+//!
+//! Entries are AES-256-GCM encrypted with the cache key as associated data (an entry cannot be
+//! moved to another key) and stored under an HMAC of the cache key: Redis never holds a user
+//! id, bucket name or credential in clear. Every Redis operation is bounded by
+//! `command_timeout`; a failure makes the replica skip Redis for `retry_after_failure` and work
+//! alone (its own cache, its own STS calls), logged once per outage and counted. Redis trouble
+//! therefore costs a request at most one command timeout and never fails it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use arc_swap::ArcSwapOption;
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use redis::aio::ConnectionManager;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::Sha256;
+
+use super::sts::StsCredentials;
+use crate::config::ClusterSettings;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// One encryption key's two derived keys: for entries and for key names.
+struct KeySet {
+    aead: Aes256Gcm,
+    /// Keyed once at startup; cloned per name.
+    names: HmacSha256,
+}
+
+impl KeySet {
+    /// Startup only (HMAC takes keys of any length; AES-256 takes the 32-byte HMAC output).
+    #[allow(clippy::expect_used)]
+    fn derive(secret: &[u8]) -> Self {
+        let derive = |label: &[u8]| -> Vec<u8> {
+            let mut mac =
+                <HmacSha256 as Mac>::new_from_slice(secret).expect("HMAC takes any key length");
+            mac.update(label);
+            mac.finalize().into_bytes().to_vec()
+        };
+        let aead_key = derive(b"stsvend cluster cache entries v1");
+        let names_key = derive(b"stsvend cluster cache names v1");
+        Self {
+            aead: Aes256Gcm::new_from_slice(&aead_key).expect("a 32-byte AES key"),
+            names: <HmacSha256 as Mac>::new_from_slice(&names_key)
+                .expect("HMAC takes any key length"),
+        }
+    }
+
+    /// The Redis name of a cache key: hex of HMAC(names key, cache key).
+    fn name(&self, key: &[u8; 32]) -> String {
+        let mut mac = self.names.clone();
+        mac.update(key);
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// What is encrypted: the credential itself.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Entry {
+    access_key_id: String,
+    secret_access_key: String,
+    session_token: String,
+    expiration: DateTime<Utc>,
+    packed_policy_size: Option<i32>,
+}
+
+/// How a lock attempt went.
+pub enum Lock {
+    /// This replica calls STS; release with the token afterwards.
+    Acquired(String),
+    /// Another replica is calling STS for this key.
+    Held,
+    /// Redis is not usable right now: work alone.
+    Unavailable,
+}
+
+/// Counters for metrics.
+#[derive(Debug, Default)]
+pub struct SharedStats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub writes: AtomicU64,
+    pub waits: AtomicU64,
+    /// Waits that ended without the winner's credential (this replica then called STS).
+    pub wait_timeouts: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+pub struct SharedCache {
+    settings: ClusterSettings,
+    keys: Vec<KeySet>,
+    connection: ArcSwapOption<ConnectionManager>,
+    /// While set (monotonic milliseconds since `epoch`), Redis is skipped.
+    skip_until_ms: AtomicU64,
+    down: AtomicBool,
+    epoch: Instant,
+    pub stats: SharedStats,
+}
+
+const RELEASE: &str =
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+
+impl SharedCache {
+    /// Connects in the background (Redis may come up after stsvend, or never).
+    pub fn start(settings: ClusterSettings) -> Arc<Self> {
+        let keys = settings
+            .encryption_keys
+            .iter()
+            .map(|k| KeySet::derive(&k.0))
+            .collect();
+        let shared = Arc::new(Self {
+            settings,
+            keys,
+            connection: ArcSwapOption::empty(),
+            skip_until_ms: AtomicU64::new(0),
+            down: AtomicBool::new(false),
+            epoch: Instant::now(),
+            stats: SharedStats::default(),
+        });
+        let me = shared.clone();
+        tokio::spawn(async move { me.connect_until_done().await });
+        shared
+    }
+
+    async fn connect_until_done(self: Arc<Self>) {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.connect().await {
+                Ok(manager) => {
+                    self.connection.store(Some(Arc::new(manager)));
+                    tracing::info!("connected to Redis: the credential cache is shared");
+                    return;
+                }
+                Err(e) => {
+                    self.failed(&e);
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<ConnectionManager, String> {
+        let client = redis::Client::open(self.settings.redis_url.expose_secret())
+            .map_err(|e| e.to_string())?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.settings.connect_timeout))
+            .set_response_timeout(Some(self.settings.command_timeout))
+            .set_number_of_retries(1);
+        tokio::time::timeout(
+            self.settings.connect_timeout * 2,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| "connect timed out".to_owned())?
+        .map_err(|e| e.to_string())
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether Redis answered recently (readiness and metrics).
+    pub fn available(&self) -> bool {
+        self.connection.load().is_some() && !self.down.load(Ordering::Relaxed)
+    }
+
+    fn failed(&self, error: &dyn std::fmt::Display) {
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        let retry = u64::try_from(self.settings.retry_after_failure.as_millis()).unwrap_or(1000);
+        self.skip_until_ms
+            .store(self.now_ms().saturating_add(retry), Ordering::Relaxed);
+        if !self.down.swap(true, Ordering::Relaxed) {
+            tracing::warn!(error = %error, retry_ms = retry, "Redis unavailable: working alone until it answers again");
+        }
+    }
+
+    fn succeeded(&self) {
+        if self.down.swap(false, Ordering::Relaxed) {
+            tracing::info!("Redis answers again: the credential cache is shared");
+        }
+    }
+
+    /// The connection, unless Redis is being skipped after a failure.
+    fn usable(&self) -> Option<Arc<ConnectionManager>> {
+        if self.now_ms() < self.skip_until_ms.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.connection.load_full()
+    }
+
+    /// Run one bounded command; None when Redis is skipped, failed or too slow.
+    async fn run<T: redis::FromRedisValue>(&self, command: redis::Cmd) -> Option<T> {
+        let connection = self.usable()?;
+        let mut connection = (*connection).clone();
+        match tokio::time::timeout(
+            self.settings.command_timeout,
+            command.query_async::<T>(&mut connection),
+        )
+        .await
+        {
+            Ok(Ok(value)) => {
+                self.succeeded();
+                Some(value)
+            }
+            Ok(Err(e)) => {
+                self.failed(&e);
+                None
+            }
+            Err(_) => {
+                self.failed(&"no answer within cluster.command_timeout_ms");
+                None
+            }
+        }
+    }
+
+    fn entry_name(&self, keys: &KeySet, key: &[u8; 32]) -> String {
+        format!("{}c:{}", self.settings.key_prefix, keys.name(key))
+    }
+
+    fn lock_name(&self, key: &[u8; 32]) -> String {
+        format!("{}l:{}", self.settings.key_prefix, self.keys[0].name(key))
+    }
+
+    /// The shared credential for `key`, if any replica stored one (any configured key may
+    /// have encrypted it).
+    pub async fn get(&self, key: &[u8; 32]) -> Option<StsCredentials> {
+        for keys in &self.keys {
+            let mut command = redis::cmd("GET");
+            command.arg(self.entry_name(keys, key));
+            let Some(Some(blob)) = self.run::<Option<Vec<u8>>>(command).await else {
+                continue;
+            };
+            if let Some(credentials) = open(keys, key, &blob) {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                return Some(credentials);
+            }
+        }
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+
+    /// Store a fresh credential for `ttl` (its usable lifetime).
+    pub async fn put(&self, key: &[u8; 32], credentials: &StsCredentials, ttl: Duration) {
+        let Some(blob) = seal(&self.keys[0], key, credentials) else {
+            return;
+        };
+        let mut command = redis::cmd("SET");
+        command
+            .arg(self.entry_name(&self.keys[0], key))
+            .arg(blob)
+            .arg("PX")
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+        if self.run::<()>(command).await.is_some() {
+            self.stats.writes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Try to become the one replica that calls STS for `key`, for at most `ttl`.
+    pub async fn lock(&self, key: &[u8; 32], ttl: Duration) -> Lock {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let mut command = redis::cmd("SET");
+        command
+            .arg(self.lock_name(key))
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+        match self.run::<Option<String>>(command).await {
+            Some(Some(_)) => Lock::Acquired(token),
+            Some(None) => Lock::Held,
+            None => Lock::Unavailable,
+        }
+    }
+
+    /// Release a lock this replica holds (compare-and-delete: never another replica's).
+    pub async fn unlock(&self, key: &[u8; 32], token: &str) {
+        let mut command = redis::cmd("EVAL");
+        command
+            .arg(RELEASE)
+            .arg(1)
+            .arg(self.lock_name(key))
+            .arg(token);
+        let _ = self.run::<i64>(command).await;
+    }
+
+    /// Wait for the lock holder's credential, up to `cluster.lock_wait_ms`; polls, because a
+    /// credential appears at most once per key and lifetime.
+    pub async fn wait_for(
+        &self,
+        key: &[u8; 32],
+        usable: impl Fn(&StsCredentials) -> bool,
+    ) -> Option<StsCredentials> {
+        self.stats.waits.fetch_add(1, Ordering::Relaxed);
+        let deadline = Instant::now() + self.settings.lock_wait;
+        let mut pause = Duration::from_millis(10);
+        while Instant::now() < deadline {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+            if self.usable().is_none() {
+                break;
+            }
+            if let Some(c) = self.get(key).await {
+                if usable(&c) {
+                    return Some(c);
+                }
+            }
+        }
+        self.stats.wait_timeouts.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
+fn seal(keys: &KeySet, key: &[u8; 32], c: &StsCredentials) -> Option<Vec<u8>> {
+    let entry = Entry {
+        access_key_id: c.access_key_id.clone(),
+        secret_access_key: c.secret_access_key.expose_secret().to_owned(),
+        session_token: c.session_token.expose_secret().to_owned(),
+        expiration: c.expiration,
+        packed_policy_size: c.packed_policy_size,
+    };
+    let plain = serde_json::to_vec(&entry).ok()?;
+    let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+    let sealed = keys
+        .aead
+        .encrypt(
+            &nonce,
+            Payload {
+                msg: &plain,
+                aad: key,
+            },
+        )
+        .ok()?;
+    let mut blob = nonce.to_vec();
+    blob.extend(sealed);
+    Some(blob)
+}
+
+fn open(keys: &KeySet, key: &[u8; 32], blob: &[u8]) -> Option<StsCredentials> {
+    if blob.len() < 12 {
+        return None;
+    }
+    let (nonce, sealed) = blob.split_at(12);
+    let plain = keys
+        .aead
+        .decrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: sealed,
+                aad: key,
+            },
+        )
+        .ok()?;
+    let entry: Entry = serde_json::from_slice(&plain).ok()?;
+    Some(StsCredentials::new(
+        entry.access_key_id,
+        SecretString::from(entry.secret_access_key),
+        SecretString::from(entry.session_token),
+        entry.expiration,
+        entry.packed_policy_size,
+    ))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn credentials() -> StsCredentials {
+        StsCredentials::new(
+            "ASIAEXAMPLE".into(),
+            SecretString::from("secret/+x".to_owned()),
+            SecretString::from("token".to_owned()),
+            Utc::now(),
+            Some(7),
+        )
+    }
+
+    #[test]
+    fn entries_open_only_under_their_own_key_and_with_their_encryption_key() {
+        let keys = KeySet::derive(&[7; 32]);
+        let other = KeySet::derive(&[8; 32]);
+        let (a, b) = ([1; 32], [2; 32]);
+        let blob = seal(&keys, &a, &credentials()).unwrap();
+        let opened = open(&keys, &a, &blob).unwrap();
+        assert_eq!(opened.access_key_id, "ASIAEXAMPLE");
+        assert_eq!(opened.secret_access_key.expose_secret(), "secret/+x");
+        assert!(open(&keys, &b, &blob).is_none(), "moved to another key");
+        assert!(open(&other, &a, &blob).is_none(), "another encryption key");
+        let mut tampered = blob.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert!(open(&keys, &a, &tampered).is_none());
+        let text = String::from_utf8_lossy(&blob);
+        assert!(
+            !text.contains("ASIA") && !text.contains("secret"),
+            "nothing in clear"
+        );
+        assert_ne!(keys.name(&a), keys.name(&b));
+        assert_ne!(keys.name(&a), other.name(&a));
+        assert_eq!(keys.name(&a).len(), 64);
+    }
+}

@@ -1,0 +1,197 @@
+//! Fleet mode: replicas sharing one credential cache on a real redis-server, and what happens
+//! when Redis dies or hangs.
+
+use std::time::{Duration, Instant};
+
+use figment::providers::Serialized;
+use futures_util::future::join_all;
+use serde_json::Value;
+
+use crate::helpers::{
+    components, free_port, spawn_app_with, start_redis, unique_user, Component, TestApp,
+};
+
+/// 32 bytes, base64: the fleet's shared encryption key in these tests.
+const FLEET_KEY: &str = "c3RzdmVuZC1mbGVldC10ZXN0LWtleS0zMi1ieXRlcyE=";
+
+async fn replica(redis_port: u16) -> TestApp {
+    let app = spawn_app_with(move |f| {
+        f.merge(Serialized::default(
+            "cluster.redis_url",
+            format!("redis://127.0.0.1:{redis_port}"),
+        ))
+        .merge(Serialized::default("cluster.encryption_key", FLEET_KEY))
+        .merge(Serialized::default(
+            "cluster.key_prefix",
+            format!("t{redis_port}:"),
+        ))
+    })
+    .await;
+    assert!(app.wait_ready(Duration::from_secs(15)).await);
+    app
+}
+
+async fn readiness(app: &TestApp) -> Value {
+    app.get("/readyz").await.json().await.unwrap()
+}
+
+/// Until every replica has its Redis connection.
+async fn wait_for_redis(apps: &[&TestApp], want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for app in apps {
+        while readiness(app).await["checks"]["redis"] != want {
+            assert!(Instant::now() < deadline, "redis never {want}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn assume_role_calls(user: &str) -> usize {
+    let data: Value = reqwest::get(format!("{}/moto-api/data.json", components().moto_endpoint))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    data["sts"]["AssumedRole"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|r| {
+                    r["session_name"]
+                        .as_str()
+                        .is_some_and(|s| s.starts_with(&format!("{user}@")))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+async fn access_key(app: &TestApp, token: &str) -> String {
+    let res = app.get_as("/s3credentials", token).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    body["accessKeyId"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn three_replicas_make_one_assume_role_per_user_and_hand_out_the_same_keys() {
+    let redis_port = free_port();
+    let _redis = start_redis(redis_port);
+    let apps = [
+        replica(redis_port).await,
+        replica(redis_port).await,
+        replica(redis_port).await,
+    ];
+    wait_for_redis(&apps.iter().collect::<Vec<_>>(), "ok").await;
+
+    // 300 concurrent first requests for one user, spread over the replicas.
+    let (user, token) = unique_user(&apps[0], "fleet", serde_json::json!(["science"])).await;
+    let keys = join_all((0..300).map(|i| access_key(&apps[i % 3], &token))).await;
+    assert!(
+        keys.iter().all(|k| *k == keys[0]),
+        "one credential for the fleet"
+    );
+    assert_eq!(assume_role_calls(&user).await, 1, "one AssumeRole");
+
+    // 40 distinct users at once, each asked on every replica: one call each.
+    let users = join_all(
+        (0..40).map(|_| unique_user(&apps[0], "fleet-many", serde_json::json!(["science"]))),
+    )
+    .await;
+    let asks = users
+        .iter()
+        .flat_map(|(_, token)| apps.iter().map(move |app| access_key(app, token)));
+    join_all(asks).await;
+    for (user, _) in &users {
+        assert_eq!(assume_role_calls(user).await, 1, "{user}");
+    }
+
+    // Redis holds no user id, bucket, key id or secret in clear.
+    let client = redis::Client::open(format!("redis://127.0.0.1:{redis_port}")).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let names: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(names.len() >= 41, "{} entries", names.len());
+    for name in &names {
+        assert!(!name.contains("fleet") && !name.contains("demo-"), "{name}");
+        let value: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(name)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(value.as_deref().unwrap_or_default());
+        assert!(
+            !text.contains("fleet")
+                && !text.contains("ASIA")
+                && !text.contains("demo-")
+                && !text.contains(&keys[0]),
+            "{name} holds something in clear"
+        );
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(name)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(
+            ttl > 0 && ttl <= 3600 * 1000,
+            "{name} has a lifetime: {ttl}"
+        );
+    }
+}
+
+/// Redis hung (SIGSTOP) or gone (SIGKILL): cached users and users STS can serve get their
+/// credentials, within milliseconds of the command timeout; readiness stays 200 and says
+/// Redis is unavailable; when Redis answers again the replica shares again by itself.
+#[tokio::test]
+async fn redis_hanging_or_dying_never_fails_a_request() {
+    let redis_port = free_port();
+    let redis: Component = start_redis(redis_port);
+    let a = replica(redis_port).await;
+    let b = replica(redis_port).await;
+    wait_for_redis(&[&a, &b], "ok").await;
+    let (_, cached) = unique_user(&a, "hang-cached", serde_json::json!(["science"])).await;
+    let first = access_key(&a, &cached).await;
+
+    redis.signal("STOP");
+    let started = Instant::now();
+    assert_eq!(
+        access_key(&a, &cached).await,
+        first,
+        "an L1 hit never touches Redis"
+    );
+    for replica in [&a, &b] {
+        let (_, token) = unique_user(replica, "hang-new", serde_json::json!(["science"])).await;
+        let t = Instant::now();
+        access_key(replica, &token).await;
+        // One command timeout (100 ms) for the failed lookup, then STS.
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    }
+    let ready = a.get("/readyz").await;
+    assert_eq!(ready.status(), 200);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["checks"]["redis"], "unavailable", "{body}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    redis.signal("CONT");
+    // A replica retries after cluster.retry_after_failure_ms (1 s) and shares again.
+    let (user, token) = unique_user(&a, "hang-recovered", serde_json::json!(["science"])).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let k1 = access_key(&a, &token).await;
+    let k2 = access_key(&b, &token).await;
+    assert_eq!(k1, k2, "shared again after Redis came back");
+    assert_eq!(assume_role_calls(&user).await, 1);
+    wait_for_redis(&[&a, &b], "ok").await;
+
+    redis.signal("KILL");
+    let (_, token) = unique_user(&b, "dead-new", serde_json::json!(["science"])).await;
+    let t = Instant::now();
+    access_key(&b, &token).await;
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(access_key(&a, &cached).await, first);
+    let ready = b.get("/readyz").await;
+    assert_eq!(ready.status(), 200);
+}
