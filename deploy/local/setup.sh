@@ -87,6 +87,9 @@ if [ "$for_tests" = 1 ]; then
   command -v mmdebstrap >/dev/null || apt_install mmdebstrap
   command -v promtool >/dev/null || apt_install prometheus
   command -v strip >/dev/null || apt_install binutils
+  # Fleet mode: the shared cache's Redis and the load balancer in front of the replicas.
+  command -v redis-server >/dev/null || apt_install redis-server
+  command -v haproxy >/dev/null || apt_install haproxy
   # The operations-file checkers get their own venv: checkov's pins clash with schemathesis'.
   ops="$here/.venv-ops"
   stamp="$ops/.stsvend-stamp"

@@ -393,3 +393,62 @@ fn scope_modes_are_validated_with_the_way_out_named() {
         "letters",
     );
 }
+
+#[test]
+fn fleet_mode_settings_are_validated() {
+    let ok = "[cluster]\nredis_url = \"redis://127.0.0.1:6379\"\nencryption_key = \"c3RzdmVuZC1mbGVldC10ZXN0LWtleS0zMi1ieXRlcyE=\"\n";
+    // Secrets never come from a file's text; the test layer stands in for the environment.
+    let with = |extra: &str| {
+        let figment = test_figment(8080, "http://127.0.0.1:9400", "http://127.0.0.1:9500")
+            .merge(Toml::string(extra));
+        config::from_figment(figment).map(|_| ())
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = local_config_copy(dir.path(), |s| format!("{s}\n{ok}"));
+    let out = stsvend(&["check-config", "--config", &path], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a key in a config file is refused"
+    );
+    assert!(
+        stderr.contains("STSVEND_CLUSTER__ENCRYPTION_KEY")
+            && !stderr.contains("c3RzdmVuZC1mbGVldC"),
+        "{stderr}"
+    );
+    let env_key = |extra: &str| {
+        let figment = test_figment(8080, "http://127.0.0.1:9400", "http://127.0.0.1:9500")
+            .merge(Toml::string(extra))
+            .merge(Serialized::default(
+                "cluster.encryption_key",
+                "c3RzdmVuZC1mbGVldC10ZXN0LWtleS0zMi1ieXRlcyE=",
+            ));
+        config::from_figment(figment).map(|_| ())
+    };
+    env_key("[cluster]\nredis_url = \"redis://127.0.0.1:6379\"\n").unwrap();
+    env_key("[cluster]\nredis_url = \"rediss://redis.example.org:6380\"\n").unwrap();
+    let err = |extra: &str| env_key(extra).expect_err("must be refused");
+    let e = err("[cluster]\nredis_url = \"http://127.0.0.1:6379\"\n");
+    assert_eq!(e.key.as_deref(), Some("cluster.redis_url"));
+    let e = err("[cluster]\nredis_url = \"redis://:pw@redis.example.org:6379\"\n");
+    assert!(e.message.contains("rediss://"), "{e}");
+    let e = err("[cluster]\nredis_url = \"redis://127.0.0.1:6379\"\nlock_wait_ms = 10\n");
+    assert_eq!(e.key.as_deref(), Some("cluster.lock_wait_ms"));
+    let e = err("[cluster]\nredis_url = \"redis://127.0.0.1:6379\"\ncommand_timeout_ms = 0\n");
+    assert_eq!(e.key.as_deref(), Some("cluster.command_timeout_ms"));
+    let e = err("[cluster]\nredis_url = \"redis://127.0.0.1:6379\"\nunknown = 1\n");
+    assert!(e.message.contains("unknown"), "{e}");
+    // No key at all, or a short one.
+    let e = with("[cluster]\nredis_url = \"redis://127.0.0.1:6379\"\n").expect_err("no key");
+    assert_eq!(e.key.as_deref(), Some("cluster.encryption_key"));
+    let short = test_figment(8080, "http://127.0.0.1:9400", "http://127.0.0.1:9500")
+        .merge(Toml::string(
+            "[cluster]\nredis_url = \"redis://127.0.0.1:6379\"\n",
+        ))
+        .merge(Serialized::default("cluster.encryption_key", "c2hvcnQ="));
+    let e = config::from_figment(short)
+        .map(|_| ())
+        .expect_err("short key");
+    assert!(e.message.contains("at least 32"), "{e}");
+}
