@@ -216,6 +216,10 @@ pub struct RawCluster {
     pub retry_after_failure_ms: u64,
     #[serde(default = "default_lock_wait_ms")]
     pub lock_wait_ms: u64,
+    #[serde(default = "default_sts_rate_per_second")]
+    pub sts_rate_per_second: u32,
+    #[serde(default = "default_sts_max_wait_ms")]
+    pub sts_max_wait_ms: u64,
     #[serde(default, serialize_with = "redacted")]
     pub encryption_key: Option<SecretString>,
     #[serde(default, serialize_with = "resolved_path")]
@@ -240,6 +244,13 @@ fn default_retry_after_failure_ms() -> u64 {
 }
 fn default_lock_wait_ms() -> u64 {
     2000
+}
+fn default_sts_rate_per_second() -> u32 {
+    // A third of AWS's default 600/s per account: room for everything else in the account.
+    200
+}
+fn default_sts_max_wait_ms() -> u64 {
+    1000
 }
 
 /// A Redis URL without its password.
@@ -449,6 +460,9 @@ pub struct ClusterSettings {
     pub command_timeout: Duration,
     pub retry_after_failure: Duration,
     pub lock_wait: Duration,
+    /// Fleet-wide AssumeRole budget (0: none), and how long a miss may wait for a slot.
+    pub sts_rate_per_second: u32,
+    pub sts_max_wait: Duration,
     /// The current key first, then earlier ones (read only), each at least 32 bytes.
     pub encryption_keys: Vec<SecretBytes>,
 }
@@ -1008,6 +1022,13 @@ impl Settings {
                 600_000,
             )?,
             lock_wait,
+            sts_rate_per_second: within(
+                "cluster.sts_rate_per_second",
+                raw.sts_rate_per_second,
+                0,
+                100_000,
+            )?,
+            sts_max_wait: ms("cluster.sts_max_wait_ms", raw.sts_max_wait_ms, 0, 60_000)?,
             encryption_keys: keys,
         })
     }

@@ -171,6 +171,7 @@ impl Collector for VendCollector {
             ("circuit_open", &g.refused_open),
             ("too_many_in_flight", &g.refused_in_flight),
             ("rate_budget", &g.refused_rate),
+            ("fleet_rate_budget", &g.refused_fleet_rate),
         ] {
             Self::set(
                 &self.sts_refused.with_label_values(&[reason]),

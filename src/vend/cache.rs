@@ -300,7 +300,20 @@ impl Vendor {
                 super::shared::Lock::Acquired(token) => Some(token),
                 super::shared::Lock::Unavailable => None,
             };
-            let result = call(req).await;
+            let result = match shared.sts_slot().await {
+                super::shared::Slot::After(wait) => {
+                    tokio::time::sleep(wait).await;
+                    call(req).await
+                }
+                super::shared::Slot::Refused(over) => {
+                    self.guard.count_fleet_refusal();
+                    Err(StsError::Busy {
+                        reason: "fleet_rate_budget",
+                        retry_after: over.max(Duration::from_secs(1)),
+                    })
+                }
+                super::shared::Slot::Local => call(req).await,
+            };
             if let Ok(c) = &result {
                 shared.put(&key, c, lifetime(c)).await;
             }

@@ -55,6 +55,8 @@ pub struct GuardStats {
     pub refused_open: AtomicU64,
     pub refused_in_flight: AtomicU64,
     pub refused_rate: AtomicU64,
+    /// Fleet mode: refused by the fleet-wide budget on Redis.
+    pub refused_fleet_rate: AtomicU64,
 }
 
 pub struct StsGuard {
@@ -212,6 +214,12 @@ impl StsGuard {
             Ok(State::HalfOpen) => BreakerState::HalfOpen,
             Ok(State::Open { .. }) | Err(_) => BreakerState::Open,
         }
+    }
+
+    pub fn count_fleet_refusal(&self) {
+        self.stats
+            .refused_fleet_rate
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn in_flight(&self) -> usize {

@@ -107,6 +107,32 @@ pub struct SharedCache {
     pub stats: SharedStats,
 }
 
+/// Fleet-wide AssumeRole budget: GCRA without burst on Redis's clock, so calls are spaced
+/// at least `interval` apart across all replicas. Reserves the caller's slot and returns
+/// how long to wait for it (µs), or -1 - (how much longer than `max_wait` it would be).
+const RESERVE_STS_SLOT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local max_wait = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local wait = tat - now
+if wait > max_wait then return -1 - (wait - max_wait) end
+redis.call('SET', KEYS[1], tostring(tat + interval), 'PX', math.floor((wait + interval) / 1000) + 1000)
+return wait
+";
+
+/// Whether an AssumeRole may go ahead under the fleet budget.
+pub enum Slot {
+    /// Go ahead after waiting this long.
+    After(Duration),
+    /// Over budget: come back after this long.
+    Refused(Duration),
+    /// No fleet budget (none configured, or Redis unavailable): the replica's own applies.
+    Local,
+}
+
 const RELEASE: &str =
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 
@@ -292,6 +318,30 @@ impl SharedCache {
             .arg(self.lock_name(key))
             .arg(token);
         let _ = self.run::<i64>(command).await;
+    }
+
+    /// A slot in the fleet-wide AssumeRole budget (`cluster.sts_rate_per_second`).
+    pub async fn sts_slot(&self) -> Slot {
+        let rate = u64::from(self.settings.sts_rate_per_second);
+        if rate == 0 {
+            return Slot::Local;
+        }
+        // 2 % wider than 1/rate, so network jitter between here and STS never lets any
+        // second see more calls than the budget.
+        let interval_us = 1_020_000 / rate;
+        let max_wait_us = u64::try_from(self.settings.sts_max_wait.as_micros()).unwrap_or(u64::MAX);
+        let mut command = redis::cmd("EVAL");
+        command
+            .arg(RESERVE_STS_SLOT)
+            .arg(1)
+            .arg(format!("{}sts-budget", self.settings.key_prefix))
+            .arg(interval_us)
+            .arg(max_wait_us);
+        match self.run::<i64>(command).await {
+            Some(wait) if wait >= 0 => Slot::After(Duration::from_micros(wait.unsigned_abs())),
+            Some(over) => Slot::Refused(Duration::from_micros(over.unsigned_abs())),
+            None => Slot::Local,
+        }
     }
 
     /// Wait for the lock holder's credential, up to `cluster.lock_wait_ms`; polls, because a

@@ -195,3 +195,111 @@ async fn redis_hanging_or_dying_never_fails_a_request() {
     let ready = b.get("/readyz").await;
     assert_eq!(ready.status(), 200);
 }
+
+/// A flood of distinct users over three replicas never makes more AssumeRole calls in any
+/// second than `cluster.sts_rate_per_second` (counted from moto's own request record);
+/// misses past the budget wait briefly, then get 503 + Retry-After; cached users are not
+/// slowed down.
+#[tokio::test]
+async fn the_fleet_wide_sts_budget_holds_in_every_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let recording = dir.path().join("moto-recording.jsonl");
+    let moto_port = free_port();
+    let _moto = crate::helpers::start_moto_with(
+        moto_port,
+        &[
+            ("MOTO_ENABLE_RECORDING", std::ffi::OsStr::new("1")),
+            ("MOTO_RECORDER_FILEPATH", recording.as_os_str()),
+        ],
+    );
+    let moto = format!("http://127.0.0.1:{moto_port}");
+    let redis_port = free_port();
+    let _redis = start_redis(redis_port);
+    const BUDGET: u32 = 20;
+    let mut apps = Vec::new();
+    for _ in 0..3 {
+        let moto = moto.clone();
+        let app = crate::helpers::spawn_app_against(&components().issuer, &moto, move |f| {
+            f.merge(Serialized::default(
+                "cluster.redis_url",
+                format!("redis://127.0.0.1:{redis_port}"),
+            ))
+            .merge(Serialized::default("cluster.encryption_key", FLEET_KEY))
+            .merge(Serialized::default("cluster.sts_rate_per_second", BUDGET))
+            .merge(Serialized::default("cluster.sts_max_wait_ms", 2000))
+        })
+        .await;
+        assert!(app.wait_ready(Duration::from_secs(15)).await);
+        apps.push(app);
+    }
+    wait_for_redis(&apps.iter().collect::<Vec<_>>(), "ok").await;
+    let (_, cached) = unique_user(&apps[0], "budget-cached", serde_json::json!(["science"])).await;
+    access_key(&apps[0], &cached).await;
+
+    let users = join_all(
+        (0..150).map(|_| unique_user(&apps[0], "budget-flood", serde_json::json!(["science"]))),
+    )
+    .await;
+    let flood = join_all(users.iter().enumerate().map(|(i, (_, token))| {
+        let app = &apps[i % 3];
+        async move {
+            let res = app.get_as("/s3credentials", token).await;
+            (
+                res.status().as_u16(),
+                res.headers().get("retry-after").is_some(),
+            )
+        }
+    }));
+    let hit = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let t = Instant::now();
+        access_key(&apps[1], &cached).await;
+        t.elapsed()
+    };
+    let (results, hit_took) = tokio::join!(flood, hit);
+    let ok = results.iter().filter(|(s, _)| *s == 200).count();
+    let refused = results.iter().filter(|(s, r)| *s == 503 && *r).count();
+    assert_eq!(
+        ok + refused,
+        150,
+        "only 200 or 503 + Retry-After: {results:?}"
+    );
+    assert!(
+        refused > 0 && ok > BUDGET as usize,
+        "ok {ok}, refused {refused}"
+    );
+    assert!(
+        hit_took < Duration::from_millis(500),
+        "a cached user waited {hit_took:?}"
+    );
+
+    // AssumeRole calls per second, by the signing time moto recorded.
+    let mut per_second = std::collections::BTreeMap::<String, u32>::new();
+    for line in std::fs::read_to_string(&recording).unwrap().lines() {
+        let entry: Value = serde_json::from_str(line).unwrap();
+        let is_assume_role = entry["body"].as_str().is_some_and(|b| {
+            let body = if entry["body_encoded"] == true {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD
+                    .decode(b)
+                    .map(|v| String::from_utf8_lossy(&v).into_owned())
+                    .unwrap_or_default()
+            } else {
+                b.to_owned()
+            };
+            body.contains("Action=AssumeRole") && body.contains("budget-flood")
+        });
+        if is_assume_role {
+            let second = entry["headers"]["X-Amz-Date"].as_str().unwrap().to_owned();
+            *per_second.entry(second).or_default() += 1;
+        }
+    }
+    let calls: u32 = per_second.values().sum();
+    assert_eq!(calls as usize, ok, "every 200 was one AssumeRole");
+    let busiest = per_second.values().max().copied().unwrap_or(0);
+    eprintln!("fleet budget {BUDGET}/s: {ok} served, {refused} refused with Retry-After, AssumeRole per second {per_second:?}, cached user answered in {hit_took:?}");
+    assert!(
+        busiest <= BUDGET,
+        "{busiest} AssumeRole calls in one second: {per_second:?}"
+    );
+}
