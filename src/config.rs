@@ -68,6 +68,18 @@ pub struct RawSettings {
     pub limits: RawLimits,
     #[serde(default)]
     pub cluster: Option<RawCluster>,
+    #[serde(default)]
+    pub admin: Option<RawAdmin>,
+}
+
+/// `[admin]`: the admin API on the internal listener (revocations).
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    #[serde(default, serialize_with = "redacted")]
+    pub token: Option<SecretString>,
+    #[serde(default, serialize_with = "resolved_path")]
+    pub token_file: Option<RelativePathBuf>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -359,6 +371,7 @@ pub fn from_figment(figment: Figment) -> Result<(RawSettings, Settings), ConfigE
         "session.previous_keys",
         "cluster.encryption_key",
         "cluster.previous_encryption_keys",
+        "admin.token",
     ] {
         if let Some(md) = figment.find_metadata(secret) {
             if let Some(Source::File(path)) = &md.source {
@@ -448,6 +461,8 @@ pub struct Settings {
     pub cors: CorsSettings,
     pub limits: LimitSettings,
     pub cluster: Option<ClusterSettings>,
+    /// The admin API's bearer token (`[admin]`); the API exists only when set.
+    pub admin_token: Option<SecretString>,
 }
 
 /// Fleet mode: the shared (second-level) credential cache on Redis.
@@ -907,7 +922,12 @@ impl Settings {
             Some(c) => Some(Self::validate_cluster(c, &sts)?),
             None => None,
         };
+        let admin_token = match &raw.admin {
+            Some(a) => Some(Self::validate_admin(a, &server)?),
+            None => None,
+        };
         let settings = Self {
+            admin_token,
             cluster,
             server,
             oidc,
@@ -926,6 +946,41 @@ impl Settings {
         };
         crate::vend::scope::check(&settings).map_err(|e| ConfigError::key(key, e))?;
         Ok(settings)
+    }
+
+    fn validate_admin(
+        raw: &RawAdmin,
+        server: &ServerSettings,
+    ) -> Result<SecretString, ConfigError> {
+        let token = match (&raw.token, &raw.token_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::key(
+                    "admin.token_file",
+                    "set either STSVEND_ADMIN__TOKEN or admin.token_file, not both",
+                ))
+            }
+            (Some(t), None) => t.expose_secret().trim().to_owned(),
+            (None, Some(path)) => read_secret_file("admin.token_file", &path.relative())?,
+            (None, None) => {
+                return Err(ConfigError::key(
+                    "admin.token",
+                    "is required with [admin]: set STSVEND_ADMIN__TOKEN or admin.token_file (openssl rand -hex 32)",
+                ))
+            }
+        };
+        if token.len() < 32 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ConfigError::key(
+                "admin.token",
+                "must be at least 32 characters without spaces (openssl rand -hex 32)",
+            ));
+        }
+        if server.internal_bind.is_none() {
+            return Err(ConfigError::key(
+                "admin.token",
+                "the admin API is served on the internal listener only: set server.internal_bind",
+            ));
+        }
+        Ok(SecretString::from(token))
     }
 
     fn validate_cluster(

@@ -11,6 +11,7 @@ pub mod logqueue;
 pub mod metrics;
 pub mod negotiate;
 pub mod openapi;
+pub mod revoke;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;

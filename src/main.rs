@@ -71,6 +71,45 @@ enum Command {
         #[arg(long = "group")]
         groups: Vec<String>,
     },
+    /// Revoke a user on every replica (fleet mode) within a second: their cookies and tokens
+    /// get 403, their cached credentials are dropped. Prints the IAM deny statement that also
+    /// kills the credentials they already hold.
+    Revoke {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// The user id (as the IdP's user-id claim gives it).
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        reason: Option<String>,
+        /// Lift the revocation by itself after this many seconds.
+        #[arg(long)]
+        expires_in: Option<u64>,
+    },
+    /// Print the IAM deny statement that ends a user's sessions issued before a time (what
+    /// `revoke` prints), e.g. for a user revoked earlier.
+    DenyStatement {
+        /// Configuration file layered over the built-in defaults.
+        #[arg(long, env = config::CONFIG_PATH_ENV)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        user: String,
+        /// RFC 3339; default now.
+        #[arg(long)]
+        issued_before: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// Lift a user's revocation.
+    Unrevoke {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[arg(long)]
+        user: String,
+    },
+    /// List the revocations in force.
+    Revocations {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Print the customer-managed policies `policy.mode = "managed"` expects (one or more per
     /// group, and one for the buckets open to everyone), as JSON: name, path, ARN, document.
     ManagedPolicies {
@@ -85,6 +124,21 @@ enum Command {
         #[arg(long, env = config::CONFIG_PATH_ENV)]
         config: Option<PathBuf>,
     },
+}
+
+/// Where the admin API is: given outright, or found from the configuration (its internal
+/// listener and admin token).
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// Configuration file to find the admin endpoint and token in.
+    #[arg(long, env = config::CONFIG_PATH_ENV)]
+    config: Option<PathBuf>,
+    /// The internal listener's URL, e.g. http://127.0.0.1:9090
+    #[arg(long)]
+    admin_url: Option<url::Url>,
+    /// File holding the admin token.
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -180,6 +234,38 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(e),
         },
+        Command::Revoke {
+            admin,
+            user,
+            reason,
+            expires_in,
+        } => admin_call(
+            &admin,
+            reqwest::Method::POST,
+            "",
+            Some(
+                serde_json::json!({"user": user, "reason": reason, "expires_in_seconds": expires_in}),
+            ),
+        ),
+        Command::Unrevoke { admin, user } => {
+            let query: String = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("user", &user)
+                .finish();
+            admin_call(&admin, reqwest::Method::DELETE, &format!("?{query}"), None)
+        }
+        Command::DenyStatement {
+            config,
+            user,
+            issued_before,
+        } => match config::load(config.as_deref()) {
+            Ok((_, settings)) => print_json(&stsvend::revoke::deny_statement(
+                &settings,
+                &user,
+                issued_before.unwrap_or_else(chrono::Utc::now),
+            )),
+            Err(e) => fail(e),
+        },
+        Command::Revocations { admin } => admin_call(&admin, reqwest::Method::GET, "", None),
         Command::ManagedPolicies { config } => match config::load(config.as_deref()) {
             Ok((_, settings)) => match stsvend::vend::scope::managed_policies(&settings) {
                 Ok(policies) => print_json(&policies),
@@ -254,6 +340,99 @@ async fn serve(settings: config::Settings) -> anyhow::Result<()> {
     app.run_until_stopped().await?;
     tracing::info!("stsvend stopped");
     Ok(())
+}
+
+/// One call to the admin API; prints what it answered.
+fn admin_call(
+    args: &AdminArgs,
+    method: reqwest::Method,
+    suffix: &str,
+    body: Option<serde_json::Value>,
+) -> ExitCode {
+    use secrecy::ExposeSecret;
+    let settings = match (&args.admin_url, &args.admin_token_file) {
+        (Some(_), Some(_)) => None,
+        _ => match config::load(args.config.as_deref()) {
+            Ok((_, s)) => Some(s),
+            Err(e) => return fail(e),
+        },
+    };
+    let base = match (&args.admin_url, &settings) {
+        (Some(u), _) => u.as_str().trim_end_matches('/').to_owned(),
+        (None, Some(s)) => match s.server.internal_bind {
+            Some(addr) => {
+                let host = if addr.ip().is_unspecified() {
+                    std::net::IpAddr::from([127, 0, 0, 1])
+                } else {
+                    addr.ip()
+                };
+                format!("http://{}", std::net::SocketAddr::new(host, addr.port()))
+            }
+            None => return fail("the configuration has no server.internal_bind: give --admin-url"),
+        },
+        (None, None) => return fail("give --admin-url or --config"),
+    };
+    let token = match (&args.admin_token_file, &settings) {
+        (Some(path), _) => match std::fs::read_to_string(path) {
+            Ok(t) => t.trim().to_owned(),
+            Err(e) => return fail(format!("cannot read {}: {e}", path.display())),
+        },
+        (None, Some(s)) => match &s.admin_token {
+            Some(t) => t.expose_secret().to_owned(),
+            None => return fail("the configuration has no [admin] token: give --admin-token-file"),
+        },
+        (None, None) => return fail("give --admin-token-file or --config"),
+    };
+    let url = format!("{base}/admin/revocations{suffix}");
+    let run = async {
+        let mut request = reqwest::Client::new()
+            .request(method, &url)
+            .bearer_auth(token)
+            .timeout(std::time::Duration::from_secs(10));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let res = request.send().await.map_err(|e| format!("{url}: {e}"))?;
+        let status = res.status();
+        let text = res.text().await.unwrap_or_default();
+        Ok::<_, String>((status, text))
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    match runtime.block_on(run) {
+        Ok((status, text)) if status.is_success() => {
+            match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(v) => {
+                    if let Some(statement) = v.get("deny_statement") {
+                        eprintln!(
+                            "stsvend: revoked ({}). Credentials already handed out stay valid at AWS until they expire; to end them now, add this statement to the read-only role's policy (remove it once they have expired):",
+                            v["applies_to"].as_str().unwrap_or("")
+                        );
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(statement).unwrap_or_default()
+                        );
+                        return ExitCode::SUCCESS;
+                    }
+                    print_json(&v)
+                }
+                Err(_) => {
+                    eprintln!("stsvend: done ({status})");
+                    ExitCode::SUCCESS
+                }
+            }
+        }
+        Ok((status, text)) => fail(format!(
+            "{status}: {}",
+            stsvend::error::printable(&text, 300)
+        )),
+        Err(e) => fail(e),
+    }
 }
 
 fn print_json(value: &impl serde::Serialize) -> ExitCode {

@@ -33,6 +33,7 @@ pub struct AppState {
     pub templates: minijinja::Environment<'static>,
     pub consumed_logins: crate::auth::login::ConsumedLogins,
     pub idp_limiter: Arc<crate::limits::IdpLimiter>,
+    pub revocations: Arc<crate::revoke::Revocations>,
 }
 
 /// What tests and embedders may replace; everything else comes from the settings.
@@ -188,6 +189,8 @@ impl Application {
         let cors_origins = settings.cors.allowed_origins.clone();
         let templates = routes::readme::environment()?;
         let scopes = crate::vend::scope::Scoper::new(&settings).map_err(StartupError::Scope)?;
+        let revocations = crate::revoke::Revocations::new(vendor.clone());
+        revocations.start_sync();
         let state = web::Data::new(AppState {
             settings,
             clock,
@@ -200,6 +203,7 @@ impl Application {
             templates,
             consumed_logins: Default::default(),
             idp_limiter,
+            revocations,
         });
         let internal_state = state.clone();
         let mut server = HttpServer::new(move || {
@@ -298,7 +302,10 @@ fn internal_server(
             .route("/healthz", web::get().to(routes::health::healthz))
             .route("/healthz", web::head().to(routes::health::healthz))
             .route("/readyz", web::get().to(routes::health::readyz))
-            .route("/readyz", web::head().to(routes::health::readyz));
+            .route("/readyz", web::head().to(routes::health::readyz))
+            .route("/admin/revocations", web::get().to(routes::admin::list))
+            .route("/admin/revocations", web::post().to(routes::admin::revoke))
+            .route("/admin/revocations", web::delete().to(routes::admin::lift));
         if metrics_on {
             app = app.route(
                 "/metrics",

@@ -153,6 +153,18 @@ fn app_state(req: &HttpRequest) -> Result<web::Data<AppState>, AuthRejection> {
 async fn authenticate(req: HttpRequest) -> Result<AuthenticatedUser, AuthRejection> {
     let state = app_state(&req)?;
     if let Some(user) = identify(&req, &state).await? {
+        if state
+            .revocations
+            .is_revoked(&user.user_id, state.clock.now())
+        {
+            tracing::info!(target: "stsvend::audit", user = %crate::telemetry::capped(&user.user_id), "refused: revoked");
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "revoked",
+                "access for this account has been revoked by the operators of this service",
+            )
+            .into());
+        }
         return Ok(user);
     }
     let now = state.clock.now();

@@ -1,5 +1,6 @@
 //! Thin handlers; the logic they call lives in `auth` and `vend`.
 
+pub mod admin;
 pub mod auth;
 pub mod credentials;
 pub mod health;

@@ -22,7 +22,19 @@ use crate::config::Settings;
 /// fallback while STS is down.
 pub const FALLBACK_MIN_REMAINING: Duration = Duration::from_secs(900);
 
-type Key = [u8; 32];
+/// A cache key: the digest of everything that shapes a credential, plus a fingerprint of the
+/// user so that revoking a user can drop their entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key {
+    user: u64,
+    pub digest: [u8; 32],
+}
+
+/// First 8 bytes of SHA-256 of a user id.
+pub fn user_fingerprint(user_id: &str) -> u64 {
+    let d = Sha256::digest(user_id.as_bytes());
+    u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+}
 
 /// Where a vended credential came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,7 +167,10 @@ fn cache_key(request: &AssumeRoleRequest) -> Key {
         field(k.as_bytes());
         field(v.as_bytes());
     }
-    h.finalize().into()
+    Key {
+        user: user_fingerprint(&request.user_id),
+        digest: h.finalize().into(),
+    }
 }
 
 impl Vendor {
@@ -164,6 +179,7 @@ impl Vendor {
             Cache::builder()
                 .max_capacity(settings.cache.max_entries)
                 .expire_after(UntilUnusable { clock })
+                .support_invalidation_closures()
                 .build()
         });
         Self {
@@ -172,6 +188,17 @@ impl Vendor {
             cache,
             shared: None,
             stats: CacheStats::default(),
+        }
+    }
+
+    /// Drop every credential cached for `user_id`, here and (fleet mode) in Redis.
+    pub async fn forget_user(&self, user_id: &str) {
+        if let Some(cache) = &self.cache {
+            let user = user_fingerprint(user_id);
+            let _ = cache.invalidate_entries_if(move |k, _| k.user == user);
+        }
+        if let Some(shared) = &self.shared {
+            shared.forget_user(user_id).await;
         }
     }
 
@@ -272,11 +299,12 @@ impl Vendor {
         // Fleet mode: another replica's credential, or one AssumeRole for the whole fleet.
         let from_shared = std::sync::atomic::AtomicBool::new(false);
         let fetch = |req: AssumeRoleRequest| async {
+            let req_user = req.user_id.clone();
             let Some(shared) = &self.shared else {
                 return call(req).await;
             };
             let usable = |c: &StsCredentials| enough(c, now, min_remaining);
-            if let Some(c) = shared.get(&key).await.filter(|c| usable(c)) {
+            if let Some(c) = shared.get(&key.digest).await.filter(|c| usable(c)) {
                 from_shared.store(true, Ordering::Relaxed);
                 return Ok(c);
             }
@@ -289,9 +317,9 @@ impl Vendor {
             };
             // The lock outlives the winner's STS call, and lapses if the winner dies.
             let lock_ttl = overall_timeout + Duration::from_secs(1);
-            let token = match shared.lock(&key, lock_ttl).await {
+            let token = match shared.lock(&key.digest, lock_ttl).await {
                 super::shared::Lock::Held => {
-                    if let Some(c) = shared.wait_for(&key, usable).await {
+                    if let Some(c) = shared.wait_for(&key.digest, usable).await {
                         from_shared.store(true, Ordering::Relaxed);
                         return Ok(c);
                     }
@@ -315,10 +343,10 @@ impl Vendor {
                 super::shared::Slot::Local => call(req).await,
             };
             if let Ok(c) = &result {
-                shared.put(&key, c, lifetime(c)).await;
+                shared.put(&key.digest, &req_user, c, lifetime(c)).await;
             }
             if let Some(token) = token {
-                shared.unlock(&key, &token).await;
+                shared.unlock(&key.digest, &token).await;
             }
             result
         };
@@ -420,6 +448,11 @@ mod tests {
         }
     }
 
+    const KEY0: Key = Key {
+        user: 0,
+        digest: [0; 32],
+    };
+
     fn request(user: &str) -> AssumeRoleRequest {
         AssumeRoleRequest {
             user_id: user.into(),
@@ -493,7 +526,7 @@ mod tests {
         let start = clock.now();
         let first = credential_expiring(start + TimeDelta::hours(1));
         let created =
-            moka::Expiry::expire_after_create(&expiry, &[0; 32], &first, Instant::now()).unwrap();
+            moka::Expiry::expire_after_create(&expiry, &KEY0, &first, Instant::now()).unwrap();
         assert!((Duration::from_secs(44 * 60)..=Duration::from_secs(45 * 60)).contains(&created));
         // 20 minutes on, the entry is refreshed with a credential valid for another hour.
         clock.advance(Duration::from_secs(20 * 60));
@@ -501,7 +534,7 @@ mod tests {
         let old_deadline_left = Some(created - Duration::from_secs(20 * 60));
         let updated = moka::Expiry::expire_after_update(
             &expiry,
-            &[0; 32],
+            &KEY0,
             &fresh,
             Instant::now(),
             old_deadline_left,
@@ -514,7 +547,7 @@ mod tests {
         // The deadline follows the injected clock, not the wall clock.
         clock.advance(Duration::from_secs(30 * 60));
         let later =
-            moka::Expiry::expire_after_create(&expiry, &[0; 32], &fresh, Instant::now()).unwrap();
+            moka::Expiry::expire_after_create(&expiry, &KEY0, &fresh, Instant::now()).unwrap();
         assert!(later <= Duration::from_secs(15 * 60), "{later:?}");
     }
 

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use redis::aio::ConnectionManager;
 use secrecy::{ExposeSecret, SecretString};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 use super::sts::StsCredentials;
 use crate::config::ClusterSettings;
@@ -276,19 +276,96 @@ impl SharedCache {
         None
     }
 
-    /// Store a fresh credential for `ttl` (its usable lifetime).
-    pub async fn put(&self, key: &[u8; 32], credentials: &StsCredentials, ttl: Duration) {
+    /// The Redis set naming a user's entries (so revoking them can drop them).
+    fn user_index(&self, user_id: &str) -> String {
+        let mut digest = [0u8; 32];
+        let user = sha2::Sha256::digest(user_id.as_bytes());
+        digest.copy_from_slice(&user);
+        format!(
+            "{}u:{}",
+            self.settings.key_prefix,
+            self.keys[0].name(&digest)
+        )
+    }
+
+    /// Store a fresh credential for `ttl` (its usable lifetime), indexed under its user.
+    pub async fn put(
+        &self,
+        key: &[u8; 32],
+        user_id: &str,
+        credentials: &StsCredentials,
+        ttl: Duration,
+    ) {
         let Some(blob) = seal(&self.keys[0], key, credentials) else {
             return;
         };
-        let mut command = redis::cmd("SET");
-        command
-            .arg(self.entry_name(&self.keys[0], key))
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let name = self.entry_name(&self.keys[0], key);
+        let index = self.user_index(user_id);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(&name)
             .arg(blob)
             .arg("PX")
-            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
-        if self.run::<()>(command).await.is_some() {
+            .arg(ttl_ms)
+            .ignore()
+            .cmd("SADD")
+            .arg(&index)
+            .arg(&name)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&index)
+            .arg(ttl_ms)
+            .arg("GT")
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&index)
+            .arg(ttl_ms)
+            .arg("NX")
+            .ignore();
+        if self.run_pipe(pipe).await {
             self.stats.writes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Drop a user's shared entries (revocation).
+    pub async fn forget_user(&self, user_id: &str) {
+        let index = self.user_index(user_id);
+        let mut command = redis::cmd("SMEMBERS");
+        command.arg(&index);
+        let names: Vec<String> = self.run(command).await.unwrap_or_default();
+        let mut command = redis::cmd("DEL");
+        command.arg(&index);
+        for name in names {
+            command.arg(name);
+        }
+        let _ = self.run::<i64>(command).await;
+    }
+
+    async fn run_pipe(&self, pipe: redis::Pipeline) -> bool {
+        let Some(connection) = self.usable() else {
+            return false;
+        };
+        let mut connection = (*connection).clone();
+        match tokio::time::timeout(
+            self.settings.command_timeout,
+            pipe.query_async::<()>(&mut connection),
+        )
+        .await
+        {
+            Ok(Ok(())) => {
+                self.succeeded();
+                true
+            }
+            Ok(Err(e)) => {
+                self.failed(&e);
+                false
+            }
+            Err(_) => {
+                self.failed(&"no answer within cluster.command_timeout_ms");
+                false
+            }
         }
     }
 
@@ -419,6 +496,118 @@ fn open(keys: &KeySet, key: &[u8; 32], blob: &[u8]) -> Option<StsCredentials> {
         entry.expiration,
         entry.packed_policy_size,
     ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Revocations shared by the fleet: a Redis hash of sealed entries (field: HMAC of the user id,
+// value: the revocation encrypted with the field as associated data), and a channel that tells
+// every replica to re-read it.
+// ---------------------------------------------------------------------------------------------
+
+impl SharedCache {
+    fn revocations_key(&self) -> String {
+        format!("{}revocations", self.settings.key_prefix)
+    }
+
+    pub fn revocations_channel(&self) -> String {
+        format!("{}revocations:changed", self.settings.key_prefix)
+    }
+
+    /// The hash field of a user's revocation: an HMAC of the user id, never the id itself.
+    fn user_field(&self, user_id: &str) -> String {
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(&Sha256::digest(user_id.as_bytes()));
+        self.keys[0].name(&digest)
+    }
+
+    /// Store (or replace) a sealed revocation record and tell the fleet. False when Redis is
+    /// not usable.
+    pub async fn put_revocation(&self, user_id: &str, record: &[u8]) -> bool {
+        let field = self.user_field(user_id);
+        let Some(sealed) = seal_bytes(&self.keys[0], field.as_bytes(), record) else {
+            return false;
+        };
+        let mut pipe = redis::pipe();
+        pipe.cmd("HSET")
+            .arg(self.revocations_key())
+            .arg(field)
+            .arg(sealed)
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(self.revocations_channel())
+            .arg("changed")
+            .ignore();
+        self.run_pipe(pipe).await
+    }
+
+    pub async fn delete_revocation(&self, user_id: &str) -> bool {
+        let field = self.user_field(user_id);
+        let mut pipe = redis::pipe();
+        pipe.cmd("HDEL")
+            .arg(self.revocations_key())
+            .arg(field)
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(self.revocations_channel())
+            .arg("changed")
+            .ignore();
+        self.run_pipe(pipe).await
+    }
+
+    /// Every revocation record, opened; None when Redis is not usable.
+    pub async fn all_revocations(&self) -> Option<Vec<Vec<u8>>> {
+        let mut command = redis::cmd("HGETALL");
+        command.arg(self.revocations_key());
+        let entries: Vec<(String, Vec<u8>)> = self.run(command).await?;
+        Some(
+            entries
+                .into_iter()
+                .filter_map(|(field, sealed)| {
+                    self.keys
+                        .iter()
+                        .find_map(|k| open_bytes(k, field.as_bytes(), &sealed))
+                })
+                .collect(),
+        )
+    }
+
+    /// A dedicated connection for the revocation channel (pub/sub needs its own).
+    pub async fn subscribe(&self) -> Result<redis::aio::PubSub, String> {
+        let client = redis::Client::open(self.settings.redis_url.expose_secret())
+            .map_err(|e| e.to_string())?;
+        let mut pubsub =
+            tokio::time::timeout(self.settings.connect_timeout, client.get_async_pubsub())
+                .await
+                .map_err(|_| "connect timed out".to_owned())?
+                .map_err(|e| e.to_string())?;
+        pubsub
+            .subscribe(self.revocations_channel())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(pubsub)
+    }
+}
+
+/// A record sealed to its hash field (it cannot be moved to another user's field).
+fn seal_bytes(keys: &KeySet, aad: &[u8], plain: &[u8]) -> Option<Vec<u8>> {
+    let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+    let sealed = keys
+        .aead
+        .encrypt(&nonce, Payload { msg: plain, aad })
+        .ok()?;
+    let mut blob = nonce.to_vec();
+    blob.extend(sealed);
+    Some(blob)
+}
+
+fn open_bytes(keys: &KeySet, aad: &[u8], blob: &[u8]) -> Option<Vec<u8>> {
+    if blob.len() < 12 {
+        return None;
+    }
+    let (nonce, sealed) = blob.split_at(12);
+    keys.aead
+        .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad })
+        .ok()
 }
 
 #[cfg(test)]

@@ -118,12 +118,27 @@ async fn three_replicas_make_one_assume_role_per_user_and_hand_out_the_same_keys
     assert!(names.len() >= 41, "{} entries", names.len());
     for name in &names {
         assert!(!name.contains("fleet") && !name.contains("demo-"), "{name}");
-        let value: Option<Vec<u8>> = redis::cmd("GET")
+        let kind: String = redis::cmd("TYPE")
             .arg(name)
             .query_async(&mut conn)
             .await
             .unwrap();
-        let text = String::from_utf8_lossy(value.as_deref().unwrap_or_default());
+        // Entries are strings; a user's index is a set of entry names.
+        let text = if kind == "set" {
+            let members: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(name)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            members.join(" ")
+        } else {
+            let value: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(name)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            String::from_utf8_lossy(value.as_deref().unwrap_or_default()).into_owned()
+        };
         assert!(
             !text.contains("fleet")
                 && !text.contains("ASIA")
@@ -302,4 +317,243 @@ async fn the_fleet_wide_sts_budget_holds_in_every_second() {
         busiest <= BUDGET,
         "{busiest} AssumeRole calls in one second: {per_second:?}"
     );
+}
+
+const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
+
+async fn admin_replica(redis_port: Option<u16>) -> TestApp {
+    let app = spawn_app_with(move |f| {
+        let f = f
+            .merge(Serialized::default("server.internal_bind", "127.0.0.1:0"))
+            .merge(Serialized::default("admin.token", ADMIN_TOKEN));
+        match redis_port {
+            Some(port) => f
+                .merge(Serialized::default(
+                    "cluster.redis_url",
+                    format!("redis://127.0.0.1:{port}"),
+                ))
+                .merge(Serialized::default("cluster.encryption_key", FLEET_KEY))
+                .merge(Serialized::default(
+                    "cluster.key_prefix",
+                    format!("r{port}:"),
+                )),
+            None => f,
+        }
+    })
+    .await;
+    assert!(app.wait_ready(Duration::from_secs(15)).await);
+    app
+}
+
+fn admin(app: &TestApp, method: reqwest::Method, query: &str) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
+        .request(
+            method,
+            format!(
+                "{}/admin/revocations{query}",
+                app.internal.as_deref().unwrap()
+            ),
+        )
+        .bearer_auth(ADMIN_TOKEN)
+}
+
+/// Revoking a user on one replica reaches every replica within a second: their bearer tokens
+/// get 403 `revoked` (JSON, or HTML for a browser), their cached credentials are dropped
+/// (lifting the revocation makes a new AssumeRole), other users are untouched; the admin API
+/// is on the internal listener only, behind its token; the CLI works against it.
+// Multi-threaded: the CLI runs as a blocking child process while the replicas' Redis
+// connections (driven on this runtime) keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_reaches_every_replica_within_a_second() {
+    let redis_port = free_port();
+    let _redis = start_redis(redis_port);
+    let apps = [
+        admin_replica(Some(redis_port)).await,
+        admin_replica(Some(redis_port)).await,
+        admin_replica(Some(redis_port)).await,
+    ];
+    let refs: Vec<&TestApp> = apps.iter().collect();
+    wait_for_redis(&refs, "ok").await;
+    let (user, token) = unique_user(&apps[0], "revoked", serde_json::json!(["science"])).await;
+    let (_, other) = unique_user(&apps[0], "kept", serde_json::json!(["science"])).await;
+    let before = access_key(&apps[0], &token).await;
+    for app in &apps {
+        assert_eq!(access_key(app, &token).await, before);
+    }
+
+    // The API is not on the public port, and wants its token.
+    let public = reqwest::Client::new()
+        .post(apps[0].url("/admin/revocations"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"user": user}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status(), 404);
+    let wrong = reqwest::Client::new()
+        .get(format!(
+            "{}/admin/revocations",
+            apps[0].internal.as_deref().unwrap()
+        ))
+        .bearer_auth("not-the-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+
+    let started = Instant::now();
+    let res = admin(&apps[0], reqwest::Method::POST, "")
+        .json(&serde_json::json!({"user": user, "reason": "abuse report 42"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["applies_to"], "fleet");
+    assert_eq!(body["deny_statement"]["Effect"], "Deny");
+    // Every replica refuses within a second.
+    let mut reached = Duration::ZERO;
+    for app in &apps {
+        loop {
+            let res = app.get_as("/s3credentials", &token).await;
+            if res.status() == 403 {
+                let body: Value = res.json().await.unwrap();
+                assert_eq!(body["error"], "revoked");
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "not revoked within 1 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        reached = reached.max(started.elapsed());
+    }
+    eprintln!("revocation reached 3 replicas in {reached:?}");
+    let html = apps[2]
+        .http
+        .get(apps[2].url("/s3credentials"))
+        .bearer_auth(&token)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(html.status(), 403);
+    assert!(html.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    access_key(&apps[1], &other).await;
+    let listed: Value = admin(&apps[1], reqwest::Method::GET, "")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["revocations"][0]["user"], user.as_str());
+    assert_eq!(listed["revocations"][0]["reason"], "abuse report 42");
+
+    // Lifted (through the CLI): the user is back everywhere, with fresh credentials: the
+    // cached ones were dropped on revocation.
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("admin-token");
+    std::fs::write(&token_file, ADMIN_TOKEN).unwrap();
+    let out = crate::config_errors::stsvend(
+        &[
+            "unrevoke",
+            "--admin-url",
+            apps[2].internal.as_deref().unwrap(),
+            "--admin-token-file",
+            token_file.to_str().unwrap(),
+            "--user",
+            &user,
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(2);
+    for app in &apps {
+        while app.get_as("/s3credentials", &token).await.status() != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "still revoked on {}",
+                app.url("")
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let after = access_key(&apps[1], &token).await;
+    assert_ne!(after, before, "the cached credential was dropped");
+    assert_eq!(assume_role_calls(&user).await, 2);
+    for app in &apps {
+        assert_eq!(access_key(app, &token).await, after);
+    }
+
+    // The CLI revokes too, and prints the deny statement.
+    let out = crate::config_errors::stsvend(
+        &[
+            "revoke",
+            "--admin-url",
+            apps[0].internal.as_deref().unwrap(),
+            "--admin-token-file",
+            token_file.to_str().unwrap(),
+            "--user",
+            &user,
+            "--reason",
+            "again",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let statement: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        statement["Condition"]["StringEquals"]["aws:SourceIdentity"],
+        user.as_str()
+    );
+    let out = crate::config_errors::stsvend(
+        &[
+            "revocations",
+            "--admin-url",
+            apps[1].internal.as_deref().unwrap(),
+            "--admin-token-file",
+            token_file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&user));
+}
+
+/// Without Redis a revocation applies to the replica that received it, and says so.
+#[tokio::test]
+async fn without_redis_a_revocation_applies_to_one_replica() {
+    let app = admin_replica(None).await;
+    let (user, token) = unique_user(&app, "revoked-alone", serde_json::json!(["science"])).await;
+    access_key(&app, &token).await;
+    let body: Value = admin(&app, reqwest::Method::POST, "")
+        .json(&serde_json::json!({"user": user, "expires_in_seconds": 60}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["applies_to"], "this replica");
+    assert_eq!(app.get_as("/s3credentials", &token).await.status(), 403);
+    // It expires by itself.
+    app.clock.advance(Duration::from_secs(61));
+    assert_eq!(app.get_as("/s3credentials", &token).await.status(), 200);
+    let missing = admin(&app, reqwest::Method::DELETE, "?user=nobody")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
 }
