@@ -4,7 +4,8 @@
 # podman and the operations-file checkers, cargo-fuzz), then runs every Rust test (the
 # integration tests start the real IdP and moto themselves on free loopback ports), the HTTP
 # contract checked by schemathesis, the session-policy semantics tests, the headless browser
-# tests, the enforcement tests on a throwaway Ceph RGW cluster, the operations files in
+# tests, the enforcement tests on a throwaway Ceph RGW cluster, the fleet (three replicas,
+# redis-server, HAProxy) measured through the load balancer, the operations files in
 # deploy/ with the real tool for each (cfn-lint, parliament, promtool, kubectl,
 # kubernetes-validate, checkov, hadolint, podman), and every fuzz target for FUZZ_SECONDS
 # (default 20) each.
@@ -35,6 +36,9 @@ echo "[tests] browser tests (headless chromium)" >&2
 
 echo "[tests] enforcement on Ceph RGW" >&2
 tests/ceph/run.sh
+
+echo "[tests] fleet: three replicas, Redis and HAProxy" >&2
+tests/fleet/run.sh
 
 echo "[tests] operations files: IAM, alerts, Kubernetes, the container image" >&2
 tests/deploy/run.sh

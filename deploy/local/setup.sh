@@ -7,10 +7,12 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 for_tests=0
+fleet=0
 for arg in "$@"; do
   case "$arg" in
-    --for-tests) for_tests=1 ;;
-    *) echo "usage: setup.sh [--for-tests]" >&2; exit 2 ;;
+    --for-tests) for_tests=1; fleet=1 ;;
+    --fleet) fleet=1 ;;
+    *) echo "usage: setup.sh [--for-tests] [--fleet]" >&2; exit 2 ;;
   esac
 done
 
@@ -67,6 +69,11 @@ fi
 
 # --- curl (used by the scripts to wait for services) ------------------------------------------
 command -v curl >/dev/null || apt_install curl ca-certificates
+# --- Fleet mode (up.sh --fleet and the tests): Redis and the load balancer ------------------
+if [ "$fleet" = 1 ]; then
+  command -v redis-server >/dev/null || apt_install redis-server
+  command -v haproxy >/dev/null || apt_install haproxy
+fi
 # --- Test-only tools: chromium + playwright-core, the IAM policy evaluator, Ceph RGW ----------
 if [ "$for_tests" = 1 ]; then
   command -v chromium >/dev/null || apt_install chromium
@@ -87,9 +94,6 @@ if [ "$for_tests" = 1 ]; then
   command -v mmdebstrap >/dev/null || apt_install mmdebstrap
   command -v promtool >/dev/null || apt_install prometheus
   command -v strip >/dev/null || apt_install binutils
-  # Fleet mode: the shared cache's Redis and the load balancer in front of the replicas.
-  command -v redis-server >/dev/null || apt_install redis-server
-  command -v haproxy >/dev/null || apt_install haproxy
   # The operations-file checkers get their own venv: checkov's pins clash with schemathesis'.
   ops="$here/.venv-ops"
   stamp="$ops/.stsvend-stamp"

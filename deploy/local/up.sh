@@ -1,8 +1,19 @@
 #!/usr/bin/env bash
 # Start the whole local stack on loopback: the demo IdP (oidc-provider) on :9400, moto (STS
-# and S3) on :9500 and stsvend on :8080 with config/local.toml. Installs what is missing on
-# first use. Ctrl-C stops all three.
+# and S3) on :9500 and stsvend on :8080 (and :8443 over https) with config/local.toml.
+# Installs what is missing on first use. Ctrl-C stops everything.
+#
+#   deploy/local/up.sh --fleet   three replicas (config/local-fleet.toml) on :8081-8083,
+#                                internal listeners :9081-9083, sharing Redis on :9600,
+#                                behind HAProxy on :8080 and :8443 (local CA)
 set -euo pipefail
+fleet=0
+for arg in "$@"; do
+  case "$arg" in
+    --fleet) fleet=1 ;;
+    *) echo "usage: up.sh [--fleet]" >&2; exit 2 ;;
+  esac
+done
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 run="$here/run"
@@ -13,10 +24,13 @@ MOTO_PORT=9500
 APP_URL="http://127.0.0.1:8080"
 ISSUER="http://127.0.0.1:$IDP_PORT"
 
-"$here/setup.sh"
+[ "$fleet" = 1 ] || "$here/setup.sh"
 
 HTTPS_URL="https://127.0.0.1:8443"
-for port in $IDP_PORT $MOTO_PORT 8080 8443; do
+ports="$IDP_PORT $MOTO_PORT 8080 8443"
+[ "$fleet" = 1 ] && ports="$ports 8081 8082 8083 9081 9082 9083 9600"
+[ "$fleet" = 1 ] && "$here/setup.sh" --fleet
+for port in $ports; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "up.sh: port $port on 127.0.0.1 is already in use; stop whatever listens there first." >&2
     exit 1
@@ -56,6 +70,53 @@ pids+=($!)
 wait_for "$ISSUER/.well-known/openid-configuration" "the IdP"
 for _ in $(seq 1 150); do grep -q '"event": "ready"' "$run/moto.log" && break; sleep 0.2; done
 grep -q '"event": "ready"' "$run/moto.log" || { echo "up.sh: moto did not come up; see $run/moto.log" >&2; exit 1; }
+
+if [ "$fleet" = 1 ]; then
+  echo "[up] starting Redis on 127.0.0.1:9600" >&2
+  redis-server --port 9600 --bind 127.0.0.1 --save '' --appendonly no >"$run/redis.log" 2>&1 &
+  pids+=($!)
+  for n in 1 2 3; do
+    echo "[up] starting stsvend replica $n on 127.0.0.1:808$n (internal :908$n)" >&2
+    AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN= \
+    STSVEND_SERVER__BIND="127.0.0.1:808$n" STSVEND_SERVER__INTERNAL_BIND="127.0.0.1:908$n" \
+      "$bin" serve --config "$root/config/local-fleet.toml" >"$run/stsvend-$n.log" 2>&1 &
+    pids+=($!)
+    export "FLEET_S$n=127.0.0.1:808$n" "FLEET_C$n=908$n"
+  done
+  for n in 1 2 3; do wait_for "http://127.0.0.1:908$n/readyz" "replica $n"; done
+  tls="$("$here/tls.sh" "$run/tls")"
+  cat "$tls/server.pem" "$tls/server.key" >"$run/tls/haproxy.pem"
+  chmod 600 "$run/tls/haproxy.pem"
+  echo "[up] starting HAProxy on $APP_URL and $HTTPS_URL" >&2
+  FLEET_HTTP=127.0.0.1:8080 FLEET_HTTPS=127.0.0.1:8443 FLEET_PEM="$run/tls/haproxy.pem" \
+    haproxy -f "$here/haproxy.cfg" >"$run/haproxy.log" 2>&1 &
+  pids+=($!)
+  wait_for "$APP_URL/readyz" "HAProxy"
+  cat <<MSG
+
+  stsvend local fleet is up (Ctrl-C stops everything)
+
+    HAProxy   $APP_URL  and  $HTTPS_URL (local CA $tls/ca.pem)
+    replicas  127.0.0.1:8081-8083 (internal listeners :9081-9083; logs $run/stsvend-N.log)
+    Redis     127.0.0.1:9600        IdP $ISSUER        moto http://127.0.0.1:$MOTO_PORT
+
+  Try it:
+    TOKEN=\$(curl -s -u alice:alice-pw -X POST $ISSUER/api/users/find_or_create_token \\
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+    for i in 1 2 3; do curl -s -H "Authorization: Bearer \$TOKEN" $APP_URL/s3credentials | head -c 60; echo; done
+    # the same key id from every replica; one AssumeRole in moto
+
+  Revoke alice on every replica (and see the IAM statement that ends her live credentials):
+    $bin revoke --config $root/config/local-fleet.toml --user alice --reason demo
+    curl -s -H "Authorization: Bearer \$TOKEN" $APP_URL/s3credentials     # 403 revoked
+    $bin revocations --config $root/config/local-fleet.toml
+    $bin unrevoke --config $root/config/local-fleet.toml --user alice
+
+MSG
+  wait -n "${pids[@]}"
+  echo "[up] a component exited; stopping the stack" >&2
+  exit 1
+fi
 
 echo "[up] starting stsvend on $APP_URL" >&2
 # moto accepts any credentials; these are the service's own (demo) AWS credentials.

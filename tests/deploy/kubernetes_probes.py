@@ -105,6 +105,10 @@ def main():
         config["oidc"]["client_secret_file"]: demo / "oidc-client-secret",
         config["session"]["key_file"]: demo / "session-key.b64",
     }
+    if "cluster" in config:
+        secret_files[config["cluster"]["encryption_key_file"]] = demo / "cluster-key.b64"
+    if "admin" in config:
+        secret_files[config["admin"]["token_file"]] = demo / "admin-token"
     sc = pod["securityContext"]
     user = f"{sc['runAsUser']}:{sc['runAsGroup']}"
     with tempfile.TemporaryDirectory() as tmp:

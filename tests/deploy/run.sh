@@ -54,7 +54,9 @@ done
 step "container image"
 image="$(tests/deploy/container.sh | tail -1)"
 
-step "the example overlay's pod under podman"
 start_components
-"$ops/python" tests/deploy/kubernetes_probes.py "$work/example.yaml" "$image" "$issuer" "$moto"
+for name in example fleet; do
+  step "the $name overlay's pod under podman"
+  "$ops/python" tests/deploy/kubernetes_probes.py "$work/$name.yaml" "$image" "$issuer" "$moto"
+done
 step "ok"
