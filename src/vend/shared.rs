@@ -403,9 +403,10 @@ impl SharedCache {
         if rate == 0 {
             return Slot::Local;
         }
-        // 2 % wider than 1/rate, so network jitter between here and STS never lets any
-        // second see more calls than the budget.
-        let interval_us = 1_020_000 / rate;
+        // 5 % wider than 1/rate: the time between a slot and the call reaching STS varies
+        // (scheduling, the network), and that jitter must never let any second see more calls
+        // than the budget.
+        let interval_us = 1_050_000 / rate;
         let max_wait_us = u64::try_from(self.settings.sts_max_wait.as_micros()).unwrap_or(u64::MAX);
         let mut command = redis::cmd("EVAL");
         command

@@ -215,7 +215,9 @@ async fn redis_hanging_or_dying_never_fails_a_request() {
 /// second than `cluster.sts_rate_per_second` (counted from moto's own request record);
 /// misses past the budget wait briefly, then get 503 + Retry-After; cached users are not
 /// slowed down.
-#[tokio::test]
+// Multi-threaded, like the replicas in production: on one test thread the three replicas'
+// calls would queue behind each other and drift from their slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fleet_wide_sts_budget_holds_in_every_second() {
     let dir = tempfile::tempdir().unwrap();
     let recording = dir.path().join("moto-recording.jsonl");
