@@ -111,7 +111,8 @@ pub fn redirect_to_idp(location: &str, cookies: &[Cookie<'static>]) -> actix_web
 
 /// Login states already used at the callback. A login state is good for one callback,
 /// successful or not: replaying it (with a made-up code) must not make stsvend call the IdP
-/// again. Remembered for the login state's lifetime; per replica.
+/// again. Remembered for the login state's lifetime, per replica here, and in fleet mode also
+/// in Redis (`consume_everywhere`), so a replay sent to another replica is refused too.
 pub struct ConsumedLogins {
     seen: moka::sync::Cache<[u8; 32], ()>,
 }
@@ -134,6 +135,26 @@ impl ConsumedLogins {
     pub fn consume(&self, state: &str) -> bool {
         let key: [u8; 32] = Sha256::digest(state.as_bytes()).into();
         self.seen.entry(key).or_insert(()).is_fresh()
+    }
+
+    /// `consume` here and, in fleet mode, for the whole fleet (Redis unavailable: here only).
+    pub async fn consume_everywhere(
+        &self,
+        state: &str,
+        shared: Option<&std::sync::Arc<crate::vend::shared::SharedCache>>,
+    ) -> bool {
+        let here = self.consume(state);
+        let fleet = match shared {
+            Some(shared) => shared
+                .claim_once(
+                    state,
+                    std::time::Duration::from_secs(LOGIN_STATE_TTL_SECONDS.unsigned_abs()),
+                )
+                .await
+                .unwrap_or(true),
+            None => true,
+        };
+        here && fleet
     }
 }
 

@@ -58,7 +58,10 @@ pub async fn callback(
         .unwrap_or_default();
     if let Some(e) = login::idp_error(&params) {
         if let Some((_, login_state)) = &found {
-            state.consumed_logins.consume(&login_state.state);
+            state
+                .consumed_logins
+                .consume_everywhere(&login_state.state, state.vendor.shared())
+                .await;
         }
         return Err(e.with_cookies(&clear));
     }
@@ -69,7 +72,11 @@ pub async fn callback(
             .check_request(&req)
             .map_err(|e| e.with_cookies(&clear))?;
     }
-    if !state.consumed_logins.consume(&login_state.state) {
+    if !state
+        .consumed_logins
+        .consume_everywhere(&login_state.state, state.vendor.shared())
+        .await
+    {
         return Err(login::no_login_in_progress().with_cookies(&clear));
     }
     let (session, return_to) = login::finish(&state, &params, login_state, now)

@@ -572,6 +572,27 @@ impl SharedCache {
         )
     }
 
+    /// Claim `value` for the whole fleet, once, for `ttl` (login states): Some(true) the first
+    /// time, Some(false) after; None when Redis is not usable.
+    pub async fn claim_once(&self, value: &str, ttl: Duration) -> Option<bool> {
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(&Sha256::digest(value.as_bytes()));
+        let mut command = redis::cmd("SET");
+        command
+            .arg(format!(
+                "{}once:{}",
+                self.settings.key_prefix,
+                self.keys[0].name(&digest)
+            ))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+        self.run::<Option<String>>(command)
+            .await
+            .map(|r| r.is_some())
+    }
+
     /// A dedicated connection for the revocation channel (pub/sub needs its own).
     pub async fn subscribe(&self) -> Result<redis::aio::PubSub, String> {
         let client = redis::Client::open(self.settings.redis_url.expose_secret())

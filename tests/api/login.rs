@@ -729,3 +729,49 @@ async fn login_works_under_a_public_url_with_a_path_prefix() {
         "{hops:#?}"
     );
 }
+
+/// Fleet mode: a login state spent on one replica is spent on all of them, so a replay sent to
+/// another replica is refused there too, without a token request to the IdP.
+#[tokio::test]
+async fn a_login_state_spent_on_one_replica_is_refused_by_another() {
+    use figment::providers::Serialized;
+    let redis_port = crate::helpers::free_port();
+    let _redis = crate::helpers::start_redis(redis_port);
+    let fleet = move |f: figment::Figment| {
+        f.merge(Serialized::default(
+            "cluster.redis_url",
+            format!("redis://127.0.0.1:{redis_port}"),
+        ))
+        .merge(Serialized::default(
+            "cluster.encryption_key",
+            "c3RzdmVuZC1mbGVldC10ZXN0LWtleS0zMi1ieXRlcyE=",
+        ))
+    };
+    let a = crate::helpers::spawn_app_with(fleet).await;
+    let b = crate::helpers::spawn_app_with(fleet).await;
+    for app in [&a, &b] {
+        assert!(app.wait_ready(Duration::from_secs(15)).await);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let ready: serde_json::Value = app.get("/readyz").await.json().await.unwrap();
+            if ready["checks"]["redis"] == "ok" {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "redis never ok");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let (callback, login_cookie) = login_until_callback(&a, "alice", "alice-pw").await;
+    let first = get_with_cookie(&a, with_code(&callback, "junk-code"), &login_cookie).await;
+    let body: serde_json::Value = first.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_grant", "the IdP refused the code");
+    // The same login state, on the other replica.
+    let on_b = with_code(&callback, "junk-2").replace(&a.address, &b.address);
+    let replay = get_with_cookie(&b, on_b, &login_cookie).await;
+    assert_eq!(replay.status(), 400);
+    let body: serde_json::Value = replay.json().await.unwrap();
+    assert_eq!(
+        body["error"], "invalid_request",
+        "refused before the IdP: {body}"
+    );
+}
