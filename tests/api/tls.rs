@@ -387,7 +387,20 @@ async fn every_metric_named_by_an_alert_or_a_dashboard_panel_is_exported() {
     assert!(named.len() >= 12, "too few metrics found: {named:?}");
 
     let pki = TestPki::new();
-    let https = HttpsApp::spawn(&pki.leaf(2031), |f| f).await;
+    // In fleet mode, so the shared cache's metrics exist too.
+    let redis_port = crate::helpers::free_port();
+    let _redis = crate::helpers::start_redis(redis_port);
+    let https = HttpsApp::spawn(&pki.leaf(2031), move |f| {
+        f.merge(Serialized::default(
+            "cluster.redis_url",
+            format!("redis://127.0.0.1:{redis_port}"),
+        ))
+        .merge(Serialized::default(
+            "cluster.encryption_key",
+            "c3RzdmVuZC1mbGVldC10ZXN0LWtleS0zMi1ieXRlcyE=",
+        ))
+    })
+    .await;
     let (app, internal) = (&https.app, &https.internal);
     let plain = reqwest::Client::new();
     let (_, token) =
