@@ -229,12 +229,27 @@ impl SharedCache {
     async fn run<T: redis::FromRedisValue>(&self, command: redis::Cmd) -> Option<T> {
         let connection = self.usable()?;
         let mut connection = (*connection).clone();
-        match tokio::time::timeout(
-            self.settings.command_timeout,
-            command.query_async::<T>(&mut connection),
-        )
-        .await
-        {
+        self.bounded(command.query_async::<T>(&mut connection))
+            .await
+    }
+
+    /// Run a pipeline whose answers are not needed; false when it did not complete.
+    async fn run_pipe(&self, pipe: redis::Pipeline) -> bool {
+        let Some(connection) = self.usable() else {
+            return false;
+        };
+        let mut connection = (*connection).clone();
+        self.bounded(pipe.query_async::<()>(&mut connection))
+            .await
+            .is_some()
+    }
+
+    /// A Redis call within `cluster.command_timeout_ms`, its failure recorded.
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Option<T> {
+        match tokio::time::timeout(self.settings.command_timeout, call).await {
             Ok(Ok(value)) => {
                 self.succeeded();
                 Some(value)
@@ -341,32 +356,6 @@ impl SharedCache {
             command.arg(name);
         }
         let _ = self.run::<i64>(command).await;
-    }
-
-    async fn run_pipe(&self, pipe: redis::Pipeline) -> bool {
-        let Some(connection) = self.usable() else {
-            return false;
-        };
-        let mut connection = (*connection).clone();
-        match tokio::time::timeout(
-            self.settings.command_timeout,
-            pipe.query_async::<()>(&mut connection),
-        )
-        .await
-        {
-            Ok(Ok(())) => {
-                self.succeeded();
-                true
-            }
-            Ok(Err(e)) => {
-                self.failed(&e);
-                false
-            }
-            Err(_) => {
-                self.failed(&"no answer within cluster.command_timeout_ms");
-                false
-            }
-        }
     }
 
     /// Try to become the one replica that calls STS for `key`, for at most `ttl`.

@@ -485,16 +485,7 @@ fn recorded_assume_roles(recording: &std::path::Path) -> Vec<Vec<(String, String
 #[tokio::test]
 async fn managed_policy_arns_and_group_tags_reach_sts() {
     let dir = tempfile::tempdir().unwrap();
-    let recording = dir.path().join("moto-recording.jsonl");
-    let moto_port = free_port();
-    let _moto = crate::helpers::start_moto_with(
-        moto_port,
-        &[
-            ("MOTO_ENABLE_RECORDING", std::ffi::OsStr::new("1")),
-            ("MOTO_RECORDER_FILEPATH", recording.as_os_str()),
-        ],
-    );
-    let moto = format!("http://127.0.0.1:{moto_port}");
+    let (_moto, moto, recording) = crate::helpers::start_recording_moto(dir.path());
     let issuer = components().issuer.clone();
     let with_mode = |mode: &'static str| {
         move |f: figment::Figment| {

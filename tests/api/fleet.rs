@@ -8,11 +8,8 @@ use futures_util::future::join_all;
 use serde_json::Value;
 
 use crate::helpers::{
-    components, free_port, spawn_app_with, start_redis, unique_user, Component, TestApp,
+    components, free_port, spawn_app_with, start_redis, unique_user, Component, TestApp, FLEET_KEY,
 };
-
-/// 32 bytes, base64: the fleet's shared encryption key in these tests.
-const FLEET_KEY: &str = "c3RzdmVuZC1mbGVldC10ZXN0LWtleS0zMi1ieXRlcyE=";
 
 async fn replica(redis_port: u16) -> TestApp {
     let app = spawn_app_with(move |f| {
@@ -220,16 +217,7 @@ async fn redis_hanging_or_dying_never_fails_a_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fleet_wide_sts_budget_holds_in_every_second() {
     let dir = tempfile::tempdir().unwrap();
-    let recording = dir.path().join("moto-recording.jsonl");
-    let moto_port = free_port();
-    let _moto = crate::helpers::start_moto_with(
-        moto_port,
-        &[
-            ("MOTO_ENABLE_RECORDING", std::ffi::OsStr::new("1")),
-            ("MOTO_RECORDER_FILEPATH", recording.as_os_str()),
-        ],
-    );
-    let moto = format!("http://127.0.0.1:{moto_port}");
+    let (_moto, moto, recording) = crate::helpers::start_recording_moto(dir.path());
     let redis_port = free_port();
     let _redis = start_redis(redis_port);
     const BUDGET: u32 = 20;
@@ -461,18 +449,19 @@ async fn a_revocation_reaches_every_replica_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("admin-token");
     std::fs::write(&token_file, ADMIN_TOKEN).unwrap();
-    let out = crate::config_errors::stsvend(
-        &[
-            "unrevoke",
+    // `stsvend <command> --admin-url <app's internal listener> --admin-token-file F <args>`
+    let cli = |app: &TestApp, command: &str, args: &[&str]| {
+        let mut all = vec![
+            command,
             "--admin-url",
-            apps[2].internal.as_deref().unwrap(),
+            app.internal.as_deref().unwrap(),
             "--admin-token-file",
             token_file.to_str().unwrap(),
-            "--user",
-            &user,
-        ],
-        &[],
-    );
+        ];
+        all.extend_from_slice(args);
+        crate::config_errors::stsvend(&all, &[])
+    };
+    let out = cli(&apps[2], "unrevoke", &["--user", &user]);
     assert!(
         out.status.success(),
         "{}",
@@ -497,20 +486,7 @@ async fn a_revocation_reaches_every_replica_within_a_second() {
     }
 
     // The CLI revokes too, and prints the deny statement.
-    let out = crate::config_errors::stsvend(
-        &[
-            "revoke",
-            "--admin-url",
-            apps[0].internal.as_deref().unwrap(),
-            "--admin-token-file",
-            token_file.to_str().unwrap(),
-            "--user",
-            &user,
-            "--reason",
-            "again",
-        ],
-        &[],
-    );
+    let out = cli(&apps[0], "revoke", &["--user", &user, "--reason", "again"]);
     assert!(
         out.status.success(),
         "{}",
@@ -521,16 +497,7 @@ async fn a_revocation_reaches_every_replica_within_a_second() {
         statement["Condition"]["StringEquals"]["aws:SourceIdentity"],
         user.as_str()
     );
-    let out = crate::config_errors::stsvend(
-        &[
-            "revocations",
-            "--admin-url",
-            apps[1].internal.as_deref().unwrap(),
-            "--admin-token-file",
-            token_file.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let out = cli(&apps[1], "revocations", &[]);
     assert!(String::from_utf8_lossy(&out.stdout).contains(&user));
 }
 

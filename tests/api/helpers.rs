@@ -214,6 +214,35 @@ pub fn start_redis(port: u16) -> Component {
     start("redis", make, "Ready to accept connections")
 }
 
+/// A moto of its own that records every request it gets (moto's request recorder) into a
+/// file in `dir`: its endpoint and the recording's path.
+pub fn start_recording_moto(dir: &Path) -> (Component, String, PathBuf) {
+    let recording = dir.join("moto-recording.jsonl");
+    let port = free_port();
+    let moto = start_moto_with(
+        port,
+        &[
+            ("MOTO_ENABLE_RECORDING", std::ffi::OsStr::new("1")),
+            ("MOTO_RECORDER_FILEPATH", recording.as_os_str()),
+        ],
+    );
+    (moto, format!("http://127.0.0.1:{port}"), recording)
+}
+
+/// 32 bytes, base64: the fleet's shared encryption key in tests.
+pub const FLEET_KEY: &str = "c3RzdmVuZC1mbGVldC10ZXN0LWtleS0zMi1ieXRlcyE=";
+
+/// Fleet mode against the redis-server on `redis_port`.
+pub fn in_fleet(redis_port: u16) -> impl Fn(Figment) -> Figment + Clone + Send + 'static {
+    move |f| {
+        f.merge(Serialized::default(
+            "cluster.redis_url",
+            format!("redis://127.0.0.1:{redis_port}"),
+        ))
+        .merge(Serialized::default("cluster.encryption_key", FLEET_KEY))
+    }
+}
+
 /// The components shared by every test of this binary, started on first use.
 pub struct Components {
     pub issuer: String,

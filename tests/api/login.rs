@@ -734,21 +734,10 @@ async fn login_works_under_a_public_url_with_a_path_prefix() {
 /// another replica is refused there too, without a token request to the IdP.
 #[tokio::test]
 async fn a_login_state_spent_on_one_replica_is_refused_by_another() {
-    use figment::providers::Serialized;
     let redis_port = crate::helpers::free_port();
     let _redis = crate::helpers::start_redis(redis_port);
-    let fleet = move |f: figment::Figment| {
-        f.merge(Serialized::default(
-            "cluster.redis_url",
-            format!("redis://127.0.0.1:{redis_port}"),
-        ))
-        .merge(Serialized::default(
-            "cluster.encryption_key",
-            "c3RzdmVuZC1mbGVldC10ZXN0LWtleS0zMi1ieXRlcyE=",
-        ))
-    };
-    let a = crate::helpers::spawn_app_with(fleet).await;
-    let b = crate::helpers::spawn_app_with(fleet).await;
+    let a = crate::helpers::spawn_app_with(crate::helpers::in_fleet(redis_port)).await;
+    let b = crate::helpers::spawn_app_with(crate::helpers::in_fleet(redis_port)).await;
     for app in [&a, &b] {
         assert!(app.wait_ready(Duration::from_secs(15)).await);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);

@@ -390,17 +390,7 @@ async fn every_metric_named_by_an_alert_or_a_dashboard_panel_is_exported() {
     // In fleet mode, so the shared cache's metrics exist too.
     let redis_port = crate::helpers::free_port();
     let _redis = crate::helpers::start_redis(redis_port);
-    let https = HttpsApp::spawn(&pki.leaf(2031), move |f| {
-        f.merge(Serialized::default(
-            "cluster.redis_url",
-            format!("redis://127.0.0.1:{redis_port}"),
-        ))
-        .merge(Serialized::default(
-            "cluster.encryption_key",
-            "c3RzdmVuZC1mbGVldC10ZXN0LWtleS0zMi1ieXRlcyE=",
-        ))
-    })
-    .await;
+    let https = HttpsApp::spawn(&pki.leaf(2031), crate::helpers::in_fleet(redis_port)).await;
     let (app, internal) = (&https.app, &https.internal);
     let plain = reqwest::Client::new();
     let (_, token) =
