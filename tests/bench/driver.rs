@@ -202,6 +202,8 @@ issuer = "http://127.0.0.1:9400"
 client_id = "bench"
 [sts]
 role_arn = "arn:aws:iam::123456789012:role/stsvend-read"
+# The in-process STS is not AWS: no budget, so the loop measures memory, not the guard.
+max_calls_per_second = 0
 [[buckets]]
 name = "demo-inregion"
 region = "us-west-2"

@@ -8,6 +8,7 @@ import statistics
 import sys
 
 work, runs, duration, connections, rss_start, rss_hot = sys.argv[1:7]
+pinned = len(sys.argv) > 7 and sys.argv[7] != "shared"
 runs = int(runs)
 
 
@@ -48,9 +49,9 @@ lines = [
     f"# stsvend benchmarks",
     "",
     f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
-    f"release build; wrk -t2 -c{connections} -d{duration}, median of {runs} runs; wrk and the "
-    "servers share the machine; stsvend logs JSON at info (an audit line per response) with "
-    "metrics on.",
+    f"release build; wrk -t2 -c{connections} -d{duration}, median of {runs} runs; "
+    + ("servers pinned to core 0, wrk to core 1 (taskset)" if pinned else "wrk and the servers share the cores")
+    + "; stsvend logs JSON at info (an audit line per response) with metrics on.",
     "",
     "| scenario | requests/s | p50 ms | p99 ms | runs (req/s) |",
     "|---|---:|---:|---:|---|",
@@ -66,6 +67,7 @@ lines += [
     f"| c/a (cookie vs ceiling) | {c / a:.2f} | ≥ 0.85 |",
     f"| b/d (cache vs TEA-style STS per request) | {b / d:.1f}x | |",
     f"| p99 of (b) | {results['b'][2]:.2f} ms | ≤ 2 ms |",
+    f"| p99 of (b) / p99 of (a) | {results['b'][2] / results['a'][2]:.2f} | ≤ 1.5 |",
     "",
     "| other scenario | result | target |",
     "|---|---|---|",
@@ -81,4 +83,24 @@ lines += [
     "",
     f"Memory per user is measured through the library API: {memory['method']}.",
 ]
+instr_path = os.path.join(work, "instructions.jsonl")
+if os.path.exists(instr_path):
+    counts = {r["name"]: r for r in map(json.loads, open(instr_path))}
+    ceiling = counts["ceiling"]["instructions_per_request"]
+    lines += [
+        "",
+        "Instructions per request (valgrind --tool=callgrind, one worker, one keep-alive "
+        f"connection, {counts['ceiling']['requests']} requests after a warm-up; independent of load):",
+        "",
+        "| request | instructions | × ceiling | target |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, label, target in [
+        ("ceiling", "(a) ceiling", ""),
+        ("bearer", "(b) cached, bearer JWT", "≤ 1.3"),
+        ("cookie", "(c) cached, session cookie", "≤ 1.3"),
+        ("error-401", "401, no credentials", ""),
+    ]:
+        n = counts[name]["instructions_per_request"]
+        lines.append(f"| {label} | {n:,} | {n / ceiling:.2f} | {target} |")
 print("\n".join(lines))
