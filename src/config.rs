@@ -854,6 +854,28 @@ fn required<'a>(key: &str, v: &'a Option<String>) -> Result<&'a str, ConfigError
     }
 }
 
+/// A secret given from the environment (`key`, STSVEND_<SECTION>__<KEY>) or as a file
+/// (`<key>_file`), never both; None when neither is set.
+fn one_secret(
+    key: &str,
+    value: &Option<SecretString>,
+    file: &Option<RelativePathBuf>,
+) -> Result<Option<String>, ConfigError> {
+    let file_key = format!("{key}_file");
+    match (value, file) {
+        (Some(_), Some(_)) => Err(ConfigError::key(
+            &file_key,
+            format!(
+                "set either {ENV_PREFIX}{} or {file_key}, not both",
+                key.replace('.', "__").to_uppercase()
+            ),
+        )),
+        (Some(v), None) => Ok(Some(v.expose_secret().to_owned())),
+        (None, Some(path)) => read_secret_file(&file_key, &path.relative()).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
 /// Secrets are small: anything bigger is a mistake (or `/dev/zero`), not a key.
 const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 
@@ -952,22 +974,15 @@ impl Settings {
         raw: &RawAdmin,
         server: &ServerSettings,
     ) -> Result<SecretString, ConfigError> {
-        let token = match (&raw.token, &raw.token_file) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::key(
-                    "admin.token_file",
-                    "set either STSVEND_ADMIN__TOKEN or admin.token_file, not both",
-                ))
-            }
-            (Some(t), None) => t.expose_secret().trim().to_owned(),
-            (None, Some(path)) => read_secret_file("admin.token_file", &path.relative())?,
-            (None, None) => {
-                return Err(ConfigError::key(
+        let token = one_secret("admin.token", &raw.token, &raw.token_file)?
+            .ok_or_else(|| {
+                ConfigError::key(
                     "admin.token",
                     "is required with [admin]: set STSVEND_ADMIN__TOKEN or admin.token_file (openssl rand -hex 32)",
-                ))
-            }
-        };
+                )
+            })?
+            .trim()
+            .to_owned();
         if token.len() < 32 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(ConfigError::key(
                 "admin.token",
@@ -1013,22 +1028,17 @@ impl Settings {
             ));
         }
         let mut keys = Vec::new();
-        let current = match (&raw.encryption_key, &raw.encryption_key_file) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::key(
-                    "cluster.encryption_key_file",
-                    "set either STSVEND_CLUSTER__ENCRYPTION_KEY or cluster.encryption_key_file, not both",
-                ))
-            }
-            (Some(k), None) => k.expose_secret().to_owned(),
-            (None, Some(path)) => read_secret_file("cluster.encryption_key_file", &path.relative())?,
-            (None, None) => {
-                return Err(ConfigError::key(
-                    "cluster.encryption_key",
-                    "is required: set STSVEND_CLUSTER__ENCRYPTION_KEY or cluster.encryption_key_file to at least 32 random bytes, base64 (openssl rand -base64 32); every replica needs the same key",
-                ))
-            }
-        };
+        let current = one_secret(
+            "cluster.encryption_key",
+            &raw.encryption_key,
+            &raw.encryption_key_file,
+        )?
+        .ok_or_else(|| {
+            ConfigError::key(
+                "cluster.encryption_key",
+                "is required: set STSVEND_CLUSTER__ENCRYPTION_KEY or cluster.encryption_key_file to at least 32 random bytes, base64 (openssl rand -base64 32); every replica needs the same key",
+            )
+        })?;
         keys.push(cluster_key("cluster.encryption_key", &current)?);
         for k in &raw.previous_encryption_keys {
             keys.push(cluster_key(
@@ -1276,19 +1286,12 @@ impl Settings {
         }
         let issuer = issuer_str.to_owned();
         let client_id = required("oidc.client_id", &raw.client_id)?.to_owned();
-        let client_secret =
-            match (&raw.client_secret, &raw.client_secret_file) {
-                (Some(_), Some(_)) => return Err(ConfigError::key(
-                    "oidc.client_secret_file",
-                    "set either STSVEND_OIDC__CLIENT_SECRET or oidc.client_secret_file, not both",
-                )),
-                (Some(s), None) => Some(s.clone()),
-                (None, Some(path)) => Some(SecretString::from(read_secret_file(
-                    "oidc.client_secret_file",
-                    &path.relative(),
-                )?)),
-                (None, None) => None,
-            };
+        let client_secret = one_secret(
+            "oidc.client_secret",
+            &raw.client_secret,
+            &raw.client_secret_file,
+        )?
+        .map(SecretString::from);
         if client_secret
             .as_ref()
             .is_some_and(|s| s.expose_secret().is_empty())
@@ -1384,22 +1387,15 @@ impl Settings {
                 format!("{name:?} must be letters, digits, '_', '-' or '.'"),
             ));
         }
-        let encoded = match (&raw.key, &raw.key_file) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::key(
-                    "session.key_file",
-                    "set either STSVEND_SESSION__KEY or session.key_file, not both",
-                ))
-            }
-            (Some(k), None) => k.expose_secret().trim().to_owned(),
-            (None, Some(path)) => read_secret_file("session.key_file", &path.relative())?,
-            (None, None) => {
-                return Err(ConfigError::key(
+        let encoded = one_secret("session.key", &raw.key, &raw.key_file)?
+            .ok_or_else(|| {
+                ConfigError::key(
                     "session.key",
                     "is required: set STSVEND_SESSION__KEY or session.key_file to at least 64 random bytes, base64 (openssl rand -base64 64)",
-                ))
-            }
-        };
+                )
+            })?
+            .trim()
+            .to_owned();
         let bytes = cookie_key("session.key", &encoded)?;
         let mut previous_keys = Vec::new();
         for k in &raw.previous_keys {

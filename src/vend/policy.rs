@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -15,16 +14,6 @@ use crate::config::{Bucket, Settings};
 
 /// AWS's limit on an inline session policy, in characters.
 pub const MAX_POLICY_CHARS: usize = 2048;
-
-/// A session policy ready for AssumeRole.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SessionPolicy {
-    pub json: String,
-    /// Bucket names the policy grants, sorted.
-    pub buckets: Vec<String>,
-    /// First 16 hex digits of the policy's SHA-256, for logs and audits.
-    pub hash: String,
-}
 
 /// Buckets in `sts.region` the given groups may read, sorted by name.
 pub fn allowed_buckets<'a>(settings: &'a Settings, groups: &[String]) -> Vec<&'a Bucket> {
@@ -53,20 +42,14 @@ pub fn granting_groups(settings: &Settings) -> Vec<String> {
 
 /// The inline session policy for exactly these buckets (sorted by name): the grants, then
 /// the network conditions as denials.
-pub fn inline(settings: &Settings, buckets: &[&Bucket]) -> SessionPolicy {
+pub fn inline(settings: &Settings, buckets: &[&Bucket]) -> String {
     let mut statements = grants(settings, buckets, &Map::new());
     statements.extend(network_denials(settings));
-    let json = document(statements);
-    let hash = short_hash(&json);
-    SessionPolicy {
-        json,
-        buckets: buckets.iter().map(|b| b.name.clone()).collect(),
-        hash,
-    }
+    document(statements)
 }
 
 /// The largest inline policy any combination of groups can produce: all in-region buckets.
-pub fn worst_case(settings: &Settings) -> Option<SessionPolicy> {
+pub fn worst_case(settings: &Settings) -> Option<String> {
     let buckets = in_region(settings);
     (!buckets.is_empty()).then(|| inline(settings, &buckets))
 }

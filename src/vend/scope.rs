@@ -15,7 +15,7 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use crate::config::{Bucket, ScopeMode, Settings};
-use crate::vend::policy::{self, SessionPolicy};
+use crate::vend::policy;
 use crate::vend::session_name;
 
 /// AWS: an inline session policy, in characters.
@@ -82,16 +82,19 @@ pub struct ManagedPolicy {
     pub arn: String,
     /// The group it grants to; None: everyone.
     pub group: Option<String>,
+    /// `public` or `g-<group>`: what a user's groups are matched against.
+    pub unit: String,
     pub buckets: Vec<String>,
     pub document: String,
 }
 
-/// Split `buckets` into documents of at most `max` characters each, in order.
+/// Split `buckets` into runs whose documents have at most `max` characters, in order: each
+/// run's range in `buckets` and its document.
 fn chunked(
     buckets: &[&Bucket],
     max: usize,
     doc: impl Fn(&[&Bucket]) -> String,
-) -> Result<Vec<(Vec<String>, String)>, String> {
+) -> Result<Vec<(std::ops::Range<usize>, String)>, String> {
     let mut out = Vec::new();
     let mut start = 0;
     while start < buckets.len() {
@@ -113,10 +116,7 @@ fn chunked(
             text = next;
             end += 1;
         }
-        out.push((
-            buckets[start..end].iter().map(|b| b.name.clone()).collect(),
-            text,
-        ));
+        out.push((start..end, text));
         start = end;
     }
     Ok(out)
@@ -133,7 +133,7 @@ pub fn managed_policies(settings: &Settings) -> Result<Vec<ManagedPolicy>, Strin
             policy::document(policy::grants(settings, b, &Map::new()))
         })?;
         let several = docs.len() > 1;
-        for (i, (buckets, document)) in docs.into_iter().enumerate() {
+        for (i, (run, document)) in docs.into_iter().enumerate() {
             let mut name = format!("{}{}", p.managed_policy_name_prefix, unit.name);
             if several {
                 name.push_str(&format!("-{}", i + 1));
@@ -146,7 +146,8 @@ pub fn managed_policies(settings: &Settings) -> Result<Vec<ManagedPolicy>, Strin
                 name,
                 path: p.managed_policy_path.clone(),
                 group: unit.group.map(str::to_owned),
-                buckets,
+                unit: unit.name.clone(),
+                buckets: unit.buckets[run].iter().map(|b| b.name.clone()).collect(),
                 document,
             });
         }
@@ -178,14 +179,8 @@ pub fn role_policy(settings: &Settings) -> Result<Vec<String>, String> {
         let docs = chunked(&unit.buckets, MAX_MANAGED_CHARS, |b| {
             policy::document(policy::grants(settings, b, &extra))
         })?;
-        for (buckets, _) in docs {
-            let chosen: Vec<&Bucket> = unit
-                .buckets
-                .iter()
-                .copied()
-                .filter(|b| buckets.contains(&b.name))
-                .collect();
-            statements_per_unit.push(policy::grants(settings, &chosen, &extra));
+        for (run, _) in docs {
+            statements_per_unit.push(policy::grants(settings, &unit.buckets[run], &extra));
         }
     }
     // Pack whole units' statements into as few documents as fit.
@@ -235,11 +230,7 @@ impl Scoper {
         let mut arns: BTreeMap<String, Vec<String>> = BTreeMap::new();
         if settings.policy.mode == ScopeMode::Managed {
             for m in managed_policies(settings)? {
-                let unit = match &m.group {
-                    None => "public".to_owned(),
-                    Some(g) => format!("g-{}", session_name::group_name(g)),
-                };
-                arns.entry(unit).or_default().push(m.arn);
+                arns.entry(m.unit).or_default().push(m.arn);
             }
         }
         Ok(Self {
@@ -316,7 +307,7 @@ impl Scoper {
         let (mode, policy_text, policy_arns, tags) = match chosen {
             Some(c) => c,
             None => {
-                let SessionPolicy { json, .. } = policy::inline(settings, &allowed);
+                let json = policy::inline(settings, &allowed);
                 if json.len() > MAX_INLINE_CHARS {
                     return Err(TooLarge(format!(
                         "the groups {groups:?} grant {} buckets: {}, and as an inline policy {} characters (AWS allows {MAX_INLINE_CHARS})",
@@ -363,18 +354,18 @@ pub fn check(settings: &Settings) -> Result<Vec<String>, String> {
     let group_units = all_units.iter().filter(|u| u.group.is_some()).count();
     let inline_note = format!(
         "inline: a user of every group needs a {}-character policy (limit {MAX_INLINE_CHARS})",
-        worst.json.len()
+        worst.len()
     );
     match settings.policy.mode {
         ScopeMode::Inline => {
-            if worst.json.len() > MAX_INLINE_CHARS {
+            if worst.len() > MAX_INLINE_CHARS {
                 let managed = managed_policies(settings).map(|m| m.len());
                 let tags = role_policy(settings).map(|d| d.len());
                 return Err(format!(
                     "the largest session policy (a user allowed all {} in-region buckets) is {} characters, {} over AWS's limit of {MAX_INLINE_CHARS} for inline session policies. Set policy.mode = \"managed\" ({}) or \"tags\" ({}); see README \"Large archives\"",
-                    worst.buckets.len(),
-                    worst.json.len(),
-                    worst.json.len() - MAX_INLINE_CHARS,
+                    policy::in_region(settings).len(),
+                    worst.len(),
+                    worst.len() - MAX_INLINE_CHARS,
                     match managed {
                         Ok(n) => format!("{n} managed policies, at most 10 per user"),
                         Err(e) => e,
@@ -557,7 +548,7 @@ mod tests {
         for user_groups in [vec![], vec!["team-01"], vec!["team-00", "all-3"]] {
             let g = groups(&user_groups);
             let allowed = policy::allowed_buckets(&s, &g);
-            let doc = policy::inline(&s, &allowed).json;
+            let doc = policy::inline(&s, &allowed);
             let mut want = BTreeSet::new();
             for b in &allowed {
                 let arn = format!("arn:aws:s3:::{}", b.name);

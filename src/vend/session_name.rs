@@ -40,12 +40,13 @@ fn looks_hashed(s: &str) -> bool {
 
 /// `user_id` fitted into `budget` (at least `SUFFIX_LEN + 1`) characters.
 fn fit(user_id: &str, budget: usize) -> String {
-    fit_with(user_id, budget, allowed)
+    fit_with(user_id, budget, allowed, |c| c)
 }
 
 /// `raw` unchanged when it is 2..=`budget` characters that `ok` accepts and not shaped like a
-/// hashed name; otherwise `<sanitised head>-<hash of raw>`. One-to-one either way.
-fn fit_with(raw: &str, budget: usize, ok: fn(char) -> bool) -> String {
+/// hashed name; otherwise `<head>-<hash of raw>`, the head being `raw` through `normal` with
+/// what `ok` still refuses replaced by `_`. One-to-one either way: the hash is of `raw`.
+fn fit_with(raw: &str, budget: usize, ok: fn(char) -> bool, normal: fn(char) -> char) -> String {
     let clean = raw.len() >= 2 && raw.len() <= budget && raw.chars().all(ok) && !looks_hashed(raw);
     if clean {
         return raw.to_owned();
@@ -53,6 +54,7 @@ fn fit_with(raw: &str, budget: usize, ok: fn(char) -> bool) -> String {
     let keep = budget.saturating_sub(SUFFIX_LEN);
     let head: String = raw
         .chars()
+        .map(normal)
         .map(|c| if ok(c) { c } else { '_' })
         .take(keep)
         .collect();
@@ -66,24 +68,7 @@ pub fn group_name(group: &str) -> String {
     fn ok(c: char) -> bool {
         c.is_ascii_lowercase() || c.is_ascii_digit() || "_+=.@-".contains(c)
     }
-    let named = fit_with(group, MAX, ok);
-    if named == group {
-        return named;
-    }
-    // Only the readable head changes: the hash still comes from the raw group.
-    let (head, hash) = named.split_at(named.len() - SUFFIX_LEN);
-    let head: String = head
-        .chars()
-        .zip(group.chars())
-        .map(|(h, g)| {
-            if ok(g.to_ascii_lowercase()) {
-                g.to_ascii_lowercase()
-            } else {
-                h
-            }
-        })
-        .collect();
-    format!("{head}{hash}")
+    fit_with(group, MAX, ok, |c| c.to_ascii_lowercase())
 }
 
 /// `RoleSessionName`: `<user>@<app>`, with the user part shortened as needed. `app_name` is at
