@@ -87,7 +87,8 @@ impl Revocations {
         shared
     }
 
-    /// Lift a revocation; None when there was none.
+    /// Lift a revocation: Some(whether the fleet was told), or None when there was none
+    /// (here, or in Redis when it answers).
     pub async fn lift(&self, user: &str) -> Option<bool> {
         let existed = self.local.load().contains_key(user);
         self.local.rcu(|m| {
@@ -95,11 +96,13 @@ impl Revocations {
             m.remove(user);
             m
         });
-        let shared = match self.vendor.shared() {
-            Some(shared) => shared.delete_revocation(user).await,
-            None => false,
-        };
-        (existed || shared).then_some(shared)
+        match self.vendor.shared() {
+            Some(shared) => match shared.delete_revocation(user).await {
+                Some(removed) => (existed || removed).then_some(true),
+                None => existed.then_some(false),
+            },
+            None => existed.then_some(false),
+        }
     }
 
     /// Replace the local set with the fleet's (when Redis answers).

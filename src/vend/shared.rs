@@ -291,16 +291,15 @@ impl SharedCache {
         None
     }
 
+    /// The Redis name part standing for `text` (a user id, a login state): an HMAC of its
+    /// SHA-256 under the current key, never the text itself.
+    fn text_name(&self, text: &str) -> String {
+        self.keys[0].name(&Sha256::digest(text.as_bytes()).into())
+    }
+
     /// The Redis set naming a user's entries (so revoking them can drop them).
     fn user_index(&self, user_id: &str) -> String {
-        let mut digest = [0u8; 32];
-        let user = sha2::Sha256::digest(user_id.as_bytes());
-        digest.copy_from_slice(&user);
-        format!(
-            "{}u:{}",
-            self.settings.key_prefix,
-            self.keys[0].name(&digest)
-        )
+        format!("{}u:{}", self.settings.key_prefix, self.text_name(user_id))
     }
 
     /// Store a fresh credential for `ttl` (its usable lifetime), indexed under its user.
@@ -314,7 +313,7 @@ impl SharedCache {
         let Some(blob) = seal(&self.keys[0], key, credentials) else {
             return;
         };
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ttl_ms = millis(ttl);
         let name = self.entry_name(&self.keys[0], key);
         let index = self.user_index(user_id);
         let mut pipe = redis::pipe();
@@ -367,7 +366,7 @@ impl SharedCache {
             .arg(&token)
             .arg("NX")
             .arg("PX")
-            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+            .arg(millis(ttl));
         match self.run::<Option<String>>(command).await {
             Some(Some(_)) => Lock::Acquired(token),
             Some(None) => Lock::Held,
@@ -503,17 +502,10 @@ impl SharedCache {
         format!("{}revocations:changed", self.settings.key_prefix)
     }
 
-    /// The hash field of a user's revocation: an HMAC of the user id, never the id itself.
-    fn user_field(&self, user_id: &str) -> String {
-        let mut digest = [0u8; 32];
-        digest.copy_from_slice(&Sha256::digest(user_id.as_bytes()));
-        self.keys[0].name(&digest)
-    }
-
     /// Store (or replace) a sealed revocation record and tell the fleet. False when Redis is
     /// not usable.
     pub async fn put_revocation(&self, user_id: &str, record: &[u8]) -> bool {
-        let field = self.user_field(user_id);
+        let field = self.text_name(user_id);
         let Some(sealed) = seal_bytes(&self.keys[0], field.as_bytes(), record) else {
             return false;
         };
@@ -530,18 +522,22 @@ impl SharedCache {
         self.run_pipe(pipe).await
     }
 
-    pub async fn delete_revocation(&self, user_id: &str) -> bool {
-        let field = self.user_field(user_id);
+    /// Remove a user's revocation record and tell the fleet: Some(whether there was one), or
+    /// None when Redis is not usable.
+    pub async fn delete_revocation(&self, user_id: &str) -> Option<bool> {
         let mut pipe = redis::pipe();
         pipe.cmd("HDEL")
             .arg(self.revocations_key())
-            .arg(field)
-            .ignore()
+            .arg(self.text_name(user_id))
             .cmd("PUBLISH")
             .arg(self.revocations_channel())
             .arg("changed")
             .ignore();
-        self.run_pipe(pipe).await
+        let connection = self.usable()?;
+        let mut connection = (*connection).clone();
+        self.bounded(pipe.query_async::<(i64,)>(&mut connection))
+            .await
+            .map(|(removed,)| removed > 0)
     }
 
     /// Every revocation record, opened; None when Redis is not usable.
@@ -564,19 +560,17 @@ impl SharedCache {
     /// Claim `value` for the whole fleet, once, for `ttl` (login states): Some(true) the first
     /// time, Some(false) after; None when Redis is not usable.
     pub async fn claim_once(&self, value: &str, ttl: Duration) -> Option<bool> {
-        let mut digest = [0u8; 32];
-        digest.copy_from_slice(&Sha256::digest(value.as_bytes()));
         let mut command = redis::cmd("SET");
         command
             .arg(format!(
                 "{}once:{}",
                 self.settings.key_prefix,
-                self.keys[0].name(&digest)
+                self.text_name(value)
             ))
             .arg(1)
             .arg("NX")
             .arg("PX")
-            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+            .arg(millis(ttl));
         self.run::<Option<String>>(command)
             .await
             .map(|r| r.is_some())
@@ -597,6 +591,11 @@ impl SharedCache {
             .map_err(|e| e.to_string())?;
         Ok(pubsub)
     }
+}
+
+/// A Redis expiry in milliseconds (at least 1: PX 0 is an error).
+fn millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 /// A record sealed to its hash field (it cannot be moved to another user's field).

@@ -443,6 +443,12 @@ async fn a_revocation_reaches_every_replica_within_a_second() {
         .unwrap();
     assert_eq!(listed["revocations"][0]["user"], user.as_str());
     assert_eq!(listed["revocations"][0]["reason"], "abuse report 42");
+    // Lifting a revocation that does not exist is 404 in the fleet too.
+    let missing = admin(&apps[0], reqwest::Method::DELETE, "?user=nobody")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
 
     // Lifted (through the CLI): the user is back everywhere, with fresh credentials: the
     // cached ones were dropped on revocation.
