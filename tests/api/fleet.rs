@@ -8,22 +8,11 @@ use futures_util::future::join_all;
 use serde_json::Value;
 
 use crate::helpers::{
-    components, free_port, spawn_app_with, start_redis, unique_user, Component, TestApp, FLEET_KEY,
+    components, free_port, in_fleet, spawn_app_with, start_redis, unique_user, Component, TestApp,
 };
 
 async fn replica(redis_port: u16) -> TestApp {
-    let app = spawn_app_with(move |f| {
-        f.merge(Serialized::default(
-            "cluster.redis_url",
-            format!("redis://127.0.0.1:{redis_port}"),
-        ))
-        .merge(Serialized::default("cluster.encryption_key", FLEET_KEY))
-        .merge(Serialized::default(
-            "cluster.key_prefix",
-            format!("t{redis_port}:"),
-        ))
-    })
-    .await;
+    let app = spawn_app_with(in_fleet(redis_port)).await;
     assert!(app.wait_ready(Duration::from_secs(15)).await);
     app
 }
@@ -224,14 +213,11 @@ async fn the_fleet_wide_sts_budget_holds_in_every_second() {
     let mut apps = Vec::new();
     for _ in 0..3 {
         let moto = moto.clone();
+        let fleet = in_fleet(redis_port);
         let app = crate::helpers::spawn_app_against(&components().issuer, &moto, move |f| {
-            f.merge(Serialized::default(
-                "cluster.redis_url",
-                format!("redis://127.0.0.1:{redis_port}"),
-            ))
-            .merge(Serialized::default("cluster.encryption_key", FLEET_KEY))
-            .merge(Serialized::default("cluster.sts_rate_per_second", BUDGET))
-            .merge(Serialized::default("cluster.sts_max_wait_ms", 2000))
+            fleet(f)
+                .merge(Serialized::default("cluster.sts_rate_per_second", BUDGET))
+                .merge(Serialized::default("cluster.sts_max_wait_ms", 2000))
         })
         .await;
         assert!(app.wait_ready(Duration::from_secs(15)).await);
@@ -317,16 +303,7 @@ async fn admin_replica(redis_port: Option<u16>) -> TestApp {
             .merge(Serialized::default("server.internal_bind", "127.0.0.1:0"))
             .merge(Serialized::default("admin.token", ADMIN_TOKEN));
         match redis_port {
-            Some(port) => f
-                .merge(Serialized::default(
-                    "cluster.redis_url",
-                    format!("redis://127.0.0.1:{port}"),
-                ))
-                .merge(Serialized::default("cluster.encryption_key", FLEET_KEY))
-                .merge(Serialized::default(
-                    "cluster.key_prefix",
-                    format!("r{port}:"),
-                )),
+            Some(port) => in_fleet(port)(f),
             None => f,
         }
     })
