@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod limits;
+pub mod logformat;
 pub mod logqueue;
 pub mod metrics;
 pub mod negotiate;

@@ -128,7 +128,12 @@ pub struct LineWriter {
 
 impl Write for LineWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(buf);
+        // The formatter hands over a whole line in one write: one allocation of its size.
+        if self.buf.is_empty() {
+            self.buf = buf.to_vec();
+        } else {
+            self.buf.extend_from_slice(buf);
+        }
         Ok(buf.len())
     }
 
@@ -151,7 +156,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogQueue {
     fn make_writer(&'a self) -> Self::Writer {
         LineWriter {
             queue: self.clone(),
-            buf: Vec::with_capacity(512),
+            buf: Vec::new(),
         }
     }
 }

@@ -1,13 +1,23 @@
 //! Prometheus metrics at `GET /metrics` (when `server.metrics = true`): HTTP request counts
-//! and latencies by route pattern (actix-web-prom), plus credential cache hits, misses and
-//! fallbacks, AssumeRole calls and cached credentials, read from the vendor at scrape time.
+//! and latencies by route pattern, plus credential cache hits, misses and fallbacks,
+//! AssumeRole calls and cached credentials, read from the vendor at scrape time.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::{ready, Future, Ready};
+use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
 
-use actix_web_prom::{PrometheusMetrics, PrometheusMetricsBuilder};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
 
 use crate::vend::guard::BreakerState;
 
@@ -285,10 +295,9 @@ impl Collector for TlsCollector {
     }
 }
 
-/// What serves metrics: the request-counting middleware (answering `/metrics` itself unless
-/// an internal listener does) and the registry an internal listener renders.
+/// The request-counting middleware and the registry `/metrics` renders.
 pub struct Metrics {
-    pub middleware: PrometheusMetrics,
+    pub middleware: HttpMetrics,
     pub registry: Registry,
 }
 
@@ -297,7 +306,6 @@ impl Metrics {
         vendor: Arc<Vendor>,
         discovery: Arc<crate::auth::discovery::Discovery>,
         tls: Option<Arc<crate::tls::CertReloader>>,
-        serve_endpoint: bool,
     ) -> Result<Self, String> {
         let registry = Registry::new();
         if let Some(shared) = vendor.shared() {
@@ -333,18 +341,144 @@ impl Metrics {
                 .register(Box::new(tls))
                 .map_err(|e| e.to_string())?;
         }
-        let mut builder = PrometheusMetricsBuilder::new("stsvend")
-            .registry(registry.clone())
-            // Unknown paths must not become label values (a scanner would explode cardinality).
-            .mask_unmatched_patterns("UNKNOWN");
-        if serve_endpoint {
-            builder = builder.endpoint("/metrics");
-        }
-        let middleware = builder.build().map_err(|e| e.to_string())?;
+        let middleware = HttpMetrics::new(&registry).map_err(|e| e.to_string())?;
         Ok(Self {
             middleware,
             registry,
         })
+    }
+}
+
+/// The route label of requests no route matched: unknown paths must not become label values
+/// (a scanner would explode the series count).
+const UNMATCHED: &str = "UNKNOWN";
+
+/// `stsvend_http_requests_total` and `stsvend_http_requests_duration_seconds` by route
+/// pattern, method and status (the names, labels, help and buckets actix-web-prom used).
+/// Each worker keeps the labelled series it has used, so a request costs a map lookup and
+/// two atomic updates instead of resolving label values in the registry every time.
+#[derive(Clone)]
+pub struct HttpMetrics {
+    total: IntCounterVec,
+    duration: HistogramVec,
+}
+
+impl HttpMetrics {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let labels = ["endpoint", "method", "status"];
+        let total = IntCounterVec::new(
+            Opts::new("http_requests_total", "Total number of HTTP requests").namespace("stsvend"),
+            &labels,
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "http_requests_duration_seconds",
+                "HTTP request duration in seconds for all requests",
+            )
+            .namespace("stsvend"),
+            &labels,
+        )?;
+        registry.register(Box::new(total.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        Ok(Self { total, duration })
+    }
+}
+
+type Series = (IntCounter, Histogram);
+
+impl<S, B> Transform<S, ServiceRequest> for HttpMetrics
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Transform = HttpMetricsService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(HttpMetricsService {
+            service,
+            metrics: self.clone(),
+            series: Rc::new(RefCell::new(HashMap::default())),
+        }))
+    }
+}
+
+/// The series a worker has used, by (route pattern, method, status).
+type SeriesByLabels = Rc<
+    RefCell<HashMap<(String, actix_web::http::Method, u16), Series, foldhash::fast::RandomState>>,
+>;
+
+pub struct HttpMetricsService<S> {
+    service: S,
+    metrics: HttpMetrics,
+    series: SeriesByLabels,
+}
+
+impl<S, B> Service<ServiceRequest> for HttpMetricsService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Future = Recorded<S::Future>;
+
+    actix_web::dev::forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        Recorded {
+            inner: self.service.call(req),
+            started: Instant::now(),
+            metrics: self.metrics.clone(),
+            series: self.series.clone(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future; counts the response once it is ready.
+    pub struct Recorded<F> {
+        #[pin]
+        inner: F,
+        started: Instant,
+        metrics: HttpMetrics,
+        series: SeriesByLabels,
+    }
+}
+
+impl<F, B> Future for Recorded<F>
+where
+    F: Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let res = match this.inner.poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(res) => res,
+        };
+        if let Ok(res) = &res {
+            let req = res.request();
+            let key = (
+                req.match_pattern().unwrap_or_else(|| UNMATCHED.to_owned()),
+                req.method().clone(),
+                res.status().as_u16(),
+            );
+            let status = res.status();
+            let mut series = this.series.borrow_mut();
+            let (count, latency) = series.entry(key).or_insert_with_key(|(route, method, _)| {
+                let labels = [route.as_str(), method.as_str(), status.as_str()];
+                (
+                    this.metrics.total.with_label_values(&labels),
+                    this.metrics.duration.with_label_values(&labels),
+                )
+            });
+            count.inc();
+            latency.observe(this.started.elapsed().as_secs_f64());
+        }
+        Poll::Ready(res)
     }
 }
 

@@ -167,12 +167,14 @@ impl Application {
             vendor.clone(),
             discovery.clone(),
             tls.as_ref().map(|(r, _)| r.clone()),
-            internal_listener.is_none(),
         )
         .map_err(StartupError::Metrics)?;
         let registry = metrics.registry.clone();
         let metrics = metrics.middleware;
         let metrics_on = settings.server.metrics;
+        // Without an internal listener, the public one answers `/metrics`.
+        let public_registry =
+            (metrics_on && internal_listener.is_none()).then(|| web::Data::new(registry.clone()));
         if crate::vend::policy::worst_case(&settings).is_none() {
             tracing::warn!(
                 region = %settings.sts.region,
@@ -217,7 +219,13 @@ impl Application {
                 .app_data(web::QueryConfig::default().error_handler(|err, _| {
                     ApiError::bad_request("invalid_request", err.to_string()).into()
                 }))
-                .configure(|cfg| routes::configure(cfg, &callback_path, &cors_origins))
+                .configure(|cfg| {
+                    if let Some(registry) = &public_registry {
+                        cfg.app_data(registry.clone())
+                            .route("/metrics", web::get().to(render_metrics));
+                    }
+                    routes::configure(cfg, &callback_path, &cors_origins)
+                })
                 .default_service(web::to(routes::not_found))
         })
         .shutdown_timeout(shutdown)
@@ -285,6 +293,13 @@ impl Application {
     }
 }
 
+/// `GET /metrics`: the registry in Prometheus' text format.
+async fn render_metrics(registry: web::Data<prometheus::Registry>) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(crate::metrics::render(&registry))
+}
+
 /// The internal listener: probes and metrics only, for Kubernetes and Prometheus; never
 /// exposed through the Service or Ingress.
 fn internal_server(
@@ -307,14 +322,7 @@ fn internal_server(
             .route("/admin/revocations", web::post().to(routes::admin::revoke))
             .route("/admin/revocations", web::delete().to(routes::admin::lift));
         if metrics_on {
-            app = app.route(
-                "/metrics",
-                web::get().to(|registry: web::Data<prometheus::Registry>| async move {
-                    actix_web::HttpResponse::Ok()
-                        .content_type("text/plain; version=0.0.4")
-                        .body(crate::metrics::render(&registry))
-                }),
-            );
+            app = app.route("/metrics", web::get().to(render_metrics));
         }
         app.default_service(web::to(routes::not_found))
     })

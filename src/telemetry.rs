@@ -1,15 +1,17 @@
 //! Logging and request ids.
 //!
 //! Every request gets an id (the client's `x-request-id` when it is sane, a fresh UUID
-//! otherwise). It is echoed in the response header, put into the request's span so every log
-//! line of that request carries it, and made available to error bodies through a task-local.
+//! otherwise). It is echoed in the response header, named by every log line of that request,
+//! and made available to error bodies, all through a task-local: the JSON format reads the
+//! request from there (no tracing span per request); the pretty format also gets a span.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
@@ -18,16 +20,23 @@ use crate::config::LogFormat;
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
-/// What error rendering needs to know about the request being served on this task.
-#[derive(Debug, Clone)]
+/// The request being served on this task: its id for error bodies, what JSON log lines
+/// name as their span, and its `Accept` header for error rendering.
+#[derive(Debug)]
 struct RequestContext {
     id: String,
-    prefers_html: bool,
+    method: actix_web::http::Method,
+    uri: actix_web::http::Uri,
+    accept: Option<HeaderValue>,
 }
 
 tokio::task_local! {
     static REQUEST: RequestContext;
 }
+
+/// Whether requests get a tracing span (the pretty format shows spans; the JSON format
+/// reads the request from the task-local instead, which costs far less per request).
+static REQUEST_SPANS: AtomicBool = AtomicBool::new(false);
 
 /// The id of the request being served on this task, if any.
 pub fn current_request_id() -> Option<String> {
@@ -36,7 +45,30 @@ pub fn current_request_id() -> Option<String> {
 
 /// Whether the request being served asked for HTML (errors are then rendered as a page).
 pub fn current_prefers_html() -> bool {
-    REQUEST.try_with(|r| r.prefers_html).unwrap_or(false)
+    REQUEST
+        .try_with(|r| {
+            let accept = r.accept.as_ref().and_then(|v| v.to_str().ok());
+            crate::negotiate::prefers_html_header(accept.unwrap_or(""))
+        })
+        .unwrap_or(false)
+}
+
+/// `,"span":{...}` naming the request being served on this task, as tracing-subscriber's
+/// JSON format names a `request` span; false when no request is being served.
+pub(crate) fn write_request_span(w: &mut dyn std::fmt::Write) -> Result<bool, std::fmt::Error> {
+    use crate::logformat::write_escaped;
+    REQUEST
+        .try_with(|r| {
+            w.write_str(",\"span\":{\"method\":\"")?;
+            write_escaped(w, r.method.as_str())?;
+            w.write_str("\",\"path\":\"")?;
+            write_escaped(w, &capped(r.uri.path()))?;
+            w.write_str("\",\"request_id\":\"")?;
+            write_escaped(w, &r.id)?;
+            w.write_str("\",\"name\":\"request\"}")?;
+            Ok(true)
+        })
+        .unwrap_or(Ok(false))
 }
 
 /// What is logged unless `RUST_LOG` says otherwise. actix answers malformed requests (bad
@@ -60,6 +92,7 @@ pub fn init(format: LogFormat, queue_bytes: usize) -> crate::logqueue::LogQueueG
         LogFormat::Pretty => false,
         LogFormat::Auto => !terminal,
     };
+    REQUEST_SPANS.store(!json, Ordering::Relaxed);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(terminal)
@@ -68,9 +101,8 @@ pub fn init(format: LogFormat, queue_bytes: usize) -> crate::logqueue::LogQueueG
     // A second init (tests start many apps in one process) is harmless.
     let _ = if json {
         builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(crate::logformat::JsonLines)
             .try_init()
     } else {
         builder.try_init()
@@ -111,42 +143,63 @@ pub async fn request_id_middleware(
         .headers()
         .get(&REQUEST_ID_HEADER)
         .and_then(sane_request_id)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    // The path only: query strings can carry authorization codes and state.
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id,
-        method = %req.method(),
-        path = %capped(req.path()),
-    );
-    let started = Instant::now();
+        .unwrap_or_else(|| {
+            uuid::Uuid::new_v4()
+                .hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer())
+                .to_owned()
+        });
+    let header = HeaderValue::from_str(&id).ok();
     let context = RequestContext {
-        id: id.clone(),
-        prefers_html: crate::negotiate::prefers_html(req.request()),
+        id,
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+        accept: req.headers().get(header::ACCEPT).cloned(),
     };
-    let result = REQUEST
-        .scope(context, next.call(req))
-        .instrument(span.clone())
-        .await;
-    let mut res = result?;
-    if let Ok(value) = HeaderValue::from_str(&id) {
+    // The pretty format shows spans; the JSON format names the request from `context`.
+    let span = REQUEST_SPANS.load(Ordering::Relaxed).then(|| {
+        // The path only: query strings can carry authorization codes and state.
+        tracing::info_span!(
+            "request",
+            request_id = %context.id,
+            method = %req.method(),
+            path = %capped(req.path()),
+        )
+    });
+    let serve = REQUEST.scope(context, async move {
+        let started = Instant::now();
+        let result = next.call(req).await;
+        if let Ok(res) = &result {
+            log_outcome(res.status().as_u16(), started);
+        }
+        result
+    });
+    let mut res = match span {
+        Some(span) => serve.instrument(span).await,
+        None => serve.await,
+    }?;
+    if let Some(value) = header {
         res.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
-    let status = res.status().as_u16();
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    span.in_scope(|| {
-        // Successes are at debug: credential responses have their own audit line, and
-        // probes would otherwise flood the log. Refusals and failures are always logged.
-        if status == 503 {
-            // Not ready or a dependency is down: a state worth a warning, not a bug.
-            tracing::warn!(status, elapsed_ms, "request refused: service unavailable");
-        } else if status >= 500 {
-            tracing::error!(status, elapsed_ms, "request failed");
-        } else if status >= 400 {
-            tracing::info!(status, elapsed_ms, "request refused");
-        } else {
-            tracing::debug!(status, elapsed_ms, "request served");
-        }
-    });
     Ok(res)
+}
+
+/// Successes are at debug: credential responses have their own audit line, and probes would
+/// otherwise flood the log. Refusals and failures are always logged.
+fn log_outcome(status: u16, started: Instant) {
+    let elapsed_ms = || started.elapsed().as_secs_f64() * 1000.0;
+    if status == 503 {
+        // Not ready or a dependency is down: a state worth a warning, not a bug.
+        tracing::warn!(
+            status,
+            elapsed_ms = elapsed_ms(),
+            "request refused: service unavailable"
+        );
+    } else if status >= 500 {
+        tracing::error!(status, elapsed_ms = elapsed_ms(), "request failed");
+    } else if status >= 400 {
+        tracing::info!(status, elapsed_ms = elapsed_ms(), "request refused");
+    } else {
+        tracing::debug!(status, elapsed_ms = elapsed_ms(), "request served");
+    }
 }

@@ -1,7 +1,7 @@
 //! `Authorization: Bearer` tokens. JWTs are verified locally against the IdP's published keys
 //! (algorithm allow-list, `iss`, `aud`, `exp`/`nbf` with leeway, all against the injected
 //! clock); opaque tokens are checked at the userinfo endpoint when enabled. Verified tokens
-//! are cached by their SHA-256 so the hot path does no RSA work.
+//! are cached under the whole token so the hot path does no RSA work.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,7 +97,9 @@ pub struct VerifiedToken {
 
 pub struct BearerVerifier {
     settings: OidcSettings,
-    verified: Cache<[u8; 32], Arc<VerifiedToken>>,
+    /// Keyed by the whole token: a hit compares it byte for byte, so the cheap seeded hash
+    /// moka buckets by is only a lookup aid (a collision is a miss, never a wrong user).
+    verified: Cache<Arc<str>, Arc<VerifiedToken>, foldhash::fast::RandomState>,
     opaque: Cache<[u8; 32], Arc<VerifiedToken>>,
     rejected: Cache<[u8; 32], TokenError>,
     /// Groups re-read at userinfo for JWTs older than `groups_max_age`.
@@ -109,8 +111,9 @@ pub struct BearerVerifier {
 /// a request would reach the IdP, so cached tokens never pay for it.
 pub type IdpPermit<'a> = &'a dyn Fn() -> Result<(), Duration>;
 
-/// The cache key of a token: BLAKE3 (collision resistant, so a hit is the same token) at a
-/// fraction of SHA-256's cost on a ~1 KB JWT.
+/// The key of a token in the caches other than the verified one (opaque tokens, refusals,
+/// re-read groups): BLAKE3, collision resistant, so a hit is the same token without keeping
+/// the token itself (a flood of bad 16 KiB tokens must not fill memory).
 fn digest(token: &str) -> [u8; 32] {
     blake3::hash(token.as_bytes()).into()
 }
@@ -140,7 +143,7 @@ impl BearerVerifier {
             verified: Cache::builder()
                 .max_capacity(max_entries)
                 .time_to_live(VERIFIED_TTL)
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
             opaque: Cache::builder()
                 .max_capacity(max_entries)
                 .time_to_live(OPAQUE_TTL)
@@ -165,14 +168,20 @@ impl BearerVerifier {
         now: DateTime<Utc>,
         permit: IdpPermit<'_>,
     ) -> Result<Arc<VerifiedToken>, TokenError> {
+        // A token verified before is taken as it is: the lookup compares it whole.
+        if let Some(hit) = self.cached(token, discovery) {
+            return self
+                .still_valid(token, hit, discovery, http, now, permit)
+                .await;
+        }
         if !plausible(token) {
             return Err(TokenError::Malformed);
         }
-        let key = digest(token);
         if !looks_like_jwt(token) {
             if !self.settings.accept_opaque_tokens {
                 return Err(TokenError::Malformed);
             }
+            let key = digest(token);
             if let Some(hit) = self.opaque.get(&key) {
                 return Ok(hit);
             }
@@ -181,24 +190,42 @@ impl BearerVerifier {
             }
             permit().map_err(TokenError::RateLimited)?;
             let checked = self.check_opaque(token, discovery, http).await;
-            return self.remember(key, checked, &self.opaque);
+            return self.remember(key, checked, Some(&self.opaque));
         }
-        let cached = self
-            .verified
-            .get(&key)
-            // A key the IdP withdrew takes its tokens with it, cached or not.
-            .filter(|hit| discovery.publishes(hit.kid.as_deref()));
-        let verified = match cached {
-            Some(hit) => hit,
-            None => {
-                // Only misses consult the refusals: the hot path is one cache lookup.
-                if let Some(e) = self.rejected.get(&key) {
-                    return Err(e);
-                }
-                let checked = self.verify_jwt(token, discovery, http, now).await;
-                self.remember(key, checked, &self.verified)?
-            }
-        };
+        let key = digest(token);
+        // Only misses consult the refusals: the hot path is one cache lookup.
+        if let Some(e) = self.rejected.get(&key) {
+            return Err(e);
+        }
+        let checked = self.verify_jwt(token, discovery, http, now).await;
+        let verified = self.remember(key, checked, None)?;
+        self.verified.insert(Arc::from(token), verified.clone());
+        self.still_valid(token, verified, discovery, http, now, permit)
+            .await
+    }
+
+    /// A verified JWT, if this exact token was verified before with a key the IdP still
+    /// publishes (a key the IdP withdrew takes its tokens with it, cached or not).
+    fn cached(&self, token: &str, discovery: &Discovery) -> Option<Arc<VerifiedToken>> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return None;
+        }
+        self.verified
+            .get(token)
+            .filter(|hit| discovery.publishes(hit.kid.as_deref()))
+    }
+
+    /// A verified JWT as it stands now: expired, or with groups re-read at the IdP when they
+    /// are older than `groups_max_age`.
+    async fn still_valid(
+        &self,
+        token: &str,
+        verified: Arc<VerifiedToken>,
+        discovery: &Discovery,
+        http: &reqwest::Client,
+        now: DateTime<Utc>,
+        permit: IdpPermit<'_>,
+    ) -> Result<Arc<VerifiedToken>, TokenError> {
         // Cached tokens still expire on time.
         if verified
             .expires_at
@@ -211,6 +238,7 @@ impl BearerVerifier {
             return Ok(verified);
         }
         // The groups in the token are older than we may trust: read them again at the IdP.
+        let key = digest(token);
         if let Some(hit) = self.regrouped.get(&key) {
             return Ok(hit);
         }
@@ -230,20 +258,23 @@ impl BearerVerifier {
             )),
             Err(e) => Err(e),
         };
-        self.remember(key, fresh, &self.regrouped)
+        self.remember(key, fresh, Some(&self.regrouped))
     }
 
-    /// Cache a verdict: successes in `ok`, refusals (not outages) in the rejected cache.
+    /// Cache a verdict: successes in `ok` (if given), refusals (not outages) in the rejected
+    /// cache.
     fn remember(
         &self,
         key: [u8; 32],
         verdict: Result<VerifiedToken, TokenError>,
-        ok: &Cache<[u8; 32], Arc<VerifiedToken>>,
+        ok: Option<&Cache<[u8; 32], Arc<VerifiedToken>>>,
     ) -> Result<Arc<VerifiedToken>, TokenError> {
         match verdict {
             Ok(v) => {
                 let v = Arc::new(v);
-                ok.insert(key, v.clone());
+                if let Some(ok) = ok {
+                    ok.insert(key, v.clone());
+                }
                 Ok(v)
             }
             Err(e) => {

@@ -73,7 +73,19 @@ fn invalid_token(err: &TokenError) -> ApiError {
 
 /// The token of an `Authorization: Bearer` header (possibly empty, which is then rejected).
 fn bearer_token(req: &HttpRequest) -> Option<&str> {
-    bearer_from_header(req.headers().get(header::AUTHORIZATION)?.to_str().ok()?)
+    bearer_from_header(visible_ascii(req.headers().get(header::AUTHORIZATION)?)?)
+}
+
+/// The header's text if it is visible ASCII (and tabs), as `HeaderValue::to_str` decides,
+/// checked branch-free: a bearer header is ~1 KB and read on every request.
+fn visible_ascii(value: &HeaderValue) -> Option<&str> {
+    let bytes = value.as_bytes();
+    let invisible = |b: u8| (u8::from(b < 0x20) & u8::from(b != b'\t')) | u8::from(b >= 0x7f);
+    if !crate::logformat::any_byte(bytes, invisible) {
+        std::str::from_utf8(bytes).ok()
+    } else {
+        None
+    }
 }
 
 /// The token in an `Authorization` header value, if its scheme is Bearer.
@@ -115,9 +127,9 @@ async fn identify(
             }
         };
     }
-    if let Some(cookie) = req.cookie(state.cookies.session_name()) {
+    if let Some(cookie) = session_cookie(req, state.cookies.session_name()) {
         let max_age = state.settings.oidc.groups_max_age.as_secs();
-        if let Some(session) = state.cookies.read_session(cookie.value(), now) {
+        if let Some(session) = state.cookies.read_session(&cookie, now) {
             // Groups older than we may trust: log in again (silent while the IdP session
             // lasts), which reads them afresh.
             let age = now.timestamp().saturating_sub(session.auth_time);
@@ -126,8 +138,8 @@ async fn identify(
                 return Ok(None);
             }
             return Ok(Some(AuthenticatedUser {
-                user_id: session.sub,
-                groups: session.groups,
+                user_id: session.sub.clone(),
+                groups: session.groups.clone(),
                 method: AuthMethod::Session,
                 expires_at: chrono::DateTime::from_timestamp(session.exp, 0),
             }));
@@ -135,6 +147,34 @@ async fn identify(
         tracing::debug!("session cookie invalid or expired; treated as anonymous");
     }
     Ok(None)
+}
+
+/// The value of cookie `name`, read straight from the `Cookie` headers. Sealed session
+/// values are base64, which needs no decoding; a value with `%` in it goes through actix's
+/// own parser, which percent-decodes every cookie of the request (the slower way).
+fn session_cookie<'a>(req: &'a HttpRequest, name: &str) -> Option<std::borrow::Cow<'a, str>> {
+    for header in req.headers().get_all(header::COOKIE) {
+        let Ok(text) = header.to_str() else { continue };
+        for pair in text.split(';') {
+            let Some((key, value)) = pair.trim().split_once('=') else {
+                continue;
+            };
+            if key.trim() != name {
+                continue;
+            }
+            let value = value.trim();
+            // A quoted value (RFC 6265's DQUOTE form) is read without its quotes.
+            let value = match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+                Some(inner) if value.len() > 1 => inner,
+                _ => value,
+            };
+            if value.contains('%') {
+                return req.cookie(name).map(|c| c.value().to_owned().into());
+            }
+            return Some(value.into());
+        }
+    }
+    None
 }
 
 fn app_state(req: &HttpRequest) -> Result<web::Data<AppState>, AuthRejection> {
@@ -228,5 +268,62 @@ impl FromRequest for AuthenticatedUser {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         Box::pin(authenticate(req.clone()))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    /// Reading the session cookie straight from the headers finds what actix's cookie parser
+    /// finds, whatever else the browser sends.
+    #[test]
+    fn the_session_cookie_is_read_as_actix_reads_it() {
+        let cases: &[&[&str]] = &[
+            &["s=abc+/=="],
+            &["a=1; s=abc; b=2"],
+            &["a=1;s=abc"],
+            &["  s = abc  ; s=second"],
+            &["a=1", "s=from-the-second-header"],
+            &["s=\"quoted\""],
+            &["s=\""],
+            &["s=\"\""],
+            &["s="],
+            &["noequals; s=x"],
+            &["s=a%2Bb"],
+            &["sx=1; xs=2"],
+            &["other=1"],
+            &[],
+        ];
+        for headers in cases {
+            let mut req = TestRequest::default();
+            for h in *headers {
+                req = req.append_header((header::COOKIE, *h));
+            }
+            let req = req.to_http_request();
+            let ours = session_cookie(&req, "s").map(|c| c.into_owned());
+            let actix = req.cookie("s").map(|c| c.value().to_owned());
+            assert_eq!(ours, actix, "{headers:?}");
+        }
+    }
+
+    #[test]
+    fn bearer_headers_are_read_like_to_str() {
+        for value in [
+            "Bearer abc.def.ghi",
+            "bearer  tok ",
+            "Basic dXNlcg==",
+            "Bearer",
+            "Bearer\ttok",
+        ] {
+            let v = HeaderValue::from_str(value).unwrap();
+            assert_eq!(visible_ascii(&v), v.to_str().ok(), "{value}");
+        }
+        let obs = HeaderValue::from_bytes(b"Bearer caf\xc3\xa9").unwrap();
+        assert_eq!(visible_ascii(&obs), None);
+        assert!(obs.to_str().is_err());
     }
 }

@@ -20,6 +20,16 @@ pub enum AuthMethod {
     Bearer,
 }
 
+impl AuthMethod {
+    /// As the audit line names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Session => "Session",
+            Self::Bearer => "Bearer",
+        }
+    }
+}
+
 /// A caller whose identity stsvend has verified.
 #[derive(Debug, Clone)]
 pub struct AuthenticatedUser {

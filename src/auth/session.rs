@@ -87,12 +87,24 @@ impl SlotIndex {
     }
 }
 
+/// How many opened session cookies are kept (about 0.5 KiB each).
+const OPENED_SESSIONS: u64 = 10_000;
+
 /// Encrypts and decrypts stsvend's cookies with the configured key.
 #[derive(Clone)]
 pub struct CookieCodec {
     key: Key,
     /// Earlier keys: cookies sealed with them are still read (key rotation).
     previous: Vec<Key>,
+    /// Session cookies already opened, by their whole sealed value (a hit compares it byte
+    /// for byte): a browser sends the same cookie on every request, and opening it (base64,
+    /// AES-GCM, JSON) is most of a cached credential request's work. Expiry is still checked
+    /// on every read.
+    opened: moka::sync::Cache<
+        std::sync::Arc<str>,
+        std::sync::Arc<SessionData>,
+        foldhash::fast::RandomState,
+    >,
     session_name: String,
     login_base: String,
     index_name: String,
@@ -127,6 +139,10 @@ impl CookieCodec {
         Ok(Self {
             key,
             previous,
+            opened: moka::sync::Cache::builder()
+                .max_capacity(OPENED_SESSIONS)
+                .time_to_live(std::time::Duration::from_secs(3600))
+                .build_with_hasher(foldhash::fast::RandomState::default()),
             session_name: format!("{host}{base}"),
             login_base: format!("{secure_prefix}{base}_login"),
             index_name: format!("{host}{base}_logins"),
@@ -190,8 +206,20 @@ impl CookieCodec {
     }
 
     /// The session, if the cookie decrypts, authenticates and has not expired.
-    pub fn read_session(&self, sealed: &str, now: DateTime<Utc>) -> Option<SessionData> {
-        let data: SessionData = self.open(&self.session_name, sealed)?;
+    pub fn read_session(
+        &self,
+        sealed: &str,
+        now: DateTime<Utc>,
+    ) -> Option<std::sync::Arc<SessionData>> {
+        let data = match self.opened.get(sealed) {
+            Some(data) => data,
+            None => {
+                let data: std::sync::Arc<SessionData> =
+                    std::sync::Arc::new(self.open(&self.session_name, sealed)?);
+                self.opened.insert(sealed.into(), data.clone());
+                data
+            }
+        };
         (data.exp > now.timestamp()).then_some(data)
     }
 

@@ -52,18 +52,21 @@ async fn only_full_cors(
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig, callback_path: &str, cors_origins: &[String]) {
-    use actix_web::middleware::from_fn;
+    use actix_web::middleware::{from_fn, Condition};
+    // No origin allowed: no CORS layer at all (browsers then refuse cross-origin reads just
+    // the same), and the credential route does not pay for one on every request.
+    let cors_on = !cors_origins.is_empty();
     cfg.service(
         web::resource("/s3credentials")
-            .wrap(cors(cors_origins))
-            .wrap(from_fn(only_full_cors))
+            .wrap(Condition::new(cors_on, cors(cors_origins)))
+            .wrap(Condition::new(cors_on, from_fn(only_full_cors)))
             .route(web::get().to(credentials::s3credentials))
             .default_service(web::to(get_only)),
     )
     .service(
         web::resource("/s3credentials/scope")
-            .wrap(cors(cors_origins))
-            .wrap(from_fn(only_full_cors))
+            .wrap(Condition::new(cors_on, cors(cors_origins)))
+            .wrap(Condition::new(cors_on, from_fn(only_full_cors)))
             .route(web::get().to(credentials::scope))
             .default_service(web::to(get_only)),
     )

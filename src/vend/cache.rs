@@ -5,7 +5,7 @@
 //! least `FALLBACK_MIN_REMAINING` left is served rather than failing.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -21,19 +21,26 @@ use crate::config::Settings;
 /// fallback while STS is down.
 pub const FALLBACK_MIN_REMAINING: Duration = Duration::from_secs(900);
 
-/// A cache key: the digest of everything that shapes a credential, plus a fingerprint of the
-/// user so that revoking a user can drop their entries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A cache key: the user, and a digest of everything else that shapes their credential.
+/// Compared whole, so users never share an entry; moka buckets keys with a cheap seeded hash.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
-    user: u64,
-    pub digest: [u8; 32],
+    user: Box<str>,
+    shape: [u8; 32],
 }
 
-/// First 8 bytes of BLAKE3 of a user id.
-pub fn user_fingerprint(user_id: &str) -> u64 {
-    let d = blake3::hash(user_id.as_bytes());
-    let d = d.as_bytes();
-    u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+impl Key {
+    /// The key's name in the shared cache (fleet mode): the user, the shape and this
+    /// deployment's call shape, so replicas configured differently (mid-rollout) never
+    /// hand each other credentials. Computed only when the local cache misses.
+    fn shared_digest(&self, calls: &[u8; 32]) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        h.update(&(self.user.len() as u64).to_be_bytes());
+        h.update(self.user.as_bytes());
+        h.update(&self.shape);
+        h.update(calls);
+        h.finalize().into()
+    }
 }
 
 /// Where a vended credential came from.
@@ -64,7 +71,29 @@ impl CacheOutcome {
 pub struct Vended {
     pub credentials: Arc<StsCredentials>,
     pub outcome: CacheOutcome,
-    pub session_name: String,
+    pub session_name: Arc<str>,
+    /// Text the caller renders once per credential and reuses on every hit (the audit
+    /// line's per-credential fields); shared with the cache entry.
+    pub rendered: Arc<OnceLock<Box<str>>>,
+}
+
+/// A cached credential, the session name it was issued under (kept so that a hit does not
+/// derive the name again), and what callers rendered from it once.
+#[derive(Debug, Clone)]
+struct Entry {
+    credentials: Arc<StsCredentials>,
+    session_name: Arc<str>,
+    rendered: Arc<OnceLock<Box<str>>>,
+}
+
+impl Entry {
+    fn new(credentials: Arc<StsCredentials>, session_name: Arc<str>) -> Self {
+        Self {
+            credentials,
+            session_name,
+            rendered: Arc::default(),
+        }
+    }
 }
 
 /// Counters for metrics and the benchmarks.
@@ -107,31 +136,109 @@ impl UntilUnusable {
     }
 }
 
-impl moka::Expiry<Key, Arc<StsCredentials>> for UntilUnusable {
+impl moka::Expiry<Key, Entry> for UntilUnusable {
     fn expire_after_create(
         &self,
         _key: &Key,
-        value: &Arc<StsCredentials>,
+        value: &Entry,
         _created_at: Instant,
     ) -> Option<Duration> {
-        Some(self.usable_for(value))
+        Some(self.usable_for(&value.credentials))
     }
 
     fn expire_after_update(
         &self,
         _key: &Key,
-        value: &Arc<StsCredentials>,
+        value: &Entry,
         _updated_at: Instant,
         _duration_until_expiry: Option<Duration>,
     ) -> Option<Duration> {
-        Some(self.usable_for(value))
+        Some(self.usable_for(&value.credentials))
+    }
+}
+
+/// What every AssumeRole call of this deployment shares, and its digest (part of every
+/// cache key built from a user and a scope).
+struct CallShape {
+    role_arn: String,
+    app_name: String,
+    source_identity: bool,
+    duration_seconds: u32,
+    session_tags: Vec<(String, String)>,
+    digest: [u8; 32],
+}
+
+impl CallShape {
+    fn new(settings: &Settings) -> Self {
+        let session_tags: Vec<(String, String)> = settings
+            .sts
+            .session_tags
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut h = blake3::Hasher::new();
+        let mut field = |bytes: &[u8]| {
+            h.update(&(bytes.len() as u64).to_be_bytes());
+            h.update(bytes);
+        };
+        field(settings.sts.role_arn.as_str().as_bytes());
+        field(settings.server.app_name.as_bytes());
+        field(&[u8::from(settings.sts.source_identity)]);
+        field(&settings.sts.duration_seconds.to_be_bytes());
+        for (k, v) in &session_tags {
+            field(k.as_bytes());
+            field(v.as_bytes());
+        }
+        Self {
+            role_arn: settings.sts.role_arn.as_str().to_owned(),
+            app_name: settings.server.app_name.clone(),
+            source_identity: settings.sts.source_identity,
+            duration_seconds: settings.sts.duration_seconds,
+            session_tags,
+            digest: h.finalize().into(),
+        }
+    }
+
+    fn request(
+        &self,
+        user_id: &str,
+        scope: &crate::vend::scope::SessionScope,
+    ) -> AssumeRoleRequest {
+        AssumeRoleRequest {
+            user_id: user_id.to_owned(),
+            role_arn: self.role_arn.clone(),
+            role_session_name: session_name::role_session_name(user_id, &self.app_name),
+            source_identity: self
+                .source_identity
+                .then(|| session_name::source_identity(user_id)),
+            policy: scope.policy.clone(),
+            policy_arns: scope.policy_arns.clone(),
+            duration_seconds: self.duration_seconds,
+            tags: self
+                .session_tags
+                .iter()
+                .cloned()
+                .chain(scope.tags.iter().cloned())
+                .collect(),
+        }
+    }
+
+    /// The key of `user_id`'s credential for `scope`: the same inputs as the request
+    /// `request` builds (the rest is this shape, the same for every entry), without building
+    /// it: this runs on every credential request.
+    fn key(&self, user_id: &str, scope: &crate::vend::scope::SessionScope) -> Key {
+        Key {
+            user: user_id.into(),
+            shape: scope.digest,
+        }
     }
 }
 
 pub struct Vendor {
     sts: Arc<dyn StsApi>,
     guard: super::guard::StsGuard,
-    cache: Option<Cache<Key, Arc<StsCredentials>>>,
+    cache: Option<Cache<Key, Entry, foldhash::fast::RandomState>>,
+    shape: CallShape,
     /// Fleet mode: the second level, shared by all replicas through Redis.
     shared: Option<Arc<super::shared::SharedCache>>,
     pub stats: CacheStats,
@@ -146,15 +253,12 @@ fn enough(c: &StsCredentials, now: DateTime<Utc>, min: Duration) -> bool {
 }
 
 fn cache_key(request: &AssumeRoleRequest) -> Key {
-    // BLAKE3: collision resistant like SHA-256 (users must never share an entry), several
-    // times cheaper on the ~1 KB of fields hashed on every request.
     let mut h = blake3::Hasher::new();
     // Length-prefixed fields: no two different requests hash the same input.
     let mut field = |bytes: &[u8]| {
         h.update(&(bytes.len() as u64).to_be_bytes());
         h.update(bytes);
     };
-    field(request.user_id.as_bytes());
     field(request.role_arn.as_bytes());
     field(request.role_session_name.as_bytes());
     field(request.source_identity.as_deref().unwrap_or("").as_bytes());
@@ -170,8 +274,8 @@ fn cache_key(request: &AssumeRoleRequest) -> Key {
         field(v.as_bytes());
     }
     Key {
-        user: user_fingerprint(&request.user_id),
-        digest: h.finalize().into(),
+        user: request.user_id.as_str().into(),
+        shape: h.finalize().into(),
     }
 }
 
@@ -182,12 +286,13 @@ impl Vendor {
                 .max_capacity(settings.cache.max_entries)
                 .expire_after(UntilUnusable { clock })
                 .support_invalidation_closures()
-                .build()
+                .build_with_hasher(foldhash::fast::RandomState::default())
         });
         Self {
             sts,
             guard: super::guard::StsGuard::new(&settings.sts),
             cache,
+            shape: CallShape::new(settings),
             shared: None,
             stats: CacheStats::default(),
         }
@@ -196,7 +301,7 @@ impl Vendor {
     /// Drop every credential cached for `user_id`, here and (fleet mode) in Redis.
     pub async fn forget_user(&self, user_id: &str) {
         if let Some(cache) = &self.cache {
-            let user = user_fingerprint(user_id);
+            let user: Box<str> = user_id.into();
             let _ = cache.invalidate_entries_if(move |k, _| k.user == user);
         }
         if let Some(shared) = &self.shared {
@@ -240,25 +345,23 @@ impl Vendor {
         user_id: &str,
         scope: &crate::vend::scope::SessionScope,
     ) -> AssumeRoleRequest {
-        AssumeRoleRequest {
-            user_id: user_id.to_owned(),
-            role_arn: settings.sts.role_arn.as_str().to_owned(),
-            role_session_name: session_name::role_session_name(user_id, &settings.server.app_name),
-            source_identity: settings
-                .sts
-                .source_identity
-                .then(|| session_name::source_identity(user_id)),
-            policy: scope.policy.clone(),
-            policy_arns: scope.policy_arns.clone(),
-            duration_seconds: settings.sts.duration_seconds,
-            tags: settings
-                .sts
-                .session_tags
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .chain(scope.tags.iter().cloned())
-                .collect(),
-        }
+        CallShape::new(settings).request(user_id, scope)
+    }
+
+    /// Credentials for `user_id` with `scope`, under the settings this vendor was built with;
+    /// the AssumeRole request is built only when STS is called.
+    pub async fn vend_for(
+        &self,
+        user_id: &str,
+        scope: &crate::vend::scope::SessionScope,
+        min_remaining: Duration,
+        now: DateTime<Utc>,
+        overall_timeout: Duration,
+    ) -> Result<Vended, StsError> {
+        let key = self.shape.key(user_id, scope);
+        let request = || self.shape.request(user_id, scope);
+        self.vend_keyed(key, request, min_remaining, now, overall_timeout)
+            .await
     }
 
     /// Credentials for `request` with at least `min_remaining` of lifetime (fresh ones are
@@ -270,11 +373,24 @@ impl Vendor {
         now: DateTime<Utc>,
         overall_timeout: Duration,
     ) -> Result<Vended, StsError> {
-        let session_name = request.role_session_name.clone();
-        let done = |credentials, outcome| Vended {
-            credentials,
+        let key = cache_key(&request);
+        self.vend_keyed(key, move || request, min_remaining, now, overall_timeout)
+            .await
+    }
+
+    async fn vend_keyed(
+        &self,
+        key: Key,
+        request: impl FnOnce() -> AssumeRoleRequest,
+        min_remaining: Duration,
+        now: DateTime<Utc>,
+        overall_timeout: Duration,
+    ) -> Result<Vended, StsError> {
+        let done = |entry: Entry, outcome| Vended {
+            credentials: entry.credentials,
             outcome,
-            session_name: session_name.clone(),
+            session_name: entry.session_name,
+            rendered: entry.rendered,
         };
         let call = |req: AssumeRoleRequest| async move {
             let ticket = self.guard.admit()?;
@@ -288,12 +404,16 @@ impl Vendor {
             result
         };
         let Some(cache) = &self.cache else {
-            let creds = call(request).await?;
-            return Ok(done(Arc::new(creds), CacheOutcome::Disabled));
+            let request = request();
+            let session_name = Arc::from(request.role_session_name.as_str());
+            let credentials = Arc::new(call(request).await?);
+            return Ok(done(
+                Entry::new(credentials, session_name),
+                CacheOutcome::Disabled,
+            ));
         };
-        let key = cache_key(&request);
         if let Some(hit) = cache.get(&key).await {
-            if enough(&hit, now, min_remaining) {
+            if enough(&hit.credentials, now, min_remaining) {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(done(hit, CacheOutcome::Hit));
             }
@@ -306,7 +426,8 @@ impl Vendor {
                 return call(req).await;
             };
             let usable = |c: &StsCredentials| enough(c, now, min_remaining);
-            if let Some(c) = shared.get(&key.digest).await.filter(|c| usable(c)) {
+            let digest = key.shared_digest(&self.shape.digest);
+            if let Some(c) = shared.get(&digest).await.filter(|c| usable(c)) {
                 from_shared.store(true, Ordering::Relaxed);
                 return Ok(c);
             }
@@ -319,9 +440,9 @@ impl Vendor {
             };
             // The lock outlives the winner's STS call, and lapses if the winner dies.
             let lock_ttl = overall_timeout + Duration::from_secs(1);
-            let token = match shared.lock(&key.digest, lock_ttl).await {
+            let token = match shared.lock(&digest, lock_ttl).await {
                 super::shared::Lock::Held => {
-                    if let Some(c) = shared.wait_for(&key.digest, usable).await {
+                    if let Some(c) = shared.wait_for(&digest, usable).await {
                         from_shared.store(true, Ordering::Relaxed);
                         return Ok(c);
                     }
@@ -345,24 +466,28 @@ impl Vendor {
                 super::shared::Slot::Local => call(req).await,
             };
             if let Ok(c) = &result {
-                shared.put(&key.digest, &req_user, c, lifetime(c)).await;
+                shared.put(&digest, &req_user, c, lifetime(c)).await;
             }
             if let Some(token) = token {
-                shared.unlock(&key.digest, &token).await;
+                shared.unlock(&digest, &token).await;
             }
             result
         };
         // Miss or too old: one caller at a time per key calls STS; the others then find the
         // fresh credential.
         let computed = cache
-            .entry(key)
+            .entry(key.clone())
             .and_try_compute_with(|existing| async {
                 if let Some(entry) = existing {
-                    if enough(entry.value(), now, min_remaining) {
+                    if enough(&entry.value().credentials, now, min_remaining) {
                         return Ok(Op::Nop);
                     }
                 }
-                fetch(request).await.map(|c| Op::Put(Arc::new(c)))
+                let request = request();
+                let session_name = Arc::from(request.role_session_name.as_str());
+                fetch(request)
+                    .await
+                    .map(|c| Op::Put(Entry::new(Arc::new(c), session_name)))
             })
             .await;
         match computed {
@@ -382,7 +507,7 @@ impl Vendor {
                 "credential cache lost the entry".into(),
             )),
             Err(e) if e.is_transient() => match cache.get(&key).await {
-                Some(stale) if enough(&stale, now, FALLBACK_MIN_REMAINING) => {
+                Some(stale) if enough(&stale.credentials, now, FALLBACK_MIN_REMAINING) => {
                     self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
                     Ok(done(stale, CacheOutcome::Fallback))
                 }
@@ -450,10 +575,12 @@ mod tests {
         }
     }
 
-    const KEY0: Key = Key {
-        user: 0,
-        digest: [0; 32],
-    };
+    fn key0() -> Key {
+        Key {
+            user: "alice".into(),
+            shape: [0; 32],
+        }
+    }
 
     fn request(user: &str) -> AssumeRoleRequest {
         AssumeRoleRequest {
@@ -478,6 +605,7 @@ mod tests {
         Vendor {
             sts,
             guard: crate::vend::guard::StsGuard::new(&sts_settings),
+            shape: CallShape::new(&test_settings()),
             shared: None,
             cache: Some(
                 Cache::builder()
@@ -485,13 +613,17 @@ mod tests {
                     .expire_after(UntilUnusable {
                         clock: Arc::new(crate::clock::SystemClock),
                     })
-                    .build(),
+                    .build_with_hasher(foldhash::fast::RandomState::default()),
             ),
             stats: CacheStats::default(),
         }
     }
 
     fn test_sts_settings() -> crate::config::StsSettings {
+        test_settings().sts
+    }
+
+    fn test_settings() -> Settings {
         use figment::providers::Format as _;
         let (_, settings) = crate::config::from_figment(
             figment::Figment::from(figment::providers::Toml::string(crate::config::DEFAULT_TOML))
@@ -504,7 +636,7 @@ mod tests {
                 )),
         )
         .unwrap();
-        settings.sts
+        settings
     }
 
     fn credential_expiring(at: DateTime<Utc>) -> Arc<StsCredentials> {
@@ -527,16 +659,18 @@ mod tests {
         };
         let start = clock.now();
         let first = credential_expiring(start + TimeDelta::hours(1));
+        let entry = |credentials| Entry::new(credentials, Arc::from("alice@stsvend"));
+        let first = entry(first);
         let created =
-            moka::Expiry::expire_after_create(&expiry, &KEY0, &first, Instant::now()).unwrap();
+            moka::Expiry::expire_after_create(&expiry, &key0(), &first, Instant::now()).unwrap();
         assert!((Duration::from_secs(44 * 60)..=Duration::from_secs(45 * 60)).contains(&created));
         // 20 minutes on, the entry is refreshed with a credential valid for another hour.
         clock.advance(Duration::from_secs(20 * 60));
-        let fresh = credential_expiring(clock.now() + TimeDelta::hours(1));
+        let fresh = entry(credential_expiring(clock.now() + TimeDelta::hours(1)));
         let old_deadline_left = Some(created - Duration::from_secs(20 * 60));
         let updated = moka::Expiry::expire_after_update(
             &expiry,
-            &KEY0,
+            &key0(),
             &fresh,
             Instant::now(),
             old_deadline_left,
@@ -549,7 +683,7 @@ mod tests {
         // The deadline follows the injected clock, not the wall clock.
         clock.advance(Duration::from_secs(30 * 60));
         let later =
-            moka::Expiry::expire_after_create(&expiry, &KEY0, &fresh, Instant::now()).unwrap();
+            moka::Expiry::expire_after_create(&expiry, &key0(), &fresh, Instant::now()).unwrap();
         assert!(later <= Duration::from_secs(15 * 60), "{later:?}");
     }
 

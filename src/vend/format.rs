@@ -97,32 +97,59 @@ pub(crate) struct Container<'a> {
     expiration: String,
 }
 
-/// The response body for `format`.
+/// The response body for `format`: the serde shapes above, written by hand (this runs on
+/// every credential response; the test below holds it to serde_json's bytes).
 pub fn render(format: Format, c: &StsCredentials) -> String {
-    let rfc3339 = || c.expiration_rfc3339.clone();
-    let body = match format {
-        Format::Earthdata => serde_json::to_string(&Earthdata {
-            access_key_id: &c.access_key_id,
-            secret_access_key: c.secret(),
-            session_token: c.token(),
-            expiration: c.expiration_earthdata.clone(),
-        }),
-        Format::CredentialProcess => serde_json::to_string(&CredentialProcess {
-            version: 1,
-            access_key_id: &c.access_key_id,
-            secret_access_key: c.secret(),
-            session_token: c.token(),
-            expiration: rfc3339(),
-        }),
-        Format::Container => serde_json::to_string(&Container {
-            access_key_id: &c.access_key_id,
-            secret_access_key: c.secret(),
-            token: c.token(),
-            expiration: rfc3339(),
-        }),
+    let (open, keys, expiration) = match format {
+        Format::Earthdata => (
+            "{",
+            [
+                "accessKeyId",
+                "secretAccessKey",
+                "sessionToken",
+                "expiration",
+            ],
+            &c.expiration_earthdata,
+        ),
+        Format::CredentialProcess => (
+            "{\"Version\":1,",
+            [
+                "AccessKeyId",
+                "SecretAccessKey",
+                "SessionToken",
+                "Expiration",
+            ],
+            &c.expiration_rfc3339,
+        ),
+        Format::Container => (
+            "{",
+            ["AccessKeyId", "SecretAccessKey", "Token", "Expiration"],
+            &c.expiration_rfc3339,
+        ),
     };
-    // Serialising borrowed strings into JSON cannot fail.
-    body.unwrap_or_default()
+    let values = [c.access_key_id.as_str(), c.secret(), c.token(), expiration];
+    // The expiry is digits and punctuation; the rest was checked once per credential.
+    let plain = c.plain();
+    let size = open.len() + 80 + values.iter().map(|v| v.len()).sum::<usize>();
+    let mut out = String::with_capacity(size);
+    out.push_str(open);
+    for (i, (key, value)) in keys.into_iter().zip(values).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        out.push_str(key);
+        out.push_str("\":\"");
+        if plain {
+            out.push_str(value);
+        } else {
+            // Writing into a String cannot fail.
+            let _ = crate::logformat::write_escaped(&mut out, value);
+        }
+        out.push('"');
+    }
+    out.push('}');
+    out
 }
 
 #[cfg(test)]
@@ -161,6 +188,56 @@ mod tests {
             render(Format::Container, &creds()),
             r#"{"AccessKeyId":"ASIAEXAMPLE","SecretAccessKey":"s3cr3t/+x","Token":"tok\"en","Expiration":"2021-01-27T00:50:09Z"}"#
         );
+    }
+
+    /// The hand-written bodies are serde_json's, byte for byte, whatever the values hold.
+    #[test]
+    fn bodies_equal_serde_json_for_any_values() {
+        let odd = "q\"b\\n\nc\u{1}é🚀/+=";
+        for (key, secret, token) in [
+            ("ASIAEXAMPLE", "s3cr3t/+x", "FwoGZXIvYXdzE"),
+            (odd, odd, odd),
+            ("", "", ""),
+        ] {
+            let c = StsCredentials::new(
+                key.into(),
+                SecretString::from(secret.to_owned()),
+                SecretString::from(token.to_owned()),
+                chrono::Utc.with_ymd_and_hms(2021, 1, 27, 0, 50, 9).unwrap(),
+                Some(7),
+            );
+            let serde = [
+                serde_json::to_string(&Earthdata {
+                    access_key_id: key,
+                    secret_access_key: secret,
+                    session_token: token,
+                    expiration: c.expiration_earthdata.clone(),
+                }),
+                serde_json::to_string(&CredentialProcess {
+                    version: 1,
+                    access_key_id: key,
+                    secret_access_key: secret,
+                    session_token: token,
+                    expiration: c.expiration_rfc3339.clone(),
+                }),
+                serde_json::to_string(&Container {
+                    access_key_id: key,
+                    secret_access_key: secret,
+                    token,
+                    expiration: c.expiration_rfc3339.clone(),
+                }),
+            ];
+            for (format, expected) in [
+                Format::Earthdata,
+                Format::CredentialProcess,
+                Format::Container,
+            ]
+            .into_iter()
+            .zip(serde)
+            {
+                assert_eq!(render(format, &c), expected.unwrap());
+            }
+        }
     }
 
     #[test]

@@ -210,6 +210,11 @@ pub struct SessionScope {
     pub tags: Vec<(String, String)>,
     /// The buckets the user can read, sorted.
     pub buckets: Vec<String>,
+    /// The same, comma-separated (as the audit line shows them).
+    pub buckets_joined: String,
+    /// BLAKE3 over the mode, policy, ARNs and tags, length-prefixed: what the credential
+    /// cache key is made from.
+    pub digest: [u8; 32],
     /// First 16 hex digits of SHA-256 over all of the above, for logs.
     pub hash: String,
 }
@@ -222,7 +227,11 @@ pub struct TooLarge(pub String);
 /// Per-deployment lookups, made once: the managed policies' ARNs by unit.
 pub struct Scoper {
     arns: BTreeMap<String, Vec<String>>,
-    cache: moka::sync::Cache<Vec<String>, Result<Option<Arc<SessionScope>>, TooLarge>>,
+    cache: moka::sync::Cache<
+        Vec<String>,
+        Result<Option<Arc<SessionScope>>, TooLarge>,
+        foldhash::fast::RandomState,
+    >,
 }
 
 impl Scoper {
@@ -237,7 +246,9 @@ impl Scoper {
             arns,
             // A deployment has few distinct combinations of relevant groups, and building
             // the scope is the most expensive step of a cached credential request.
-            cache: moka::sync::Cache::builder().max_capacity(10_000).build(),
+            cache: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .build_with_hasher(foldhash::fast::RandomState::default()),
         })
     }
 
@@ -332,13 +343,34 @@ impl Scoper {
         for (k, v) in &tags {
             digest_input.push_str(&format!("\n{k}={v}"));
         }
+        let digest = {
+            let mut h = blake3::Hasher::new();
+            let mut field = |bytes: &[u8]| {
+                h.update(&(bytes.len() as u64).to_be_bytes());
+                h.update(bytes);
+            };
+            field(mode.as_str().as_bytes());
+            field(&[u8::from(policy_text.is_some())]);
+            field(policy_text.as_deref().unwrap_or("").as_bytes());
+            field(&(policy_arns.len() as u64).to_be_bytes());
+            for arn in &policy_arns {
+                field(arn.as_bytes());
+            }
+            for (k, v) in &tags {
+                field(k.as_bytes());
+                field(v.as_bytes());
+            }
+            h.finalize().into()
+        };
         Ok(Some(SessionScope {
             mode,
             policy: policy_text,
             policy_arns,
             tags,
+            buckets_joined: buckets.join(","),
             buckets,
             hash: policy::short_hash(&digest_input),
+            digest,
         }))
     }
 }

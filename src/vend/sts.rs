@@ -46,6 +46,9 @@ pub struct StsCredentials {
     /// than on every cached response.
     pub expiration_earthdata: String,
     pub expiration_rfc3339: String,
+    /// No character of the key id, secret or token needs escaping in JSON (always so for
+    /// AWS's, checked once here so responses need not scan them again).
+    plain: bool,
 }
 
 impl fmt::Debug for StsCredentials {
@@ -245,7 +248,25 @@ impl StsCredentials {
             packed_policy_size,
             expiration_earthdata: expiration.format("%Y-%m-%d %H:%M:%S+00:00").to_string(),
             expiration_rfc3339: expiration.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            plain: false,
         }
+        .checked()
+    }
+
+    fn checked(mut self) -> Self {
+        self.plain = [
+            self.access_key_id.as_str(),
+            self.secret_access_key.expose_secret(),
+            self.session_token.expose_secret(),
+        ]
+        .iter()
+        .all(|v| !crate::logformat::needs_escaping(v.as_bytes()));
+        self
+    }
+
+    /// Whether the key id, secret and token can go into JSON as they are.
+    pub fn plain(&self) -> bool {
+        self.plain
     }
 
     pub fn secret(&self) -> &str {

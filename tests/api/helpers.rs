@@ -482,9 +482,10 @@ impl Write for CaptureWriter {
 fn init_log_capture() {
     static INIT: OnceLock<()> = OnceLock::new();
     INIT.get_or_init(|| {
+        // The service's own JSON line format, as in production.
         let _ = tracing_subscriber::fmt()
-            .json()
-            .with_current_span(true)
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(stsvend::logformat::JsonLines)
             // Everything at debug, except the test clients' own cookie jar (stsvend keeps
             // no client-side cookies; the jar logs what the *test* received).
             .with_env_filter("debug,cookie_store=off")

@@ -239,16 +239,32 @@ async fn memory(users: usize) -> Value {
     let now = Utc::now();
     let started = Instant::now();
     for i in 0..users {
-        let request = Vendor::request_for(&settings, &format!("user-{i:07}@example.org"), &scope);
-        vendor
-            .vend(
-                request,
+        let user = format!("user-{i:07}@example.org");
+        let vended = vendor
+            .vend_for(
+                &user,
+                &scope,
                 Duration::from_secs(900),
                 now,
                 Duration::from_secs(5),
             )
             .await
             .expect("vend");
+        // What the credential route keeps per credential: its audit fields, rendered once.
+        let c = &vended.credentials;
+        vended.rendered.get_or_init(|| {
+            format!(
+                r#""user":"{user}","session_name":"{}","scope":"{}","policy_hash":"{}","buckets":"{}","access_key_id":"{}","expiration":"{}","packed_policy_size":{}"#,
+                vended.session_name,
+                scope.mode.as_str(),
+                scope.hash,
+                scope.buckets_joined,
+                c.access_key_id,
+                c.expiration_rfc3339,
+                c.packed_policy_size.unwrap_or(0)
+            )
+            .into()
+        });
     }
     vendor.sync().await;
     let fill = started.elapsed();
@@ -256,7 +272,7 @@ async fn memory(users: usize) -> Value {
     let entries = vendor.cached_entries();
     json!({
         "scenario": "memory",
-        "method": "library API (stsvend::vend::cache::Vendor) with an in-process STS issuing AWS-sized credentials (1,024-char session tokens)",
+        "method": "library API (stsvend::vend::cache::Vendor::vend_for, as the route calls it, with the audit fields rendered once per credential as the route does) with an in-process STS issuing AWS-sized credentials (1,024-char session tokens)",
         "users": users,
         "cached_entries": entries,
         "rss_before_kib": before,

@@ -1,0 +1,464 @@
+//! The JSON log line, formatted without going through serde: the same shape as
+//! tracing-subscriber's JSON format (`timestamp`, `level`, `fields`, `span`), at a fraction of
+//! the cost. The request a line belongs to comes from the request context the middleware
+//! keeps in a task-local, so no tracing span is created per request.
+//!
+//! One field name is special: a field called [`SPLICED`] carries JSON object members already
+//! rendered (the audit line's), and is written as they are. Only [`AuditFields`]-like types
+//! that escape every value may be logged under that name.
+
+use std::cell::RefCell;
+use std::fmt::{self, Write};
+use std::net::IpAddr;
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// The field whose value is written into `fields` as JSON members, unquoted.
+pub const SPLICED: &str = "json_fields";
+
+/// tracing-subscriber's JSON layout (current span, no span list, no target), hand-written.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonLines;
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        writer.write_str("{\"timestamp\":\"")?;
+        write_timestamp(&mut writer)?;
+        writer.write_str("\",\"level\":\"")?;
+        writer.write_str(event.metadata().level().as_str())?;
+        writer.write_str("\",\"fields\":{")?;
+        let mut fields = Fields {
+            w: &mut writer,
+            first: true,
+            result: Ok(()),
+        };
+        event.record(&mut fields);
+        fields.result?;
+        writer.write_char('}')?;
+        // The request this line belongs to; otherwise the innermost tracing span, if any (the
+        // AWS SDK's, for its own warnings).
+        if !crate::telemetry::write_request_span(&mut writer)? {
+            if let Some(span) = ctx.lookup_current() {
+                writer.write_str(",\"span\":{")?;
+                let ext = span.extensions();
+                let members = ext
+                    .get::<FormattedFields<N>>()
+                    .map(|f| f.fields.as_str())
+                    .and_then(|f| f.strip_prefix('{')?.strip_suffix('}'))
+                    .unwrap_or("");
+                if !members.is_empty() {
+                    writer.write_str(members)?;
+                    writer.write_char(',')?;
+                }
+                writer.write_str("\"name\":\"")?;
+                write_escaped(&mut writer, span.name())?;
+                writer.write_str("\"}")?;
+            }
+        }
+        writer.write_str("}\n")
+    }
+}
+
+/// Writes each field as a JSON member.
+struct Fields<'w, 'a> {
+    w: &'w mut Writer<'a>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl Fields<'_, '_> {
+    fn key(&mut self, field: &Field) -> fmt::Result {
+        if !std::mem::take(&mut self.first) {
+            self.w.write_char(',')?;
+        }
+        let name = field.name();
+        self.w.write_char('"')?;
+        write_escaped(self.w, name.strip_prefix("r#").unwrap_or(name))?;
+        self.w.write_str("\":")
+    }
+
+    fn member(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+        if self.result.is_err() || field.name().starts_with("log.") {
+            return;
+        }
+        self.result = self.key(field).and_then(|()| value(self.w));
+    }
+}
+
+impl Visit for Fields<'_, '_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == SPLICED {
+            if self.result.is_ok() {
+                let sep = if std::mem::take(&mut self.first) {
+                    ""
+                } else {
+                    ","
+                };
+                self.result = write!(self.w, "{sep}{value:?}");
+            }
+            return;
+        }
+        self.member(field, |w| {
+            w.write_char('"')?;
+            write!(Escaped(w), "{value:?}")?;
+            w.write_char('"')
+        });
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.member(field, |w| {
+            w.write_char('"')?;
+            write_escaped(w, value)?;
+            w.write_char('"')
+        });
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.member(field, |w| w.write_str(itoa::Buffer::new().format(value)));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.member(field, |w| w.write_str(itoa::Buffer::new().format(value)));
+    }
+
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        self.member(field, |w| w.write_str(itoa::Buffer::new().format(value)));
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        self.member(field, |w| w.write_str(itoa::Buffer::new().format(value)));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.member(field, |w| w.write_str(if value { "true" } else { "false" }));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        // serde_json's rendering (1.0 stays 1.0; NaN and infinities are null).
+        self.member(field, |w| match serde_json::Number::from_f64(value) {
+            Some(n) => write!(w, "{n}"),
+            None => w.write_str("null"),
+        });
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.member(field, |w| {
+            w.write_char('"')?;
+            write!(Escaped(w), "{value}")?;
+            w.write_char('"')
+        });
+    }
+}
+
+/// A `fmt::Write` that JSON-escapes what goes through it (the inside of a string).
+pub struct Escaped<'a, W: Write + ?Sized>(pub &'a mut W);
+
+impl<W: Write + ?Sized> Write for Escaped<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        write_escaped(self.0, s)
+    }
+}
+
+/// `s` as the inside of a JSON string, escaped exactly as serde_json does.
+pub fn write_escaped<W: Write + ?Sized>(w: &mut W, s: &str) -> fmt::Result {
+    let bytes = s.as_bytes();
+    if !needs_escaping(bytes) {
+        return w.write_str(s);
+    }
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let short = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        // `i` is at an ASCII byte, so both slices end on character boundaries.
+        w.write_str(&s[start..i])?;
+        if short.is_empty() {
+            write!(w, "\\u{b:04x}")?;
+        } else {
+            w.write_str(short)?;
+        }
+        start = i + 1;
+    }
+    w.write_str(&s[start..])
+}
+
+/// Whether any byte needs escaping in a JSON string; almost every string needs nothing.
+pub fn needs_escaping(bytes: &[u8]) -> bool {
+    any_byte(bytes, |b| {
+        u8::from(b < 0x20) | u8::from(b == b'"') | u8::from(b == b'\\')
+    })
+}
+
+/// Whether `test` (1 or 0) holds for any byte. No early exit and no branch: the loop then
+/// compiles to vector compares, ~4x fewer instructions than `any` on the ~1 KB strings
+/// (bearer tokens, credential bodies) read on every request.
+pub fn any_byte(bytes: &[u8], test: impl Fn(u8) -> u8) -> bool {
+    bytes.iter().fold(0u8, |acc, &b| acc | test(b)) != 0
+}
+
+/// `,"key":"value"` with the value escaped (`key` is written as it is).
+pub fn write_member<W: Write + ?Sized>(w: &mut W, key: &str, value: &str) -> fmt::Result {
+    w.write_str(",\"")?;
+    w.write_str(key)?;
+    w.write_str("\":\"")?;
+    write_escaped(w, value)?;
+    w.write_char('"')
+}
+
+/// An IP address as its usual text; IPv4 without the formatting machinery.
+pub fn write_ip<W: Write + ?Sized>(w: &mut W, ip: IpAddr) -> fmt::Result {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    w.write_char('.')?;
+                }
+                w.write_str(digits.format(octet))?;
+            }
+            Ok(())
+        }
+        IpAddr::V6(v6) => write!(w, "{v6}"),
+    }
+}
+
+thread_local! {
+    /// The last second rendered on this thread and its `YYYY-MM-DDTHH:MM:SS` text.
+    static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+/// Now as `2026-11-27T15:04:05.123456Z` (UTC, microseconds), like tracing-subscriber's
+/// `SystemTime`; the date and time of day are rendered once per second per thread.
+pub fn write_timestamp<W: Write + ?Sized>(w: &mut W) -> fmt::Result {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since_epoch.as_secs();
+    SECOND.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != secs {
+            let at = i64::try_from(secs)
+                .ok()
+                .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+                .unwrap_or_default();
+            cached.1.clear();
+            write!(cached.1, "{}", at.format("%Y-%m-%dT%H:%M:%S"))?;
+            cached.0 = secs;
+        }
+        w.write_str(&cached.1)
+    })?;
+    let micros = since_epoch.subsec_micros();
+    let mut frac = [b'.', b'0', b'0', b'0', b'0', b'0', b'0', b'Z'];
+    let mut rest = micros;
+    for slot in frac[1..7].iter_mut().rev() {
+        // `rest % 10` is a single digit.
+        *slot = b'0' + u8::try_from(rest % 10).unwrap_or(0);
+        rest /= 10;
+    }
+    // ASCII digits by construction.
+    w.write_str(std::str::from_utf8(&frac).map_err(|_| fmt::Error)?)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().write_all(b)?;
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buf {
+        type Writer = Buf;
+        fn make_writer(&'a self) -> Buf {
+            self.clone()
+        }
+    }
+
+    fn lines(buf: &Buf) -> Vec<serde_json::Value> {
+        String::from_utf8(buf.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[derive(Debug)]
+    struct Odd;
+
+    impl fmt::Display for Odd {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("quote \" backslash \\ newline \n tab \t bell \u{7} é 🚀")
+        }
+    }
+
+    fn events() {
+        let err = std::io::Error::other("disk \"full\"");
+        tracing::info!(
+            user = "alice",
+            n = 3_i64,
+            big = u64::MAX,
+            ok = true,
+            "plain"
+        );
+        tracing::warn!(ratio = 1.0_f64, nan = f64::NAN, shown = %Odd, debug = ?Odd, "odd \"values\"");
+        tracing::error!(
+            error = &err as &(dyn std::error::Error + 'static),
+            r#type = "raw",
+            "failed"
+        );
+    }
+
+    /// Every line is what tracing-subscriber's own JSON format writes for the same events,
+    /// apart from the timestamp (checked for its shape).
+    #[test]
+    fn lines_equal_tracing_subscribers_json_format() {
+        let reference = Buf::default();
+        let ours = Buf::default();
+        let sub = tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_target(false)
+            .with_writer(reference.clone())
+            .finish();
+        tracing::subscriber::with_default(sub, events);
+        let sub = tracing_subscriber::fmt()
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(JsonLines)
+            .with_writer(ours.clone())
+            .finish();
+        tracing::subscriber::with_default(sub, events);
+        let (mut reference, mut ours) = (lines(&reference), lines(&ours));
+        assert_eq!(reference.len(), 3);
+        for line in &mut ours {
+            let ts = line["timestamp"].as_str().unwrap().to_owned();
+            assert_eq!(ts.len(), 27, "{ts}");
+            assert!(chrono::DateTime::parse_from_rfc3339(&ts).is_ok(), "{ts}");
+            assert!(ts.ends_with('Z'));
+            line.as_object_mut().unwrap().remove("timestamp");
+        }
+        for line in &mut reference {
+            line.as_object_mut().unwrap().remove("timestamp");
+        }
+        assert_eq!(ours, reference);
+    }
+
+    /// Inside a tracing span (the AWS SDK's), the line names it like tracing-subscriber does.
+    #[test]
+    fn a_tracing_span_is_named_with_its_fields() {
+        let ours = Buf::default();
+        let sub = tracing_subscriber::fmt()
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(JsonLines)
+            .with_writer(ours.clone())
+            .finish();
+        tracing::subscriber::with_default(sub, || {
+            let span = tracing::info_span!("invoke", service = "sts", attempt = 2);
+            span.in_scope(|| tracing::warn!("slow"));
+            tracing::info!("outside");
+        });
+        let lines = lines(&ours);
+        assert_eq!(
+            lines[0]["span"],
+            serde_json::json!({"service": "sts", "attempt": 2, "name": "invoke"})
+        );
+        assert!(lines[1].get("span").is_none());
+    }
+
+    #[test]
+    fn spliced_members_are_written_as_they_are() {
+        struct Members;
+        impl fmt::Debug for Members {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"a\":1,\"b\":\"x\"")
+            }
+        }
+        let ours = Buf::default();
+        let sub = tracing_subscriber::fmt()
+            .event_format(JsonLines)
+            .with_writer(ours.clone())
+            .finish();
+        tracing::subscriber::with_default(sub, || {
+            tracing::info!(json_fields = ?Members, after = 2, "hello");
+        });
+        assert_eq!(
+            lines(&ours)[0]["fields"],
+            serde_json::json!({"message": "hello", "a": 1, "b": "x", "after": 2})
+        );
+    }
+
+    #[test]
+    fn escaping_matches_serde_json_for_every_ascii_byte_and_beyond() {
+        let mut all: String = (0u8..128).map(char::from).collect();
+        all.push_str("é€🚀\u{2028}");
+        let mut ours = String::new();
+        write_escaped(&mut ours, &all).unwrap();
+        assert_eq!(format!("\"{ours}\""), serde_json::to_string(&all).unwrap());
+        let mut plain = String::new();
+        write_escaped(&mut plain, "alice@stsvend").unwrap();
+        assert_eq!(plain, "alice@stsvend");
+    }
+
+    #[test]
+    fn addresses_read_as_usual() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "255.255.255.255",
+            "10.20.3.40",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut s = String::new();
+            write_ip(&mut s, ip).unwrap();
+            assert_eq!(s, ip.to_string());
+        }
+    }
+
+    #[test]
+    fn timestamps_carry_the_current_second_and_microseconds() {
+        let mut s = String::new();
+        let before = chrono::Utc::now();
+        write_timestamp(&mut s).unwrap();
+        let after = chrono::Utc::now();
+        let at = chrono::DateTime::parse_from_rfc3339(&s).unwrap();
+        assert!(
+            before - chrono::TimeDelta::microseconds(1) <= at && at <= after,
+            "{s}"
+        );
+    }
+}
