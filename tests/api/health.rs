@@ -149,7 +149,15 @@ async fn metrics_are_off_by_default_and_count_vending_when_on() {
     assert_eq!(value("stsvend_sts_assume_role_calls_total"), 1.0);
     assert_eq!(value("stsvend_credential_cache_misses_total"), 1.0);
     assert_eq!(value("stsvend_credential_cache_hits_total"), 2.0);
-    assert!(text.contains("endpoint=\"/s3credentials\""), "{text}");
+    // Every response counted once, by route pattern, method and status.
+    let ok = r#"{endpoint="/s3credentials",method="GET",status="200"}"#;
+    assert_eq!(value(&format!("stsvend_http_requests_total{ok}")), 3.0);
+    assert_eq!(
+        value(&format!("stsvend_http_requests_duration_seconds_count{ok}")),
+        3.0
+    );
+    let unknown = r#"{endpoint="UNKNOWN",method="GET",status="404"}"#;
+    assert_eq!(value(&format!("stsvend_http_requests_total{unknown}")), 1.0);
     assert!(
         !text.contains("/some/random/path"),
         "unmatched paths are masked"
