@@ -226,6 +226,21 @@ pub fn write_member<W: Write + ?Sized>(w: &mut W, key: &str, value: &str) -> fmt
     w.write_char('"')
 }
 
+/// `,"key":"value"` for a value the code itself chose (a `&'static str` that needs no
+/// escaping: outcomes, formats, methods).
+pub fn write_static_member<W: Write + ?Sized>(
+    w: &mut W,
+    key: &str,
+    value: &'static str,
+) -> fmt::Result {
+    debug_assert!(!needs_escaping(value.as_bytes()));
+    w.write_str(",\"")?;
+    w.write_str(key)?;
+    w.write_str("\":\"")?;
+    w.write_str(value)?;
+    w.write_char('"')
+}
+
 /// An IP address as its usual text; IPv4 without the formatting machinery.
 pub fn write_ip<W: Write + ?Sized>(w: &mut W, ip: IpAddr) -> fmt::Result {
     match ip {

@@ -90,6 +90,9 @@ pub struct VerifiedToken {
     /// When the IdP issued it (`iat`); None when it does not say, or for opaque tokens
     /// (whose groups are re-read at every re-check).
     pub issued_at: Option<DateTime<Utc>>,
+    /// The user id and the groups this deployment's rules mention, as requests carry them;
+    /// worked out at the first request and shared by every later one with this token.
+    pub principal: std::sync::OnceLock<(Arc<str>, Arc<[String]>)>,
     /// The key it was verified with (JWTs only): a cached verification holds only while the
     /// IdP still publishes that key.
     pub kid: Option<String>,
@@ -250,6 +253,8 @@ impl BearerVerifier {
             {
                 Ok(VerifiedToken {
                     groups: claims::groups(&info, &self.settings.groups_claim).unwrap_or_default(),
+                    // The groups changed: worked out afresh.
+                    principal: std::sync::OnceLock::new(),
                     ..(*verified).clone()
                 })
             }
@@ -403,6 +408,7 @@ impl BearerVerifier {
             groups,
             expires_at,
             issued_at: None,
+            principal: std::sync::OnceLock::new(),
             kid: None,
         })
     }

@@ -111,12 +111,18 @@ async fn identify(
             .verify(token, &state.discovery, &state.idp_http, now, &permit)
             .await
         {
-            Ok(v) => Ok(Some(AuthenticatedUser {
-                user_id: v.user_id.clone(),
-                groups: claims::relevant_groups(&state.settings, &v.groups),
-                method: AuthMethod::Bearer,
-                expires_at: v.expires_at,
-            })),
+            Ok(v) => {
+                let (user_id, groups) = v.principal.get_or_init(|| {
+                    let groups = claims::relevant_groups(&state.settings, &v.groups);
+                    (v.user_id.as_str().into(), groups.into())
+                });
+                Ok(Some(AuthenticatedUser {
+                    user_id: user_id.clone(),
+                    groups: groups.clone(),
+                    method: AuthMethod::Bearer,
+                    expires_at: v.expires_at,
+                }))
+            }
             Err(TokenError::RateLimited(wait)) => Err(crate::limits::too_many(wait).into()),
             Err(e) if e.is_unavailable() => Err(ApiError::unavailable(e.to_string())
                 .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"))

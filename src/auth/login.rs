@@ -344,8 +344,8 @@ pub async fn finish(
     let lifetime =
         TimeDelta::from_std(state.settings.session.lifetime).unwrap_or(TimeDelta::hours(24));
     let session = SessionData {
-        sub: user_id,
-        groups,
+        sub: user_id.into(),
+        groups: groups.into(),
         exp: (now + lifetime).timestamp(),
         auth_time: now.timestamp(),
     };

@@ -33,9 +33,11 @@ impl AuthMethod {
 /// A caller whose identity stsvend has verified.
 #[derive(Debug, Clone)]
 pub struct AuthenticatedUser {
-    pub user_id: String,
+    /// Shared with the token or session cache entry it came from: a cached request copies
+    /// no strings.
+    pub user_id: std::sync::Arc<str>,
     /// The user's groups that this deployment's bucket rules mention (sorted, deduplicated).
-    pub groups: Vec<String>,
+    pub groups: std::sync::Arc<[String]>,
     pub method: AuthMethod,
     /// When the session cookie or bearer token stops being accepted.
     pub expires_at: Option<DateTime<Utc>>,

@@ -13,8 +13,8 @@ use crate::config::SessionSettings;
 /// What the session cookie holds: only what is needed to serve requests.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionData {
-    pub sub: String,
-    pub groups: Vec<String>,
+    pub sub: std::sync::Arc<str>,
+    pub groups: std::sync::Arc<[String]>,
     /// Unix seconds after which the session is void.
     pub exp: i64,
     /// Unix seconds of the login the groups were read at (0 in cookies from before this
@@ -338,7 +338,7 @@ mod tests {
         let now = Utc::now();
         let data = SessionData {
             sub: "alice".into(),
-            groups: vec!["science".into()],
+            groups: vec!["science".into()].into(),
             exp: now.timestamp() + 60,
             auth_time: now.timestamp(),
         };
@@ -346,7 +346,7 @@ mod tests {
         assert!(cookie.http_only().unwrap() && cookie.secure().unwrap());
         assert_eq!(cookie.same_site(), Some(SameSite::Lax));
         assert!(!cookie.value().contains("alice"), "cookie is encrypted");
-        assert_eq!(c.read_session(cookie.value(), now).unwrap().sub, "alice");
+        assert_eq!(&*c.read_session(cookie.value(), now).unwrap().sub, "alice");
         assert!(c
             .read_session(cookie.value(), now + chrono::TimeDelta::seconds(61))
             .is_none());
@@ -360,7 +360,7 @@ mod tests {
         let now = Utc::now();
         let data = SessionData {
             sub: "alice".into(),
-            groups: vec![],
+            groups: vec![].into(),
             exp: now.timestamp() + 60,
             auth_time: now.timestamp(),
         };
@@ -374,7 +374,7 @@ mod tests {
         };
         let rotated = CookieCodec::new(&rotated_settings, "/login", "").unwrap();
         assert_eq!(
-            rotated.read_session(old_cookie.value(), now).unwrap().sub,
+            &*rotated.read_session(old_cookie.value(), now).unwrap().sub,
             "alice"
         );
         let new_cookie = rotated.session_cookie(&data, now).unwrap();
@@ -460,7 +460,7 @@ mod tests {
         let now = Utc::now();
         let data = SessionData {
             sub: "a".into(),
-            groups: vec![],
+            groups: vec![].into(),
             exp: now.timestamp() + 60,
             auth_time: now.timestamp(),
         };

@@ -140,8 +140,8 @@ pub async fn whoami(user: AuthenticatedUser) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(WhoAmI {
-            user_id: user.user_id,
-            groups: user.groups,
+            user_id: user.user_id.to_string(),
+            groups: user.groups.to_vec(),
             authenticated_by: user.method,
             expires_at: user.expires_at.map(|t| t.to_rfc3339()),
         })

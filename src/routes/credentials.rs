@@ -148,11 +148,11 @@ impl Audit<'_> {
     }
 
     fn render(&self, out: &mut String) -> std::fmt::Result {
-        use crate::logformat::{write_ip, write_member};
+        use crate::logformat::{write_ip, write_member, write_static_member};
         out.push_str(self.rendered.get_or_init(|| self.fixed().into()));
-        write_member(out, "authenticated_by", self.authenticated_by.name())?;
-        write_member(out, "cache", self.cache)?;
-        write_member(out, "format", self.format)?;
+        write_static_member(out, "authenticated_by", self.authenticated_by.name())?;
+        write_static_member(out, "cache", self.cache)?;
+        write_static_member(out, "format", self.format)?;
         out.push_str(",\"client\":\"");
         write_ip(out, self.client)?;
         out.push('"');

@@ -347,8 +347,8 @@ async fn soak_prep(url: &str, issuer: &str, key_file: &str, users: usize, out: &
         } else {
             let now = Utc::now();
             let data = SessionData {
-                sub: user.clone(),
-                groups: vec!["science".into()],
+                sub: user.as_str().into(),
+                groups: vec!["science".into()].into(),
                 exp: now.timestamp() + 4 * 3600,
                 auth_time: now.timestamp(),
             };
