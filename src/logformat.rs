@@ -213,7 +213,7 @@ pub fn needs_escaping(bytes: &[u8]) -> bool {
 /// Whether `test` (1 or 0) holds for any byte. No early exit and no branch: the loop then
 /// compiles to vector compares, ~4x fewer instructions than `any` on the ~1 KB strings
 /// (bearer tokens, credential bodies) read on every request.
-pub fn any_byte(bytes: &[u8], test: impl Fn(u8) -> u8) -> bool {
+fn any_byte(bytes: &[u8], test: impl Fn(u8) -> u8) -> bool {
     bytes.iter().fold(0u8, |acc, &b| acc | test(b)) != 0
 }
 

@@ -98,6 +98,12 @@ pub struct VerifiedToken {
     pub kid: Option<String>,
 }
 
+/// A verified token's groups: young enough to trust, or to be read again at the IdP.
+enum Standing {
+    Fresh(Arc<VerifiedToken>),
+    Stale(Arc<VerifiedToken>),
+}
+
 pub struct BearerVerifier {
     settings: OidcSettings,
     /// Keyed by the whole token: a hit compares it byte for byte, so the cheap seeded hash
@@ -105,8 +111,9 @@ pub struct BearerVerifier {
     verified: Cache<Arc<str>, Arc<VerifiedToken>, foldhash::fast::RandomState>,
     opaque: Cache<[u8; 32], Arc<VerifiedToken>>,
     rejected: Cache<[u8; 32], TokenError>,
-    /// Groups re-read at userinfo for JWTs older than `groups_max_age`.
-    regrouped: Cache<[u8; 32], Arc<VerifiedToken>>,
+    /// Groups re-read at userinfo for JWTs older than `groups_max_age` (Earthdata's user
+    /// tokens live for weeks, so this is the hot path of most scripts): keyed like `verified`.
+    regrouped: Cache<Arc<str>, Arc<VerifiedToken>, foldhash::fast::RandomState>,
 }
 
 /// Whether the caller may make stsvend send one more request to the IdP now (the per-client
@@ -158,7 +165,7 @@ impl BearerVerifier {
             regrouped: Cache::builder()
                 .max_capacity(max_entries)
                 .time_to_live(settings.groups_max_age)
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
             settings,
         }
     }
@@ -173,10 +180,27 @@ impl BearerVerifier {
     ) -> Result<Arc<VerifiedToken>, TokenError> {
         // A token verified before is taken as it is: the lookup compares it whole.
         if let Some(hit) = self.cached(token, discovery) {
-            return self
-                .still_valid(token, hit, discovery, http, now, permit)
-                .await;
+            return match self.fresh_enough(hit, now)? {
+                Standing::Fresh(hit) => Ok(hit),
+                Standing::Stale(hit) => match self.regrouped.get(token) {
+                    Some(regrouped) => Ok(regrouped),
+                    None => Box::pin(self.regroup(token, hit, discovery, http, permit)).await,
+                },
+            };
         }
+        // Verifying (and the IdP calls it may need) makes a large future: boxed, so that a
+        // cached token's future stays small.
+        Box::pin(self.verify_uncached(token, discovery, http, now, permit)).await
+    }
+
+    async fn verify_uncached(
+        &self,
+        token: &str,
+        discovery: &Discovery,
+        http: &reqwest::Client,
+        now: DateTime<Utc>,
+        permit: IdpPermit<'_>,
+    ) -> Result<Arc<VerifiedToken>, TokenError> {
         if !plausible(token) {
             return Err(TokenError::Malformed);
         }
@@ -203,8 +227,12 @@ impl BearerVerifier {
         let checked = self.verify_jwt(token, discovery, http, now).await;
         let verified = self.remember(key, checked, None)?;
         self.verified.insert(Arc::from(token), verified.clone());
-        self.still_valid(token, verified, discovery, http, now, permit)
-            .await
+        match self.fresh_enough(verified, now)? {
+            Standing::Fresh(verified) => Ok(verified),
+            Standing::Stale(verified) => {
+                self.regroup(token, verified, discovery, http, permit).await
+            }
+        }
     }
 
     /// A verified JWT, if this exact token was verified before with a key the IdP still
@@ -218,17 +246,13 @@ impl BearerVerifier {
             .filter(|hit| discovery.publishes(hit.kid.as_deref()))
     }
 
-    /// A verified JWT as it stands now: expired, or with groups re-read at the IdP when they
-    /// are older than `groups_max_age`.
-    async fn still_valid(
+    /// A verified JWT as it stands now: an error when it has expired, `Stale` when its
+    /// groups are older than `groups_max_age` and must be read again ([`Self::regroup`]).
+    fn fresh_enough(
         &self,
-        token: &str,
         verified: Arc<VerifiedToken>,
-        discovery: &Discovery,
-        http: &reqwest::Client,
         now: DateTime<Utc>,
-        permit: IdpPermit<'_>,
-    ) -> Result<Arc<VerifiedToken>, TokenError> {
+    ) -> Result<Standing, TokenError> {
         // Cached tokens still expire on time.
         if verified
             .expires_at
@@ -238,11 +262,22 @@ impl BearerVerifier {
         }
         let max_age = TimeDelta::from_std(self.settings.groups_max_age).unwrap_or(TimeDelta::MAX);
         if verified.issued_at.is_some_and(|iat| now - iat <= max_age) {
-            return Ok(verified);
+            return Ok(Standing::Fresh(verified));
         }
+        Ok(Standing::Stale(verified))
+    }
+
+    /// The token's groups read again at the IdP (remembered for `groups_max_age`).
+    async fn regroup(
+        &self,
+        token: &str,
+        verified: Arc<VerifiedToken>,
+        discovery: &Discovery,
+        http: &reqwest::Client,
+        permit: IdpPermit<'_>,
+    ) -> Result<Arc<VerifiedToken>, TokenError> {
         // The groups in the token are older than we may trust: read them again at the IdP.
-        let key = digest(token);
-        if let Some(hit) = self.regrouped.get(&key) {
+        if let Some(hit) = self.regrouped.get(token) {
             return Ok(hit);
         }
         permit().map_err(TokenError::RateLimited)?;
@@ -263,7 +298,9 @@ impl BearerVerifier {
             )),
             Err(e) => Err(e),
         };
-        self.remember(key, fresh, Some(&self.regrouped))
+        let fresh = self.remember(digest(token), fresh, None)?;
+        self.regrouped.insert(Arc::from(token), fresh.clone());
+        Ok(fresh)
     }
 
     /// Cache a verdict: successes in `ok` (if given), refusals (not outages) in the rejected

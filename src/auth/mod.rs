@@ -41,4 +41,7 @@ pub struct AuthenticatedUser {
     pub method: AuthMethod,
     /// When the session cookie or bearer token stops being accepted.
     pub expires_at: Option<DateTime<Utc>>,
+    /// The injected clock's reading when the caller was authenticated: the rest of the
+    /// request decides with the same instant (and does not read the clock again).
+    pub at: DateTime<Utc>,
 }

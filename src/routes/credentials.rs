@@ -62,7 +62,7 @@ pub async fn s3credentials(
             ),
         ));
     };
-    let now = state.clock.now();
+    let now = user.at;
     // The SDK's own operation timeout is the same; this also bounds a hung connection.
     let overall = settings.sts.timeout;
     let min_remaining = format.min_remaining(&settings.cache);

@@ -252,6 +252,15 @@ fn enough(c: &StsCredentials, now: DateTime<Utc>, min: Duration) -> bool {
     remaining(c, now) >= TimeDelta::from_std(min).unwrap_or(TimeDelta::MAX)
 }
 
+fn vended(entry: Entry, outcome: CacheOutcome) -> Vended {
+    Vended {
+        credentials: entry.credentials,
+        outcome,
+        session_name: entry.session_name,
+        rendered: entry.rendered,
+    }
+}
+
 fn cache_key(request: &AssumeRoleRequest) -> Key {
     let mut h = blake3::Hasher::new();
     // Length-prefixed fields: no two different requests hash the same input.
@@ -386,12 +395,28 @@ impl Vendor {
         now: DateTime<Utc>,
         overall_timeout: Duration,
     ) -> Result<Vended, StsError> {
-        let done = |entry: Entry, outcome| Vended {
-            credentials: entry.credentials,
-            outcome,
-            session_name: entry.session_name,
-            rendered: entry.rendered,
-        };
+        if let Some(cache) = &self.cache {
+            if let Some(hit) = cache.get(&key).await {
+                if enough(&hit.credentials, now, min_remaining) {
+                    self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(vended(hit, CacheOutcome::Hit));
+                }
+            }
+        }
+        // The rest (STS, the shared cache, one call per key) makes a large future; boxed, so
+        // that a hit's future stays small (it is moved several times per request).
+        Box::pin(self.vend_missed(key, request, min_remaining, now, overall_timeout)).await
+    }
+
+    async fn vend_missed(
+        &self,
+        key: Key,
+        request: impl FnOnce() -> AssumeRoleRequest,
+        min_remaining: Duration,
+        now: DateTime<Utc>,
+        overall_timeout: Duration,
+    ) -> Result<Vended, StsError> {
+        let done = vended;
         let call = |req: AssumeRoleRequest| async move {
             let ticket = self.guard.admit()?;
             let result = tokio::time::timeout(overall_timeout, self.sts.assume_role(&req))
@@ -412,12 +437,6 @@ impl Vendor {
                 CacheOutcome::Disabled,
             ));
         };
-        if let Some(hit) = cache.get(&key).await {
-            if enough(&hit.credentials, now, min_remaining) {
-                self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(done(hit, CacheOutcome::Hit));
-            }
-        }
         // Fleet mode: another replica's credential, or one AssumeRole for the whole fleet.
         let from_shared = std::sync::atomic::AtomicBool::new(false);
         let fetch = |req: AssumeRoleRequest| async {
