@@ -133,7 +133,9 @@ impl LogQueue {
 fn write_out<W: Write>(mut sink: W, shared: &Shared) {
     let mut batch = Vec::new();
     loop {
-        let flush_to = {
+        // Only this thread moves `flush_done`, so whether this batch ends with a flush is
+        // known when it is taken.
+        let (flush_to, flushing) = {
             let mut state = shared.lock();
             while state.queued.is_empty() && state.flush_asked == state.flush_done {
                 state.idle = true;
@@ -142,16 +144,12 @@ fn write_out<W: Write>(mut sink: W, shared: &Shared) {
             state.idle = false;
             std::mem::swap(&mut state.queued, &mut batch);
             state.writing = batch.len();
-            state.flush_asked
+            (state.flush_asked, state.flush_done < state.flush_asked)
         };
         // A failing sink loses the batch; there is nowhere better to report it.
         let wrote = !batch.is_empty();
         let _ = sink.write_all(&batch);
         batch.clear();
-        let flushing = {
-            let state = shared.lock();
-            state.flush_done < flush_to
-        };
         if flushing {
             let _ = sink.flush();
         }

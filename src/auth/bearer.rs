@@ -98,7 +98,8 @@ pub struct VerifiedToken {
     pub kid: Option<String>,
 }
 
-/// A verified token's groups: young enough to trust, or to be read again at the IdP.
+/// A verified token's groups: young enough (or re-read recently enough) to trust, or to be
+/// read again at the IdP.
 enum Standing {
     Fresh(Arc<VerifiedToken>),
     Stale(Arc<VerifiedToken>),
@@ -180,12 +181,11 @@ impl BearerVerifier {
     ) -> Result<Arc<VerifiedToken>, TokenError> {
         // A token verified before is taken as it is: the lookup compares it whole.
         if let Some(hit) = self.cached(token, discovery) {
-            return match self.fresh_enough(hit, now)? {
+            return match self.standing(token, hit, now)? {
                 Standing::Fresh(hit) => Ok(hit),
-                Standing::Stale(hit) => match self.regrouped.get(token) {
-                    Some(regrouped) => Ok(regrouped),
-                    None => Box::pin(self.regroup(token, hit, discovery, http, permit)).await,
-                },
+                Standing::Stale(hit) => {
+                    Box::pin(self.regroup(token, hit, discovery, http, permit)).await
+                }
             };
         }
         // Verifying (and the IdP calls it may need) makes a large future: boxed, so that a
@@ -227,7 +227,7 @@ impl BearerVerifier {
         let checked = self.verify_jwt(token, discovery, http, now).await;
         let verified = self.remember(key, checked, None)?;
         self.verified.insert(Arc::from(token), verified.clone());
-        match self.fresh_enough(verified, now)? {
+        match self.standing(token, verified, now)? {
             Standing::Fresh(verified) => Ok(verified),
             Standing::Stale(verified) => {
                 self.regroup(token, verified, discovery, http, permit).await
@@ -246,10 +246,12 @@ impl BearerVerifier {
             .filter(|hit| discovery.publishes(hit.kid.as_deref()))
     }
 
-    /// A verified JWT as it stands now: an error when it has expired, `Stale` when its
-    /// groups are older than `groups_max_age` and must be read again ([`Self::regroup`]).
-    fn fresh_enough(
+    /// A verified JWT as it stands now: an error when it has expired; `Fresh` with its own
+    /// groups, or with groups re-read at the IdP within `groups_max_age`; otherwise `Stale`,
+    /// to be read again ([`Self::regroup`]).
+    fn standing(
         &self,
+        token: &str,
         verified: Arc<VerifiedToken>,
         now: DateTime<Utc>,
     ) -> Result<Standing, TokenError> {
@@ -264,7 +266,10 @@ impl BearerVerifier {
         if verified.issued_at.is_some_and(|iat| now - iat <= max_age) {
             return Ok(Standing::Fresh(verified));
         }
-        Ok(Standing::Stale(verified))
+        Ok(match self.regrouped.get(token) {
+            Some(regrouped) => Standing::Fresh(regrouped),
+            None => Standing::Stale(verified),
+        })
     }
 
     /// The token's groups read again at the IdP (remembered for `groups_max_age`).
@@ -277,9 +282,6 @@ impl BearerVerifier {
         permit: IdpPermit<'_>,
     ) -> Result<Arc<VerifiedToken>, TokenError> {
         // The groups in the token are older than we may trust: read them again at the IdP.
-        if let Some(hit) = self.regrouped.get(token) {
-            return Ok(hit);
-        }
         permit().map_err(TokenError::RateLimited)?;
         let fresh = match self.userinfo(token, discovery, http).await {
             Ok(info)

@@ -34,12 +34,11 @@ impl Key {
     /// deployment's call shape, so replicas configured differently (mid-rollout) never
     /// hand each other credentials. Computed only when the local cache misses.
     fn shared_digest(&self, calls: &[u8; 32]) -> [u8; 32] {
-        let mut h = blake3::Hasher::new();
-        h.update(&(self.user.len() as u64).to_be_bytes());
-        h.update(self.user.as_bytes());
-        h.update(&self.shape);
-        h.update(calls);
-        h.finalize().into()
+        super::Fields::default()
+            .field(self.user.as_bytes())
+            .field(&self.shape)
+            .field(calls)
+            .digest()
     }
 }
 
@@ -176,18 +175,13 @@ impl CallShape {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let mut h = blake3::Hasher::new();
-        let mut field = |bytes: &[u8]| {
-            h.update(&(bytes.len() as u64).to_be_bytes());
-            h.update(bytes);
-        };
-        field(settings.sts.role_arn.as_str().as_bytes());
-        field(settings.server.app_name.as_bytes());
-        field(&[u8::from(settings.sts.source_identity)]);
-        field(&settings.sts.duration_seconds.to_be_bytes());
+        let mut h = super::Fields::default();
+        h.field(settings.sts.role_arn.as_str().as_bytes())
+            .field(settings.server.app_name.as_bytes())
+            .field(&[u8::from(settings.sts.source_identity)])
+            .field(&settings.sts.duration_seconds.to_be_bytes());
         for (k, v) in &session_tags {
-            field(k.as_bytes());
-            field(v.as_bytes());
+            h.field(k.as_bytes()).field(v.as_bytes());
         }
         Self {
             role_arn: settings.sts.role_arn.as_str().to_owned(),
@@ -195,7 +189,7 @@ impl CallShape {
             source_identity: settings.sts.source_identity,
             duration_seconds: settings.sts.duration_seconds,
             session_tags,
-            digest: h.finalize().into(),
+            digest: h.digest(),
         }
     }
 
@@ -262,29 +256,23 @@ fn vended(entry: Entry, outcome: CacheOutcome) -> Vended {
 }
 
 fn cache_key(request: &AssumeRoleRequest) -> Key {
-    let mut h = blake3::Hasher::new();
-    // Length-prefixed fields: no two different requests hash the same input.
-    let mut field = |bytes: &[u8]| {
-        h.update(&(bytes.len() as u64).to_be_bytes());
-        h.update(bytes);
-    };
-    field(request.role_arn.as_bytes());
-    field(request.role_session_name.as_bytes());
-    field(request.source_identity.as_deref().unwrap_or("").as_bytes());
-    field(request.policy.as_deref().unwrap_or("").as_bytes());
-    field(&[u8::from(request.policy.is_some())]);
-    field(&(request.policy_arns.len() as u64).to_be_bytes());
+    let mut h = super::Fields::default();
+    h.field(request.role_arn.as_bytes())
+        .field(request.role_session_name.as_bytes())
+        .field(request.source_identity.as_deref().unwrap_or("").as_bytes())
+        .field(request.policy.as_deref().unwrap_or("").as_bytes())
+        .field(&[u8::from(request.policy.is_some())])
+        .field(&(request.policy_arns.len() as u64).to_be_bytes());
     for arn in &request.policy_arns {
-        field(arn.as_bytes());
+        h.field(arn.as_bytes());
     }
-    field(&request.duration_seconds.to_be_bytes());
+    h.field(&request.duration_seconds.to_be_bytes());
     for (k, v) in &request.tags {
-        field(k.as_bytes());
-        field(v.as_bytes());
+        h.field(k.as_bytes()).field(v.as_bytes());
     }
     Key {
         user: request.user_id.as_str().into(),
-        shape: h.finalize().into(),
+        shape: h.digest(),
     }
 }
 
@@ -416,7 +404,6 @@ impl Vendor {
         now: DateTime<Utc>,
         overall_timeout: Duration,
     ) -> Result<Vended, StsError> {
-        let done = vended;
         let call = |req: AssumeRoleRequest| async move {
             let ticket = self.guard.admit()?;
             let result = tokio::time::timeout(overall_timeout, self.sts.assume_role(&req))
@@ -432,7 +419,7 @@ impl Vendor {
             let request = request();
             let session_name = Arc::from(request.role_session_name.as_str());
             let credentials = Arc::new(call(request).await?);
-            return Ok(done(
+            return Ok(vended(
                 Entry::new(credentials, session_name),
                 CacheOutcome::Disabled,
             ));
@@ -512,15 +499,15 @@ impl Vendor {
         match computed {
             Ok(CompResult::Inserted(e)) | Ok(CompResult::ReplacedWith(e)) => {
                 if from_shared.load(Ordering::Relaxed) {
-                    Ok(done(e.into_value(), CacheOutcome::Shared))
+                    Ok(vended(e.into_value(), CacheOutcome::Shared))
                 } else {
                     self.stats.misses.fetch_add(1, Ordering::Relaxed);
-                    Ok(done(e.into_value(), CacheOutcome::Miss))
+                    Ok(vended(e.into_value(), CacheOutcome::Miss))
                 }
             }
             Ok(CompResult::Unchanged(e)) => {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                Ok(done(e.into_value(), CacheOutcome::Hit))
+                Ok(vended(e.into_value(), CacheOutcome::Hit))
             }
             Ok(_) => Err(StsError::Unavailable(
                 "credential cache lost the entry".into(),
@@ -528,7 +515,7 @@ impl Vendor {
             Err(e) if e.is_transient() => match cache.get(&key).await {
                 Some(stale) if enough(&stale.credentials, now, FALLBACK_MIN_REMAINING) => {
                     self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
-                    Ok(done(stale, CacheOutcome::Fallback))
+                    Ok(vended(stale, CacheOutcome::Fallback))
                 }
                 _ => Err(e),
             },

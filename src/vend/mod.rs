@@ -9,3 +9,20 @@ pub mod scope;
 pub mod session_name;
 pub mod shared;
 pub mod sts;
+
+/// BLAKE3 over length-prefixed fields, so that no two different lists of fields hash the same
+/// input (the digests behind cache keys and scope hashes).
+#[derive(Default)]
+pub(crate) struct Fields(blake3::Hasher);
+
+impl Fields {
+    pub(crate) fn field(&mut self, bytes: &[u8]) -> &mut Self {
+        self.0.update(&(bytes.len() as u64).to_be_bytes());
+        self.0.update(bytes);
+        self
+    }
+
+    pub(crate) fn digest(&self) -> [u8; 32] {
+        self.0.finalize().into()
+    }
+}

@@ -215,7 +215,7 @@ pub struct SessionScope {
     /// BLAKE3 over the mode, policy, ARNs and tags, length-prefixed: what the credential
     /// cache key is made from.
     pub digest: [u8; 32],
-    /// First 16 hex digits of SHA-256 over all of the above, for logs.
+    /// The first 16 hex digits of `digest`, for logs.
     pub hash: String,
 }
 
@@ -334,33 +334,19 @@ impl Scoper {
                 (ScopeMode::Inline, Some(json), vec![], vec![])
             }
         };
-        let mut digest_input = format!("{}\n", mode.as_str());
-        digest_input.push_str(policy_text.as_deref().unwrap_or(""));
-        for arn in &policy_arns {
-            digest_input.push('\n');
-            digest_input.push_str(arn);
-        }
-        for (k, v) in &tags {
-            digest_input.push_str(&format!("\n{k}={v}"));
-        }
         let digest = {
-            let mut h = blake3::Hasher::new();
-            let mut field = |bytes: &[u8]| {
-                h.update(&(bytes.len() as u64).to_be_bytes());
-                h.update(bytes);
-            };
-            field(mode.as_str().as_bytes());
-            field(&[u8::from(policy_text.is_some())]);
-            field(policy_text.as_deref().unwrap_or("").as_bytes());
-            field(&(policy_arns.len() as u64).to_be_bytes());
+            let mut h = crate::vend::Fields::default();
+            h.field(mode.as_str().as_bytes())
+                .field(&[u8::from(policy_text.is_some())])
+                .field(policy_text.as_deref().unwrap_or("").as_bytes())
+                .field(&(policy_arns.len() as u64).to_be_bytes());
             for arn in &policy_arns {
-                field(arn.as_bytes());
+                h.field(arn.as_bytes());
             }
             for (k, v) in &tags {
-                field(k.as_bytes());
-                field(v.as_bytes());
+                h.field(k.as_bytes()).field(v.as_bytes());
             }
-            h.finalize().into()
+            h.digest()
         };
         Ok(Some(SessionScope {
             mode,
@@ -369,7 +355,7 @@ impl Scoper {
             tags,
             buckets_joined: buckets.join(","),
             buckets,
-            hash: policy::short_hash(&digest_input),
+            hash: digest[..8].iter().map(|b| format!("{b:02x}")).collect(),
             digest,
         }))
     }
