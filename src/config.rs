@@ -284,6 +284,8 @@ fn redacted_url<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok,
 pub struct RawLimits {
     pub idp_requests_per_minute: u32,
     pub idp_burst: u32,
+    pub login_starts_per_minute: u32,
+    pub login_start_burst: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -501,6 +503,9 @@ pub struct LimitSettings {
     /// Sustained rate per client address; 0 turns the limit off.
     pub idp_requests_per_minute: u32,
     pub idp_burst: u32,
+    /// Logins started per client address (each hands out a sealed login state); 0: no limit.
+    pub login_starts_per_minute: u32,
+    pub login_start_burst: u32,
 }
 
 /// How a user's scope reaches STS, and the network conditions every grant carries.
@@ -939,6 +944,8 @@ impl Settings {
         let limits = LimitSettings {
             idp_requests_per_minute: raw.limits.idp_requests_per_minute,
             idp_burst: raw.limits.idp_burst.max(1),
+            login_starts_per_minute: raw.limits.login_starts_per_minute,
+            login_start_burst: raw.limits.login_start_burst.max(1),
         };
         let cluster = match &raw.cluster {
             Some(c) => Some(Self::validate_cluster(c, &sts)?),

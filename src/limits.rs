@@ -38,18 +38,23 @@ pub fn client_ip(req: &HttpRequest, trust_forwarded_for: bool) -> IpAddr {
 
 pub struct IdpLimiter {
     limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Login starts: no IdP call, but each hands out a sealed login state.
+    starts: Option<DefaultKeyedRateLimiter<IpAddr>>,
     trust_forwarded_for: bool,
 }
 
 impl IdpLimiter {
     pub fn new(settings: &Settings) -> Self {
         let limits = &settings.limits;
-        let limiter = NonZeroU32::new(limits.idp_requests_per_minute).map(|rate| {
-            let burst = NonZeroU32::new(limits.idp_burst).unwrap_or(NonZeroU32::MIN);
-            RateLimiter::keyed(Quota::per_minute(rate).allow_burst(burst))
-        });
+        let keyed = |per_minute: u32, burst: u32| {
+            NonZeroU32::new(per_minute).map(|rate| {
+                let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+                RateLimiter::keyed(Quota::per_minute(rate).allow_burst(burst))
+            })
+        };
         Self {
-            limiter,
+            limiter: keyed(limits.idp_requests_per_minute, limits.idp_burst),
+            starts: keyed(limits.login_starts_per_minute, limits.login_start_burst),
             trust_forwarded_for: settings.server.trust_x_forwarded_for,
         }
     }
@@ -60,7 +65,19 @@ impl IdpLimiter {
 
     /// Ok when `client` may make one more IdP-bound request now; otherwise how long to wait.
     pub fn check(&self, client: IpAddr) -> Result<(), Duration> {
-        let Some(limiter) = &self.limiter else {
+        Self::check_in(self.limiter.as_ref(), client)
+    }
+
+    /// `check` for starting a login, as the 429 the client gets.
+    pub fn check_login_start(&self, req: &HttpRequest) -> Result<(), ApiError> {
+        Self::check_in(self.starts.as_ref(), self.client_ip(req)).map_err(too_many)
+    }
+
+    fn check_in(
+        limiter: Option<&DefaultKeyedRateLimiter<IpAddr>>,
+        client: IpAddr,
+    ) -> Result<(), Duration> {
+        let Some(limiter) = limiter else {
             return Ok(());
         };
         limiter
@@ -75,7 +92,7 @@ impl IdpLimiter {
 
     /// Forget clients whose limit has fully recovered (run periodically).
     pub fn sweep(&self) {
-        if let Some(limiter) = &self.limiter {
+        for limiter in [&self.limiter, &self.starts].into_iter().flatten() {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }

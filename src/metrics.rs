@@ -221,12 +221,14 @@ struct SharedCollector {
 impl SharedCollector {
     fn new(shared: Arc<crate::vend::shared::SharedCache>) -> Result<Self, prometheus::Error> {
         use std::sync::atomic::Ordering::Relaxed;
-        let specs: [(&str, &str, ReadShared); 6] = [
+        let specs: [(&str, &str, ReadShared); 8] = [
             ("stsvend_shared_cache_hits_total", "Credentials found in the shared cache (another replica's AssumeRole)", |s| s.hits.load(Relaxed)),
             ("stsvend_shared_cache_misses_total", "Shared cache lookups that found nothing usable", |s| s.misses.load(Relaxed)),
             ("stsvend_shared_cache_writes_total", "Fresh credentials written to the shared cache", |s| s.writes.load(Relaxed)),
             ("stsvend_shared_cache_lock_waits_total", "Misses that waited for another replica's AssumeRole", |s| s.waits.load(Relaxed)),
             ("stsvend_shared_cache_lock_wait_timeouts_total", "Waits that ended without the other replica's credential (then STS was called)", |s| s.wait_timeouts.load(Relaxed)),
+            ("stsvend_sts_budget_slots_forfeited_total", "Fleet budget slots given up because the caller woke too late for them (a busy replica); it took a new one", |s| s.slots_forfeited.load(Relaxed)),
+            ("stsvend_revocations_lost_total", "Revocations Redis had lost (flush, restart without persistence, failover) that this replica put back", |s| s.revocations_lost.load(Relaxed)),
             ("stsvend_redis_errors_total", "Redis commands that failed or timed out (the replica then works alone for a while)", |s| s.errors.load(Relaxed)),
         ];
         let mut counters = Vec::new();
@@ -353,6 +355,24 @@ impl Metrics {
 /// (a scanner would explode the series count).
 const UNMATCHED: &str = "UNKNOWN";
 
+/// The method label: the standard methods by name, any other token (actix accepts every one)
+/// as `OTHER`, so invented methods cannot add series without bound.
+pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "OTHER",
+    }
+}
+
 /// `stsvend_http_requests_total` and `stsvend_http_requests_duration_seconds` by route
 /// pattern, method and status (the names, labels, help and buckets actix-web-prom used).
 /// Each worker keeps the labelled series it has used, so a request costs a map lookup and
@@ -406,9 +426,8 @@ where
 }
 
 /// The series a worker has used, by (route pattern, method, status).
-type SeriesByLabels = Rc<
-    RefCell<HashMap<(String, actix_web::http::Method, u16), Series, foldhash::fast::RandomState>>,
->;
+type SeriesByLabels =
+    Rc<RefCell<HashMap<(String, &'static str, u16), Series, foldhash::fast::RandomState>>>;
 
 pub struct HttpMetricsService<S> {
     service: S,
@@ -463,13 +482,13 @@ where
             let req = res.request();
             let key = (
                 req.match_pattern().unwrap_or_else(|| UNMATCHED.to_owned()),
-                req.method().clone(),
+                method_label(req.method()),
                 res.status().as_u16(),
             );
             let status = res.status();
             let mut series = this.series.borrow_mut();
             let (count, latency) = series.entry(key).or_insert_with_key(|(route, method, _)| {
-                let labels = [route.as_str(), method.as_str(), status.as_str()];
+                let labels = [route.as_str(), *method, status.as_str()];
                 (
                     this.metrics.total.with_label_values(&labels),
                     this.metrics.duration.with_label_values(&labels),

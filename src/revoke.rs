@@ -1,17 +1,27 @@
 //! Taking access away from a user: a set every replica checks on every authenticated request
-//! (in memory: no Redis round trip on the hot path). In fleet mode the set lives in Redis
-//! (sealed like the credential cache) and every replica re-reads it when told on the
-//! revocation channel and at least every `RESYNC` anyway, so a revocation reaches the whole
-//! fleet within a second. Without Redis it applies to the replica that received it.
+//! (in memory: no Redis round trip on the hot path). In fleet mode the set also lives in Redis
+//! (sealed like the credential cache) and every replica merges it with its own when told on
+//! the revocation channel and at least every `RESYNC` anyway, so a revocation reaches the
+//! whole fleet within a second. Without Redis it applies to the replica that received it.
+//!
+//! A kill switch must fail closed, so replicas merge instead of copying Redis: a record only
+//! goes away when it expires, a lift is a record too (a tombstone with its own time, kept for
+//! as long as the revocation it lifts would have lasted), the newer record for a user wins,
+//! and a replica puts back whatever Redis lacks: a revocation made during an outage reaches
+//! the fleet once Redis answers, one lost to a flush or a failover comes back (and is counted
+//! in `stsvend_revocations_lost_total`). Records sealed with a previous cluster key are
+//! re-sealed under the current one.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::vend::cache::Vendor;
 use crate::vend::session_name;
@@ -26,24 +36,144 @@ pub struct Revocation {
     pub revoked_at: DateTime<Utc>,
     /// None: until lifted.
     pub expires_at: Option<DateTime<Utc>>,
+    /// Set when lifted: the record stays as a tombstone so that no copy elsewhere brings the
+    /// revocation back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifted_at: Option<DateTime<Utc>>,
 }
 
 impl Revocation {
     fn active(&self, now: DateTime<Utc>) -> bool {
+        self.lifted_at.is_none() && self.expires_at.is_none_or(|e| now < e)
+    }
+
+    /// Whether the record still matters: a revocation until it expires, a lift for as long as
+    /// the revocation it lifted would have lasted.
+    fn relevant(&self, now: DateTime<Utc>) -> bool {
         self.expires_at.is_none_or(|e| now < e)
+    }
+
+    fn changed_at(&self) -> DateTime<Utc> {
+        self.lifted_at.unwrap_or(self.revoked_at)
+    }
+
+    /// Which of two records for a user wins: the later change; on a tie the revocation (fail
+    /// closed). Local changes are stamped after the record they replace, so a lift always
+    /// beats what it lifted even when the clock did not move.
+    fn supersedes(&self, other: &Revocation) -> bool {
+        match self.changed_at().cmp(&other.changed_at()) {
+            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Equal => self.lifted_at.is_none() && other.lifted_at.is_some(),
+        }
     }
 }
 
+/// A record as this replica knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Known {
+    record: Revocation,
+    /// Redis was seen holding this record (so its absence there is a loss, not news).
+    in_redis: bool,
+}
+
+/// The earliest time after `previous` (so a new record supersedes it).
+fn after(previous: Option<&Known>, now: DateTime<Utc>) -> DateTime<Utc> {
+    match previous {
+        Some(p) if p.record.changed_at() >= now => p
+            .record
+            .changed_at()
+            .checked_add_signed(TimeDelta::microseconds(1))
+            .unwrap_or(now),
+        _ => now,
+    }
+}
+
+/// What one merge of the local set with Redis's decided.
+#[derive(Default)]
+struct Plan {
+    merged: HashMap<String, Known>,
+    /// Records Redis lacks, holds older, or holds under an old key.
+    publish: Vec<Revocation>,
+    /// Records Redis had held and no longer does.
+    lost: Vec<String>,
+    /// Users whose revocation is new here (their cached credentials go).
+    newly_revoked: Vec<String>,
+}
+
+/// Redis's records, newest per user: (record, its field, whether it needs re-sealing).
+type Fleet = HashMap<String, (Revocation, String, bool)>;
+
+fn merge(local: &HashMap<String, Known>, fleet: &Fleet, now: DateTime<Utc>) -> Plan {
+    let mut plan = Plan::default();
+    for (user, known) in local {
+        if !known.record.relevant(now) {
+            continue;
+        }
+        match fleet.get(user) {
+            Some((theirs, _, reseal)) if !known.record.supersedes(theirs) => {
+                if *reseal {
+                    plan.publish.push(theirs.clone());
+                }
+                plan.merged.insert(
+                    user.clone(),
+                    Known {
+                        record: theirs.clone(),
+                        in_redis: true,
+                    },
+                );
+            }
+            found => {
+                if found.is_none() && known.in_redis {
+                    plan.lost.push(user.clone());
+                }
+                plan.publish.push(known.record.clone());
+                plan.merged.insert(
+                    user.clone(),
+                    Known {
+                        record: known.record.clone(),
+                        in_redis: false,
+                    },
+                );
+            }
+        }
+    }
+    for (user, (theirs, _, reseal)) in fleet {
+        if plan.merged.contains_key(user) {
+            continue;
+        }
+        if *reseal {
+            plan.publish.push(theirs.clone());
+        }
+        plan.merged.insert(
+            user.clone(),
+            Known {
+                record: theirs.clone(),
+                in_redis: true,
+            },
+        );
+    }
+    for (user, known) in &plan.merged {
+        let was = local.get(user).is_some_and(|k| k.record.active(now));
+        if known.record.active(now) && !was {
+            plan.newly_revoked.push(user.clone());
+        }
+    }
+    plan
+}
+
 pub struct Revocations {
-    local: ArcSwap<HashMap<String, Revocation>>,
+    local: ArcSwap<HashMap<String, Known>>,
     vendor: Arc<Vendor>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Revocations {
-    pub fn new(vendor: Arc<Vendor>) -> Arc<Self> {
+    pub fn new(vendor: Arc<Vendor>, clock: Arc<dyn Clock>) -> Arc<Self> {
         Arc::new(Self {
             local: ArcSwap::from_pointee(HashMap::new()),
             vendor,
+            clock,
         })
     }
 
@@ -52,7 +182,7 @@ impl Revocations {
         self.local
             .load()
             .get(user_id)
-            .is_some_and(|r| r.active(now))
+            .is_some_and(|k| k.record.active(now))
     }
 
     pub fn list(&self, now: DateTime<Utc>) -> Vec<Revocation> {
@@ -60,70 +190,173 @@ impl Revocations {
             .local
             .load()
             .values()
-            .filter(|r| r.active(now))
-            .cloned()
+            .filter(|k| k.record.active(now))
+            .map(|k| k.record.clone())
             .collect();
         out.sort_by(|a, b| a.user.cmp(&b.user));
         out
     }
 
-    /// Revoke (or re-revoke with a new reason/expiry). Returns whether the fleet was told
-    /// (false: this replica only).
-    pub async fn revoke(&self, revocation: Revocation) -> bool {
-        let user = revocation.user.clone();
+    /// Put `record` in the local set (stamped after what it replaces) and tell Redis: the
+    /// stored record, and whether the fleet was told (false: this replica only, until Redis
+    /// answers again).
+    async fn record(
+        &self,
+        user: &str,
+        make: impl Fn(Option<&Known>) -> Revocation,
+    ) -> (Revocation, bool) {
+        let mut stored = None;
         self.local.rcu(|m| {
             let mut m = HashMap::clone(m);
-            m.insert(user.clone(), revocation.clone());
+            let record = make(m.get(user));
+            stored = Some(record.clone());
+            m.insert(
+                record.user.clone(),
+                Known {
+                    record,
+                    in_redis: false,
+                },
+            );
             m
         });
-        let shared = match self.vendor.shared() {
-            Some(shared) => match serde_json::to_vec(&revocation) {
-                Ok(record) => shared.put_revocation(&user, &record).await,
-                Err(_) => false,
-            },
-            None => false,
+        // rcu runs its function at least once.
+        let record = stored.unwrap_or_else(|| make(None));
+        let told = self.publish(std::slice::from_ref(&record), &[]).await;
+        (record, told)
+    }
+
+    /// Write records to Redis; on success they are known to be there.
+    async fn publish(&self, records: &[Revocation], stale: &[String]) -> bool {
+        let Some(shared) = self.vendor.shared() else {
+            return false;
         };
-        self.vendor.forget_user(&user).await;
-        shared
+        let sealed: Vec<(&str, Vec<u8>)> = records
+            .iter()
+            .filter_map(|r| Some((r.user.as_str(), serde_json::to_vec(r).ok()?)))
+            .collect();
+        if sealed.is_empty() && stale.is_empty() {
+            return true;
+        }
+        if !shared.write_revocations(&sealed, stale).await {
+            return false;
+        }
+        self.local.rcu(|m| {
+            let mut m = HashMap::clone(m);
+            for r in records {
+                if let Some(k) = m.get_mut(&r.user).filter(|k| k.record == *r) {
+                    k.in_redis = true;
+                }
+            }
+            m
+        });
+        true
+    }
+
+    /// Revoke (or re-revoke with a new reason/expiry): the stored revocation, and whether the
+    /// fleet was told (false: this replica only, until Redis answers again).
+    pub async fn revoke(&self, revocation: Revocation) -> (Revocation, bool) {
+        let (stored, told) = self
+            .record(&revocation.user, |previous| Revocation {
+                revoked_at: after(previous, revocation.revoked_at),
+                lifted_at: None,
+                ..revocation.clone()
+            })
+            .await;
+        self.vendor.forget_user(&stored.user).await;
+        (stored, told)
     }
 
     /// Lift a revocation: Some(whether the fleet was told), or None when there was none
     /// (here, or in Redis when it answers).
     pub async fn lift(&self, user: &str) -> Option<bool> {
-        let existed = self.local.load().contains_key(user);
-        self.local.rcu(|m| {
-            let mut m = HashMap::clone(m);
-            m.remove(user);
-            m
-        });
-        match self.vendor.shared() {
-            Some(shared) => match shared.delete_revocation(user).await {
-                Some(removed) => (existed || removed).then_some(true),
-                None => existed.then_some(false),
-            },
-            None => existed.then_some(false),
-        }
+        self.resync().await;
+        let now = self.clock.now();
+        let current = self
+            .local
+            .load()
+            .get(user)
+            .filter(|k| k.record.active(now))
+            .map(|k| k.record.clone())?;
+        let (_, told) = self
+            .record(user, |previous| Revocation {
+                lifted_at: Some(after(previous, now)),
+                ..current.clone()
+            })
+            .await;
+        Some(told)
     }
 
-    /// Replace the local set with the fleet's (when Redis answers).
+    /// Merge the fleet's set (when Redis answers) with the local one, and put back in Redis
+    /// what it lacks.
     async fn resync(&self) {
         let Some(shared) = self.vendor.shared() else {
             return;
         };
-        let Some(records) = shared.all_revocations().await else {
+        let Some(stored) = shared.all_revocations().await else {
             return;
         };
-        let fleet: HashMap<String, Revocation> = records
-            .iter()
-            .filter_map(|r| serde_json::from_slice::<Revocation>(r).ok())
-            .map(|r| (r.user.clone(), r))
-            .collect();
-        let before = self.local.load_full();
-        for user in fleet.keys().filter(|u| !before.contains_key(*u)) {
+        let now = self.clock.now();
+        let mut fleet: Fleet = HashMap::new();
+        let mut stale = Vec::new();
+        let mut unopened = 0usize;
+        for entry in stored {
+            let Some(record) = entry
+                .record
+                .as_deref()
+                .and_then(|r| serde_json::from_slice::<Revocation>(r).ok())
+            else {
+                unopened += 1;
+                continue;
+            };
+            if !record.relevant(now) {
+                stale.push(entry.field);
+                continue;
+            }
+            let home = shared.revocation_field(&record.user);
+            let misplaced = !entry.current_key || entry.field != home;
+            match fleet.get_mut(&record.user) {
+                Some(seen) if record.supersedes(&seen.0) => {
+                    let (_, loser, _) = std::mem::replace(seen, (record, entry.field, misplaced));
+                    if loser != home {
+                        stale.push(loser);
+                    }
+                }
+                Some(_) => {
+                    if entry.field != home {
+                        stale.push(entry.field);
+                    }
+                }
+                None => {
+                    fleet.insert(record.user.clone(), (record, entry.field, misplaced));
+                }
+            }
+        }
+        if unopened > 0 {
+            tracing::warn!(
+                records = unopened,
+                "revocation records in Redis that no configured cluster key opens: keep the key they were sealed with in cluster.previous_encryption_keys until every replica has re-sealed them"
+            );
+        }
+        let mut plan = Plan::default();
+        self.local.rcu(|m| {
+            plan = merge(m, &fleet, now);
+            plan.merged.clone()
+        });
+        if !plan.lost.is_empty() {
+            shared
+                .stats
+                .revocations_lost
+                .fetch_add(plan.lost.len() as u64, Ordering::Relaxed);
+            tracing::warn!(
+                lost = plan.lost.len(),
+                "Redis lost revocations this replica knew it held (a flush, a restart without persistence, a failover): putting them back"
+            );
+        }
+        for user in &plan.newly_revoked {
             self.vendor.forget_user(user).await;
         }
-        if *before != fleet {
-            self.local.store(Arc::new(fleet));
+        if !plan.publish.is_empty() || !stale.is_empty() {
+            self.publish(&plan.publish, &stale).await;
         }
     }
 

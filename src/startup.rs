@@ -191,7 +191,7 @@ impl Application {
         let cors_origins = settings.cors.allowed_origins.clone();
         let templates = routes::readme::environment()?;
         let scopes = crate::vend::scope::Scoper::new(&settings).map_err(StartupError::Scope)?;
-        let revocations = crate::revoke::Revocations::new(vendor.clone());
+        let revocations = crate::revoke::Revocations::new(vendor.clone(), clock.clone());
         revocations.start_sync();
         let state = web::Data::new(AppState {
             settings,
@@ -316,8 +316,8 @@ fn internal_server(
             .app_data(registry.clone())
             .route("/healthz", web::get().to(routes::health::healthz))
             .route("/healthz", web::head().to(routes::health::healthz))
-            .route("/readyz", web::get().to(routes::health::readyz))
-            .route("/readyz", web::head().to(routes::health::readyz))
+            .route("/readyz", web::get().to(routes::health::readyz_internal))
+            .route("/readyz", web::head().to(routes::health::readyz_internal))
             .route("/admin/revocations", web::get().to(routes::admin::list))
             .route("/admin/revocations", web::post().to(routes::admin::revoke))
             .route("/admin/revocations", web::delete().to(routes::admin::lift));

@@ -150,6 +150,7 @@ pub async fn request_id_middleware(
                 .to_owned()
         });
     let header = HeaderValue::from_str(&id).ok();
+    let https = req.app_config().secure();
     let context = RequestContext {
         id,
         method: req.method().clone(),
@@ -178,8 +179,22 @@ pub async fn request_id_middleware(
         Some(span) => serve.instrument(span).await,
         None => serve.await,
     }?;
+    let headers = res.headers_mut();
     if let Some(value) = header {
-        res.headers_mut().insert(REQUEST_ID_HEADER, value);
+        headers.insert(REQUEST_ID_HEADER, value);
+    }
+    // Every response: a JSON error or a credential must never be sniffed into HTML.
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    // Only when stsvend itself serves https (behind a TLS-terminating proxy, the proxy
+    // decides): a year, this host only.
+    if https {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
     }
     Ok(res)
 }

@@ -144,6 +144,29 @@ fn checked_header(token: &str) -> Result<jsonwebtoken::Header, TokenError> {
     }
 }
 
+// Claims meet durations here only, with checked arithmetic: an IdP-signed `exp` or `iat` at
+// the end of chrono's range must be a verdict, not a panic.
+
+/// Past `exp` by more than the leeway (an `exp` too late to add the leeway to never is).
+pub fn expired(exp: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    exp.checked_add_signed(TimeDelta::seconds(LEEWAY_SECONDS))
+        .is_some_and(|limit| now > limit)
+}
+
+/// Before `nbf`, beyond the leeway.
+pub fn not_yet_valid(nbf: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    now.checked_add_signed(TimeDelta::seconds(LEEWAY_SECONDS))
+        .is_none_or(|limit| limit < nbf)
+}
+
+/// Groups issued at `iat` are young enough to trust: at most `max_age` old, and not from
+/// the future beyond the leeway (a clock far ahead must not make them trusted forever).
+pub fn groups_fresh(iat: DateTime<Utc>, now: DateTime<Utc>, max_age: Duration) -> bool {
+    let max_age = TimeDelta::from_std(max_age).unwrap_or(TimeDelta::MAX);
+    let age = now.signed_duration_since(iat);
+    age <= max_age && age >= TimeDelta::seconds(-LEEWAY_SECONDS)
+}
+
 fn looks_like_jwt(token: &str) -> bool {
     token.split('.').count() == 3
 }
@@ -256,14 +279,13 @@ impl BearerVerifier {
         now: DateTime<Utc>,
     ) -> Result<Standing, TokenError> {
         // Cached tokens still expire on time.
-        if verified
-            .expires_at
-            .is_some_and(|exp| now > exp + TimeDelta::seconds(LEEWAY_SECONDS))
-        {
+        if verified.expires_at.is_some_and(|exp| expired(exp, now)) {
             return Err(TokenError::Expired);
         }
-        let max_age = TimeDelta::from_std(self.settings.groups_max_age).unwrap_or(TimeDelta::MAX);
-        if verified.issued_at.is_some_and(|iat| now - iat <= max_age) {
+        if verified
+            .issued_at
+            .is_some_and(|iat| groups_fresh(iat, now, self.settings.groups_max_age))
+        {
             return Ok(Standing::Fresh(verified));
         }
         Ok(match self.regrouped.get(token) {
@@ -281,6 +303,11 @@ impl BearerVerifier {
         http: &reqwest::Client,
         permit: IdpPermit<'_>,
     ) -> Result<Arc<VerifiedToken>, TokenError> {
+        // Refused at the last re-read (a disabled account, removed groups): the token stays in
+        // the verified cache, so its refusal is remembered here, not asked again.
+        if let Some(e) = self.rejected.get(&digest(token)) {
+            return Err(e);
+        }
         // The groups in the token are older than we may trust: read them again at the IdP.
         permit().map_err(TokenError::RateLimited)?;
         let fresh = match self.userinfo(token, discovery, http).await {
@@ -405,13 +432,24 @@ impl BearerVerifier {
                     _ => TokenError::Malformed,
                 }
             })?;
-        let claims = data.claims;
+        let mut verified = self.check_claims(&data.claims, now)?;
+        verified.kid = header.kid.clone();
+        Ok(verified)
+    }
+
+    /// The claims of a token whose signature, issuer and audience were checked: its times
+    /// against `now`, and who it names (the fuzz target `claims` drives this with any JSON).
+    pub fn check_claims(
+        &self,
+        claims: &Map<String, Value>,
+        now: DateTime<Utc>,
+    ) -> Result<VerifiedToken, TokenError> {
         let exp = claims
             .get("exp")
             .and_then(Value::as_i64)
             .and_then(|s| DateTime::from_timestamp(s, 0))
             .ok_or_else(|| TokenError::MissingClaim("exp".into()))?;
-        if now > exp + TimeDelta::seconds(LEEWAY_SECONDS) {
+        if expired(exp, now) {
             return Err(TokenError::Expired);
         }
         if let Some(nbf) = claims.get("nbf") {
@@ -419,7 +457,7 @@ impl BearerVerifier {
                 .as_i64()
                 .and_then(|s| DateTime::from_timestamp(s, 0))
                 .ok_or(TokenError::Malformed)?;
-            if now + TimeDelta::seconds(LEEWAY_SECONDS) < nbf {
+            if not_yet_valid(nbf, now) {
                 return Err(TokenError::NotYetValid);
             }
         }
@@ -427,9 +465,8 @@ impl BearerVerifier {
             .get("iat")
             .and_then(Value::as_i64)
             .and_then(|s| DateTime::from_timestamp(s, 0));
-        let mut verified = self.identity(&claims, Some(exp))?;
+        let mut verified = self.identity(claims, Some(exp))?;
         verified.issued_at = issued_at;
-        verified.kid = header.kid.clone();
         Ok(verified)
     }
 

@@ -238,6 +238,7 @@ async fn authenticate(req: HttpRequest) -> Result<AuthenticatedUser, AuthRejecti
         .filter(|p| p.len() <= MAX_RETURN_TO)
         .find_map(safe_return_path)
         .unwrap_or_else(|| login::DEFAULT_RETURN_PATH.into());
+    state.idp_limiter.check_login_start(&req)?;
     let index = req
         .cookie(state.cookies.index_name())
         .map(|c| c.value().to_owned());
@@ -263,7 +264,11 @@ impl FromRequest for MaybeUser {
         let req = req.clone();
         Box::pin(async move {
             let state = app_state(&req)?;
-            identify(&req, &state).await.map(MaybeUser)
+            // A revoked user is nobody here: the page must not show what they could read.
+            let user = identify(&req, &state)
+                .await?
+                .filter(|u| !state.revocations.is_revoked(&u.user_id, u.at));
+            Ok(MaybeUser(user))
         })
     }
 }

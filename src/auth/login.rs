@@ -346,7 +346,9 @@ pub async fn finish(
     let session = SessionData {
         sub: user_id.into(),
         groups: groups.into(),
-        exp: (now + lifetime).timestamp(),
+        exp: now
+            .checked_add_signed(lifetime)
+            .map_or(i64::MAX, |exp| exp.timestamp()),
         auth_time: now.timestamp(),
     };
     Ok((session, login.return_to))

@@ -75,10 +75,16 @@ fn check_user(user: &str) -> Result<(), ApiError> {
 pub async fn revoke(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<RevokeRequest>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    // The token first: nobody without it gets the body parsed.
     authorize(&req, &state)?;
-    let body = body.into_inner();
+    let body: RevokeRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_request",
+            format!("the body must be a JSON revocation: {e}"),
+        )
+    })?;
     check_user(&body.user)?;
     if body.reason.as_ref().is_some_and(|r| r.len() > 1024) {
         return Err(ApiError::new(
@@ -102,13 +108,16 @@ pub async fn revoke(
         ),
         None => None,
     };
-    let revocation = Revocation {
-        user: body.user.clone(),
-        reason: body.reason,
-        revoked_at: now,
-        expires_at,
-    };
-    let fleet = state.revocations.revoke(revocation.clone()).await;
+    let (revocation, fleet) = state
+        .revocations
+        .revoke(Revocation {
+            user: body.user.clone(),
+            reason: body.reason,
+            revoked_at: now,
+            expires_at,
+            lifted_at: None,
+        })
+        .await;
     tracing::info!(
         target: "stsvend::audit",
         user = %capped(&revocation.user),

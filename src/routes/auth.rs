@@ -33,6 +33,7 @@ pub async fn callback(
                 ApiError::bad_request("invalid_request", "`return_to` must be a path on this site")
             })?,
         };
+        state.idp_limiter.check_login_start(&req)?;
         let script = !crate::negotiate::is_browser(&req);
         let (location, cookies) = login::start(&state, &return_to, script, index.as_deref(), now)?;
         return Ok(login::redirect_to_idp(&location, &cookies));
@@ -57,11 +58,10 @@ pub async fn callback(
         .map(|(slot, _)| state.cookies.clear_login(*slot, index.as_deref(), now))
         .unwrap_or_default();
     if let Some(e) = login::idp_error(&params) {
+        // An error callback never reaches the IdP, so the state is spent here only: a
+        // fleet-wide claim would let anyone write to Redis for free.
         if let Some((_, login_state)) = &found {
-            state
-                .consumed_logins
-                .consume_everywhere(&login_state.state, state.vendor.shared())
-                .await;
+            state.consumed_logins.consume(&login_state.state);
         }
         return Err(e.with_cookies(&clear));
     }

@@ -11,15 +11,26 @@ pub async fn healthz() -> HttpResponse {
         .json(json!({"status": "ok"}))
 }
 
+/// Readiness on the public listener: whether, not why. The IdP's error texts name hosts and
+/// addresses behind stsvend, so only the internal listener (and the log) carries them.
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    readiness(&state, false)
+}
+
+/// Readiness on the internal listener, with the IdP's last error.
+pub async fn readyz_internal(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    readiness(&state, true)
+}
+
 /// Readiness: OIDC discovery has succeeded. An open STS circuit breaker does not make the
 /// replica unready (cached users are still served, and every replica sees the same STS);
 /// the JSON says so, for operators.
-pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+fn readiness(state: &AppState, detailed: bool) -> Result<HttpResponse, ApiError> {
+    let last_error = state.discovery.last_error().filter(|_| detailed);
     let mut missing = Vec::new();
     if !state.discovery.is_ready() {
-        let why = state
-            .discovery
-            .last_error()
+        let why = last_error
+            .as_ref()
             .map(|e| format!(" (last error: {e})"))
             .unwrap_or_default();
         missing.push(format!(
@@ -27,9 +38,10 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
             state.settings.oidc.issuer
         ));
     }
-    let oidc = match state.discovery.last_error() {
-        Some(e) => format!("degraded: {e}"),
-        None => "ok".to_owned(),
+    let oidc = match (state.discovery.last_error(), last_error) {
+        (_, Some(e)) => format!("degraded: {e}"),
+        (Some(_), None) => "degraded".to_owned(),
+        (None, _) => "ok".to_owned(),
     };
     let breaker = state.vendor.guard().state();
     let sts = match breaker {

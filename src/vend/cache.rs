@@ -396,6 +396,30 @@ impl Vendor {
         Box::pin(self.vend_missed(key, request, min_remaining, now, overall_timeout)).await
     }
 
+    /// Wait for a slot in the fleet's AssumeRole budget: Ok to call now (or no fleet budget
+    /// applies), Err(retry after) when the budget is used up for longer than
+    /// `cluster.sts_max_wait_ms`. A slot woken up for too late is given up for a new one.
+    async fn fleet_slot(&self, shared: &super::shared::SharedCache) -> Result<(), Duration> {
+        use super::shared::Slot;
+        let started = tokio::time::Instant::now();
+        loop {
+            match shared.sts_slot().await {
+                Slot::Local => return Ok(()),
+                Slot::Refused(over) => return Err(over.max(Duration::from_secs(1))),
+                Slot::At { at, grace } => {
+                    tokio::time::sleep_until(at.into()).await;
+                    if std::time::Instant::now() <= at + grace {
+                        return Ok(());
+                    }
+                    shared.stats.slots_forfeited.fetch_add(1, Ordering::Relaxed);
+                    if started.elapsed() >= shared.max_wait() {
+                        return Err(Duration::from_secs(1));
+                    }
+                }
+            }
+        }
+    }
+
     async fn vend_missed(
         &self,
         key: Key,
@@ -457,19 +481,15 @@ impl Vendor {
                 super::shared::Lock::Acquired(token) => Some(token),
                 super::shared::Lock::Unavailable => None,
             };
-            let result = match shared.sts_slot().await {
-                super::shared::Slot::After(wait) => {
-                    tokio::time::sleep(wait).await;
-                    call(req).await
-                }
-                super::shared::Slot::Refused(over) => {
+            let result = match self.fleet_slot(shared).await {
+                Ok(()) => call(req).await,
+                Err(retry_after) => {
                     self.guard.count_fleet_refusal();
                     Err(StsError::Busy {
                         reason: "fleet_rate_budget",
-                        retry_after: over.max(Duration::from_secs(1)),
+                        retry_after,
                     })
                 }
-                super::shared::Slot::Local => call(req).await,
             };
             if let Ok(c) = &result {
                 shared.put(&digest, &req_user, c, lifetime(c)).await;

@@ -84,9 +84,21 @@ pub enum Lock {
     Unavailable,
 }
 
+/// One field of the fleet's revocation hash.
+pub struct StoredRevocation {
+    pub field: String,
+    /// The record, when a configured key opens it.
+    pub record: Option<Vec<u8>>,
+    /// Sealed with the current key (else it should be re-sealed).
+    pub current_key: bool,
+}
+
 /// Counters for metrics.
 #[derive(Debug, Default)]
 pub struct SharedStats {
+    /// Revocations this replica knew Redis had, found missing there (a flush, a restart
+    /// without persistence, a failover) and put back.
+    pub revocations_lost: AtomicU64,
     pub hits: AtomicU64,
     pub misses: AtomicU64,
     pub writes: AtomicU64,
@@ -94,6 +106,8 @@ pub struct SharedStats {
     /// Waits that ended without the winner's credential (this replica then called STS).
     pub wait_timeouts: AtomicU64,
     pub errors: AtomicU64,
+    /// Fleet budget slots given up because the caller woke too late for them.
+    pub slots_forfeited: AtomicU64,
 }
 
 pub struct SharedCache {
@@ -125,8 +139,11 @@ return wait
 
 /// Whether an AssumeRole may go ahead under the fleet budget.
 pub enum Slot {
-    /// Go ahead after waiting this long.
-    After(Duration),
+    /// Go ahead at `at` (this machine's clock, measured from before the reservation was
+    /// sent, so never later than the slot itself), but no later than `at + grace`: a caller
+    /// that wakes later than that forfeits the slot and reserves another, so that calls
+    /// delayed by a busy machine cannot bunch up and put more than the budget into a second.
+    At { at: Instant, grace: Duration },
     /// Over budget: come back after this long.
     Refused(Duration),
     /// No fleet budget (none configured, or Redis unavailable): the replica's own applies.
@@ -385,6 +402,11 @@ impl SharedCache {
         let _ = self.run::<i64>(command).await;
     }
 
+    /// How long a miss may wait for its budget slot (`cluster.sts_max_wait_ms`).
+    pub fn max_wait(&self) -> Duration {
+        self.settings.sts_max_wait
+    }
+
     /// A slot in the fleet-wide AssumeRole budget (`cluster.sts_rate_per_second`).
     pub async fn sts_slot(&self) -> Slot {
         let rate = u64::from(self.settings.sts_rate_per_second);
@@ -396,6 +418,7 @@ impl SharedCache {
         // than the budget.
         let interval_us = 1_050_000 / rate;
         let max_wait_us = u64::try_from(self.settings.sts_max_wait.as_micros()).unwrap_or(u64::MAX);
+        let sent = Instant::now();
         let mut command = redis::cmd("EVAL");
         command
             .arg(RESERVE_STS_SLOT)
@@ -404,7 +427,13 @@ impl SharedCache {
             .arg(interval_us)
             .arg(max_wait_us);
         match self.run::<i64>(command).await {
-            Some(wait) if wait >= 0 => Slot::After(Duration::from_micros(wait.unsigned_abs())),
+            Some(wait) if wait >= 0 => Slot::At {
+                at: sent + Duration::from_micros(wait.unsigned_abs()),
+                // `rate + 1` calls span at least rate * interval - grace = 1.05 s - grace:
+                // with grace at most 40 ms, more than a second, leaving 10 ms (at 20/s:
+                // 37 ms) for the SDK between this check and signing.
+                grace: Duration::from_micros((interval_us / 4).min(40_000)),
+            },
             Some(over) => Slot::Refused(Duration::from_micros(over.unsigned_abs())),
             None => Slot::Local,
         }
@@ -502,56 +531,56 @@ impl SharedCache {
         format!("{}revocations:changed", self.settings.key_prefix)
     }
 
-    /// Store (or replace) a sealed revocation record and tell the fleet. False when Redis is
-    /// not usable.
-    pub async fn put_revocation(&self, user_id: &str, record: &[u8]) -> bool {
-        let field = self.text_name(user_id);
-        let Some(sealed) = seal_bytes(&self.keys[0], field.as_bytes(), record) else {
-            return false;
-        };
+    /// A user's revocation field under the current key (where a record belongs).
+    pub fn revocation_field(&self, user_id: &str) -> String {
+        self.text_name(user_id)
+    }
+
+    /// Write sealed revocation records (each under its user's current field, its fields
+    /// under older keys removed), delete `stale` fields, and tell the fleet when anything was
+    /// written. False when Redis is not usable.
+    pub async fn write_revocations(&self, records: &[(&str, Vec<u8>)], stale: &[String]) -> bool {
+        let key = self.revocations_key();
         let mut pipe = redis::pipe();
-        pipe.cmd("HSET")
-            .arg(self.revocations_key())
-            .arg(field)
-            .arg(sealed)
-            .ignore()
-            .cmd("PUBLISH")
-            .arg(self.revocations_channel())
-            .arg("changed")
-            .ignore();
+        let mut deletes: Vec<String> = stale.to_vec();
+        for (user, record) in records {
+            let field = self.text_name(user);
+            let Some(sealed) = seal_bytes(&self.keys[0], field.as_bytes(), record) else {
+                return false;
+            };
+            let digest: [u8; 32] = Sha256::digest(user.as_bytes()).into();
+            deletes.extend(self.keys[1..].iter().map(|k| k.name(&digest)));
+            pipe.cmd("HSET").arg(&key).arg(field).arg(sealed).ignore();
+        }
+        if !deletes.is_empty() {
+            pipe.cmd("HDEL").arg(&key).arg(deletes).ignore();
+        }
+        if !records.is_empty() {
+            pipe.cmd("PUBLISH")
+                .arg(self.revocations_channel())
+                .arg("changed")
+                .ignore();
+        }
         self.run_pipe(pipe).await
     }
 
-    /// Remove a user's revocation record and tell the fleet: Some(whether there was one), or
-    /// None when Redis is not usable.
-    pub async fn delete_revocation(&self, user_id: &str) -> Option<bool> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("HDEL")
-            .arg(self.revocations_key())
-            .arg(self.text_name(user_id))
-            .cmd("PUBLISH")
-            .arg(self.revocations_channel())
-            .arg("changed")
-            .ignore();
-        let connection = self.usable()?;
-        let mut connection = (*connection).clone();
-        self.bounded(pipe.query_async::<(i64,)>(&mut connection))
-            .await
-            .map(|(removed,)| removed > 0)
-    }
-
-    /// Every revocation record, opened; None when Redis is not usable.
-    pub async fn all_revocations(&self) -> Option<Vec<Vec<u8>>> {
+    /// Every revocation record Redis holds; None when Redis is not usable.
+    pub async fn all_revocations(&self) -> Option<Vec<StoredRevocation>> {
         let mut command = redis::cmd("HGETALL");
         command.arg(self.revocations_key());
         let entries: Vec<(String, Vec<u8>)> = self.run(command).await?;
         Some(
             entries
                 .into_iter()
-                .filter_map(|(field, sealed)| {
-                    self.keys
-                        .iter()
-                        .find_map(|k| open_bytes(k, field.as_bytes(), &sealed))
+                .map(|(field, sealed)| {
+                    let opened = self.keys.iter().enumerate().find_map(|(i, k)| {
+                        open_bytes(k, field.as_bytes(), &sealed).map(|r| (i, r))
+                    });
+                    StoredRevocation {
+                        current_key: opened.as_ref().is_some_and(|(i, _)| *i == 0),
+                        record: opened.map(|(_, r)| r),
+                        field,
+                    }
                 })
                 .collect(),
         )

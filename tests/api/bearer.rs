@@ -344,3 +344,79 @@ async fn an_old_tokens_groups_are_re_read_at_the_idp() {
     let disabled = token_for(&disabled_user, now - 7200).await;
     assert_invalid_token(&app, &disabled, "account disabled at the IdP").await;
 }
+
+/// A disabled user's old token is refused once at the IdP, then from memory: retries do not
+/// make stsvend ask the IdP again (review finding d).
+#[tokio::test]
+async fn a_refused_stale_token_is_not_rechecked_at_the_idp_on_every_retry() {
+    let app = spawn_ready_app().await;
+    let sub = format!("retry-disabled-{}", uuid::Uuid::new_v4().simple());
+    let now = chrono::Utc::now().timestamp();
+    let token = mint(
+        &app.issuer,
+        json!({"sub": sub, "groups": ["science"], "iat": now - 7200, "exp": now + 3600}),
+        json!({}),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let res = http
+        .post(format!("{}/test/account", app.issuer))
+        .json(&json!({"sub": sub, "disabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let calls = || async {
+        let body: serde_json::Value = http
+            .get(format!("{}/test/userinfo-calls?sub={sub}", app.issuer))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["calls"].as_u64().unwrap()
+    };
+    for _ in 0..30 {
+        assert_eq!(whoami(&app, &token).await.status(), 401);
+    }
+    let made = calls().await;
+    assert!(made <= 1, "{made} userinfo calls for 30 retries");
+}
+
+/// A token whose `exp` lies at the end of what a date can hold is handled, not a panic that
+/// drops the connection (review finding f): first verification and the cached path.
+#[tokio::test]
+async fn a_token_expiring_at_the_end_of_time_does_not_drop_the_connection() {
+    let app = spawn_ready_app().await;
+    // chrono's last second (+262142-12-31T23:59:59Z), within the leeway of it, and past it.
+    for exp in [
+        8_210_266_876_799_i64,
+        8_210_266_876_799 - 30,
+        8_210_266_876_800,
+        i64::MAX / 1000,
+    ] {
+        let sub = format!("end-of-time-{}", uuid::Uuid::new_v4().simple());
+        let now = chrono::Utc::now().timestamp();
+        let token = mint(
+            &app.issuer,
+            json!({"sub": sub, "groups": ["science"], "iat": now, "exp": exp, "nbf": -8_334_601_228_800_i64}),
+            json!({}),
+        )
+        .await;
+        for attempt in 0..2 {
+            let res = app
+                .http
+                .get(app.url("/whoami"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("exp {exp}, attempt {attempt}: {e}"));
+            assert!(
+                res.status() == 200 || res.status() == 401,
+                "exp {exp}: {}",
+                res.status()
+            );
+        }
+    }
+}

@@ -369,7 +369,7 @@ async fn idp_hung_then_dead_known_keys_keep_working_and_readiness_says_why() {
             .as_str()
             .unwrap()
             .to_owned();
-        assert!(check.starts_with("degraded: "), "{label}: {body}");
+        assert!(check.starts_with("degraded"), "{label}: {body}");
         eprintln!(
             "drill {label}: cached token served in {elapsed:?}, new token in {elapsed_new:?}; unknown key refused in {refused_in:?}; readiness: {check}"
         );

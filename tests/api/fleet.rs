@@ -314,14 +314,22 @@ async fn the_fleet_wide_sts_budget_holds_in_every_second() {
 const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
 
 async fn admin_replica(redis_port: Option<u16>) -> TestApp {
+    admin_replica_with(redis_port, |f| f).await
+}
+
+/// An admin replica with more settings (`more` is merged last).
+async fn admin_replica_with(
+    redis_port: Option<u16>,
+    more: impl Fn(Figment) -> Figment + Send + Sync + 'static,
+) -> TestApp {
     let app = spawn_app_with(move |f| {
         let f = f
             .merge(Serialized::default("server.internal_bind", "127.0.0.1:0"))
             .merge(Serialized::default("admin.token", ADMIN_TOKEN));
-        match redis_port {
+        more(match redis_port {
             Some(port) => in_fleet(port)(f),
             None => f,
-        }
+        })
     })
     .await;
     assert!(app.wait_ready(Duration::from_secs(15)).await);
@@ -516,6 +524,18 @@ async fn without_redis_a_revocation_applies_to_one_replica() {
         .unwrap();
     assert_eq!(body["applies_to"], "this replica");
     assert_eq!(app.get_as("/s3credentials", &token).await.status(), 403);
+    // The README page does not greet a revoked user or list what they could read.
+    let page = app
+        .get_as("/s3credentialsREADME", &token)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("s3credentials"), "{page}");
+    assert!(
+        !page.contains(&user),
+        "a revoked user is shown as signed in"
+    );
     // It expires by itself.
     app.clock.advance(Duration::from_secs(61));
     assert_eq!(app.get_as("/s3credentials", &token).await.status(), 200);
@@ -524,4 +544,247 @@ async fn without_redis_a_revocation_applies_to_one_replica() {
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
+}
+
+/// The status a replica gives `token` on `/s3credentials`.
+async fn status_for(app: &TestApp, token: &str) -> u16 {
+    app.get_as("/s3credentials", token).await.status().as_u16()
+}
+
+/// Until every replica answers `token` with `want` (or `within` passes: a failure).
+async fn until_every_replica_says(apps: &[&TestApp], token: &str, want: u16, within: Duration) {
+    let deadline = Instant::now() + within;
+    for app in apps {
+        loop {
+            let got = status_for(app, token).await;
+            if got == want {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} still answers {got}, not {want}, after {within:?}",
+                app.url("")
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// For `span`, every replica keeps answering `token` with `want` (several resyncs).
+async fn every_replica_keeps_saying(apps: &[&TestApp], token: &str, want: u16, span: Duration) {
+    let until = Instant::now() + span;
+    while Instant::now() < until {
+        for app in apps {
+            assert_eq!(status_for(app, token).await, want, "on {}", app.url(""));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("run redis-cli");
+    assert!(out.status.success(), "redis-cli {args:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+async fn revoke_on(app: &TestApp, user: &str) -> Value {
+    let res = admin(app, reqwest::Method::POST, "")
+        .json(&serde_json::json!({"user": user}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    res.json().await.unwrap()
+}
+
+/// A counter's value from a replica's internal listener; a missing metric fails the test.
+async fn internal_metric(app: &TestApp, name: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", app.internal.as_deref().unwrap()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.split([' ', '{']).next() == Some(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name}"))
+}
+
+/// Redis losing its data (`FLUSHALL`, a restart without persistence, a failover) lifts no
+/// revocation: the replicas keep refusing, put the record back, and count the loss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_survives_redis_losing_its_data() {
+    let redis_port = free_port();
+    let _redis = start_redis(redis_port);
+    let with_metrics = || |f: Figment| f.merge(Serialized::default("server.metrics", true));
+    let apps = [
+        admin_replica_with(Some(redis_port), with_metrics()).await,
+        admin_replica_with(Some(redis_port), with_metrics()).await,
+        admin_replica_with(Some(redis_port), with_metrics()).await,
+    ];
+    let refs: Vec<&TestApp> = apps.iter().collect();
+    wait_for_redis(&refs, "ok").await;
+    let (user, token) = unique_user(&apps[0], "flushed", serde_json::json!(["science"])).await;
+    access_key(&apps[0], &token).await;
+    assert_eq!(revoke_on(&apps[0], &user).await["applies_to"], "fleet");
+    until_every_replica_says(&refs, &token, 403, Duration::from_secs(1)).await;
+
+    assert_eq!(redis_cli(redis_port, &["FLUSHALL"]), "OK");
+    every_replica_keeps_saying(&refs, &token, 403, Duration::from_millis(1500)).await;
+    let hash = format!("{}revocations", "stsvend:");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while redis_cli(redis_port, &["HLEN", &hash]) != "1" {
+        assert!(Instant::now() < deadline, "the record was not put back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut lost = 0.0;
+    for app in &apps {
+        lost += internal_metric(app, "stsvend_revocations_lost_total").await;
+    }
+    assert!(lost >= 1.0, "the loss was not counted");
+    // A replica that starts now learns the revocation from Redis.
+    let late = admin_replica(Some(redis_port)).await;
+    until_every_replica_says(&[&late], &token, 403, Duration::from_secs(2)).await;
+}
+
+/// A revocation accepted while Redis was down ("this replica") reaches every replica once
+/// Redis answers again, even empty, and a replica started afterwards learns it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_made_during_a_redis_outage_reaches_the_fleet_when_redis_returns() {
+    let redis_port = free_port();
+    let redis = start_redis(redis_port);
+    let apps = [
+        admin_replica(Some(redis_port)).await,
+        admin_replica(Some(redis_port)).await,
+        admin_replica(Some(redis_port)).await,
+    ];
+    let refs: Vec<&TestApp> = apps.iter().collect();
+    wait_for_redis(&refs, "ok").await;
+    let (user, token) = unique_user(&apps[0], "outage", serde_json::json!(["science"])).await;
+    access_key(&apps[0], &token).await;
+
+    drop(redis);
+    wait_for_redis(&refs, "unavailable").await;
+    assert_eq!(
+        revoke_on(&apps[0], &user).await["applies_to"],
+        "this replica"
+    );
+    assert_eq!(status_for(&apps[0], &token).await, 403);
+    // Redis back, empty (no persistence); the replicas retry after 1 s.
+    let _redis = start_redis(redis_port);
+    until_every_replica_says(&refs, &token, 403, Duration::from_secs(4)).await;
+    every_replica_keeps_saying(&refs, &token, 403, Duration::from_secs(1)).await;
+    let late = admin_replica(Some(redis_port)).await;
+    until_every_replica_says(&[&late], &token, 403, Duration::from_secs(2)).await;
+}
+
+/// Rotating `cluster.encryption_key` (old key kept as previous, then dropped): records are
+/// re-sealed under the new key, a lift made by a new replica holds (nothing comes back on
+/// the next resync), and a replica that only knows the new key still refuses the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_the_cluster_key_keeps_revocations_and_their_lifts() {
+    const NEW_KEY: &str = "bmV3LXN0c3ZlbmQtZmxlZXQta2V5LTMyLWJ5dGVzLSE=";
+    let redis_port = free_port();
+    let _redis = start_redis(redis_port);
+    let old = admin_replica(Some(redis_port)).await;
+    wait_for_redis(&[&old], "ok").await;
+    let (lifted, lifted_token) =
+        unique_user(&old, "rotated-lift", serde_json::json!(["science"])).await;
+    let (kept, kept_token) =
+        unique_user(&old, "rotated-kept", serde_json::json!(["science"])).await;
+    assert_eq!(revoke_on(&old, &lifted).await["applies_to"], "fleet");
+    assert_eq!(revoke_on(&old, &kept).await["applies_to"], "fleet");
+
+    let rotated = || {
+        |f: Figment| {
+            f.merge(Serialized::default("cluster.encryption_key", NEW_KEY))
+                .merge(Serialized::default(
+                    "cluster.previous_encryption_keys",
+                    vec![crate::helpers::FLEET_KEY],
+                ))
+        }
+    };
+    let b = admin_replica_with(Some(redis_port), rotated()).await;
+    let c = admin_replica_with(Some(redis_port), rotated()).await;
+    drop(old);
+    let refs = [&b, &c];
+    wait_for_redis(&refs, "ok").await;
+    until_every_replica_says(&refs, &lifted_token, 403, Duration::from_secs(2)).await;
+
+    let res = admin(&b, reqwest::Method::DELETE, &format!("?user={lifted}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    until_every_replica_says(&refs, &lifted_token, 200, Duration::from_secs(2)).await;
+    every_replica_keeps_saying(&refs, &lifted_token, 200, Duration::from_millis(1500)).await;
+    every_replica_keeps_saying(&refs, &kept_token, 403, Duration::from_millis(200)).await;
+
+    // The old key dropped: what was sealed with it has been re-sealed.
+    let d = admin_replica_with(Some(redis_port), |f| {
+        f.merge(Serialized::default("cluster.encryption_key", NEW_KEY))
+    })
+    .await;
+    wait_for_redis(&[&d], "ok").await;
+    until_every_replica_says(&[&d], &kept_token, 403, Duration::from_secs(2)).await;
+    every_replica_keeps_saying(&[&d], &lifted_token, 200, Duration::from_millis(1200)).await;
+}
+
+/// Login error callbacks never reach the IdP, so they claim nothing in Redis; and login
+/// starts are rate-limited per client like the other IdP-bound work (review finding c).
+#[tokio::test]
+async fn anonymous_login_error_callbacks_leave_nothing_in_redis() {
+    let redis_port = free_port();
+    let _redis = start_redis(redis_port);
+    let app = replica(redis_port).await;
+    wait_for_redis(&[&app], "ok").await;
+    let keys_before: i64 = redis_cli(redis_port, &["DBSIZE"]).parse().unwrap();
+    let (mut started, mut limited) = (0, 0);
+    for _ in 0..150 {
+        let res = app.get("/login").await;
+        if res.status() == 429 {
+            assert!(res.headers().get("retry-after").is_some());
+            limited += 1;
+            continue;
+        }
+        assert_eq!(res.status(), 302);
+        started += 1;
+        let location = res.headers()["location"].to_str().unwrap().to_owned();
+        let state = reqwest::Url::parse(&location)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .map(|(_, v)| v.into_owned())
+            .unwrap();
+        let cookie = res
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let res = app
+            .http
+            .get(app.url("/login"))
+            .query(&[("state", state.as_str()), ("error", "access_denied")])
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_client_error(), "{}", res.status());
+    }
+    let keys_after: i64 = redis_cli(redis_port, &["DBSIZE"]).parse().unwrap();
+    eprintln!("{started} logins started, {limited} refused with 429; Redis keys {keys_before} -> {keys_after}");
+    assert!(limited > 0, "login starts are not rate-limited");
+    assert!(
+        keys_after - keys_before <= 5,
+        "{} Redis keys for error callbacks",
+        keys_after - keys_before
+    );
 }

@@ -217,3 +217,78 @@ async fn other_methods_get_405_with_allow() {
     }
     assert_eq!(app.get("/nope").await.status(), 404);
 }
+
+/// Invented HTTP methods (actix accepts any token) cannot grow the metric registry: they are
+/// counted under one `OTHER` label.
+#[tokio::test]
+async fn invented_methods_share_one_metric_label() {
+    let app = crate::helpers::spawn_app_with(|f| {
+        f.merge(figment::providers::Serialized::default(
+            "server.metrics",
+            true,
+        ))
+    })
+    .await;
+    for i in 0..300 {
+        let method = reqwest::Method::from_bytes(format!("INVENTED{i}").as_bytes()).unwrap();
+        let res = app
+            .http
+            .request(method, app.url("/s3credentials"))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_client_error(), "{}", res.status());
+    }
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let methods: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("stsvend_http_requests_total{"))
+        .filter_map(|l| l.split("method=\"").nth(1)?.split('"').next())
+        .collect();
+    assert!(methods.contains("OTHER"), "{methods:?}");
+    assert!(
+        methods.len() <= 12,
+        "{} method labels: {methods:?}",
+        methods.len()
+    );
+}
+
+/// Every response says `X-Content-Type-Options: nosniff` (errors and redirects too); plain
+/// HTTP sends no `Strict-Transport-Security` (the https test checks it is there).
+#[tokio::test]
+async fn every_response_forbids_content_sniffing() {
+    let app = spawn_app().await;
+    for path in ["/healthz", "/no/such/path", "/s3credentials", "/login"] {
+        let res = app.get(path).await;
+        assert_eq!(
+            res.headers()
+                .get("x-content-type-options")
+                .map(|v| v.to_str().unwrap()),
+            Some("nosniff"),
+            "{path} ({})",
+            res.status()
+        );
+        assert!(res.headers().get("strict-transport-security").is_none());
+    }
+}
+
+/// The public `/readyz` says the IdP is not reachable without echoing the IdP's error text
+/// (a caller learns nothing of the network behind stsvend); the log has the details.
+#[tokio::test]
+async fn public_readiness_does_not_echo_idp_errors() {
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let app = spawn_app_against(&issuer, &components().moto_endpoint, |f| f).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let res = app.get("/readyz").await;
+    assert_eq!(res.status(), 503);
+    let text = res.text().await.unwrap();
+    for leak in [
+        "Connection refused",
+        "error sending request",
+        "tcp connect",
+        "os error",
+    ] {
+        assert!(!text.contains(leak), "{leak} in {text}");
+    }
+}

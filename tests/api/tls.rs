@@ -174,6 +174,12 @@ async fn https_with_http2_internal_listener_and_certificate_rotation_under_load(
     assert_eq!(res.status(), 200);
     assert_eq!(res.version(), reqwest::Version::HTTP_2, "h2 by ALPN");
     assert_eq!(peer_certificate(&res), first.der);
+    // Served over https: browsers are told to stay on https.
+    assert_eq!(
+        res.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
 
     // Metrics and probes live on the internal listener only.
     assert_eq!(

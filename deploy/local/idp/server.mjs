@@ -377,6 +377,8 @@ async function mintOpaque(ctx) {
 // Test-only changes to accounts, made as an administrator would at Earthdata Login:
 // { sub, groups } replaces a user's groups, { sub, disabled: true } disables the account.
 const ACCOUNT_CHANGES = new Map();
+// Userinfo calls made with a JWT user token, by subject (GET /test/userinfo-calls?sub=S).
+const USERINFO_CALLS = new Map();
 
 function currentAccount(sub) {
   const change = ACCOUNT_CHANGES.get(sub);
@@ -410,6 +412,7 @@ provider.use(async (ctx, next) => {
   const bearer = /^Bearer (.+)$/i.exec(ctx.get('authorization') ?? '')?.[1];
   if (ctx.path === '/oauth/userinfo' && ctx.method === 'GET' && bearer?.split('.').length === 3) {
     const sub = verifiedUserToken(bearer);
+    if (sub) USERINFO_CALLS.set(sub, (USERINFO_CALLS.get(sub) ?? 0) + 1);
     const account = sub && (currentAccount(sub) ?? (ACCOUNT_CHANGES.has(sub) ? undefined : { sub, groups: [] }));
     log('userinfo-jwt', { ok: Boolean(account) });
     if (!account) {
@@ -439,6 +442,10 @@ provider.use(async (ctx, next) => {
       PUBLISHED = { keys: [SIGNING] };
     }
     ctx.body = { kid: SIGNING.kid, published: PUBLISHED.keys.map((k) => k.kid) };
+    return;
+  }
+  if (env.IDP_TEST_MINT === '1' && ctx.method === 'GET' && ctx.path === '/test/userinfo-calls') {
+    ctx.body = { calls: USERINFO_CALLS.get(String(ctx.query.sub)) ?? 0 };
     return;
   }
   if (env.IDP_TEST_MINT === '1' && ctx.method === 'POST' && ctx.path === '/test/account') {
