@@ -133,6 +133,7 @@ pub struct RawOidc {
     pub user_id_claim: String,
     pub groups_claim: String,
     pub audiences: Vec<String>,
+    pub bearer_token_types: Vec<String>,
     pub callback_path: String,
     pub accept_opaque_tokens: bool,
     pub unsafe_opaque_tokens_via_userinfo: bool,
@@ -232,6 +233,9 @@ pub struct RawCluster {
     pub sts_rate_per_second: u32,
     #[serde(default = "default_sts_max_wait_ms")]
     pub sts_max_wait_ms: u64,
+    /// The network to Redis is private to stsvend: allows `redis://` (no TLS) off loopback.
+    #[serde(default)]
+    pub trusted_network: bool,
     #[serde(default, serialize_with = "redacted")]
     pub encryption_key: Option<SecretString>,
     #[serde(default, serialize_with = "resolved_path")]
@@ -588,6 +592,8 @@ pub struct OidcSettings {
     pub user_id_claim: String,
     pub groups_claim: String,
     pub audiences: Vec<String>,
+    /// Accepted `typ` headers of bearer JWTs, as [`token_type`] normalises them.
+    pub bearer_token_types: Vec<String>,
     pub callback_path: String,
     pub accept_opaque_tokens: bool,
     /// Accept opaque tokens that only userinfo can check (no proof they were issued to us).
@@ -819,11 +825,36 @@ fn validate_region(key: &str, region: &str) -> Result<(), ConfigError> {
 
 /// Whether `url` points at this machine (127.0.0.0/8, ::1 or localhost): the only place plain
 /// http is accepted for anything carrying credentials.
+/// A JWT `typ` as compared: lower case, without the optional `application/` (RFC 9068 §4);
+/// a token without `typ` counts as `jwt` (RFC 7519 §5.1).
+pub fn token_type(typ: Option<&str>) -> String {
+    let t = typ.unwrap_or("JWT").to_ascii_lowercase();
+    t.strip_prefix("application/")
+        .map(str::to_owned)
+        .unwrap_or(t)
+}
+
+fn token_types(raw: &[String]) -> Result<Vec<String>, ConfigError> {
+    if raw.is_empty() || raw.iter().any(|t| t.trim().is_empty()) {
+        return Err(ConfigError::key(
+            "oidc.bearer_token_types",
+            "must list the JWT `typ` values accepted as bearer tokens, e.g. [\"at+jwt\"] (add \"JWT\" for Earthdata Login's user tokens)",
+        ));
+    }
+    Ok(raw.iter().map(|t| token_type(Some(t.trim()))).collect())
+}
+
 pub fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(Host::Ipv4(ip)) => ip.is_loopback(),
         Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        // Non-special schemes (redis://) leave addresses unparsed.
+        Some(Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost")
+                || d.trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
         None => false,
     }
 }
@@ -1018,10 +1049,17 @@ impl Settings {
                 "must be redis://host:port or rediss://host:port (TLS)",
             ));
         }
-        if url.scheme() == "redis" && !is_loopback(&url) && url.password().is_some() {
+        if url.scheme() == "redis" && !is_loopback(&url) && !raw.trusted_network {
+            // Whoever can reach an unencrypted Redis can read its traffic and flush or rewrite
+            // what the fleet shares (locks, the STS budget, revocation records).
+            let why = if url.password().is_some() {
+                "a password would cross the network in clear"
+            } else {
+                "Redis without TLS off loopback can be read and rewritten by anyone on the path"
+            };
             return Err(ConfigError::key(
                 "cluster.redis_url",
-                "a password would cross the network in clear: use rediss:// (TLS) off loopback",
+                format!("{why}: use rediss:// (TLS), or set cluster.trusted_network = true if the network to Redis is private to stsvend"),
             ));
         }
         let prefix = &raw.key_prefix;
@@ -1346,6 +1384,7 @@ impl Settings {
             user_id_claim: raw.user_id_claim.clone(),
             groups_claim: raw.groups_claim.clone(),
             audiences,
+            bearer_token_types: token_types(&raw.bearer_token_types)?,
             callback_path: path.clone(),
             accept_opaque_tokens: raw.accept_opaque_tokens,
             unsafe_opaque_tokens_via_userinfo: if raw.unsafe_opaque_tokens_via_userinfo

@@ -18,7 +18,7 @@ use crate::vend::format::{Container, CredentialProcess, Earthdata};
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(
-        s3credentials, scope, readme, login, logout, whoami, healthz, readyz, openapi_json,
+        s3credentials, scope, readme, login, logout, logout_post, whoami, healthz, readyz, openapi_json,
         favicon
     ),
     components(schemas(
@@ -176,6 +176,17 @@ fn login() {}
 )]
 #[allow(dead_code)]
 fn logout() {}
+
+#[utoipa::path(
+    post, path = "/logout", tag = "login",
+    responses(
+        (status = 200, description = "Session cleared (the identity provider has no logout endpoint).", content_type = "application/json", headers(("Set-Cookie" = String))),
+        (status = 303, description = "Session cleared; on to the identity provider's logout.", headers(("Location" = String), ("Set-Cookie" = String))),
+        (status = 403, description = "Sent from another site's page (`Origin` is not this service).", body = ErrorBody, content_type = "application/json"),
+    )
+)]
+#[allow(dead_code)]
+fn logout_post() {}
 
 #[utoipa::path(
     get, path = "/whoami", tag = "login",

@@ -69,6 +69,8 @@ pub enum TokenError {
     NotReady,
     #[error("too many token checks from this address")]
     RateLimited(Duration),
+    #[error("the bearer token is not an access token (an ID token, or a `typ` this service does not accept); send an access token")]
+    NotAccessToken,
     #[error("the bearer token is older than {0} seconds and the identity provider would not confirm your groups; get a new token")]
     GroupsStale(u64),
 }
@@ -408,6 +410,12 @@ impl BearerVerifier {
                 return Err(TokenError::Algorithm);
             }
         }
+        // Access tokens only: an ID token issued to this client would otherwise pass the
+        // audience check.
+        let typ = crate::config::token_type(header.typ.as_deref());
+        if !self.settings.bearer_token_types.contains(&typ) {
+            return Err(TokenError::NotAccessToken);
+        }
         let decoding = DecodingKey::from_jwk(jwk).map_err(|_| TokenError::UnknownKey)?;
 
         let mut validation = Validation::new(header.alg);
@@ -444,6 +452,13 @@ impl BearerVerifier {
         claims: &Map<String, Value>,
         now: DateTime<Utc>,
     ) -> Result<VerifiedToken, TokenError> {
+        // What only ID tokens carry (OIDC Core §2, §3.1.3.6, §3.3.2.11).
+        if ["nonce", "at_hash", "c_hash"]
+            .iter()
+            .any(|c| claims.contains_key(*c))
+        {
+            return Err(TokenError::NotAccessToken);
+        }
         let exp = claims
             .get("exp")
             .and_then(Value::as_i64)

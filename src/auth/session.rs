@@ -345,8 +345,41 @@ mod tests {
         let cookie = c.session_cookie(&data, now).unwrap();
         assert!(cookie.http_only().unwrap() && cookie.secure().unwrap());
         assert_eq!(cookie.same_site(), Some(SameSite::Lax));
-        assert!(!cookie.value().contains("alice"), "cookie is encrypted");
         assert_eq!(&*c.read_session(cookie.value(), now).unwrap().sub, "alice");
+        // Encrypted, not merely encoded: no decoding of the value shows the user, and a codec
+        // with another key cannot open it.
+        use base64::Engine as _;
+        let value = cookie.value();
+        for engine in [
+            base64::engine::general_purpose::STANDARD,
+            base64::engine::general_purpose::URL_SAFE,
+            base64::engine::general_purpose::STANDARD_NO_PAD,
+            base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        ] {
+            let decoded = engine.decode(value).unwrap_or_default();
+            assert!(
+                !String::from_utf8_lossy(&decoded).contains("alice"),
+                "the cookie's plaintext shows through"
+            );
+        }
+        let percent = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
+        assert!(!percent.contains("alice"));
+        let other = CookieCodec::new(
+            &SessionSettings {
+                cookie_name: "s".into(),
+                key: CookieKey::from_bytes(vec![8u8; 64]),
+                previous_keys: vec![],
+                lifetime: Duration::from_secs(3600),
+                secure: true,
+            },
+            "/login",
+            "",
+        )
+        .unwrap();
+        assert!(
+            other.read_session(value, now).is_none(),
+            "opened without the key"
+        );
         assert!(c
             .read_session(cookie.value(), now + chrono::TimeDelta::seconds(61))
             .is_none());

@@ -100,8 +100,33 @@ pub async fn callback(
     Ok(res.finish())
 }
 
-/// Forget the session, then end the IdP session too when the IdP supports it.
-pub async fn logout(state: web::Data<AppState>) -> HttpResponse {
+/// Forget the session, then end the IdP session too when the IdP supports it. `POST` is the
+/// way (a link or an image cannot log anyone out); a `POST` from another site's page is
+/// refused. `GET` stays for links and scripts written against earlier versions.
+pub async fn logout(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let post = req.method() == actix_web::http::Method::POST;
+    if post {
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .map(|o| o.to_str().unwrap_or("invalid"));
+        let ours = state
+            .settings
+            .server
+            .public_url
+            .origin()
+            .ascii_serialization();
+        if origin.is_some_and(|o| o != ours) {
+            return Err(ApiError::new(
+                actix_web::http::StatusCode::FORBIDDEN,
+                "cross_site_request",
+                "log out from this service's own pages",
+            ));
+        }
+    }
     let end_session = state.discovery.provider().and_then(|p| {
         p.metadata
             .additional_metadata()
@@ -112,15 +137,21 @@ pub async fn logout(state: web::Data<AppState>) -> HttpResponse {
         Some(mut url) => {
             url.query_pairs_mut()
                 .append_pair("client_id", &state.settings.oidc.client_id);
-            let mut res = HttpResponse::Found();
+            // After a POST the browser must GET the IdP's page: 303.
+            let mut res = if post {
+                HttpResponse::SeeOther()
+            } else {
+                HttpResponse::Found()
+            };
             res.insert_header((header::LOCATION, url.to_string()));
             res
         }
         None => HttpResponse::Ok(),
     };
-    res.insert_header((header::CACHE_CONTROL, "no-store"))
+    Ok(res
+        .insert_header((header::CACHE_CONTROL, "no-store"))
         .cookie(state.cookies.clear_session())
-        .json(json!({"status": "logged_out"}))
+        .json(json!({"status": "logged_out"})))
 }
 
 /// What `/whoami` answers.

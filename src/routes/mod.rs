@@ -72,7 +72,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, callback_path: &str, cors_origins
     )
     .service(get("/s3credentialsREADME", readme::page))
     .service(get(callback_path, auth::callback))
-    .service(get("/logout", auth::logout))
+    .service(
+        web::resource("/logout")
+            .route(web::post().to(auth::logout))
+            .route(web::get().to(auth::logout))
+            .default_service(web::to(get_or_post_only)),
+    )
     .service(get("/whoami", auth::whoami))
     .service(get("/favicon.ico", favicon))
     .service(get("/openapi.json", openapi))
@@ -116,6 +121,10 @@ fn method_not_allowed(allow: &'static str) -> ApiError {
 
 async fn get_only() -> Result<actix_web::HttpResponse, ApiError> {
     Err(method_not_allowed("GET"))
+}
+
+async fn get_or_post_only() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(method_not_allowed("GET, POST"))
 }
 
 async fn get_or_head_only() -> Result<actix_web::HttpResponse, ApiError> {

@@ -70,6 +70,7 @@ pub async fn page(user: MaybeUser, state: web::Data<AppState>) -> Result<HttpRes
                 buckets => buckets,
                 granting => policy::granting_groups(settings),
                 login_url => login::absolute(&state, &format!("{}?return_to=%2Fs3credentialsREADME", settings.oidc.callback_path)),
+                logout_url => login::absolute(&state, "/logout"),
                 idp_host => idp_host,
                 example_bucket => example_bucket,
             })

@@ -420,3 +420,61 @@ async fn a_token_expiring_at_the_end_of_time_does_not_drop_the_connection() {
         }
     }
 }
+
+/// Only access tokens are bearer tokens: an ID token (no `typ`, or `JWT`, and ID-token claims)
+/// signed by the same IdP for this client is refused; `oidc.bearer_token_types` admits `JWT`
+/// for IdPs such as Earthdata Login whose user tokens say so, but never ID-token claims.
+#[tokio::test]
+async fn an_id_token_is_not_accepted_as_a_bearer_token() {
+    let app = spawn_ready_app().await;
+    let sub = format!("typ-{}", uuid::Uuid::new_v4().simple());
+    let id_token_like = mint(
+        &app.issuer,
+        json!({"sub": sub, "groups": ["science"], "nonce": "n-0123456789", "aud": app_client_id()}),
+        json!({"typ": null}),
+    )
+    .await;
+    let plain_jwt = mint(
+        &app.issuer,
+        json!({"sub": sub, "groups": ["science"]}),
+        json!({"typ": "JWT"}),
+    )
+    .await;
+    let access = mint(
+        &app.issuer,
+        json!({"sub": sub, "groups": ["science"]}),
+        json!({}),
+    )
+    .await;
+    let long_form = mint(
+        &app.issuer,
+        json!({"sub": sub, "groups": ["science"]}),
+        json!({"typ": "application/at+JWT"}),
+    )
+    .await;
+    assert_invalid_token(&app, &id_token_like, "an ID token").await;
+    assert_invalid_token(&app, &plain_jwt, "typ JWT by default").await;
+    assert_eq!(whoami(&app, &access).await.status(), 200);
+    assert_eq!(whoami(&app, &long_form).await.status(), 200);
+
+    let earthdata = crate::helpers::spawn_app_with(|f| {
+        f.merge(figment::providers::Serialized::default(
+            "oidc.bearer_token_types",
+            ["at+jwt", "JWT"],
+        ))
+    })
+    .await;
+    assert!(earthdata.wait_ready(Duration::from_secs(15)).await);
+    assert_eq!(whoami(&earthdata, &plain_jwt).await.status(), 200);
+    let with_nonce = mint(
+        &earthdata.issuer,
+        json!({"sub": sub, "groups": ["science"], "nonce": "n-0123456789"}),
+        json!({"typ": "JWT"}),
+    )
+    .await;
+    assert_invalid_token(&earthdata, &with_nonce, "ID-token claims").await;
+}
+
+fn app_client_id() -> &'static str {
+    crate::helpers::CLIENT_ID
+}

@@ -433,6 +433,16 @@ fn fleet_mode_settings_are_validated() {
     assert_eq!(e.key.as_deref(), Some("cluster.redis_url"));
     let e = err("[cluster]\nredis_url = \"redis://:pw@redis.example.org:6379\"\n");
     assert!(e.message.contains("rediss://"), "{e}");
+    // Plain Redis off loopback, even without a password: refused unless the network is
+    // declared private.
+    let e = err("[cluster]\nredis_url = \"redis://redis.example.org:6379\"\n");
+    assert_eq!(e.key.as_deref(), Some("cluster.redis_url"));
+    assert!(
+        e.message.contains("rediss://") && e.message.contains("cluster.trusted_network"),
+        "{e}"
+    );
+    env_key("[cluster]\nredis_url = \"redis://redis.example.org:6379\"\ntrusted_network = true\n")
+        .unwrap();
     let e = err("[cluster]\nredis_url = \"redis://127.0.0.1:6379\"\nlock_wait_ms = 10\n");
     assert_eq!(e.key.as_deref(), Some("cluster.lock_wait_ms"));
     let e = err("[cluster]\nredis_url = \"redis://127.0.0.1:6379\"\ncommand_timeout_ms = 0\n");

@@ -10,13 +10,18 @@ use serde_json::{json, Value};
 
 use crate::helpers::{components, free_port, spawn_app_against, start_moto, unique_user, TestApp};
 
+/// A metric's value; a metric that is not exported fails the test (a misnamed metric would
+/// otherwise read as 0 and make "no calls while ..." checks pass by themselves).
 async fn metric(app: &TestApp, name: &str) -> f64 {
     let text = app.get("/metrics").await.text().await.unwrap();
     text.lines()
-        .find(|l| l.starts_with(name))
+        .find(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+        .unwrap_or_else(|| panic!("metric {name} is not exported:\n{text}"))
 }
 
 async fn timed_get(app: &TestApp, token: &str) -> (u16, Duration, Option<String>) {

@@ -414,10 +414,20 @@ async fn a_tampered_session_cookie_is_treated_as_anonymous() {
 
 #[tokio::test]
 async fn a_session_expires_with_the_configured_lifetime() {
-    let app = spawn_ready_app().await;
+    // Ten minutes: well inside groups_max_age (an hour), so only the lifetime can end it.
+    let app = crate::helpers::spawn_app_with(|f| {
+        f.merge(figment::providers::Serialized::default(
+            "session.lifetime_seconds",
+            600,
+        ))
+    })
+    .await;
+    assert!(app.wait_ready(Duration::from_secs(15)).await);
     let cookie = logged_in_cookie(&app).await;
     assert_eq!(whoami_with_cookie(&app, &cookie).await.status(), 200);
-    app.clock.advance(Duration::from_secs(24 * 3600 + 1));
+    app.clock.advance(Duration::from_secs(590));
+    assert_eq!(whoami_with_cookie(&app, &cookie).await.status(), 200);
+    app.clock.advance(Duration::from_secs(11));
     assert_eq!(whoami_with_cookie(&app, &cookie).await.status(), 401);
 }
 
@@ -440,6 +450,71 @@ async fn logout_clears_the_cookie_and_ends_the_idp_session() {
         cleared.starts_with("stsvend_session=;") && cleared.contains("Max-Age=0"),
         "{cleared}"
     );
+}
+
+/// Logging out is a POST (the README page's button): the cookie goes, the browser is sent on
+/// to the IdP's logout with 303; a POST from another site's page is refused and clears
+/// nothing.
+#[tokio::test]
+async fn logout_by_post_clears_the_session_and_refuses_other_sites() {
+    let app = spawn_ready_app().await;
+    let cookie = logged_in_cookie(&app).await;
+    let page = app
+        .http
+        .get(app.url("/s3credentialsREADME"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let form = page
+        .split("<form method=\"post\" action=\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("the page's sign-out is a POST form: {page}"));
+    assert!(
+        form.split('"').next().unwrap().contains("logout") && form.contains("id=\"logout\""),
+        "{form}"
+    );
+    let foreign = app
+        .http
+        .post(app.url("/logout"))
+        .header("cookie", &cookie)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 403);
+    assert!(
+        set_cookies(&foreign).is_empty(),
+        "a foreign page cleared the session"
+    );
+    assert_eq!(whoami_with_cookie(&app, &cookie).await.status(), 200);
+
+    let origin = app.url("");
+    let res = app
+        .http
+        .post(app.url("/logout"))
+        .header("cookie", &cookie)
+        .header("origin", origin.trim_end_matches('/'))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert!(res.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with(&format!("{}/oauth/logout?", app.issuer)));
+    let cleared = set_cookies(&res)
+        .into_iter()
+        .find(|c| c.starts_with("stsvend_session="))
+        .unwrap();
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    // Other methods: 405 naming both.
+    let put = app.http.put(app.url("/logout")).send().await.unwrap();
+    assert_eq!(put.status(), 405);
+    assert_eq!(put.headers()["allow"], "GET, POST");
 }
 
 #[tokio::test]

@@ -30,7 +30,12 @@ cleanup() {
 trap cleanup EXIT
 
 started=$(date +%s)
-eval "$("$here/cluster.sh" start "$work/cluster")"
+# The cluster script's own failure (and its reason, on stderr) must stop the run here, not
+# surface later as an unbound variable: eval of a failed substitution would succeed.
+cluster_env="$("$here/cluster.sh" start "$work/cluster")" \
+  || { echo "[ceph] the throwaway cluster did not start (see its reason above; logs in $work/cluster/log)" >&2; exit 1; }
+eval "$cluster_env"
+: "${RGW_ENDPOINT:?cluster.sh printed no RGW_ENDPOINT}" "${CEPH_CONF:?cluster.sh printed no CEPH_CONF}"
 echo "[ceph] cluster up in $(( $(date +%s) - started ))s at $RGW_ENDPOINT" >&2
 
 # The broker: the user stsvend authenticates as. `roles=*` lets it create the role.
@@ -51,6 +56,8 @@ export STSVEND_URL="http://127.0.0.1:$app_port"
 IDP_PORT=$idp_port IDP_PARENT_PID=$$ node "$root/deploy/local/idp/server.mjs" >"$work/idp.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do curl -fsS -o /dev/null "$IDP_ISSUER/.well-known/openid-configuration" 2>/dev/null && break; sleep 0.1; done
+curl -fsS -o /dev/null "$IDP_ISSUER/.well-known/openid-configuration" \
+  || { echo "[ceph] the IdP did not come up; log:" >&2; cat "$work/idp.log" >&2; exit 1; }
 
 # The local stack's buckets plus one readable under a prefix only.
 config="$work/stsvend.toml"

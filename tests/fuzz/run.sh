@@ -21,7 +21,17 @@ echo "[fuzz] building the targets" >&2
 "${fuzz[@]}" build "${opts[@]}" >&2
 work="$CARGO_TARGET_DIR/fuzz-work"
 summary=()
-for target in $("${fuzz[@]}" list --fuzz-dir tests/fuzz); do
+# Every target in tests/fuzz/Cargo.toml runs: a failing or short `cargo fuzz list` must not
+# turn into zero targets and a success.
+expected="$(grep -c '^\[\[bin\]\]' tests/fuzz/Cargo.toml)"
+targets="$("${fuzz[@]}" list --fuzz-dir tests/fuzz)" || { echo "[fuzz] cargo fuzz list failed" >&2; exit 1; }
+found="$(wc -w <<<"$targets")"
+if [ "$found" -ne "$expected" ] || [ "$expected" -lt 10 ]; then
+  echo "[fuzz] expected $expected targets (at least 10), cargo fuzz list gave $found: $targets" >&2
+  exit 1
+fi
+ran=0
+for target in $targets; do
   mkdir -p "$work/corpus/$target" "$work/artifacts/$target"
   log="$work/$target.log"
   echo "[fuzz] $target for ${secs}s" >&2
@@ -33,7 +43,9 @@ for target in $("${fuzz[@]}" list --fuzz-dir tests/fuzz); do
     exit 1
   fi
   execs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)"
+  ran=$((ran + 1))
   summary+=("$(printf '%-16s %6ss %12s executions %10s/s' "$target" "$secs" "${execs:-?}" "$(( ${execs:-0} / secs ))")")
 done
-echo "[fuzz] no crashes, timeouts or out-of-memory:" >&2
+[ "$ran" -eq "$expected" ] || { echo "[fuzz] ran $ran of $expected targets" >&2; exit 1; }
+echo "[fuzz] $ran targets, no crashes, timeouts or out-of-memory:" >&2
 printf '  %s\n' "${summary[@]}" >&2

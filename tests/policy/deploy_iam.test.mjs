@@ -62,10 +62,21 @@ test("the read-only role's trust admits the service role and nobody else", async
     principal: 'arn:aws:sts::210987654321:assumed-role/stsvend-service/pod-1', action: 'sts:AssumeRole',
     resource: READ_ONLY_ROLE, identity: anything, resourcePolicy: readOnlyTrust,
   }), 'ImplicitlyDenied', 'a role of the same name in another account');
+  // The repository's trust, against principals of the same account whose own policies allow
+  // anything: only the service role gets in.
+  for (const principal of [
+    `arn:aws:sts::${ACCOUNT}:assumed-role/stsvend-read/alice@stsvend`, // a vended session chaining
+    `arn:aws:iam::${ACCOUNT}:user/mallory`,
+    `arn:aws:sts::${ACCOUNT}:assumed-role/stsvend-service-copy/pod-1`,
+  ]) {
+    assert.equal(await decide({
+      principal, action: 'sts:AssumeRole', resource: READ_ONLY_ROLE, identity: anything, resourcePolicy: readOnlyTrust,
+    }), 'ImplicitlyDenied', principal);
+  }
   assert.equal(await decide({
-    principal: `arn:aws:sts::${ACCOUNT}:assumed-role/stsvend-read/alice`, action: 'sts:AssumeRole',
-    resource: READ_ONLY_ROLE, identity: servicePolicy, resourcePolicy: { ...readOnlyTrust, Statement: [] },
-  }), 'ImplicitlyDenied', 'the service policy alone, without the trust');
+    principal: SERVICE_SESSION, action: 'sts:AssumeRole', resource: READ_ONLY_ROLE,
+    identity: servicePolicy, resourcePolicy: readOnlyTrust,
+  }), 'Allowed', 'the service role through the same trust');
 });
 
 test('the read-only role reads the archive buckets and nothing else', async () => {
