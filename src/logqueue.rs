@@ -3,6 +3,11 @@
 //! is full (the sink is slow or stuck, or clients make us log faster than it drains), a line is
 //! dropped and counted (`stsvend_log_lines_dropped_total`) instead of blocking a worker.
 //!
+//! Audit lines (target `stsvend::audit`: who received which credential, revocations) have a
+//! reserve: other lines may fill the queue to `1 - AUDIT_RESERVE` of its bound only, so a
+//! flood of attacker-driven refusal lines against a slow sink is dropped first and cannot
+//! crowd out the audit trail.
+//!
 //! A line costs a request thread one uncontended lock and a copy: no allocation, and no
 //! wake-up of the writer unless it is idle. The writer takes everything queued at once, writes
 //! it with one call, then lets the next batch gather for `GATHER` — under load, one write
@@ -19,6 +24,12 @@ static DROPPED: AtomicU64 = AtomicU64::new(0);
 /// How long the writer lets lines gather after writing a batch (only while lines keep
 /// coming: an idle writer sleeps until the next line).
 const GATHER: Duration = Duration::from_millis(2);
+
+/// The share of the queue's bytes only audit lines may use.
+pub const AUDIT_RESERVE: f64 = 0.25;
+
+/// The tracing target of audit lines.
+pub const AUDIT_TARGET: &str = "stsvend::audit";
 
 pub fn dropped_lines() -> u64 {
     DROPPED.load(Ordering::Relaxed)
@@ -46,6 +57,8 @@ struct Shared {
     /// Flushers wait here for the writer.
     done: Condvar,
     max_bytes: usize,
+    /// The bound for lines other than audit lines.
+    noise_max_bytes: usize,
 }
 
 impl Shared {
@@ -76,6 +89,7 @@ impl LogQueue {
             work: Condvar::new(),
             done: Condvar::new(),
             max_bytes,
+            noise_max_bytes: max_bytes - (max_bytes as f64 * AUDIT_RESERVE) as usize,
         });
         let drain = shared.clone();
         let spawned = std::thread::Builder::new()
@@ -88,10 +102,25 @@ impl LogQueue {
         (queue.clone(), LogQueueGuard { queue })
     }
 
-    /// Queue one line, or drop and count it when the queue is full.
+    /// Queue one line, or drop and count it when the queue is full (for lines other than
+    /// audit lines: when only the audit reserve is left).
     pub fn push(&self, line: &[u8]) {
+        self.push_line(line, false);
+    }
+
+    /// Queue an audit line: it may use the whole queue, the reserve included.
+    pub fn push_audit(&self, line: &[u8]) {
+        self.push_line(line, true);
+    }
+
+    fn push_line(&self, line: &[u8], audit: bool) {
+        let bound = if audit {
+            self.shared.max_bytes
+        } else {
+            self.shared.noise_max_bytes
+        };
         let mut state = self.shared.lock();
-        if state.closed || state.queued.len() + state.writing + line.len() > self.shared.max_bytes {
+        if state.closed || state.queued.len() + state.writing + line.len() > bound {
             drop(state);
             DROPPED.fetch_add(1, Ordering::Relaxed);
             return;
@@ -177,13 +206,20 @@ impl Drop for LogQueueGuard {
 pub struct LineWriter {
     queue: LogQueue,
     buf: Vec<u8>,
+    audit: bool,
+}
+
+impl LineWriter {
+    fn push(&self, line: &[u8]) {
+        self.queue.push_line(line, self.audit);
+    }
 }
 
 impl Write for LineWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         // The formatter hands over a whole line in one write: queued straight from its buffer.
         if self.buf.is_empty() && buf.ends_with(b"\n") {
-            self.queue.push(buf);
+            self.push(buf);
         } else {
             self.buf.extend_from_slice(buf);
         }
@@ -198,7 +234,8 @@ impl Write for LineWriter {
 impl Drop for LineWriter {
     fn drop(&mut self) {
         if !self.buf.is_empty() {
-            self.queue.push(&std::mem::take(&mut self.buf));
+            let line = std::mem::take(&mut self.buf);
+            self.push(&line);
         }
     }
 }
@@ -210,6 +247,15 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogQueue {
         LineWriter {
             queue: self.clone(),
             buf: Vec::new(),
+            audit: false,
+        }
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
+        LineWriter {
+            queue: self.clone(),
+            buf: Vec::new(),
+            audit: meta.target() == AUDIT_TARGET,
         }
     }
 }
@@ -275,6 +321,49 @@ mod tests {
         let written = sink.out.lock().unwrap().len();
         assert!(written > 0 && written <= 65 * 1024, "{written}");
         assert_eq!(queue.queued_bytes(), 0);
+        drop(guard);
+    }
+
+    /// Review finding e: a flood of other lines against a stuck sink is dropped first; audit
+    /// lines (by their tracing target) still get in, up to their reserve.
+    #[test]
+    fn a_flood_against_a_stuck_sink_cannot_crowd_out_audit_lines() {
+        let sink = GatedSink {
+            open: Arc::new((Mutex::new(false), Condvar::new())),
+            out: Arc::new(Mutex::new(Vec::new())),
+        };
+        const MAX: usize = 64 * 1024;
+        let (queue, guard) = LogQueue::new(sink.clone(), MAX);
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(queue.clone())
+            .with_ansi(false)
+            .finish();
+        let noise = tracing::subscriber::with_default(subscriber, || {
+            // Noise first: fills the queue up to its share and is dropped after that.
+            for i in 0..5_000 {
+                tracing::info!(attempt = i, "refused: the bearer token is malformed");
+            }
+            let noise = queue.queued_bytes();
+            for i in 0..100 {
+                tracing::info!(target: "stsvend::audit", user = "alice", n = i, "credentials vended");
+            }
+            noise
+        });
+        // Open the sink before asserting: a failed assertion must not leave the writer stuck.
+        let (lock, cv) = &*sink.open;
+        *lock.lock().unwrap() = true;
+        cv.notify_all();
+        queue.flush();
+        assert!(noise <= MAX * 3 / 4 + 1024, "noise took {noise} of {MAX}");
+        assert!(noise >= MAX / 2, "noise took only {noise}");
+        let out = String::from_utf8(sink.out.lock().unwrap().clone()).unwrap();
+        let audit = out
+            .lines()
+            .filter(|l| l.contains("credentials vended"))
+            .count();
+        // About 100 bytes a line: the 16 KiB reserve holds every one of them.
+        assert_eq!(audit, 100, "audit lines lost to noise");
+        assert!(out.lines().count() < 5_000, "noise was not dropped");
         drop(guard);
     }
 
