@@ -166,6 +166,9 @@ pub struct Revocations {
     local: ArcSwap<HashMap<String, Known>>,
     vendor: Arc<Vendor>,
     clock: Arc<dyn Clock>,
+    /// The fleet's set has been read once (fleet mode): until then the replica is not ready,
+    /// so a replica started after a revocation never serves the user in between.
+    synced: std::sync::atomic::AtomicBool,
 }
 
 impl Revocations {
@@ -174,7 +177,14 @@ impl Revocations {
             local: ArcSwap::from_pointee(HashMap::new()),
             vendor,
             clock,
+            synced: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Whether this replica knows the fleet's revocations: read once from Redis, or Redis is
+    /// down (then it works alone, as with everything else), or there is no fleet.
+    pub fn synced(&self) -> bool {
+        self.synced.load(Ordering::Relaxed) || self.vendor.shared().is_none_or(|s| s.is_down())
     }
 
     /// The hot-path check.
@@ -342,6 +352,7 @@ impl Revocations {
             plan = merge(m, &fleet, now);
             plan.merged.clone()
         });
+        self.synced.store(true, Ordering::Relaxed);
         if !plan.lost.is_empty() {
             shared
                 .stats
@@ -369,7 +380,13 @@ impl Revocations {
         tokio::spawn(async move {
             loop {
                 me.resync().await;
-                tokio::time::sleep(RESYNC).await;
+                // Until the first read, try again soon: readiness waits for it.
+                let pause = if me.synced.load(Ordering::Relaxed) {
+                    RESYNC
+                } else {
+                    Duration::from_millis(50)
+                };
+                tokio::time::sleep(pause).await;
             }
         });
         let me = self.clone();

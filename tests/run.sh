@@ -13,35 +13,64 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-deploy/local/setup.sh --for-tests
+# Every step runs under a timeout that names it when it fires, and a table of each step's
+# wall time is printed at the end, pass or fail (.ci/run adds its own steps' times through
+# STSVEND_CI_STEPS: "name seconds status;...").
+steps=()
+table() {
+  local rc=$?
+  {
+    echo "[tests] step times:"
+    local entry name secs status
+    IFS=';' read -ra pre <<<"${STSVEND_CI_STEPS:-}"
+    for entry in "${pre[@]}" "${steps[@]}"; do
+      [ -n "$entry" ] || continue
+      read -r name secs status <<<"$entry"
+      printf '  %-34s %5ss  %s\n' "$name" "$secs" "$status"
+    done
+    printf '  %-34s %5ss  %s\n' "total (tests/run.sh)" "$(( $(date +%s) - run_started ))" "$([ "$rc" = 0 ] && echo ok || echo "FAILED ($rc)")"
+  } >&2
+}
+run_started=$(date +%s)
+trap table EXIT
+
+# step NAME SECONDS COMMAND...: run COMMAND within SECONDS; its time goes in the table.
+step() {
+  local name="$1" limit="$2" started rc
+  shift 2
+  echo "[tests] $name" >&2
+  started=$(date +%s)
+  set +e
+  timeout --kill-after=20 "$limit" "$@"
+  rc=$?
+  set -e
+  local took=$(( $(date +%s) - started ))
+  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    steps+=("${name// /_} $took TIMED-OUT")
+    echo "[tests] step '$name' timed out after ${limit}s" >&2
+    exit 1
+  elif [ "$rc" != 0 ]; then
+    steps+=("${name// /_} $took FAILED($rc)")
+    echo "[tests] step '$name' failed (exit $rc)" >&2
+    exit "$rc"
+  fi
+  steps+=("${name// /_} $took ok")
+}
+
+step "setup (apt, npm, pip)" 1200 deploy/local/setup.sh --for-tests
 
 # Reuse one build directory across clones (CI runs in a fresh clone each time).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stsvend-target}"
 export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
 
-echo "[tests] cargo test" >&2
-cargo test --locked --all-targets
-
-cargo build --locked --quiet --bin stsvend
+step "cargo test (build + run)" 1500 cargo test --locked --all-targets
+step "build the stsvend binary" 600 cargo build --locked --quiet --bin stsvend
 export STSVEND_BIN="$CARGO_TARGET_DIR/debug/stsvend"
 
-echo "[tests] HTTP contract (schemathesis against /openapi.json)" >&2
-tests/contract/run.sh
-
-echo "[tests] session policies through the IAM evaluator" >&2
-(cd tests/policy && node --test)
-
-echo "[tests] browser tests (headless chromium)" >&2
-(cd tests/browser && node --test)
-
-echo "[tests] enforcement on Ceph RGW" >&2
-tests/ceph/run.sh
-
-echo "[tests] fleet: three replicas, Redis and HAProxy" >&2
-tests/fleet/run.sh
-
-echo "[tests] operations files: IAM, alerts, Kubernetes, the container image" >&2
-tests/deploy/run.sh
-
-echo "[tests] fuzzing (${FUZZ_SECONDS:-20}s per target)" >&2
-tests/fuzz/run.sh "${FUZZ_SECONDS:-20}"
+step "HTTP contract (schemathesis)" 600 tests/contract/run.sh
+step "IAM evaluator (policies)" 300 bash -c 'cd tests/policy && node --test'
+step "browser (headless chromium)" 600 bash -c 'cd tests/browser && node --test'
+step "enforcement on Ceph RGW" 900 tests/ceph/run.sh
+step "fleet (3 replicas, Redis, HAProxy)" 900 tests/fleet/run.sh
+step "operations files + image" 1800 tests/deploy/run.sh
+step "fuzzing (${FUZZ_SECONDS:-20}s per target)" 2100 tests/fuzz/run.sh "${FUZZ_SECONDS:-20}"

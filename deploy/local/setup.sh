@@ -77,6 +77,8 @@ fi
 # --- Test-only tools: chromium + playwright-core, the IAM policy evaluator, Ceph RGW ----------
 if [ "$for_tests" = 1 ]; then
   command -v chromium >/dev/null || apt_install chromium
+  # openssl s_client offers the old TLS versions the TLS test must see refused.
+  command -v openssl >/dev/null || apt_install openssl
   if ! command -v radosgw >/dev/null || ! command -v ceph-osd >/dev/null; then
     apt_install ceph-mon ceph-osd radosgw ceph-common
   fi

@@ -38,6 +38,9 @@ fn readiness(state: &AppState, detailed: bool) -> Result<HttpResponse, ApiError>
             state.settings.oidc.issuer
         ));
     }
+    if !state.revocations.synced() {
+        missing.push("the fleet's revocations have not been read from Redis yet".to_owned());
+    }
     let oidc = match (state.discovery.last_error(), last_error) {
         (_, Some(e)) => format!("degraded: {e}"),
         (Some(_), None) => "degraded".to_owned(),

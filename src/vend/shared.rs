@@ -213,6 +213,12 @@ impl SharedCache {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// Whether the last attempt to use Redis failed (connecting included): the replica works
+    /// alone until it answers.
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
     /// Whether Redis answered recently (readiness and metrics).
     pub fn available(&self) -> bool {
         self.connection.load().is_some() && !self.down.load(Ordering::Relaxed)

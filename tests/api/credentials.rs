@@ -347,6 +347,17 @@ async fn with_sts_down_cached_users_are_served_and_others_get_503_with_retry_aft
     assert!(res.headers().get("retry-after").is_some());
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"], "temporarily_unavailable");
+
+    // 14 minutes left: too little to hand out, even with STS down (a client would get a
+    // credential that dies before its next refresh).
+    app.clock.advance(Duration::from_secs(36 * 60));
+    let res = get_credentials(&app, &cached, "").await;
+    assert_eq!(
+        res.status(),
+        503,
+        "a credential with under 15 minutes left was served"
+    );
+    assert!(res.headers().get("retry-after").is_some());
 }
 
 #[tokio::test]

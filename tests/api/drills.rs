@@ -441,3 +441,45 @@ async fn key_rotation_new_kid_verifies_withdrawn_key_is_refused() {
     assert_eq!(res.status(), 401, "a token signed with a withdrawn key");
     assert_eq!(app.get_as("/whoami", &new).await.status(), 200);
 }
+
+/// STS refusing (the service's own AWS setup is wrong: AccessDenied, PackedPolicyTooLarge,
+/// RegionDisabledException): the user gets 502 `credential_service_error` naming the request
+/// id and nothing of AWS's answer; the log has the code and message at ERROR.
+#[tokio::test]
+async fn sts_refusals_are_502_with_the_details_only_in_the_log() {
+    let faults = std::sync::Arc::new(crate::helpers::Faults::default());
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_url = format!("http://127.0.0.1:{}", proxy.local_addr().unwrap().port());
+    crate::helpers::start_proxy(
+        proxy,
+        "",
+        components().moto_endpoint.clone(),
+        Some(faults.clone()),
+    );
+    let app = spawn_app_against(&components().issuer, &proxy_url, |f| f).await;
+    assert!(app.wait_ready(Duration::from_secs(15)).await);
+    for (status, code, message) in [
+        (403, "AccessDenied", "User: arn:aws:sts::123456789012:assumed-role/stsvend-service/pod is not authorized to perform: sts:AssumeRole on resource X9Q"),
+        (400, "PackedPolicyTooLarge", "Packed policy consumes 104% of allotted space X9Q"),
+        (403, "RegionDisabledException", "STS is not activated in this region for account 123456789012 X9Q"),
+    ] {
+        *faults.refuse.lock().unwrap() = Some((status, code, message));
+        let (_, token) = unique_user(&app, "refused", json!(["science"])).await;
+        let res = app.get_as("/s3credentials", &token).await;
+        assert_eq!(res.status(), 502, "{code}");
+        assert_eq!(res.headers()["cache-control"], "no-store", "{code}");
+        let request_id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let body = res.text().await.unwrap();
+        let parsed: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(parsed["error"], "credential_service_error", "{code}");
+        assert_eq!(parsed["request_id"], request_id.as_str());
+        for leak in [code, "123456789012", "X9Q", "arn:aws"] {
+            assert!(!body.contains(leak), "{code}: the answer shows {leak}: {body}");
+        }
+        let logged = crate::helpers::captured_logs()
+            .lines()
+            .any(|l| l.contains(&request_id) && l.contains(code) && l.contains("ERROR"));
+        assert!(logged, "{code}: the log line with the details is missing");
+    }
+    *faults.refuse.lock().unwrap() = None;
+}

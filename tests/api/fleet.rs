@@ -194,9 +194,10 @@ async fn redis_hanging_or_dying_never_fails_a_request() {
     assert!(started.elapsed() < Duration::from_secs(5));
 
     redis.signal("CONT");
-    // A replica retries after cluster.retry_after_failure_ms (1 s) and shares again.
+    // A replica retries after cluster.retry_after_failure_ms (1 s) and shares again: wait
+    // until both have had an answer from Redis (their resync), not for a fixed time.
     let (user, token) = unique_user(&a, "hang-recovered", serde_json::json!(["science"])).await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    wait_for_redis(&[&a, &b], "ok").await;
     let k1 = access_key(&a, &token).await;
     let k2 = access_key(&b, &token).await;
     assert_eq!(k1, k2, "shared again after Redis came back");
@@ -787,4 +788,172 @@ async fn anonymous_login_error_callbacks_leave_nothing_in_redis() {
         "{} Redis keys for error callbacks",
         keys_after - keys_before
     );
+}
+
+/// A user whose groups shrink gets a credential for the smaller scope: the broader one, cached
+/// here or by another replica, is not reused; replicas still share per scope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shrunk_groups_never_reuse_the_broader_cached_credential() {
+    let redis_port = free_port();
+    let _redis = start_redis(redis_port);
+    let a = patient_replica(redis_port).await;
+    let b = patient_replica(redis_port).await;
+    wait_for_redis(&[&a, &b], "ok").await;
+    let user = format!("shrunk-{}", uuid::Uuid::new_v4().simple());
+    let token = |groups: Value| {
+        crate::helpers::mint(
+            &a.issuer,
+            serde_json::json!({"sub": user, "groups": groups}),
+            serde_json::json!({}),
+        )
+    };
+    let broad = token(serde_json::json!(["science", "restricted"])).await;
+    let narrow = token(serde_json::json!(["science"])).await;
+    let broad_key = access_key(&a, &broad).await;
+    assert_eq!(access_key(&a, &broad).await, broad_key, "cached");
+    // Same replica, fewer groups: not the broader credential.
+    let narrow_key = access_key(&a, &narrow).await;
+    assert_ne!(narrow_key, broad_key);
+    // Another replica, fewer groups: neither the broader L2 entry; the narrower one is shared.
+    assert_eq!(access_key(&b, &narrow).await, narrow_key);
+    assert_eq!(access_key(&b, &broad).await, broad_key);
+    assert_eq!(assume_role_calls(&user).await, 2);
+}
+
+/// Another replica's shared (L2) entry is held to the same reuse window as a local one: the
+/// Earthdata format wants 56 minutes left, so a credential with 55 left is not handed out
+/// as Earthdata JSON (a new one is made), while the SDK formats may still use it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_replicas_entry_respects_the_earthdata_reuse_window() {
+    let redis_port = free_port();
+    let _redis = start_redis(redis_port);
+    let a = patient_replica(redis_port).await;
+    let b = patient_replica(redis_port).await;
+    wait_for_redis(&[&a, &b], "ok").await;
+    let (user, token) = unique_user(&a, "l2-window", serde_json::json!(["science"])).await;
+    let first = access_key(&a, &token).await;
+    // Five minutes later on replica b: 55 minutes left.
+    b.clock.advance(Duration::from_secs(300));
+    let sdk: Value = b
+        .get_as("/s3credentials?format=credential-process", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sdk["AccessKeyId"], first.as_str(), "SDK formats reuse it");
+    let earthdata = access_key(&b, &token).await;
+    assert_ne!(earthdata, first, "55 minutes left served as Earthdata JSON");
+    assert_eq!(assume_role_calls(&user).await, 2);
+}
+
+/// A revocation with an expiry ends on every replica when it expires, and does not come back
+/// from Redis or another replica afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_expires_on_every_replica_and_stays_expired() {
+    let redis_port = free_port();
+    let _redis = start_redis(redis_port);
+    let apps = [
+        admin_replica(Some(redis_port)).await,
+        admin_replica(Some(redis_port)).await,
+    ];
+    let refs: Vec<&TestApp> = apps.iter().collect();
+    wait_for_redis(&refs, "ok").await;
+    let (user, token) = unique_user(&apps[0], "expiring", serde_json::json!(["science"])).await;
+    let res = admin(&apps[0], reqwest::Method::POST, "")
+        .json(&serde_json::json!({"user": user, "expires_in_seconds": 120}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    until_every_replica_says(&refs, &token, 403, Duration::from_secs(2)).await;
+    for app in &apps {
+        app.clock.advance(Duration::from_secs(121));
+    }
+    until_every_replica_says(&refs, &token, 200, Duration::from_secs(2)).await;
+    every_replica_keeps_saying(&refs, &token, 200, Duration::from_millis(1500)).await;
+    let listed: Value = admin(&apps[1], reqwest::Method::GET, "")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["revocations"], serde_json::json!([]));
+}
+
+/// A replica that starts after a revocation refuses the user from its first answer: it is
+/// not ready until it has read the fleet's revocations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_started_after_a_revocation_refuses_from_its_first_answer() {
+    let redis_port = free_port();
+    let _redis = start_redis(redis_port);
+    let first = admin_replica(Some(redis_port)).await;
+    wait_for_redis(&[&first], "ok").await;
+    let (user, token) = unique_user(&first, "before-start", serde_json::json!(["science"])).await;
+    assert_eq!(revoke_on(&first, &user).await["applies_to"], "fleet");
+    for _ in 0..3 {
+        let late = admin_replica(Some(redis_port)).await;
+        assert_eq!(
+            status_for(&late, &token).await,
+            403,
+            "served before it knew"
+        );
+    }
+}
+
+/// A user signed in with a browser session (cookie, not a token) is refused on every replica
+/// once revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_cookie_session_is_refused_on_every_replica() {
+    let redis_port = free_port();
+    let _redis = start_redis(redis_port);
+    let apps = [
+        admin_replica(Some(redis_port)).await,
+        admin_replica(Some(redis_port)).await,
+    ];
+    let refs: Vec<&TestApp> = apps.iter().collect();
+    wait_for_redis(&refs, "ok").await;
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let client = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(crate::helpers::BROWSER_UA)
+        .build()
+        .unwrap();
+    let (_, res) =
+        crate::helpers::browser_login(&apps[0], &client, "/s3credentials", "alice", "alice-pw")
+            .await;
+    assert_eq!(res.status(), 200);
+    let cookie = reqwest::cookie::CookieStore::cookies(&*jar, &apps[0].address.parse().unwrap())
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let with_cookie = |app: &TestApp| {
+        app.http
+            .get(app.url("/s3credentials"))
+            .header("cookie", cookie.clone())
+            .header("accept", "application/json")
+            .send()
+    };
+    // The session key is shared, so the cookie works on both replicas.
+    assert_eq!(with_cookie(&apps[1]).await.unwrap().status(), 200);
+    assert_eq!(revoke_on(&apps[1], "alice").await["applies_to"], "fleet");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    for app in &apps {
+        loop {
+            let res = with_cookie(app).await.unwrap();
+            if res.status() == 403 {
+                let body: Value = res.json().await.unwrap();
+                assert_eq!(body["error"], "revoked");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cookie still works on {}",
+                app.url("")
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }

@@ -639,9 +639,14 @@ pub fn start_prefix_proxy(listener: TcpListener, prefix: &'static str, upstream:
 /// Faults a proxy injects: while `throttle` is on, every request is answered as STS answers
 /// when its rate is exceeded (HTTP 400, `Throttling`), and not forwarded. `hits` records when
 /// each request arrived.
+/// `refuse`, when set, answers every request as STS answers a refusal: (HTTP status, error
+/// code, message), with STS's XML error body.
 #[derive(Default)]
 pub struct Faults {
     pub throttle: std::sync::atomic::AtomicBool,
+    pub refuse: Mutex<Option<(u16, &'static str, &'static str)>>,
+    /// Every forwarded request waits this long first (a slow STS).
+    pub delay: Mutex<Duration>,
     pub hits: Mutex<Vec<std::time::Instant>>,
 }
 
@@ -667,6 +672,16 @@ pub fn start_proxy(
             async move {
                 if let Some(f) = &faults {
                     f.hits.lock().unwrap().push(std::time::Instant::now());
+                    let refusal = *f.refuse.lock().unwrap();
+                    if let Some((status, code, message)) = refusal {
+                        return HttpResponse::build(
+                            actix_web::http::StatusCode::from_u16(status).unwrap(),
+                        )
+                        .content_type("text/xml")
+                        .body(format!(
+                            "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>00000000-0000-0000-0000-000000000001</RequestId></ErrorResponse>"
+                        ));
+                    }
                     if f.throttle.load(std::sync::atomic::Ordering::SeqCst) {
                         return HttpResponse::BadRequest()
                             .content_type("text/xml")
@@ -674,6 +689,10 @@ pub fn start_proxy(
                                 "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>",
                             );
                     }
+                }
+                let delay = faults.as_ref().map(|f| *f.delay.lock().unwrap());
+                if let Some(delay) = delay.filter(|d| !d.is_zero()) {
+                    tokio::time::sleep(delay).await;
                 }
                 let Some(rest) = req.uri().path().strip_prefix(prefix) else {
                     return HttpResponse::NotFound().finish();

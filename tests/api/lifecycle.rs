@@ -80,3 +80,134 @@ fn answers_healthz(addr: &str) -> bool {
     let _ = stream.read_to_string(&mut response);
     response.starts_with("HTTP/1.0 200")
 }
+
+/// SIGTERM while 50 credential requests are in flight (STS answering slowly): every one of
+/// them completes with its credential before the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_requests_in_flight_finish() {
+    use std::time::{Duration, Instant};
+    let c = crate::helpers::components();
+    let faults = std::sync::Arc::new(crate::helpers::Faults::default());
+    *faults.delay.lock().unwrap() = Duration::from_millis(1500);
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_url = format!("http://127.0.0.1:{}", proxy.local_addr().unwrap().port());
+    crate::helpers::start_proxy(proxy, "", c.moto_endpoint.clone(), Some(faults.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("stsvend.toml");
+    let toml = crate::helpers::base_toml(0, &c.issuer, &proxy_url)
+        .replace("workers = 1", "workers = 2")
+        .replace(
+            "shutdown_timeout_seconds = 1",
+            "shutdown_timeout_seconds = 20",
+        );
+    std::fs::write(&config, toml).unwrap();
+    let log = dir.path().join("stsvend.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stsvend"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("STSVEND_OIDC__CLIENT_SECRET", crate::helpers::CLIENT_SECRET)
+        .env("STSVEND_SESSION__KEY", crate::helpers::COOKIE_KEY_B64)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        // 50 new users at once, each STS call slow: about shutdown, not the per-second STS
+        // budget or STS's timeout.
+        .env("STSVEND_STS__MAX_CALLS_PER_SECOND", "0")
+        .env("STSVEND_STS__TIMEOUT_SECONDS", "10")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Bound to port 0: the port is in its "listening" line.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let port = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(port) = text
+            .lines()
+            .filter(|l| l.contains("stsvend listening"))
+            .find_map(|l| {
+                l.split("\"port\":")
+                    .nth(1)?
+                    .split([',', '}'])
+                    .next()?
+                    .parse::<u16>()
+                    .ok()
+            })
+        {
+            break port;
+        }
+        assert!(Instant::now() < deadline, "never listened: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .map_or(true, |r| r.status() != 200)
+    {
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut tokens = Vec::new();
+    for i in 0..50 {
+        tokens.push(
+            crate::helpers::mint(
+                &c.issuer,
+                serde_json::json!({"sub": format!("drain-{i}-{}", uuid::Uuid::new_v4().simple()), "groups": ["science"]}),
+                serde_json::json!({}),
+            )
+            .await,
+        );
+    }
+    let requests: Vec<_> = tokens
+        .into_iter()
+        .map(|token| {
+            let (http, base) = (http.clone(), base.clone());
+            tokio::spawn(async move {
+                let res = http
+                    .get(format!("{base}/s3credentials"))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let status = res.status().as_u16();
+                let body = res.text().await.map_err(|e| e.to_string())?;
+                Ok::<_, String>((status, body))
+            })
+        })
+        .collect();
+    // Every request is waiting on STS.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while faults.hits.lock().unwrap().len() < 50 {
+        assert!(Instant::now() < deadline, "not all requests reached STS");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut outcomes = Vec::new();
+    for r in requests {
+        outcomes.push(r.await.unwrap());
+    }
+    let deadline = Instant::now() + Duration::from_secs(25);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "did not stop after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    let completed = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok((200, body)) if body.contains("accessKeyId")))
+        .count();
+    assert_eq!(
+        completed, 50,
+        "requests in flight at SIGTERM: {outcomes:?}\nlog: {log}"
+    );
+    assert!(exit.success(), "exit status {exit}");
+}

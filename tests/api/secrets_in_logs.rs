@@ -127,8 +127,22 @@ async fn client_controlled_fields_are_capped_in_log_lines() {
             res.status()
         );
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let logs = captured_logs();
+    // Until the audit line of that request has been captured.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let logs = loop {
+        let logs = captured_logs();
+        if logs
+            .lines()
+            .any(|l| l.contains(&id) && l.contains("credentials vended"))
+        {
+            break logs;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no audit line for {id}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let lines: Vec<&str> = logs.lines().filter(|l| l.contains(&id)).collect();
     assert!(
         lines.iter().any(|l| l.contains("credentials vended")),

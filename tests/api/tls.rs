@@ -266,6 +266,81 @@ async fn https_with_http2_internal_listener_and_certificate_rotation_under_load(
         second.not_after
     )));
     assert!(metrics.contains("stsvend_tls_certificate_reloads_total 1"));
+
+    // A broken renewal (a key that does not match, then a file that is not PEM): the last good
+    // certificate keeps serving and each failure is counted.
+    let third = pki.leaf(2033);
+    replace(key_file, &first.key_pem);
+    replace(cert_file, &third.cert_pem);
+    let failures = |m: &str| {
+        m.lines()
+            .find(|l| l.starts_with("stsvend_tls_certificate_reload_failures_total "))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .expect("reload failures metric")
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while failures(&text(&plain, &format!("{internal}/metrics")).await) < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the mismatched key was not noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    replace(cert_file, "not a certificate\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while failures(&text(&plain, &format!("{internal}/metrics")).await) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the unreadable certificate was not noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let res = https_client(&pki.ca_pem())
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        peer_certificate(&res),
+        second.der,
+        "the last good certificate"
+    );
+
+    // TLS 1.0 and 1.1 are refused, by a client that is willing to speak them.
+    for (flag, name) in [
+        ("-tls1", "TLS 1.0"),
+        ("-tls1_1", "TLS 1.1"),
+        ("-tls1_2", "TLS 1.2"),
+    ] {
+        let out = std::process::Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &format!("127.0.0.1:{}", app.port),
+                flag,
+            ])
+            .args(["-cipher", "DEFAULT@SECLEVEL=0", "-servername", "localhost"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run openssl s_client");
+        let talk = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let negotiated = talk.contains("Protocol  :") || talk.contains("Protocol:");
+        let cipher_none = talk.contains("Cipher is (NONE)") || talk.contains("Cipher    : 0000");
+        if name == "TLS 1.2" {
+            assert!(negotiated && !cipher_none, "{name} must work: {talk}");
+        } else {
+            assert!(
+                !out.status.success() || cipher_none,
+                "{name} was accepted: {talk}"
+            );
+        }
+    }
 }
 
 #[test]
