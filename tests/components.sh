@@ -30,22 +30,52 @@ wait_http() { # url [log]
   exit 1
 }
 
+# Wait until URL answers 200 while PID lives: 0 when it answers, 1 when the process died
+# (its port was taken in between, say) or 30 s passed.
+up_while_alive() { # url pid
+  for _ in $(seq 1 300); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
 # Start the IdP (with the test-only endpoints) and moto on free ports; sets `issuer` and
-# `moto`. Extra IdP environment may be given as VAR=value arguments.
+# `moto`. A port found free can be taken before the component binds it: each component is
+# tried on up to three new ports. Extra IdP environment may be given as VAR=value arguments.
 start_components() {
-  local idp_port moto_port
-  idp_port=$(free_port); moto_port=$(free_port)
-  issuer="http://127.0.0.1:$idp_port"; moto="http://127.0.0.1:$moto_port"
-  env IDP_PORT="$idp_port" IDP_TEST_MINT=1 IDP_PARENT_PID=$$ "$@" \
-    node "$root/deploy/local/idp/server.mjs" >"$work/idp.log" 2>&1 &
-  pids+=($!)
-  "$root/deploy/local/.venv/bin/python" "$root/deploy/local/moto_stack.py" --port "$moto_port" \
-    --parent-pid $$ >"$work/moto.log" 2>&1 &
-  pids+=($!)
-  wait_http "$issuer/.well-known/openid-configuration" "$work/idp.log"
-  for _ in $(seq 1 200); do grep -q '"event": "ready"' "$work/moto.log" && return 0; sleep 0.1; done
+  local port pid attempt
+  issuer=""; moto=""
+  for attempt in 1 2 3; do
+    port=$(free_port)
+    env IDP_PORT="$port" IDP_TEST_MINT=1 IDP_PARENT_PID=$$ "$@" \
+      node "$root/deploy/local/idp/server.mjs" >"$work/idp.log" 2>&1 &
+    pid=$!
+    if up_while_alive "http://127.0.0.1:$port/.well-known/openid-configuration" "$pid"; then
+      pids+=("$pid"); issuer="http://127.0.0.1:$port"; break
+    fi
+    kill "$pid" 2>/dev/null || true
+    echo "$(basename "$0"): the IdP did not come up on port $port (attempt $attempt)" >&2
+    tail -5 "$work/idp.log" >&2
+  done
+  [ -n "$issuer" ] || { echo "$(basename "$0"): the IdP did not come up" >&2; exit 1; }
+  for attempt in 1 2 3; do
+    port=$(free_port)
+    "$root/deploy/local/.venv/bin/python" "$root/deploy/local/moto_stack.py" --port "$port" \
+      --parent-pid $$ >"$work/moto.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 1 300); do
+      grep -q '"event": "ready"' "$work/moto.log" && { moto="http://127.0.0.1:$port"; break; }
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if [ -n "$moto" ]; then pids+=("$pid"); return 0; fi
+    kill "$pid" 2>/dev/null || true
+    echo "$(basename "$0"): moto did not come up on port $port (attempt $attempt)" >&2
+    tail -5 "$work/moto.log" >&2
+  done
   echo "$(basename "$0"): moto did not come up" >&2
-  tail -20 "$work/moto.log" >&2
   exit 1
 }
 

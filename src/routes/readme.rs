@@ -83,12 +83,26 @@ pub async fn page(user: MaybeUser, state: web::Data<AppState>) -> Result<HttpRes
                 "the page could not be rendered",
             )
         })?;
+    // The one form is the sign-out button: it posts here and is sent on to the IdP's logout
+    // (browsers hold the redirect to form-action too).
+    let end_session = state.discovery.provider().and_then(|p| {
+        p.metadata
+            .additional_metadata()
+            .end_session_endpoint
+            .as_deref()
+            .and_then(|e| url::Url::parse(e).ok())
+    });
+    let idp_origin = end_session
+        .or_else(|| url::Url::parse(&settings.oidc.issuer).ok())
+        .map(|u| u.origin().ascii_serialization())
+        .filter(|o| o != "null")
+        .unwrap_or_default();
+    let csp = format!(
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; form-action 'self' {idp_origin}; frame-ancestors 'none'"
+    );
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "private, no-cache"))
-        .insert_header((
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-        ))
+        .insert_header((header::CONTENT_SECURITY_POLICY, csp))
         .body(html))
 }

@@ -5,9 +5,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::json;
 
-use crate::helpers::{
-    components, free_port, idp_token, mint, spawn_app_against, spawn_ready_app, start_idp, TestApp,
-};
+use crate::helpers::{components, idp_token, mint, spawn_app_against, spawn_ready_app, TestApp};
 
 async fn whoami(app: &TestApp, token: &str) -> reqwest::Response {
     app.get_as("/whoami", token).await
@@ -170,8 +168,7 @@ async fn garbage_and_empty_tokens_are_401() {
 #[tokio::test]
 async fn a_flood_of_unknown_kids_refetches_the_jwks_at_most_once_per_interval() {
     // A dedicated IdP so its log counts only this test's key fetches.
-    let port = free_port();
-    let idp = tokio::task::spawn_blocking(move || start_idp(port))
+    let (idp, port) = tokio::task::spawn_blocking(crate::helpers::start_idp_anywhere)
         .await
         .unwrap();
     let issuer = format!("http://127.0.0.1:{port}");

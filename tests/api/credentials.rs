@@ -5,8 +5,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    components, free_port, idp_token, mint, spawn_app_against, spawn_ready_app, start_moto,
-    unique_user, TestApp, BROWSER_ACCEPT,
+    components, idp_token, mint, spawn_app_against, spawn_ready_app, unique_user, TestApp,
+    BROWSER_ACCEPT,
 };
 
 async fn get_credentials(app: &TestApp, token: &str, query: &str) -> reqwest::Response {
@@ -303,10 +303,10 @@ async fn moving_past_the_reuse_window_vends_a_new_credential() {
 
 #[tokio::test]
 async fn with_sts_down_cached_users_are_served_and_others_get_503_with_retry_after() {
-    let moto_port = free_port();
-    let moto = tokio::task::spawn_blocking(move || start_moto(moto_port))
-        .await
-        .unwrap();
+    let (moto, moto_port) =
+        tokio::task::spawn_blocking(|| crate::helpers::start_moto_anywhere(&[]))
+            .await
+            .unwrap();
     let endpoint = format!("http://127.0.0.1:{moto_port}");
     let issuer = components().issuer.clone();
     let app = spawn_app_against(&issuer, &endpoint, |f| {

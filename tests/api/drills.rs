@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{components, free_port, spawn_app_against, start_moto, unique_user, TestApp};
+use crate::helpers::{components, spawn_app_against, start_moto, unique_user, TestApp};
 
 /// A metric's value; a metric that is not exported fails the test (a misnamed metric would
 /// otherwise read as 0 and make "no calls while ..." checks pass by themselves).
@@ -116,10 +116,10 @@ async fn recovery(app: &TestApp, label: &str, probe_interval: Duration) {
 
 #[tokio::test]
 async fn sts_hung_then_dead_cached_users_served_others_refused_fast_then_recovery() {
-    let moto_port = free_port();
-    let moto = tokio::task::spawn_blocking(move || start_moto(moto_port))
-        .await
-        .unwrap();
+    let (moto, moto_port) =
+        tokio::task::spawn_blocking(|| crate::helpers::start_moto_anywhere(&[]))
+            .await
+            .unwrap();
     let endpoint = format!("http://127.0.0.1:{moto_port}");
     let issuer = components().issuer.clone();
     let probe = Duration::from_secs(2);
@@ -321,8 +321,7 @@ async fn idp_post(issuer: &str, path: &str, body: Value) -> Value {
 /// timeout, and readiness stays 200 but says what is wrong.
 #[tokio::test]
 async fn idp_hung_then_dead_known_keys_keep_working_and_readiness_says_why() {
-    let idp_port = free_port();
-    let idp = tokio::task::spawn_blocking(move || crate::helpers::start_idp(idp_port))
+    let (idp, idp_port) = tokio::task::spawn_blocking(crate::helpers::start_idp_anywhere)
         .await
         .unwrap();
     let issuer = format!("http://127.0.0.1:{idp_port}");
@@ -405,8 +404,7 @@ async fn idp_hung_then_dead_known_keys_keep_working_and_readiness_says_why() {
 /// refused, even ones verified and cached before.
 #[tokio::test]
 async fn key_rotation_new_kid_verifies_withdrawn_key_is_refused() {
-    let idp_port = free_port();
-    let _idp = tokio::task::spawn_blocking(move || crate::helpers::start_idp(idp_port))
+    let (_idp, idp_port) = tokio::task::spawn_blocking(crate::helpers::start_idp_anywhere)
         .await
         .unwrap();
     let issuer = format!("http://127.0.0.1:{idp_port}");

@@ -8,9 +8,7 @@ use figment::Figment;
 use futures_util::future::join_all;
 use serde_json::Value;
 
-use crate::helpers::{
-    components, free_port, in_fleet, spawn_app_with, start_redis, unique_user, Component, TestApp,
-};
+use crate::helpers::{components, in_fleet, spawn_app_with, start_redis, unique_user, TestApp};
 
 async fn replica(redis_port: u16) -> TestApp {
     let app = spawn_app_with(in_fleet(redis_port)).await;
@@ -78,8 +76,7 @@ async fn access_key(app: &TestApp, token: &str) -> String {
 
 #[tokio::test]
 async fn three_replicas_make_one_assume_role_per_user_and_hand_out_the_same_keys() {
-    let redis_port = free_port();
-    let _redis = start_redis(redis_port);
+    let (_redis, redis_port) = crate::helpers::start_redis_anywhere();
     let apps = [
         patient_replica(redis_port).await,
         patient_replica(redis_port).await,
@@ -165,8 +162,7 @@ async fn three_replicas_make_one_assume_role_per_user_and_hand_out_the_same_keys
 /// Redis is unavailable; when Redis answers again the replica shares again by itself.
 #[tokio::test]
 async fn redis_hanging_or_dying_never_fails_a_request() {
-    let redis_port = free_port();
-    let redis: Component = start_redis(redis_port);
+    let (redis, redis_port) = crate::helpers::start_redis_anywhere();
     let a = replica(redis_port).await;
     let b = replica(redis_port).await;
     wait_for_redis(&[&a, &b], "ok").await;
@@ -224,8 +220,7 @@ async fn redis_hanging_or_dying_never_fails_a_request() {
 async fn the_fleet_wide_sts_budget_holds_in_every_second() {
     let dir = tempfile::tempdir().unwrap();
     let (_moto, moto, recording) = crate::helpers::start_recording_moto(dir.path());
-    let redis_port = free_port();
-    let _redis = start_redis(redis_port);
+    let (_redis, redis_port) = crate::helpers::start_redis_anywhere();
     const BUDGET: u32 = 20;
     let mut apps = Vec::new();
     for _ in 0..3 {
@@ -357,8 +352,7 @@ fn admin(app: &TestApp, method: reqwest::Method, query: &str) -> reqwest::Reques
 // connections (driven on this runtime) keep working.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_reaches_every_replica_within_a_second() {
-    let redis_port = free_port();
-    let _redis = start_redis(redis_port);
+    let (_redis, redis_port) = crate::helpers::start_redis_anywhere();
     let apps = [
         admin_replica(Some(redis_port)).await,
         admin_replica(Some(redis_port)).await,
@@ -621,8 +615,7 @@ async fn internal_metric(app: &TestApp, name: &str) -> f64 {
 /// revocation: the replicas keep refusing, put the record back, and count the loss.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_survives_redis_losing_its_data() {
-    let redis_port = free_port();
-    let _redis = start_redis(redis_port);
+    let (_redis, redis_port) = crate::helpers::start_redis_anywhere();
     let with_metrics = || |f: Figment| f.merge(Serialized::default("server.metrics", true));
     let apps = [
         admin_replica_with(Some(redis_port), with_metrics()).await,
@@ -658,8 +651,7 @@ async fn a_revocation_survives_redis_losing_its_data() {
 /// Redis answers again, even empty, and a replica started afterwards learns it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_made_during_a_redis_outage_reaches_the_fleet_when_redis_returns() {
-    let redis_port = free_port();
-    let redis = start_redis(redis_port);
+    let (redis, redis_port) = crate::helpers::start_redis_anywhere();
     let apps = [
         admin_replica(Some(redis_port)).await,
         admin_replica(Some(redis_port)).await,
@@ -691,8 +683,7 @@ async fn a_revocation_made_during_a_redis_outage_reaches_the_fleet_when_redis_re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotating_the_cluster_key_keeps_revocations_and_their_lifts() {
     const NEW_KEY: &str = "bmV3LXN0c3ZlbmQtZmxlZXQta2V5LTMyLWJ5dGVzLSE=";
-    let redis_port = free_port();
-    let _redis = start_redis(redis_port);
+    let (_redis, redis_port) = crate::helpers::start_redis_anywhere();
     let old = admin_replica(Some(redis_port)).await;
     wait_for_redis(&[&old], "ok").await;
     let (lifted, lifted_token) =
@@ -741,8 +732,7 @@ async fn rotating_the_cluster_key_keeps_revocations_and_their_lifts() {
 /// starts are rate-limited per client like the other IdP-bound work (review finding c).
 #[tokio::test]
 async fn anonymous_login_error_callbacks_leave_nothing_in_redis() {
-    let redis_port = free_port();
-    let _redis = start_redis(redis_port);
+    let (_redis, redis_port) = crate::helpers::start_redis_anywhere();
     let app = replica(redis_port).await;
     wait_for_redis(&[&app], "ok").await;
     let keys_before: i64 = redis_cli(redis_port, &["DBSIZE"]).parse().unwrap();
@@ -794,8 +784,7 @@ async fn anonymous_login_error_callbacks_leave_nothing_in_redis() {
 /// here or by another replica, is not reused; replicas still share per scope.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shrunk_groups_never_reuse_the_broader_cached_credential() {
-    let redis_port = free_port();
-    let _redis = start_redis(redis_port);
+    let (_redis, redis_port) = crate::helpers::start_redis_anywhere();
     let a = patient_replica(redis_port).await;
     let b = patient_replica(redis_port).await;
     wait_for_redis(&[&a, &b], "ok").await;
@@ -825,8 +814,7 @@ async fn shrunk_groups_never_reuse_the_broader_cached_credential() {
 /// as Earthdata JSON (a new one is made), while the SDK formats may still use it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_replicas_entry_respects_the_earthdata_reuse_window() {
-    let redis_port = free_port();
-    let _redis = start_redis(redis_port);
+    let (_redis, redis_port) = crate::helpers::start_redis_anywhere();
     let a = patient_replica(redis_port).await;
     let b = patient_replica(redis_port).await;
     wait_for_redis(&[&a, &b], "ok").await;
@@ -850,8 +838,7 @@ async fn another_replicas_entry_respects_the_earthdata_reuse_window() {
 /// from Redis or another replica afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_expires_on_every_replica_and_stays_expired() {
-    let redis_port = free_port();
-    let _redis = start_redis(redis_port);
+    let (_redis, redis_port) = crate::helpers::start_redis_anywhere();
     let apps = [
         admin_replica(Some(redis_port)).await,
         admin_replica(Some(redis_port)).await,
@@ -885,8 +872,7 @@ async fn a_revocation_expires_on_every_replica_and_stays_expired() {
 /// not ready until it has read the fleet's revocations.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_started_after_a_revocation_refuses_from_its_first_answer() {
-    let redis_port = free_port();
-    let _redis = start_redis(redis_port);
+    let (_redis, redis_port) = crate::helpers::start_redis_anywhere();
     let first = admin_replica(Some(redis_port)).await;
     wait_for_redis(&[&first], "ok").await;
     let (user, token) = unique_user(&first, "before-start", serde_json::json!(["science"])).await;
@@ -905,8 +891,7 @@ async fn a_replica_started_after_a_revocation_refuses_from_its_first_answer() {
 /// once revoked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_cookie_session_is_refused_on_every_replica() {
-    let redis_port = free_port();
-    let _redis = start_redis(redis_port);
+    let (_redis, redis_port) = crate::helpers::start_redis_anywhere();
     let apps = [
         admin_replica(Some(redis_port)).await,
         admin_replica(Some(redis_port)).await,

@@ -84,6 +84,30 @@ fn start(name: &str, make: impl Fn() -> Command, ready_marker: &'static str) -> 
     }
 }
 
+/// Start a component on a port chosen here, trying up to three different ports: a port found
+/// free can be taken by another process before the component binds it, and the answer to that
+/// is a new port, not the same one again. Returns the component and its port.
+fn start_anywhere(
+    name: &str,
+    make: impl Fn(u16) -> Command,
+    ready_marker: &'static str,
+) -> (Component, u16) {
+    let mut failures = Vec::new();
+    for _ in 0..3 {
+        let port = free_port();
+        match try_start(name, make(port), ready_marker) {
+            Ok(c) => {
+                for f in &failures {
+                    eprintln!("{name} failed to start on another port first: {f}");
+                }
+                return (c, port);
+            }
+            Err(e) => failures.push(e),
+        }
+    }
+    panic!("{name} did not start on three ports: {failures:#?}")
+}
+
 fn try_start(
     name: &str,
     mut cmd: Command,
@@ -144,14 +168,24 @@ fn try_start(
     Ok(Component { child, log })
 }
 
-/// The demo IdP (deploy/local/idp/server.mjs) on `port`.
+/// The demo IdP (deploy/local/idp/server.mjs) on `port` (a port chosen in advance: for an
+/// IdP that comes up after stsvend).
 pub fn start_idp(port: u16) -> Component {
+    start("idp", || idp_command(port), "\"msg\":\"listening\"")
+}
+
+/// The demo IdP on a port of its own: the component and its port.
+pub fn start_idp_anywhere() -> (Component, u16) {
+    start_anywhere("idp", idp_command, "\"msg\":\"listening\"")
+}
+
+fn idp_command(port: u16) -> Command {
     let dir = repo_root().join("deploy/local/idp");
     assert!(
         dir.join("node_modules/oidc-provider").exists(),
         "the IdP's npm packages are missing: run deploy/local/setup.sh (tests/run.sh does)"
     );
-    let make = || {
+    {
         let mut cmd = Command::new("node");
         cmd.arg(dir.join("server.mjs"))
             .env("IDP_PORT", port.to_string())
@@ -167,8 +201,7 @@ pub fn start_idp(port: u16) -> Component {
             )
             .env_remove("IDP_JWKS_FILE");
         cmd
-    };
-    start("idp", make, "\"msg\":\"listening\"")
+    }
 }
 
 /// moto in server mode, seeded with the demo buckets and role (deploy/local/moto_stack.py).
@@ -178,12 +211,25 @@ pub fn start_moto(port: u16) -> Component {
 
 /// moto with extra environment, e.g. its request recorder (`MOTO_ENABLE_RECORDING`).
 pub fn start_moto_with(port: u16, env: &[(&str, &std::ffi::OsStr)]) -> Component {
+    start("moto", || moto_command(port, env), "\"event\": \"ready\"")
+}
+
+/// moto on a port of its own, with extra environment: the component and its port.
+pub fn start_moto_anywhere(env: &[(&str, &std::ffi::OsStr)]) -> (Component, u16) {
+    start_anywhere(
+        "moto",
+        |port| moto_command(port, env),
+        "\"event\": \"ready\"",
+    )
+}
+
+fn moto_command(port: u16, env: &[(&str, &std::ffi::OsStr)]) -> Command {
     let python = repo_root().join("deploy/local/.venv/bin/python");
     assert!(
         python.exists(),
         "the moto venv is missing: run deploy/local/setup.sh (tests/run.sh does)"
     );
-    let make = || {
+    {
         let mut cmd = Command::new(&python);
         cmd.arg(repo_root().join("deploy/local/moto_stack.py"))
             .arg("--port")
@@ -192,13 +238,26 @@ pub fn start_moto_with(port: u16, env: &[(&str, &std::ffi::OsStr)]) -> Component
             .arg(std::process::id().to_string())
             .envs(env.iter().copied());
         cmd
-    };
-    start("moto", make, "\"event\": \"ready\"")
+    }
 }
 
-/// redis-server from Debian on loopback, nothing persisted (fleet mode tests).
+/// redis-server from Debian on loopback, nothing persisted (fleet mode tests), on `port` (a
+/// restart on the port the replicas know).
 pub fn start_redis(port: u16) -> Component {
-    let make = || {
+    start(
+        "redis",
+        || redis_command(port),
+        "Ready to accept connections",
+    )
+}
+
+/// redis-server on a port of its own: the component and its port.
+pub fn start_redis_anywhere() -> (Component, u16) {
+    start_anywhere("redis", redis_command, "Ready to accept connections")
+}
+
+fn redis_command(port: u16) -> Command {
+    {
         let mut cmd = Command::new("redis-server");
         cmd.args([
             "--port",
@@ -210,22 +269,17 @@ pub fn start_redis(port: u16) -> Component {
         ])
         .args(["--appendonly", "no", "--protected-mode", "yes"]);
         cmd
-    };
-    start("redis", make, "Ready to accept connections")
+    }
 }
 
 /// A moto of its own that records every request it gets (moto's request recorder) into a
 /// file in `dir`: its endpoint and the recording's path.
 pub fn start_recording_moto(dir: &Path) -> (Component, String, PathBuf) {
     let recording = dir.join("moto-recording.jsonl");
-    let port = free_port();
-    let moto = start_moto_with(
-        port,
-        &[
-            ("MOTO_ENABLE_RECORDING", std::ffi::OsStr::new("1")),
-            ("MOTO_RECORDER_FILEPATH", recording.as_os_str()),
-        ],
-    );
+    let (moto, port) = start_moto_anywhere(&[
+        ("MOTO_ENABLE_RECORDING", std::ffi::OsStr::new("1")),
+        ("MOTO_RECORDER_FILEPATH", recording.as_os_str()),
+    ]);
     (moto, format!("http://127.0.0.1:{port}"), recording)
 }
 
@@ -254,12 +308,10 @@ pub struct Components {
 pub fn components() -> &'static Components {
     static COMPONENTS: OnceLock<Components> = OnceLock::new();
     COMPONENTS.get_or_init(|| {
-        let idp_port = free_port();
-        let moto_port = free_port();
         // Start both at once: each takes around a second.
-        let idp = std::thread::spawn(move || start_idp(idp_port));
-        let moto = start_moto(moto_port);
-        let idp = idp.join().expect("IdP start thread");
+        let idp = std::thread::spawn(start_idp_anywhere);
+        let (moto, moto_port) = start_moto_anywhere(&[]);
+        let (idp, idp_port) = idp.join().expect("IdP start thread");
         Components {
             issuer: format!("http://127.0.0.1:{idp_port}"),
             moto_endpoint: format!("http://127.0.0.1:{moto_port}"),

@@ -809,8 +809,7 @@ async fn login_works_under_a_public_url_with_a_path_prefix() {
 /// another replica is refused there too, without a token request to the IdP.
 #[tokio::test]
 async fn a_login_state_spent_on_one_replica_is_refused_by_another() {
-    let redis_port = crate::helpers::free_port();
-    let _redis = crate::helpers::start_redis(redis_port);
+    let (_redis, redis_port) = crate::helpers::start_redis_anywhere();
     let a = crate::helpers::spawn_app_with(crate::helpers::in_fleet(redis_port)).await;
     let b = crate::helpers::spawn_app_with(crate::helpers::in_fleet(redis_port)).await;
     for app in [&a, &b] {

@@ -469,8 +469,7 @@ async fn every_metric_named_by_an_alert_or_a_dashboard_panel_is_exported() {
 
     let pki = TestPki::new();
     // In fleet mode, so the shared cache's metrics exist too.
-    let redis_port = crate::helpers::free_port();
-    let _redis = crate::helpers::start_redis(redis_port);
+    let (_redis, redis_port) = crate::helpers::start_redis_anywhere();
     let https = HttpsApp::spawn(&pki.leaf(2031), crate::helpers::in_fleet(redis_port)).await;
     let (app, internal) = (&https.app, &https.internal);
     let plain = reqwest::Client::new();

@@ -55,5 +55,9 @@ test('signed in, the README page lists the buckets the user can read', async () 
   assert.match(all, /demo-restricted/);
   assert.doesNotMatch(all, /demo-elsewhere/);
   await page.screenshot({ path: join(artifacts, 'readme-signed-in.png'), fullPage: true });
+  // Signing out is the page's button (a POST): afterwards the page is the signed-out one.
+  await Promise.all([page.waitForURL((url) => !url.href.startsWith(`${env.stack.app}/s3credentialsREADME`)), page.click('#logout')]);
+  await page.goto(`${env.stack.app}/s3credentialsREADME`);
+  assert.match(await page.locator('body').innerText(), /not signed in/);
   await context.close();
 });

@@ -28,9 +28,11 @@ function start(name, cmd, args, env, logDir) {
   return child;
 }
 
-async function waitFor(url, what, timeoutMs = 30000) {
+async function waitFor(url, what, timeoutMs = 30000, child = undefined) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
+    // Exited (its port was taken, say): no use waiting.
+    if (child && child.exitCode !== null) throw new Error(`${what} exited (${child.exitCode})`);
     try {
       const res = await fetch(url);
       if (res.status === 200) return;
@@ -45,10 +47,10 @@ async function waitFor(url, what, timeoutMs = 30000) {
 // `tls`: a folder made by deploy/local/tls.sh; stsvend then serves https with Secure cookies.
 export async function startStack({ tls } = {}) {
   const logDir = mkdtempSync(join(tmpdir(), 'stsvend-browser-'));
-  const idpPort = await freePort();
-  const appPort = await freePort();
-  const issuer = `http://127.0.0.1:${idpPort}`;
-  const app = `${tls ? 'https' : 'http'}://127.0.0.1:${appPort}`;
+  // Ports found free can be taken before the IdP or stsvend binds them: the whole stack is
+  // tried on up to three sets of new ports (stsvend's public URL and the IdP's redirect URIs
+  // name them, so they move together).
+  let idpPort, appPort, issuer, app;
   const bin = process.env.STSVEND_BIN
     ?? join(process.env.CARGO_TARGET_DIR ?? join(root, 'target'), 'debug', 'stsvend');
   if (!existsSync(bin)) throw new Error(`no stsvend binary at ${bin}: build it, or set STSVEND_BIN`);
@@ -60,13 +62,23 @@ export async function startStack({ tls } = {}) {
     await Promise.all(exits);
     clearTimeout(force);
   };
-  try {
-    await startAll();
-  } catch (err) {
-    await stop();
-    throw new Error(`${err.message} (logs in ${logDir})`);
+  const failures = [];
+  for (let attempt = 1; attempt <= 3; attempt += 1) {
+    idpPort = await freePort();
+    appPort = await freePort();
+    issuer = `http://127.0.0.1:${idpPort}`;
+    app = `${tls ? 'https' : 'http'}://127.0.0.1:${appPort}`;
+    try {
+      await startAll();
+      for (const f of failures) console.error(`stack: an earlier attempt failed: ${f}`);
+      return { app, issuer, logDir, stop };
+    } catch (err) {
+      await stop();
+      children.length = 0;
+      failures.push(`${err.message} (ports ${idpPort}, ${appPort})`);
+    }
   }
-  return { app, issuer, logDir, stop };
+  throw new Error(`${failures.join('; ')} (logs in ${logDir})`);
 
   async function startAll() {
     children.push(start('idp', 'node', [join(root, 'deploy/local/idp/server.mjs')], {
@@ -74,7 +86,7 @@ export async function startStack({ tls } = {}) {
       IDP_PARENT_PID: String(process.pid),
       IDP_HTTPS_REDIRECT_URIS: `${app}/login`,
     }, logDir));
-    await waitFor(`${issuer}/.well-known/openid-configuration`, 'the IdP');
+    await waitFor(`${issuer}/.well-known/openid-configuration`, 'the IdP', 30000, children.at(-1));
     children.push(start('stsvend', bin, ['serve', '--config', join(root, 'config/local.toml')], {
       STSVEND_SERVER__BIND: `127.0.0.1:${appPort}`,
       STSVEND_SERVER__PUBLIC_URL: app,
@@ -94,7 +106,7 @@ export async function startStack({ tls } = {}) {
       } : {}),
     }, logDir));
     if (tls) process.env.NODE_EXTRA_CA_CERTS = join(tls, 'ca.pem');
-    await waitFor(tls ? `http://127.0.0.1:${idpPort}/.well-known/openid-configuration` : `${app}/readyz`, 'stsvend');
+    await waitFor(tls ? `http://127.0.0.1:${idpPort}/.well-known/openid-configuration` : `${app}/readyz`, 'stsvend', 30000, children.at(-1));
     if (tls) await waitForTls(`${app}/readyz`, join(tls, 'ca.pem'));
   }
 }
