@@ -101,6 +101,22 @@ struct Plan {
     newly_revoked: Vec<String>,
 }
 
+impl Plan {
+    /// Take Redis's record for `user` (re-sealed under the current key if it needs it).
+    fn adopt(&mut self, user: &str, theirs: &Revocation, reseal: bool) {
+        if reseal {
+            self.publish.push(theirs.clone());
+        }
+        self.merged.insert(
+            user.to_owned(),
+            Known {
+                record: theirs.clone(),
+                in_redis: true,
+            },
+        );
+    }
+}
+
 /// Redis's records, newest per user: (record, its field, whether it needs re-sealing).
 type Fleet = HashMap<String, (Revocation, String, bool)>;
 
@@ -112,16 +128,7 @@ fn merge(local: &HashMap<String, Known>, fleet: &Fleet, now: DateTime<Utc>) -> P
         }
         match fleet.get(user) {
             Some((theirs, _, reseal)) if !known.record.supersedes(theirs) => {
-                if *reseal {
-                    plan.publish.push(theirs.clone());
-                }
-                plan.merged.insert(
-                    user.clone(),
-                    Known {
-                        record: theirs.clone(),
-                        in_redis: true,
-                    },
-                );
+                plan.adopt(user, theirs, *reseal);
             }
             found => {
                 if found.is_none() && known.in_redis {
@@ -139,19 +146,9 @@ fn merge(local: &HashMap<String, Known>, fleet: &Fleet, now: DateTime<Utc>) -> P
         }
     }
     for (user, (theirs, _, reseal)) in fleet {
-        if plan.merged.contains_key(user) {
-            continue;
+        if !plan.merged.contains_key(user) {
+            plan.adopt(user, theirs, *reseal);
         }
-        if *reseal {
-            plan.publish.push(theirs.clone());
-        }
-        plan.merged.insert(
-            user.clone(),
-            Known {
-                record: theirs.clone(),
-                in_redis: true,
-            },
-        );
     }
     for (user, known) in &plan.merged {
         let was = local.get(user).is_some_and(|k| k.record.active(now));

@@ -150,6 +150,9 @@ pub enum Slot {
     Local,
 }
 
+/// How late a caller may use its fleet budget slot (see `sts_slot`).
+const SLOT_GRACE: Duration = Duration::from_millis(40);
+
 const RELEASE: &str =
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 
@@ -419,10 +422,12 @@ impl SharedCache {
         if rate == 0 {
             return Slot::Local;
         }
-        // 5 % wider than 1/rate: the time between a slot and the call reaching STS varies
-        // (scheduling, the network), and that jitter must never let any second see more calls
-        // than the budget.
-        let interval_us = 1_050_000 / rate;
+        // Slots 8 % wider than 1/rate, and a slot is used at most SLOT_GRACE late (else it is
+        // given up for a new one): `rate + 1` calls then span at least
+        // rate * interval - grace = 1.08 s - 40 ms, more than a second, with 40 ms left for
+        // the SDK between the check and signing. Whatever the rate, no second sees more
+        // calls than the budget, however late a busy machine wakes the callers.
+        let interval_us = 1_080_000 / rate;
         let max_wait_us = u64::try_from(self.settings.sts_max_wait.as_micros()).unwrap_or(u64::MAX);
         let sent = Instant::now();
         let mut command = redis::cmd("EVAL");
@@ -435,10 +440,7 @@ impl SharedCache {
         match self.run::<i64>(command).await {
             Some(wait) if wait >= 0 => Slot::At {
                 at: sent + Duration::from_micros(wait.unsigned_abs()),
-                // `rate + 1` calls span at least rate * interval - grace = 1.05 s - grace:
-                // with grace at most 40 ms, more than a second, leaving 10 ms (at 20/s:
-                // 37 ms) for the SDK between this check and signing.
-                grace: Duration::from_micros((interval_us / 4).min(40_000)),
+                grace: SLOT_GRACE,
             },
             Some(over) => Slot::Refused(Duration::from_micros(over.unsigned_abs())),
             None => Slot::Local,

@@ -241,15 +241,7 @@ async fn slowloris_clients_are_cut_off_while_others_are_served() {
 #[tokio::test]
 async fn sts_throttling_backs_off_then_503_without_a_retry_storm() {
     use std::sync::atomic::Ordering;
-    let faults = std::sync::Arc::new(crate::helpers::Faults::default());
-    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let proxy_url = format!("http://127.0.0.1:{}", proxy.local_addr().unwrap().port());
-    crate::helpers::start_proxy(
-        proxy,
-        "",
-        components().moto_endpoint.clone(),
-        Some(faults.clone()),
-    );
+    let (faults, proxy_url) = crate::helpers::faulty_sts();
     let probe = Duration::from_secs(2);
     let app = spawn_app_against(&components().issuer, &proxy_url, |f| {
         use figment::providers::Serialized;
@@ -445,15 +437,7 @@ async fn key_rotation_new_kid_verifies_withdrawn_key_is_refused() {
 /// id and nothing of AWS's answer; the log has the code and message at ERROR.
 #[tokio::test]
 async fn sts_refusals_are_502_with_the_details_only_in_the_log() {
-    let faults = std::sync::Arc::new(crate::helpers::Faults::default());
-    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let proxy_url = format!("http://127.0.0.1:{}", proxy.local_addr().unwrap().port());
-    crate::helpers::start_proxy(
-        proxy,
-        "",
-        components().moto_endpoint.clone(),
-        Some(faults.clone()),
-    );
+    let (faults, proxy_url) = crate::helpers::faulty_sts();
     let app = spawn_app_against(&components().issuer, &proxy_url, |f| f).await;
     assert!(app.wait_ready(Duration::from_secs(15)).await);
     for (status, code, message) in [

@@ -332,6 +332,16 @@ async fn admin_replica_with(
     app
 }
 
+/// `n` admin replicas on the Redis at `redis_port`, each connected to it.
+async fn admin_fleet(redis_port: u16, n: usize) -> Vec<TestApp> {
+    let mut apps = Vec::new();
+    for _ in 0..n {
+        apps.push(admin_replica(Some(redis_port)).await);
+    }
+    wait_for_redis(&apps.iter().collect::<Vec<_>>(), "ok").await;
+    apps
+}
+
 fn admin(app: &TestApp, method: reqwest::Method, query: &str) -> reqwest::RequestBuilder {
     reqwest::Client::new()
         .request(
@@ -353,13 +363,7 @@ fn admin(app: &TestApp, method: reqwest::Method, query: &str) -> reqwest::Reques
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_reaches_every_replica_within_a_second() {
     let (_redis, redis_port) = crate::helpers::start_redis_anywhere();
-    let apps = [
-        admin_replica(Some(redis_port)).await,
-        admin_replica(Some(redis_port)).await,
-        admin_replica(Some(redis_port)).await,
-    ];
-    let refs: Vec<&TestApp> = apps.iter().collect();
-    wait_for_redis(&refs, "ok").await;
+    let apps = admin_fleet(redis_port, 3).await;
     let (user, token) = unique_user(&apps[0], "revoked", serde_json::json!(["science"])).await;
     let (_, other) = unique_user(&apps[0], "kept", serde_json::json!(["science"])).await;
     let before = access_key(&apps[0], &token).await;
@@ -652,13 +656,8 @@ async fn a_revocation_survives_redis_losing_its_data() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_made_during_a_redis_outage_reaches_the_fleet_when_redis_returns() {
     let (redis, redis_port) = crate::helpers::start_redis_anywhere();
-    let apps = [
-        admin_replica(Some(redis_port)).await,
-        admin_replica(Some(redis_port)).await,
-        admin_replica(Some(redis_port)).await,
-    ];
+    let apps = admin_fleet(redis_port, 3).await;
     let refs: Vec<&TestApp> = apps.iter().collect();
-    wait_for_redis(&refs, "ok").await;
     let (user, token) = unique_user(&apps[0], "outage", serde_json::json!(["science"])).await;
     access_key(&apps[0], &token).await;
 
@@ -839,12 +838,8 @@ async fn another_replicas_entry_respects_the_earthdata_reuse_window() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_expires_on_every_replica_and_stays_expired() {
     let (_redis, redis_port) = crate::helpers::start_redis_anywhere();
-    let apps = [
-        admin_replica(Some(redis_port)).await,
-        admin_replica(Some(redis_port)).await,
-    ];
+    let apps = admin_fleet(redis_port, 2).await;
     let refs: Vec<&TestApp> = apps.iter().collect();
-    wait_for_redis(&refs, "ok").await;
     let (user, token) = unique_user(&apps[0], "expiring", serde_json::json!(["science"])).await;
     let res = admin(&apps[0], reqwest::Method::POST, "")
         .json(&serde_json::json!({"user": user, "expires_in_seconds": 120}))
@@ -892,12 +887,7 @@ async fn a_replica_started_after_a_revocation_refuses_from_its_first_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_cookie_session_is_refused_on_every_replica() {
     let (_redis, redis_port) = crate::helpers::start_redis_anywhere();
-    let apps = [
-        admin_replica(Some(redis_port)).await,
-        admin_replica(Some(redis_port)).await,
-    ];
-    let refs: Vec<&TestApp> = apps.iter().collect();
-    wait_for_redis(&refs, "ok").await;
+    let apps = admin_fleet(redis_port, 2).await;
     let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
     let client = reqwest::Client::builder()
         .cookie_provider(jar.clone())

@@ -702,6 +702,24 @@ pub struct Faults {
     pub hits: Mutex<Vec<std::time::Instant>>,
 }
 
+/// A proxy in front of the shared moto whose faults the test sets: the faults and the
+/// endpoint to give stsvend as STS.
+pub fn faulty_sts() -> (std::sync::Arc<Faults>, String) {
+    let faults = std::sync::Arc::new(Faults::default());
+    let proxy = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    let url = format!(
+        "http://127.0.0.1:{}",
+        proxy.local_addr().expect("local addr").port()
+    );
+    start_proxy(
+        proxy,
+        "",
+        components().moto_endpoint.clone(),
+        Some(faults.clone()),
+    );
+    (faults, url)
+}
+
 pub fn start_proxy(
     listener: TcpListener,
     prefix: &'static str,

@@ -87,11 +87,8 @@ fn answers_healthz(addr: &str) -> bool {
 async fn sigterm_lets_requests_in_flight_finish() {
     use std::time::{Duration, Instant};
     let c = crate::helpers::components();
-    let faults = std::sync::Arc::new(crate::helpers::Faults::default());
+    let (faults, proxy_url) = crate::helpers::faulty_sts();
     *faults.delay.lock().unwrap() = Duration::from_millis(1500);
-    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let proxy_url = format!("http://127.0.0.1:{}", proxy.local_addr().unwrap().port());
-    crate::helpers::start_proxy(proxy, "", c.moto_endpoint.clone(), Some(faults.clone()));
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("stsvend.toml");
     let toml = crate::helpers::base_toml(0, &c.issuer, &proxy_url)
