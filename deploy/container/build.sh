@@ -45,11 +45,15 @@ log "cargo build --release --locked"
 if [ "$base_from_packages" = 1 ] && ! "$engine" image inspect "$debian_image" >/dev/null 2>&1; then
   cache="$HOME/.cache/stsvend-container"
   mkdir -p "$cache"
-  if [ ! -s "$cache/bookworm-minbase.tar" ]; then
+  # A regular, non-empty file: an earlier run may have left a directory of that name.
+  if [ ! -f "$cache/bookworm-minbase.tar" ] || [ ! -s "$cache/bookworm-minbase.tar" ]; then
     command -v mmdebstrap >/dev/null || { echo "build.sh: mmdebstrap is missing (Debian package mmdebstrap)" >&2; exit 1; }
     log "making $debian_image from Debian packages (mmdebstrap)"
-    mmdebstrap --quiet --variant=minbase --include=ca-certificates bookworm "$cache/bookworm-minbase.tar.part" \
-      /etc/apt/sources.list.d/debian.sources >&2
+    rm -rf "$cache/bookworm-minbase.tar" "$cache/bookworm-minbase.tar.part"
+    # --format=tar: mmdebstrap guesses the format from the file name, and `.part` is none it
+    # knows (it would make a directory).
+    mmdebstrap --quiet --format=tar --variant=minbase --include=ca-certificates bookworm \
+      "$cache/bookworm-minbase.tar.part" /etc/apt/sources.list.d/debian.sources >&2
     mv "$cache/bookworm-minbase.tar.part" "$cache/bookworm-minbase.tar"
   fi
   "$engine" import "$cache/bookworm-minbase.tar" "$debian_image" >/dev/null
