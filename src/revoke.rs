@@ -320,7 +320,7 @@ impl Revocations {
                 continue;
             }
             let home = shared.revocation_field(&record.user);
-            let misplaced = !entry.current_key || entry.field != home;
+            let misplaced = entry.field != home;
             match fleet.get_mut(&record.user) {
                 Some(seen) if record.supersedes(&seen.0) => {
                     let (_, loser, _) = std::mem::replace(seen, (record, entry.field, misplaced));
@@ -347,7 +347,7 @@ impl Revocations {
         let mut plan = Plan::default();
         self.local.rcu(|m| {
             plan = merge(m, &fleet, now);
-            plan.merged.clone()
+            std::mem::take(&mut plan.merged)
         });
         self.synced.store(true, Ordering::Relaxed);
         if !plan.lost.is_empty() {

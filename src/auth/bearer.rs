@@ -307,7 +307,8 @@ impl BearerVerifier {
     ) -> Result<Arc<VerifiedToken>, TokenError> {
         // Refused at the last re-read (a disabled account, removed groups): the token stays in
         // the verified cache, so its refusal is remembered here, not asked again.
-        if let Some(e) = self.rejected.get(&digest(token)) {
+        let key = digest(token);
+        if let Some(e) = self.rejected.get(&key) {
             return Err(e);
         }
         // The groups in the token are older than we may trust: read them again at the IdP.
@@ -329,7 +330,7 @@ impl BearerVerifier {
             )),
             Err(e) => Err(e),
         };
-        let fresh = self.remember(digest(token), fresh, None)?;
+        let fresh = self.remember(key, fresh, None)?;
         self.regrouped.insert(Arc::from(token), fresh.clone());
         Ok(fresh)
     }

@@ -72,6 +72,17 @@ impl Discovery {
         self.current.load_full()
     }
 
+    /// The IdP's RP-initiated logout endpoint, when its discovery document names a valid one.
+    pub fn end_session_endpoint(&self) -> Option<url::Url> {
+        self.provider().and_then(|p| {
+            p.metadata
+                .additional_metadata()
+                .end_session_endpoint
+                .as_deref()
+                .and_then(|e| url::Url::parse(e).ok())
+        })
+    }
+
     pub fn is_ready(&self) -> bool {
         self.current.load().is_some()
     }

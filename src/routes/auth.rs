@@ -127,13 +127,7 @@ pub async fn logout(
             ));
         }
     }
-    let end_session = state.discovery.provider().and_then(|p| {
-        p.metadata
-            .additional_metadata()
-            .end_session_endpoint
-            .clone()
-    });
-    let mut res = match end_session.and_then(|e| url::Url::parse(&e).ok()) {
+    let mut res = match state.discovery.end_session_endpoint() {
         Some(mut url) => {
             url.query_pairs_mut()
                 .append_pair("client_id", &state.settings.oidc.client_id);

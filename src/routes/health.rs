@@ -26,11 +26,11 @@ pub async fn readyz_internal(state: web::Data<AppState>) -> Result<HttpResponse,
 /// replica unready (cached users are still served, and every replica sees the same STS);
 /// the JSON says so, for operators.
 fn readiness(state: &AppState, detailed: bool) -> Result<HttpResponse, ApiError> {
-    let last_error = state.discovery.last_error().filter(|_| detailed);
+    let last_error = state.discovery.last_error();
+    let shown = last_error.as_ref().filter(|_| detailed);
     let mut missing = Vec::new();
     if !state.discovery.is_ready() {
-        let why = last_error
-            .as_ref()
+        let why = shown
             .map(|e| format!(" (last error: {e})"))
             .unwrap_or_default();
         missing.push(format!(
@@ -41,7 +41,7 @@ fn readiness(state: &AppState, detailed: bool) -> Result<HttpResponse, ApiError>
     if !state.revocations.synced() {
         missing.push("the fleet's revocations have not been read from Redis yet".to_owned());
     }
-    let oidc = match (state.discovery.last_error(), last_error) {
+    let oidc = match (&last_error, shown) {
         (_, Some(e)) => format!("degraded: {e}"),
         (Some(_), None) => "degraded".to_owned(),
         (None, _) => "ok".to_owned(),

@@ -85,14 +85,9 @@ pub async fn page(user: MaybeUser, state: web::Data<AppState>) -> Result<HttpRes
         })?;
     // The one form is the sign-out button: it posts here and is sent on to the IdP's logout
     // (browsers hold the redirect to form-action too).
-    let end_session = state.discovery.provider().and_then(|p| {
-        p.metadata
-            .additional_metadata()
-            .end_session_endpoint
-            .as_deref()
-            .and_then(|e| url::Url::parse(e).ok())
-    });
-    let idp_origin = end_session
+    let idp_origin = state
+        .discovery
+        .end_session_endpoint()
         .or_else(|| url::Url::parse(&settings.oidc.issuer).ok())
         .map(|u| u.origin().ascii_serialization())
         .filter(|o| o != "null")

@@ -406,9 +406,9 @@ impl Vendor {
             match shared.sts_slot().await {
                 Slot::Local => return Ok(()),
                 Slot::Refused(over) => return Err(over.max(Duration::from_secs(1))),
-                Slot::At { at, grace } => {
+                Slot::At(at) => {
                     tokio::time::sleep_until(at.into()).await;
-                    if std::time::Instant::now() <= at + grace {
+                    if std::time::Instant::now() <= at + super::shared::SLOT_GRACE {
                         return Ok(());
                     }
                     shared.stats.slots_forfeited.fetch_add(1, Ordering::Relaxed);

@@ -84,13 +84,13 @@ pub enum Lock {
     Unavailable,
 }
 
-/// One field of the fleet's revocation hash.
+/// One field of the fleet's revocation hash. A record is where it belongs (sealed with the
+/// current key) exactly when its field is the user's `revocation_field`: fields are named
+/// with the same key that seals them.
 pub struct StoredRevocation {
     pub field: String,
     /// The record, when a configured key opens it.
     pub record: Option<Vec<u8>>,
-    /// Sealed with the current key (else it should be re-sealed).
-    pub current_key: bool,
 }
 
 /// Counters for metrics.
@@ -139,11 +139,11 @@ return wait
 
 /// Whether an AssumeRole may go ahead under the fleet budget.
 pub enum Slot {
-    /// Go ahead at `at` (this machine's clock, measured from before the reservation was
-    /// sent, so never later than the slot itself), but no later than `at + grace`: a caller
-    /// that wakes later than that forfeits the slot and reserves another, so that calls
+    /// Go ahead at this instant (this machine's clock, measured from before the reservation
+    /// was sent, so never later than the slot itself), but no later than `SLOT_GRACE` after
+    /// it: a caller that wakes later forfeits the slot and reserves another, so that calls
     /// delayed by a busy machine cannot bunch up and put more than the budget into a second.
-    At { at: Instant, grace: Duration },
+    At(Instant),
     /// Over budget: come back after this long.
     Refused(Duration),
     /// No fleet budget (none configured, or Redis unavailable): the replica's own applies.
@@ -151,7 +151,7 @@ pub enum Slot {
 }
 
 /// How late a caller may use its fleet budget slot (see `sts_slot`).
-const SLOT_GRACE: Duration = Duration::from_millis(40);
+pub const SLOT_GRACE: Duration = Duration::from_millis(40);
 
 const RELEASE: &str =
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
@@ -320,7 +320,7 @@ impl SharedCache {
     /// The Redis name part standing for `text` (a user id, a login state): an HMAC of its
     /// SHA-256 under the current key, never the text itself.
     fn text_name(&self, text: &str) -> String {
-        self.keys[0].name(&Sha256::digest(text.as_bytes()).into())
+        text_name_under(&self.keys[0], text)
     }
 
     /// The Redis set naming a user's entries (so revoking them can drop them).
@@ -438,10 +438,7 @@ impl SharedCache {
             .arg(interval_us)
             .arg(max_wait_us);
         match self.run::<i64>(command).await {
-            Some(wait) if wait >= 0 => Slot::At {
-                at: sent + Duration::from_micros(wait.unsigned_abs()),
-                grace: SLOT_GRACE,
-            },
+            Some(wait) if wait >= 0 => Slot::At(sent + Duration::from_micros(wait.unsigned_abs())),
             Some(over) => Slot::Refused(Duration::from_micros(over.unsigned_abs())),
             None => Slot::Local,
         }
@@ -556,8 +553,7 @@ impl SharedCache {
             let Some(sealed) = seal_bytes(&self.keys[0], field.as_bytes(), record) else {
                 return false;
             };
-            let digest: [u8; 32] = Sha256::digest(user.as_bytes()).into();
-            deletes.extend(self.keys[1..].iter().map(|k| k.name(&digest)));
+            deletes.extend(self.keys[1..].iter().map(|k| text_name_under(k, user)));
             pipe.cmd("HSET").arg(&key).arg(field).arg(sealed).ignore();
         }
         if !deletes.is_empty() {
@@ -580,15 +576,12 @@ impl SharedCache {
         Some(
             entries
                 .into_iter()
-                .map(|(field, sealed)| {
-                    let opened = self.keys.iter().enumerate().find_map(|(i, k)| {
-                        open_bytes(k, field.as_bytes(), &sealed).map(|r| (i, r))
-                    });
-                    StoredRevocation {
-                        current_key: opened.as_ref().is_some_and(|(i, _)| *i == 0),
-                        record: opened.map(|(_, r)| r),
-                        field,
-                    }
+                .map(|(field, sealed)| StoredRevocation {
+                    record: self
+                        .keys
+                        .iter()
+                        .find_map(|k| open_bytes(k, field.as_bytes(), &sealed)),
+                    field,
                 })
                 .collect(),
         )
@@ -628,6 +621,11 @@ impl SharedCache {
             .map_err(|e| e.to_string())?;
         Ok(pubsub)
     }
+}
+
+/// `text` (a user id, a login state) as a Redis name part under `keys`.
+fn text_name_under(keys: &KeySet, text: &str) -> String {
+    keys.name(&Sha256::digest(text.as_bytes()).into())
 }
 
 /// A Redis expiry in milliseconds (at least 1: PX 0 is an error).

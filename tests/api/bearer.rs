@@ -427,7 +427,7 @@ async fn an_id_token_is_not_accepted_as_a_bearer_token() {
     let sub = format!("typ-{}", uuid::Uuid::new_v4().simple());
     let id_token_like = mint(
         &app.issuer,
-        json!({"sub": sub, "groups": ["science"], "nonce": "n-0123456789", "aud": app_client_id()}),
+        json!({"sub": sub, "groups": ["science"], "nonce": "n-0123456789", "aud": crate::helpers::CLIENT_ID}),
         json!({"typ": null}),
     )
     .await;
@@ -470,8 +470,4 @@ async fn an_id_token_is_not_accepted_as_a_bearer_token() {
     )
     .await;
     assert_invalid_token(&earthdata, &with_nonce, "ID-token claims").await;
-}
-
-fn app_client_id() -> &'static str {
-    crate::helpers::CLIENT_ID
 }
