@@ -117,6 +117,18 @@ pub fn printable(s: &str, max: usize) -> String {
     s.chars().filter(|c| !c.is_control()).take(max).collect()
 }
 
+/// Client input quoted in an error message: at most `max` characters, keeping only those that
+/// print as themselves (`"`, `\`, controls and unassigned code points are dropped), so the
+/// quote can neither be broken out of nor grow tenfold under escaping.
+pub fn quoted(s: &str, max: usize) -> String {
+    let kept: String = s
+        .chars()
+        .filter(|c| c.escape_debug().len() == 1)
+        .take(max)
+        .collect();
+    format!("\"{kept}\"")
+}
+
 /// Escape text for HTML element content and attribute values.
 pub fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

@@ -28,8 +28,8 @@ impl Format {
             Some(other) => Err(ApiError::bad_request(
                 "invalid_format",
                 format!(
-                    "unknown format {:?}; valid formats are: {FORMAT_NAMES}",
-                    crate::error::printable(other, 40)
+                    "unknown format {}; valid formats are: {FORMAT_NAMES}",
+                    crate::error::quoted(other, 40)
                 ),
             )),
         }
@@ -159,6 +159,18 @@ mod tests {
     use secrecy::SecretString;
 
     use super::*;
+
+    #[test]
+    fn an_unknown_format_of_unassigned_characters_gets_a_short_error() {
+        // Found by the format_query fuzz target: Debug-quoting writes each unassigned
+        // character as a ten-character `\u{80000}` escape.
+        let asked = "\u{80000}".repeat(100);
+        let Err(e) = Format::parse(Some(&asked)) else {
+            panic!("an unknown format was accepted");
+        };
+        assert!(e.description().len() < 300, "{}", e.description());
+        assert!(!e.description().contains("\\u{"), "{}", e.description());
+    }
 
     fn creds() -> StsCredentials {
         StsCredentials::new(
