@@ -334,8 +334,22 @@ fn main() -> ExitCode {
 }
 
 async fn serve(settings: config::Settings) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
     let public_url = settings.server.public_url.clone();
+    // Handlers first, then the socket: once the port answers, SIGTERM means a graceful stop
+    // (the default action would kill the process).
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
     let app = Application::build(settings).await?;
+    let handles = app.stop_handles();
+    actix_web::rt::spawn(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "stopping: requests in flight may finish");
+        futures_util::future::join_all(handles.iter().map(|h| h.stop(true))).await;
+    });
     tracing::info!(port = app.port(), %public_url, "stsvend listening");
     app.run_until_stopped().await?;
     tracing::info!("stsvend stopped");

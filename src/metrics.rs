@@ -221,12 +221,13 @@ struct SharedCollector {
 impl SharedCollector {
     fn new(shared: Arc<crate::vend::shared::SharedCache>) -> Result<Self, prometheus::Error> {
         use std::sync::atomic::Ordering::Relaxed;
-        let specs: [(&str, &str, ReadShared); 8] = [
+        let specs: [(&str, &str, ReadShared); 9] = [
             ("stsvend_shared_cache_hits_total", "Credentials found in the shared cache (another replica's AssumeRole)", |s| s.hits.load(Relaxed)),
             ("stsvend_shared_cache_misses_total", "Shared cache lookups that found nothing usable", |s| s.misses.load(Relaxed)),
             ("stsvend_shared_cache_writes_total", "Fresh credentials written to the shared cache", |s| s.writes.load(Relaxed)),
             ("stsvend_shared_cache_lock_waits_total", "Misses that waited for another replica's AssumeRole", |s| s.waits.load(Relaxed)),
             ("stsvend_shared_cache_lock_wait_timeouts_total", "Waits that ended without the other replica's credential (then STS was called)", |s| s.wait_timeouts.load(Relaxed)),
+            ("stsvend_shared_cache_lock_takeovers_total", "Waits that found the other replica's lock lapsed without a credential (it died or lost Redis) and called STS in its place", |s| s.lock_takeovers.load(Relaxed)),
             ("stsvend_sts_budget_slots_forfeited_total", "Fleet budget slots given up because the caller woke too late for them (a busy replica); it took a new one", |s| s.slots_forfeited.load(Relaxed)),
             ("stsvend_revocations_lost_total", "Revocations Redis had lost (flush, restart without persistence, failover) that this replica put back", |s| s.revocations_lost.load(Relaxed)),
             ("stsvend_redis_errors_total", "Redis commands that failed or timed out (the replica then works alone for a while)", |s| s.errors.load(Relaxed)),

@@ -229,6 +229,9 @@ impl Application {
                 .default_service(web::to(routes::not_found))
         })
         .shutdown_timeout(shutdown)
+        // The process's signals are handled by whoever runs the application (`stsvend
+        // serve` installs its handlers before binding): in-process test apps ignore them.
+        .disable_signals()
         .client_request_timeout(head_timeout)
         .client_disconnect_timeout(std::time::Duration::from_secs(1))
         .keep_alive(actix_web::http::KeepAlive::Timeout(keep_alive))
@@ -276,9 +279,17 @@ impl Application {
         self.port
     }
 
-    /// Serve until SIGTERM/SIGINT (in-flight requests get `shutdown_timeout_seconds`).
+    /// What stops the listeners: `stop(true)` lets requests in flight finish within
+    /// `shutdown_timeout_seconds`.
+    pub fn stop_handles(&self) -> Vec<actix_web::dev::ServerHandle> {
+        std::iter::once(&self.server)
+            .chain(self.internal.as_ref())
+            .map(Server::handle)
+            .collect()
+    }
+
+    /// Serve until both listeners are stopped (see `stop_handles`).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        // Both listeners stop on SIGTERM/SIGINT; the service is down when both are.
         let result = match self.internal {
             Some(internal) => {
                 let (public, internal) = futures_util::future::join(self.server, internal).await;
@@ -327,6 +338,7 @@ fn internal_server(
         app.default_service(web::to(routes::not_found))
     })
     .workers(1)
+    .disable_signals()
     .listen(listener)
     .map_err(StartupError::Server)?
     .run();

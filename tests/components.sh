@@ -79,15 +79,27 @@ start_components() {
   exit 1
 }
 
-# Start BIN serve on 127.0.0.1:PORT against the components, as in production (JSON logs,
-# metrics on), with extra VAR=value settings; wait until it is ready.
-start_stsvend() { # bin port [VAR=value...]
-  local bin=$1 port=$2; shift 2
-  env STSVEND_SERVER__BIND="127.0.0.1:$port" STSVEND_SERVER__PUBLIC_URL="http://127.0.0.1:$port" \
-    STSVEND_SERVER__LOG_FORMAT=json STSVEND_SERVER__METRICS=true STSVEND_OIDC__ISSUER="$issuer" \
-    STSVEND_STS__ENDPOINT_URL="$moto" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
-    AWS_SESSION_TOKEN= "$@" \
-    "$bin" serve --config "$root/config/local.toml" >>"$work/stsvend-$port.log" 2>&1 &
-  pids+=($!)
-  wait_http "http://127.0.0.1:$port/readyz" "$work/stsvend-$port.log"
+# Start BIN serve on a free loopback port against the components, as in production (JSON
+# logs, metrics on), with extra VAR=value settings; wait until it is ready and put its port
+# in the variable named NAME. A port found free can be taken before stsvend binds it (it
+# then exits 1): up to three new ports are tried. The log is $work/stsvend-<port>.log.
+start_stsvend() { # bin name [VAR=value...]
+  local bin=$1 name=$2 port pid attempt; shift 2
+  for attempt in 1 2 3; do
+    port=$(free_port)
+    env STSVEND_SERVER__BIND="127.0.0.1:$port" STSVEND_SERVER__PUBLIC_URL="http://127.0.0.1:$port" \
+      STSVEND_SERVER__LOG_FORMAT=json STSVEND_SERVER__METRICS=true STSVEND_OIDC__ISSUER="$issuer" \
+      STSVEND_STS__ENDPOINT_URL="$moto" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
+      AWS_SESSION_TOKEN= "$@" \
+      "$bin" serve --config "$root/config/local.toml" >>"$work/stsvend-$port.log" 2>&1 &
+    pid=$!
+    if up_while_alive "http://127.0.0.1:$port/readyz" "$pid"; then
+      pids+=("$pid"); printf -v "$name" %s "$port"; return 0
+    fi
+    kill "$pid" 2>/dev/null || true
+    echo "$(basename "$0"): stsvend did not come up on port $port (attempt $attempt)" >&2
+    tail -5 "$work/stsvend-$port.log" >&2
+  done
+  echo "$(basename "$0"): stsvend did not come up" >&2
+  exit 1
 }

@@ -468,28 +468,44 @@ impl Vendor {
                 .to_std()
                 .unwrap_or(Duration::from_secs(1))
             };
-            // The lock outlives the winner's STS call, and lapses if the winner dies.
-            let lock_ttl = overall_timeout + Duration::from_secs(1);
-            let token = match shared.lock(&digest, lock_ttl).await {
-                super::shared::Lock::Held => {
-                    if let Some(c) = shared.wait_for(&digest, usable).await {
+            // The winner renews its lock while it calls STS; if it dies, the lock lapses
+            // and one of the waiters takes over.
+            let token = match shared.lock(&digest).await {
+                super::shared::Lock::Held => match shared.wait_for(&digest, usable).await {
+                    super::shared::Waited::Found(c) => {
                         from_shared.store(true, Ordering::Relaxed);
                         return Ok(c);
                     }
-                    None
-                }
+                    super::shared::Waited::TookOver(token) => Some(token),
+                    super::shared::Waited::TimedOut => None,
+                },
                 super::shared::Lock::Acquired(token) => Some(token),
                 super::shared::Lock::Unavailable => None,
             };
-            let result = match self.fleet_slot(shared).await {
-                Ok(()) => call(req).await,
-                Err(retry_after) => {
-                    self.guard.count_fleet_refusal();
-                    Err(StsError::Busy {
-                        reason: "fleet_rate_budget",
-                        retry_after,
-                    })
+            // The previous holder may have written its credential and released the lock
+            // between our lookup and our lock: look once more before calling STS.
+            if let Some(token) = &token {
+                if let Some(c) = shared.get(&digest).await.filter(|c| usable(c)) {
+                    shared.unlock(&digest, token).await;
+                    from_shared.store(true, Ordering::Relaxed);
+                    return Ok(c);
                 }
+            }
+            let work = async {
+                match self.fleet_slot(shared).await {
+                    Ok(()) => call(req).await,
+                    Err(retry_after) => {
+                        self.guard.count_fleet_refusal();
+                        Err(StsError::Busy {
+                            reason: "fleet_rate_budget",
+                            retry_after,
+                        })
+                    }
+                }
+            };
+            let result = match &token {
+                Some(token) => shared.holding(&digest, token, work).await,
+                None => work.await,
             };
             if let Ok(c) = &result {
                 shared.put(&digest, &req_user, c, lifetime(c)).await;

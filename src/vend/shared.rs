@@ -84,6 +84,17 @@ pub enum Lock {
     Unavailable,
 }
 
+/// How waiting for another replica's AssumeRole ended.
+pub enum Waited {
+    /// Its credential.
+    Found(StsCredentials),
+    /// Its lock lapsed without a credential (the holder died or lost Redis): this replica
+    /// holds the lock now and calls STS; release with the token afterwards.
+    TookOver(String),
+    /// `cluster.lock_wait_ms` passed, or Redis went away.
+    TimedOut,
+}
+
 /// One field of the fleet's revocation hash. A record is where it belongs (sealed with the
 /// current key) exactly when its field is the user's `revocation_field`: fields are named
 /// with the same key that seals them.
@@ -105,6 +116,8 @@ pub struct SharedStats {
     pub waits: AtomicU64,
     /// Waits that ended without the winner's credential (this replica then called STS).
     pub wait_timeouts: AtomicU64,
+    /// Waits that found the lock lapsed (its holder died or stopped renewing) and took it.
+    pub lock_takeovers: AtomicU64,
     pub errors: AtomicU64,
     /// Fleet budget slots given up because the caller woke too late for them.
     pub slots_forfeited: AtomicU64,
@@ -155,6 +168,10 @@ pub const SLOT_GRACE: Duration = Duration::from_millis(40);
 
 const RELEASE: &str =
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+
+/// Extend a lock this replica holds (compare-and-PEXPIRE: never another replica's).
+const RENEW: &str =
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
 
 impl SharedCache {
     /// Connects in the background (Redis may come up after stsvend, or never).
@@ -383,8 +400,16 @@ impl SharedCache {
         let _ = self.run::<i64>(command).await;
     }
 
-    /// Try to become the one replica that calls STS for `key`, for at most `ttl`.
-    pub async fn lock(&self, key: &[u8; 32], ttl: Duration) -> Lock {
+    /// How long a lock lives unless its holder renews it. Short, so that a holder that dies
+    /// mid-call holds the others up only briefly; long enough for renewals that take up to
+    /// two command timeouts.
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(1) + self.settings.command_timeout * 2
+    }
+
+    /// Try to become the one replica that calls STS for `key`, for one `lease`.
+    pub async fn lock(&self, key: &[u8; 32]) -> Lock {
+        let ttl = self.lease();
         let token = uuid::Uuid::new_v4().simple().to_string();
         let mut command = redis::cmd("SET");
         command
@@ -409,6 +434,34 @@ impl SharedCache {
             .arg(self.lock_name(key))
             .arg(token);
         let _ = self.run::<i64>(command).await;
+    }
+
+    /// Run `work` (the STS call) while holding the lock on `key`, renewing it every quarter
+    /// lease. If this process dies, the renewals stop with it and the lock lapses.
+    pub async fn holding<F: std::future::Future>(
+        &self,
+        key: &[u8; 32],
+        token: &str,
+        work: F,
+    ) -> F::Output {
+        let renew = async {
+            let every = self.lease() / 4;
+            loop {
+                tokio::time::sleep(every).await;
+                let mut command = redis::cmd("EVAL");
+                command
+                    .arg(RENEW)
+                    .arg(1)
+                    .arg(self.lock_name(key))
+                    .arg(token)
+                    .arg(millis(self.lease()));
+                let _ = self.run::<i64>(command).await;
+            }
+        };
+        tokio::select! {
+            out = work => out,
+            never = renew => never,
+        }
     }
 
     /// How long a miss may wait for its budget slot (`cluster.sts_max_wait_ms`).
@@ -445,12 +498,13 @@ impl SharedCache {
     }
 
     /// Wait for the lock holder's credential, up to `cluster.lock_wait_ms`; polls, because a
-    /// credential appears at most once per key and lifetime.
+    /// credential appears at most once per key and lifetime. A poll that finds neither the
+    /// credential nor the lock takes the lock: of all the waiters, exactly one.
     pub async fn wait_for(
         &self,
         key: &[u8; 32],
         usable: impl Fn(&StsCredentials) -> bool,
-    ) -> Option<StsCredentials> {
+    ) -> Waited {
         self.stats.waits.fetch_add(1, Ordering::Relaxed);
         let deadline = Instant::now() + self.settings.lock_wait;
         let mut pause = Duration::from_millis(10);
@@ -462,12 +516,20 @@ impl SharedCache {
             }
             if let Some(c) = self.get(key).await {
                 if usable(&c) {
-                    return Some(c);
+                    return Waited::Found(c);
                 }
+            }
+            match self.lock(key).await {
+                Lock::Acquired(token) => {
+                    self.stats.lock_takeovers.fetch_add(1, Ordering::Relaxed);
+                    return Waited::TookOver(token);
+                }
+                Lock::Held => {}
+                Lock::Unavailable => break,
             }
         }
         self.stats.wait_timeouts.fetch_add(1, Ordering::Relaxed);
-        None
+        Waited::TimedOut
     }
 }
 

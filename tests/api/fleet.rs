@@ -630,7 +630,7 @@ async fn internal_metric(app: &TestApp, name: &str) -> f64 {
         .find(|l| l.split([' ', '{']).next() == Some(name))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name}"))
+        .unwrap_or_else(|| panic!("no metric {name} in {text}"))
 }
 
 /// Redis losing its data (`FLUSHALL`, a restart without persistence, a failover) lifts no
@@ -949,4 +949,125 @@ async fn a_revoked_cookie_session_is_refused_on_every_replica() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// A replica killed while its AssumeRole runs holds the user's lock only briefly: once the
+/// lock lapses, one of the replicas waiting on it calls STS and the others take that
+/// credential, long before `cluster.lock_wait_ms` runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_holder_that_dies_mid_call_hands_over_to_one_waiter() {
+    let (_redis, redis_port) = crate::helpers::start_redis_anywhere();
+    let c = components();
+    // The holder's STS never answers in time; the waiters' STS answers at once, and counts.
+    let (slow, slow_url) = crate::helpers::faulty_sts();
+    *slow.delay.lock().unwrap() = Duration::from_secs(60);
+    let (fast, fast_url) = crate::helpers::faulty_sts();
+    let redis_url = format!("redis://127.0.0.1:{redis_port}");
+    let holder = crate::helpers::serve_process(
+        &crate::helpers::base_toml(0, &c.issuer, &slow_url),
+        &[
+            ("STSVEND_CLUSTER__REDIS_URL", &redis_url),
+            ("STSVEND_CLUSTER__ENCRYPTION_KEY", crate::helpers::FLEET_KEY),
+            // A lease of 1 s + 2 x 500 ms.
+            ("STSVEND_CLUSTER__COMMAND_TIMEOUT_MS", "500"),
+            ("STSVEND_STS__TIMEOUT_SECONDS", "30"),
+            ("STSVEND_CLUSTER__LOCK_WAIT_MS", "30000"),
+        ],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http
+        .get(holder.url("/readyz"))
+        .send()
+        .await
+        .map_or(true, |r| r.status() != 200)
+    {
+        assert!(Instant::now() < deadline, "holder never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let waiting = |f: Figment| {
+        patient(f)
+            .merge(Serialized::default("server.internal_bind", "127.0.0.1:0"))
+            .merge(Serialized::default("server.metrics", true))
+            .merge(Serialized::default("sts.timeout_seconds", 30))
+            .merge(Serialized::default("cluster.lock_wait_ms", 30_000))
+    };
+    let mut waiters = Vec::new();
+    for _ in 0..2 {
+        let fleet = in_fleet(redis_port);
+        let app =
+            crate::helpers::spawn_app_against(&c.issuer, &fast_url, move |f| waiting(fleet(f)))
+                .await;
+        assert!(app.wait_ready(Duration::from_secs(15)).await);
+        waiters.push(app);
+    }
+    wait_for_redis(&waiters.iter().collect::<Vec<_>>(), "ok").await;
+    let (user, token) = unique_user(&waiters[0], "dies", serde_json::json!(["science"])).await;
+
+    // The holder takes the lock and calls STS...
+    let call = http
+        .get(holder.url("/s3credentials"))
+        .bearer_auth(&token)
+        .send();
+    let holder_call = tokio::spawn(call);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while slow.hits.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the holder never called STS");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ...both others wait for it...
+    let asks: Vec<_> = waiters
+        .iter()
+        .map(|app| {
+            let (url, token) = (app.url("/s3credentials"), token.clone());
+            tokio::spawn(async move {
+                let res = reqwest::Client::new()
+                    .get(url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap();
+                (res.status().as_u16(), res.text().await.unwrap())
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for app in &waiters {
+        while internal_metric(app, "stsvend_shared_cache_lock_waits_total").await < 1.0 {
+            assert!(Instant::now() < deadline, "a replica never waited");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // ...and it dies.
+    let killed = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &holder.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut keys = Vec::new();
+    for ask in asks {
+        let (status, body) = ask.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        keys.push(body["accessKeyId"].as_str().unwrap().to_owned());
+    }
+    let handed_over = killed.elapsed();
+    eprintln!("handed over {handed_over:?} after the holder died");
+    assert!(
+        holder_call.await.unwrap().is_err(),
+        "the killed holder answered"
+    );
+    assert_eq!(keys[0], keys[1], "both waiters got the one new credential");
+    assert_eq!(
+        fast.hits.lock().unwrap().len(),
+        1,
+        "one waiter called STS for {user}"
+    );
+    // The lapse, not the 30 s wait, handed the work over.
+    assert!(
+        handed_over < Duration::from_secs(10),
+        "took {handed_over:?} after the holder died"
+    );
 }

@@ -800,3 +800,86 @@ pub fn start_proxy(
     .run();
     tokio::spawn(server);
 }
+
+/// `stsvend serve` as its own process, bound to port 0; killed when dropped.
+pub struct Served {
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Served {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start `stsvend serve` with `toml` (whose `server.bind` should use port 0) and `env` on
+/// top of the test secrets; returns once its "listening" line names the port.
+pub async fn serve_process(toml: &str, env: &[(&str, &str)]) -> Served {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("stsvend.toml");
+    std::fs::write(&config, toml).expect("write config");
+    let log = dir.path().join("stsvend.log");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_stsvend"));
+    command
+        .args(["serve", "--config"])
+        .arg(&config)
+        .current_dir(repo_root())
+        .env("STSVEND_OIDC__CLIENT_SECRET", CLIENT_SECRET)
+        .env("STSVEND_SESSION__KEY", COOKIE_KEY_B64)
+        .env("STSVEND_SERVER__LOG_FORMAT", "json")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .stdout(std::fs::File::create(&log).expect("log file"))
+        .stderr(std::process::Stdio::null());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let child = command.spawn().expect("spawn stsvend serve");
+    let mut served = Served {
+        child,
+        port: 0,
+        log,
+        _dir: dir,
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    served.port = loop {
+        let text = served.log_text();
+        let port = text
+            .lines()
+            .filter(|l| l.contains("stsvend listening"))
+            .find_map(|l| {
+                l.split("\"port\":")
+                    .nth(1)?
+                    .split([',', '}'])
+                    .next()?
+                    .parse::<u16>()
+                    .ok()
+            });
+        if let Some(port) = port {
+            break port;
+        }
+        if let Ok(Some(exit)) = served.child.try_wait() {
+            panic!("stsvend serve exited ({exit}): {text}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never listened: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    served
+}

@@ -3,7 +3,6 @@
 use std::process::Command;
 
 use crate::config_errors::stsvend;
-use crate::helpers::repo_root;
 
 #[test]
 fn serve_exits_1_when_the_port_is_in_use() {
@@ -22,46 +21,42 @@ fn serve_exits_1_when_the_port_is_in_use() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
-#[test]
-fn serve_stops_cleanly_on_sigterm() {
-    let port = crate::helpers::free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stsvend"));
-    cmd.args(["serve", "--config", "config/local.toml"])
-        .current_dir(repo_root())
-        .env("STSVEND_SERVER__BIND", &addr)
-        .env("STSVEND_SERVER__SHUTDOWN_TIMEOUT_SECONDS", "2")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    // The socket is bound before the server installs its signal handlers: wait until it
-    // answers HTTP, i.e. until it is really serving.
+#[tokio::test]
+async fn serve_stops_cleanly_on_sigterm() {
+    // No IdP or STS is needed to start and stop: nothing listens on port 9.
+    let toml = crate::helpers::base_toml(0, "http://127.0.0.1:9", "http://127.0.0.1:9");
+    let mut served =
+        crate::helpers::serve_process(&toml, &[("STSVEND_SERVER__SHUTDOWN_TIMEOUT_SECONDS", "2")])
+            .await;
+    // Its signal handlers are installed before the socket is bound: once it answers HTTP,
+    // SIGTERM is a graceful stop.
+    let addr = format!("127.0.0.1:{}", served.port);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !answers_healthz(&addr) {
         assert!(
             std::time::Instant::now() < deadline,
             "stsvend never served /healthz"
         );
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    std::thread::sleep(std::time::Duration::from_millis(200));
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &served.child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
+        if let Some(exit) = served.child.try_wait().unwrap() {
             break exit;
         }
         assert!(
             std::time::Instant::now() < deadline,
             "did not stop after SIGTERM"
         );
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
-    assert!(exit.success(), "exit status {exit}");
+    assert!(exit.success(), "exit status {exit}: {}", served.log_text());
+    assert!(served.log_text().contains("stsvend stopped"));
 }
 
 fn answers_healthz(addr: &str) -> bool {
@@ -89,51 +84,23 @@ async fn sigterm_lets_requests_in_flight_finish() {
     let c = crate::helpers::components();
     let (faults, proxy_url) = crate::helpers::faulty_sts();
     *faults.delay.lock().unwrap() = Duration::from_millis(1500);
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("stsvend.toml");
     let toml = crate::helpers::base_toml(0, &c.issuer, &proxy_url)
         .replace("workers = 1", "workers = 2")
         .replace(
             "shutdown_timeout_seconds = 1",
             "shutdown_timeout_seconds = 20",
         );
-    std::fs::write(&config, toml).unwrap();
-    let log = dir.path().join("stsvend.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stsvend"))
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .env("STSVEND_OIDC__CLIENT_SECRET", crate::helpers::CLIENT_SECRET)
-        .env("STSVEND_SESSION__KEY", crate::helpers::COOKIE_KEY_B64)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        // 50 new users at once, each STS call slow: about shutdown, not the per-second STS
-        // budget or STS's timeout.
-        .env("STSVEND_STS__MAX_CALLS_PER_SECOND", "0")
-        .env("STSVEND_STS__TIMEOUT_SECONDS", "10")
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Bound to port 0: the port is in its "listening" line.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let port = loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(port) = text
-            .lines()
-            .filter(|l| l.contains("stsvend listening"))
-            .find_map(|l| {
-                l.split("\"port\":")
-                    .nth(1)?
-                    .split([',', '}'])
-                    .next()?
-                    .parse::<u16>()
-                    .ok()
-            })
-        {
-            break port;
-        }
-        assert!(Instant::now() < deadline, "never listened: {text}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    // 50 new users at once, each STS call slow: about shutdown, not the per-second STS
+    // budget or STS's timeout.
+    let mut served = crate::helpers::serve_process(
+        &toml,
+        &[
+            ("STSVEND_STS__MAX_CALLS_PER_SECOND", "0"),
+            ("STSVEND_STS__TIMEOUT_SECONDS", "10"),
+        ],
+    )
+    .await;
+    let port = served.port;
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -181,7 +148,7 @@ async fn sigterm_lets_requests_in_flight_finish() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &served.child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -191,13 +158,13 @@ async fn sigterm_lets_requests_in_flight_finish() {
     }
     let deadline = Instant::now() + Duration::from_secs(25);
     let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
+        if let Some(exit) = served.child.try_wait().unwrap() {
             break exit;
         }
         assert!(Instant::now() < deadline, "did not stop after SIGTERM");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    let log = served.log_text();
     let completed = outcomes
         .iter()
         .filter(|o| matches!(o, Ok((200, body)) if body.contains("accessKeyId")))

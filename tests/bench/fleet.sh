@@ -25,9 +25,8 @@ redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no >"$work/redis.log" 2>&1 &
 pids+=($!)
 
-alone=$(free_port); fleet=$(free_port)
-start_stsvend "$rel/stsvend" "$alone"
-start_stsvend "$rel/stsvend" "$fleet" STSVEND_CLUSTER__REDIS_URL="redis://127.0.0.1:$redis_port" \
+start_stsvend "$rel/stsvend" alone
+start_stsvend "$rel/stsvend" fleet STSVEND_CLUSTER__REDIS_URL="redis://127.0.0.1:$redis_port" \
   STSVEND_CLUSTER__ENCRYPTION_KEY="$(cat "$root/deploy/local/secrets/cluster-key.b64")"
 
 token=$(curl -fsS -u alice:alice-pw -X POST "$issuer/api/users/find_or_create_token" \

@@ -46,11 +46,11 @@ bench_stsvend() {
 }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
-cached_port=$(free_port); nocache_port=$(free_port); ceiling_port=$(free_port)
-bench_stsvend "$cached_port"
+ceiling_port=$(free_port)
+bench_stsvend cached_port
 cached_pid=${pids[-1]}
 rss_start=$(rss_kib "$cached_pid")
-bench_stsvend "$nocache_port" STSVEND_CACHE__ENABLED=false
+bench_stsvend nocache_port STSVEND_CACHE__ENABLED=false
 "$rel/examples/bench-ceiling" "$ceiling_port" >/dev/null 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$ceiling_port/s3credentials"

@@ -32,8 +32,7 @@ scratch soak
 rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 start_components IDP_JWKS_FILE="$work/idp-jwks.json"
 
-port=$(free_port)
-start_stsvend "$rel/stsvend" "$port"
+start_stsvend "$rel/stsvend" port
 pid=${pids[-1]}
 rss_start=$(rss_mib "$pid")
 echo "[soak] preparing $USERS users" >&2
@@ -47,8 +46,7 @@ rss_after=$(rss_mib "$pid")
 metrics="$(curl -fsS "http://127.0.0.1:$port/metrics")"
 
 echo "[soak] flood of $FLOOD distinct tokens (caches capped at 2000)" >&2
-fport=$(free_port)
-start_stsvend "$rel/stsvend" "$fport" STSVEND_CACHE__MAX_ENTRIES=2000
+start_stsvend "$rel/stsvend" fport STSVEND_CACHE__MAX_ENTRIES=2000
 fpid=${pids[-1]}
 flood_rss=("$(rss_mib "$fpid")")
 quarter=$((FLOOD / 4))

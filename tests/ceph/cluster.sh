@@ -11,6 +11,7 @@ set -euo pipefail
 cmd="${1:-}"
 dir="${2:-}"
 [ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: cluster.sh start|stop DIR" >&2; exit 2; }
+log() { printf '[ceph] %s\n' "$*" >&2; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -30,7 +31,21 @@ if [ "$cmd" = stop ]; then
   stop
   exit 0
 fi
-[ "$cmd" = start ] || { echo "usage: cluster.sh start|stop DIR" >&2; exit 2; }
+# The ports are found free, then handed to the daemons: another process can take one in
+# between (the daemon then fails to bind). Each attempt is this script run as `attempt`, so
+# that any failing step ends it; the next attempt starts over with new ports.
+if [ "$cmd" = start ]; then
+  for attempt in 1 2 3; do
+    if "$0" attempt "$dir"; then exit 0; fi
+    stop
+    log "the cluster did not come up (attempt $attempt); logs:"
+    tail -n 5 "$dir"/log/*.log >&2 2>/dev/null || true
+    rm -rf "${dir:?}"/*
+  done
+  log "the cluster did not come up"
+  exit 1
+fi
+[ "$cmd" = attempt ] || { echo "usage: cluster.sh start|stop DIR" >&2; exit 2; }
 
 mkdir -p "$dir"/{run,log,mon/a,osd/0,rgw}
 fsid="$(uuidgen)"
@@ -81,8 +96,6 @@ rgw s3 auth use sts = true
 rgw sts key = 0123456789abcdef
 rgw dns name = 127.0.0.1
 EOF
-
-log() { printf '[ceph] %s\n' "$*" >&2; }
 
 ceph-authtool --create-keyring "$dir/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
 ceph-authtool "$dir/keyring" --gen-key -n client.admin \

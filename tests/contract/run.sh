@@ -13,9 +13,8 @@ examples="${CONTRACT_EXAMPLES:-100}"
 . "$root/tests/components.sh"
 scratch contract
 start_components
-app_port="$(free_port)"
+start_stsvend "$bin" app_port
 app="http://127.0.0.1:$app_port"
-start_stsvend "$bin" "$app_port"
 
 token="$(curl -fsS -u carol:carol-pw -X POST "$issuer/api/users/find_or_create_token" \
   | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')"
