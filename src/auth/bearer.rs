@@ -13,7 +13,7 @@ use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
 use super::claims;
-use super::discovery::Discovery;
+use super::discovery::{find_key, Discovery};
 use crate::config::OidcSettings;
 
 /// Clock skew tolerated on `exp` and `nbf`.
@@ -615,17 +615,5 @@ impl BearerVerifier {
             _ => return Err(TokenError::IdpUnavailable),
         }
         res.json().await.map_err(|_| TokenError::Rejected)
-    }
-}
-
-pub(crate) fn find_key<'a>(
-    keys: &'a jsonwebtoken::jwk::JwkSet,
-    kid: Option<&str>,
-) -> Option<&'a jsonwebtoken::jwk::Jwk> {
-    match kid {
-        Some(kid) => keys.find(kid),
-        // Without a kid, only an unambiguous single key will do.
-        None if keys.keys.len() == 1 => keys.keys.first(),
-        None => None,
     }
 }

@@ -99,7 +99,7 @@ impl Discovery {
         self.current
             .load()
             .as_ref()
-            .is_some_and(|p| crate::auth::bearer::find_key(&p.keys, kid).is_some())
+            .is_some_and(|p| find_key(&p.keys, kid).is_some())
     }
 
     /// Re-read the JWKS now, unless that happened less than `KEY_REFRESH_MIN_INTERVAL` ago.
@@ -153,6 +153,18 @@ impl Discovery {
 
 /// The IdP's keys as `jsonwebtoken` keys; keys it cannot use (encryption keys, unknown key
 /// types) are skipped rather than failing the whole set.
+/// The published key a token names by `kid`; without a kid, only an unambiguous single key.
+pub(crate) fn find_key<'a>(
+    keys: &'a jsonwebtoken::jwk::JwkSet,
+    kid: Option<&str>,
+) -> Option<&'a jsonwebtoken::jwk::Jwk> {
+    match kid {
+        Some(kid) => keys.find(kid),
+        None if keys.keys.len() == 1 => keys.keys.first(),
+        None => None,
+    }
+}
+
 fn verifier_keys(core: &CoreJsonWebKeySet) -> jsonwebtoken::jwk::JwkSet {
     let keys = core
         .keys()
