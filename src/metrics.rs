@@ -146,7 +146,7 @@ impl Collector for VendCollector {
         Self::set(&self.sts_calls, self.vendor.sts_calls());
         self.cached
             .set(i64::try_from(self.vendor.cached_entries()).unwrap_or(i64::MAX));
-        Self::set(&self.log_dropped, crate::logqueue::dropped_lines());
+        Self::set(&self.log_dropped, crate::telemetry::queue::dropped_lines());
         self.ready.set(i64::from(self.discovery.is_ready()));
         for (kind, n) in [
             ("throttled", &stats.sts_throttled),

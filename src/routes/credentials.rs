@@ -102,7 +102,7 @@ pub async fn s3credentials(
 }
 
 /// The audit line's fields, rendered straight into the log line as JSON members (see
-/// `logformat::SPLICED`): user, session name, scope, policy hash, buckets, access key id,
+/// `telemetry::format::SPLICED`): user, session name, scope, policy hash, buckets, access key id,
 /// expiration, packed policy size (rendered once per credential), then how they
 /// authenticated, cache outcome, format, client and `X-Forwarded-For`. Every string is
 /// escaped; client-controlled ones are capped.
@@ -124,7 +124,7 @@ impl Audit<'_> {
     /// credential: user, session name, scope, policy hash, buckets, key id, expiration,
     /// packed policy size.
     fn fixed(&self) -> String {
-        use crate::logformat::{write_escaped, write_member};
+        use crate::json::{write_escaped, write_member};
         let mut out = String::with_capacity(256 + self.scope.buckets_joined.len());
         let render = |out: &mut String| -> std::fmt::Result {
             out.push_str("\"user\":\"");
@@ -148,7 +148,7 @@ impl Audit<'_> {
     }
 
     fn render(&self, out: &mut String) -> std::fmt::Result {
-        use crate::logformat::{write_ip, write_member, write_static_member};
+        use crate::json::{write_ip, write_member, write_static_member};
         out.push_str(self.rendered.get_or_init(|| self.fixed().into()));
         write_static_member(out, "authenticated_by", self.authenticated_by.name())?;
         write_static_member(out, "cache", self.cache)?;

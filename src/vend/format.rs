@@ -144,7 +144,7 @@ pub fn render(format: Format, c: &StsCredentials) -> String {
             out.push_str(value);
         } else {
             // Writing into a String cannot fail.
-            let _ = crate::logformat::write_escaped(&mut out, value);
+            let _ = crate::json::write_escaped(&mut out, value);
         }
         out.push('"');
     }

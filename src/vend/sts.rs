@@ -260,7 +260,7 @@ impl StsCredentials {
             self.session_token.expose_secret(),
         ]
         .iter()
-        .all(|v| !crate::logformat::needs_escaping(v.as_bytes()));
+        .all(|v| !crate::json::needs_escaping(v.as_bytes()));
         self
     }
 

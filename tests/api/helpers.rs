@@ -537,7 +537,7 @@ fn init_log_capture() {
         // The service's own JSON line format, as in production.
         let _ = tracing_subscriber::fmt()
             .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
-            .event_format(stsvend::logformat::JsonLines)
+            .event_format(stsvend::telemetry::format::JsonLines)
             // Everything at debug, except the test clients' own cookie jar (stsvend keeps
             // no client-side cookies; the jar logs what the *test* received).
             .with_env_filter("debug,cookie_store=off")

@@ -1,11 +1,10 @@
-//! Logging and request ids.
+//! The request being served: its id and context.
 //!
 //! Every request gets an id (the client's `x-request-id` when it is sane, a fresh UUID
 //! otherwise). It is echoed in the response header, named by every log line of that request,
 //! and made available to error bodies, all through a task-local: the JSON format reads the
 //! request from there (no tracing span per request); the pretty format also gets a span.
 
-use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -14,9 +13,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use tracing::Instrument;
-use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -36,7 +33,7 @@ tokio::task_local! {
 
 /// Whether requests get a tracing span (the pretty format shows spans; the JSON format
 /// reads the request from the task-local instead, which costs far less per request).
-static REQUEST_SPANS: AtomicBool = AtomicBool::new(false);
+pub(super) static REQUEST_SPANS: AtomicBool = AtomicBool::new(false);
 
 /// The id of the request being served on this task, if any.
 pub fn current_request_id() -> Option<String> {
@@ -56,7 +53,7 @@ pub fn current_prefers_html() -> bool {
 /// `,"span":{...}` naming the request being served on this task, as tracing-subscriber's
 /// JSON format names a `request` span; false when no request is being served.
 pub(crate) fn write_request_span(w: &mut dyn std::fmt::Write) -> Result<bool, std::fmt::Error> {
-    use crate::logformat::write_escaped;
+    use crate::json::write_escaped;
     REQUEST
         .try_with(|r| {
             w.write_str(",\"span\":{\"method\":\"")?;
@@ -69,45 +66,6 @@ pub(crate) fn write_request_span(w: &mut dyn std::fmt::Write) -> Result<bool, st
             Ok(true)
         })
         .unwrap_or(Ok(false))
-}
-
-/// What is logged unless `RUST_LOG` says otherwise. actix answers malformed requests (bad
-/// headers, oversized heads) with 400 itself and would log each at ERROR: a client could
-/// fill the error log at will, so those lines are off.
-pub const DEFAULT_FILTER: &str =
-    "info,aws_config=warn,aws_smithy_runtime=warn,actix_http::h1::dispatcher=off";
-
-/// Install the global subscriber. `RUST_LOG` overrides the default filter. Lines are written
-/// by a background thread through a queue of at most `queue_bytes` (formatting stays on the
-/// request thread, the write syscalls do not); when the sink cannot keep up, lines are
-/// dropped and counted rather than blocking workers. Keep the guard until exit: it flushes
-/// what is queued.
-pub fn init(format: LogFormat, queue_bytes: usize) -> crate::logqueue::LogQueueGuard {
-    let (writer, guard) = crate::logqueue::LogQueue::new(std::io::stdout(), queue_bytes);
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    let terminal = std::io::stdout().is_terminal();
-    let json = match format {
-        LogFormat::Json => true,
-        LogFormat::Pretty => false,
-        LogFormat::Auto => !terminal,
-    };
-    REQUEST_SPANS.store(!json, Ordering::Relaxed);
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(terminal)
-        .with_target(false)
-        .with_writer(writer);
-    // A second init (tests start many apps in one process) is harmless.
-    let _ = if json {
-        builder
-            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
-            .event_format(crate::logformat::JsonLines)
-            .try_init()
-    } else {
-        builder.try_init()
-    };
-    guard
 }
 
 /// The longest client-controlled text (path, user id, X-Forwarded-For, User-Agent) a log
