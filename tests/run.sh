@@ -57,7 +57,20 @@ step() {
   steps+=("${name// /_} $took ok")
 }
 
-step "setup (apt, npm, pip)" 1200 deploy/local/setup.sh --for-tests
+# .ci/run starts the setup in the background (STSVEND_SETUP_DIR) while clippy compiles: then
+# this step waits for it, shows its output and fails as it failed.
+setup_or_wait() {
+  if [ -z "${STSVEND_SETUP_DIR:-}" ]; then
+    deploy/local/setup.sh --for-tests
+    return
+  fi
+  while [ ! -f "$STSVEND_SETUP_DIR/rc" ]; do sleep 1; done
+  cat "$STSVEND_SETUP_DIR/log" >&2
+  echo "[tests] setup took $(cat "$STSVEND_SETUP_DIR/took")s alongside clippy" >&2
+  return "$(cat "$STSVEND_SETUP_DIR/rc")"
+}
+export -f setup_or_wait
+step "setup (apt, npm, pip)" 1200 bash -c setup_or_wait
 
 # Reuse one build directory across clones (CI runs in a fresh clone each time).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stsvend-target}"

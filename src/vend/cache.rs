@@ -214,6 +214,7 @@ impl CallShape {
                 .cloned()
                 .chain(scope.tags.iter().cloned())
                 .collect(),
+            sign_by: None,
         }
     }
 
@@ -396,20 +397,25 @@ impl Vendor {
         Box::pin(self.vend_missed(key, request, min_remaining, now, overall_timeout)).await
     }
 
-    /// Wait for a slot in the fleet's AssumeRole budget: Ok to call now (or no fleet budget
-    /// applies), Err(retry after) when the budget is used up for longer than
-    /// `cluster.sts_max_wait_ms`. A slot woken up for too late is given up for a new one.
-    async fn fleet_slot(&self, shared: &super::shared::SharedCache) -> Result<(), Duration> {
+    /// Wait for a slot in the fleet's AssumeRole budget: Ok(the instant the request must be
+    /// signed by; None when no fleet budget applies), Err(retry after) when the budget is used
+    /// up for longer than `cluster.sts_max_wait_ms`. A slot woken up for too late is given up
+    /// for a new one.
+    async fn fleet_slot(
+        &self,
+        shared: &super::shared::SharedCache,
+        started: tokio::time::Instant,
+    ) -> Result<Option<std::time::Instant>, Duration> {
         use super::shared::Slot;
-        let started = tokio::time::Instant::now();
         loop {
             match shared.sts_slot().await {
-                Slot::Local => return Ok(()),
+                Slot::Local => return Ok(None),
                 Slot::Refused(over) => return Err(over.max(Duration::from_secs(1))),
                 Slot::At(at) => {
                     tokio::time::sleep_until(at.into()).await;
-                    if std::time::Instant::now() <= at + super::shared::SLOT_GRACE {
-                        return Ok(());
+                    let sign_by = at + super::shared::SLOT_GRACE;
+                    if std::time::Instant::now() <= sign_by {
+                        return Ok(Some(sign_by));
                     }
                     shared.stats.slots_forfeited.fetch_add(1, Ordering::Relaxed);
                     if started.elapsed() >= shared.max_wait() {
@@ -433,7 +439,12 @@ impl Vendor {
             let result = tokio::time::timeout(overall_timeout, self.sts.assume_role(&req))
                 .await
                 .unwrap_or_else(|_| Err(StsError::Unavailable("timed out".into())));
-            ticket.record(&result);
+            // A request that missed its slot was never sent: neither a success nor a failure
+            // of STS for the breaker.
+            if !matches!(&result, Err(StsError::Busy { reason, .. }) if *reason == super::sts::SLOT_MISSED)
+            {
+                ticket.record(&result);
+            }
             if let Err(e) = &result {
                 self.stats.count_failure(e);
             }
@@ -492,14 +503,28 @@ impl Vendor {
                 }
             }
             let work = async {
-                match self.fleet_slot(shared).await {
-                    Ok(()) => call(req).await,
-                    Err(retry_after) => {
-                        self.guard.count_fleet_refusal();
-                        Err(StsError::Busy {
-                            reason: "fleet_rate_budget",
-                            retry_after,
-                        })
+                let started = tokio::time::Instant::now();
+                let mut req = req;
+                loop {
+                    match self.fleet_slot(shared, started).await {
+                        Ok(sign_by) => req.sign_by = sign_by,
+                        Err(retry_after) => {
+                            self.guard.count_fleet_refusal();
+                            return Err(StsError::Busy {
+                                reason: "fleet_rate_budget",
+                                retry_after,
+                            });
+                        }
+                    }
+                    match call(req.clone()).await {
+                        // Prepared too late to be signed within its slot: take another.
+                        Err(StsError::Busy { reason, .. })
+                            if reason == super::sts::SLOT_MISSED
+                                && started.elapsed() < shared.max_wait() =>
+                        {
+                            shared.stats.slots_forfeited.fetch_add(1, Ordering::Relaxed);
+                        }
+                        result => return result,
                     }
                 }
             };
@@ -634,6 +659,7 @@ mod tests {
             policy_arns: vec![],
             duration_seconds: 3600,
             tags: vec![],
+            sign_by: None,
         }
     }
 

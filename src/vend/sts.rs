@@ -8,6 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sts::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_sts::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_sts::error::BoxError;
 use aws_sdk_sts::types::{PolicyDescriptorType, Tag};
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
@@ -31,6 +34,51 @@ pub struct AssumeRoleRequest {
     pub policy_arns: Vec<String>,
     pub duration_seconds: u32,
     pub tags: Vec<(String, String)>,
+    /// Sign no later than this (the fleet budget's slot plus its grace), or do not send: a
+    /// request signed later is answered `Busy { reason: SLOT_MISSED }` without leaving.
+    pub sign_by: Option<std::time::Instant>,
+}
+
+/// `StsError::Busy`'s reason when a request missed its fleet budget slot before signing.
+pub const SLOT_MISSED: &str = "fleet_slot_missed";
+
+/// Enforces `sign_by` right before the SDK signs (no await lies between this hook and the
+/// signature, whose `X-Amz-Date` is what STS counts): however late a busy machine runs the
+/// SDK's preparation, a request is sent within its slot or not at all.
+#[derive(Debug)]
+struct SignBy(std::time::Instant);
+
+#[derive(Debug, thiserror::Error)]
+#[error("the fleet budget slot passed before the request was signed")]
+struct SlotMissed;
+
+impl Intercept for SignBy {
+    fn name(&self) -> &'static str {
+        "stsvend-sign-by"
+    }
+
+    fn read_before_signing(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if std::time::Instant::now() > self.0 {
+            return Err(Box::new(SlotMissed));
+        }
+        Ok(())
+    }
+}
+
+fn missed_slot(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if e.is::<SlotMissed>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// Temporary credentials. `Debug` never shows the secret or the token.
@@ -139,6 +187,12 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: fmt::Debug,
 {
+    if std::error::Error::source(&err).is_some_and(missed_slot) {
+        return StsError::Busy {
+            reason: SLOT_MISSED,
+            retry_after: std::time::Duration::from_secs(1),
+        };
+    }
     match &err {
         SdkError::TimeoutError(_) => StsError::Unavailable("timed out".into()),
         SdkError::DispatchFailure(e) => StsError::Unavailable(format!("{e:?}")),
@@ -201,10 +255,18 @@ impl StsApi for AwsSts {
                         .collect()
                 }))
                 .duration_seconds(i32::try_from(request.duration_seconds).unwrap_or(3600))
-                .set_tags((!tags.is_empty()).then_some(tags))
-                .send()
-                .await
-                .map_err(map_error)?;
+                .set_tags((!tags.is_empty()).then_some(tags));
+            let output = match request.sign_by {
+                Some(deadline) => {
+                    output
+                        .customize()
+                        .interceptor(SignBy(deadline))
+                        .send()
+                        .await
+                }
+                None => output.send().await,
+            }
+            .map_err(map_error)?;
             let creds = output
                 .credentials()
                 .ok_or_else(|| StsError::Unavailable("no credentials in the response".into()))?;

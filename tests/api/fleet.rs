@@ -1071,3 +1071,41 @@ async fn a_lock_holder_that_dies_mid_call_hands_over_to_one_waiter() {
         "took {handed_over:?} after the holder died"
     );
 }
+
+/// The fleet budget holds where STS counts: a request whose slot passed while the SDK was
+/// still preparing it is not signed or sent (a busy machine can take longer between the
+/// budget check and the signature than the slot's grace).
+#[tokio::test]
+async fn a_request_prepared_after_its_budget_slot_is_never_sent() {
+    use stsvend::vend::sts::{AssumeRoleRequest, AwsSts, StsApi, StsError, SLOT_MISSED};
+    let (faults, url) = crate::helpers::faulty_sts();
+    let figment = crate::helpers::test_figment(0, &components().issuer, &url);
+    let (_, settings) = stsvend::config::from_figment(figment).unwrap();
+    let sts = AwsSts::from_settings(
+        &settings.sts,
+        Some(aws_sdk_sts::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        )),
+    )
+    .await;
+    let mut request = AssumeRoleRequest {
+        user_id: "late".into(),
+        role_arn: settings.sts.role_arn.to_string(),
+        role_session_name: "late@stsvend-test".into(),
+        source_identity: None,
+        policy: None,
+        policy_arns: vec![],
+        duration_seconds: 900,
+        tags: vec![],
+        sign_by: Some(Instant::now() - Duration::from_millis(1)),
+    };
+    match sts.assume_role(&request).await {
+        Err(StsError::Busy { reason, .. }) => assert_eq!(reason, SLOT_MISSED),
+        other => panic!("a late request was not refused: {:?}", other.map(|_| ())),
+    }
+    assert_eq!(faults.hits.lock().unwrap().len(), 0, "it reached STS");
+    // In time, the same request is sent and answered.
+    request.sign_by = Some(Instant::now() + Duration::from_secs(5));
+    assert!(sts.assume_role(&request).await.is_ok());
+    assert_eq!(faults.hits.lock().unwrap().len(), 1);
+}
