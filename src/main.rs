@@ -223,15 +223,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { config } => match config::load(config.as_deref()) {
-            Ok((raw, settings)) => {
-                print!("{}", config::render_redacted(&raw));
-                // Notes only: load() has already refused what cannot work.
-                for note in stsvend::vend::scope::check(&settings).unwrap_or_default() {
-                    eprintln!("stsvend: session scope: {note}");
+            Ok((raw, settings)) => match stsvend::startup::preflight(&settings) {
+                Ok(notes) => {
+                    print!("{}", config::render_redacted(&raw));
+                    for note in notes {
+                        eprintln!("stsvend: session scope: {note}");
+                    }
+                    eprintln!("stsvend: configuration is valid");
+                    ExitCode::SUCCESS
                 }
-                eprintln!("stsvend: configuration is valid");
-                ExitCode::SUCCESS
-            }
+                Err(e) => fail(e),
+            },
             Err(e) => fail(e),
         },
         Command::Revoke {
@@ -311,8 +313,10 @@ fn main() -> ExitCode {
             config,
             user,
             groups,
-        } => match config::load(config.as_deref()) {
-            Ok((_, settings)) => print_policy(&settings, &user, &groups),
+        } => match config::load(config.as_deref())
+            .and_then(|(_, settings)| stsvend::startup::preflight(&settings).map(|_| settings))
+        {
+            Ok(settings) => print_policy(&settings, &user, &groups),
             Err(e) => fail(e),
         },
         Command::Serve { config } => {

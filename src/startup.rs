@@ -36,6 +36,17 @@ pub struct AppState {
     pub revocations: Arc<crate::revoke::Revocations>,
 }
 
+/// What a valid configuration must also pass, checked by the code that will use it: the TLS
+/// files load and match, and AWS accepts the worst-case session scope. `serve` (through
+/// `Application::build`), `check-config` and `policy` all refuse what fails here; returns the
+/// scope's notes.
+pub fn preflight(settings: &Settings) -> Result<Vec<String>, crate::config::ConfigError> {
+    if let Some(tls) = &settings.server.tls {
+        crate::tls::check_files(tls)?;
+    }
+    crate::vend::scope::check_settings(settings)
+}
+
 /// What tests and embedders may replace; everything else comes from the settings.
 #[derive(Default)]
 pub struct Dependencies {
@@ -69,8 +80,8 @@ pub enum StartupError {
     Server(std::io::Error),
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
-    #[error("session scope: {0}")]
-    Scope(String),
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
 }
 
 pub struct Application {
@@ -84,6 +95,7 @@ pub struct Application {
 impl Application {
     /// Bind `server.bind` and build everything.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        preflight(&settings)?;
         let addr = settings.server.bind;
         let listener =
             TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, source })?;
@@ -190,7 +202,7 @@ impl Application {
         let callback_path = settings.oidc.callback_path.clone();
         let cors_origins = settings.cors.allowed_origins.clone();
         let templates = routes::readme::environment()?;
-        let scopes = crate::vend::scope::Scoper::new(&settings).map_err(StartupError::Scope)?;
+        let scopes = crate::vend::scope::Scoper::new(&settings)?;
         let revocations = crate::revoke::Revocations::new(vendor.clone(), clock.clone());
         revocations.start_sync();
         let state = web::Data::new(AppState {

@@ -84,6 +84,20 @@ pub fn load(cert_path: &Path, key_path: &Path) -> Result<Loaded, TlsError> {
     parse(cert_path, &read(cert_path)?, key_path, &read(key_path)?)
 }
 
+/// Load the configured pair once: a missing, unreadable or mismatched pair stops startup (and
+/// `check-config`) with one line naming the file's key.
+pub fn check_files(tls: &crate::config::TlsSettings) -> Result<(), crate::config::ConfigError> {
+    load(&tls.cert_file, &tls.key_file).map_err(|e| {
+        let key = if e.path == tls.key_file {
+            "server.tls.key_file"
+        } else {
+            "server.tls.cert_file"
+        };
+        crate::config::ConfigError::key(key, e)
+    })?;
+    Ok(())
+}
+
 /// The certificate being served, swapped in place when the files change.
 pub struct CertReloader {
     cert_path: PathBuf,

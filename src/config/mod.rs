@@ -237,12 +237,6 @@ impl Settings {
             cors,
             limits,
         };
-        // Key: "buckets" when the inline way cannot hold them, else the way's own setting.
-        let key = match settings.policy.mode {
-            ScopeMode::Inline => "buckets",
-            _ => "policy.mode",
-        };
-        crate::vend::scope::check(&settings).map_err(|e| ConfigError::key(key, e))?;
         Ok(settings)
     }
 }

@@ -164,16 +164,6 @@ pub(super) fn validate(raw: &RawServer) -> Result<ServerSettings, ConfigError> {
             None => None,
             Some(t) => {
                 let (cert_file, key_file) = (t.cert_file.relative(), t.key_file.relative());
-                // Load once now: a missing, unreadable or mismatched pair stops startup
-                // (and check-config) with one line naming the file.
-                crate::tls::load(&cert_file, &key_file).map_err(|e| {
-                    let key = if e.path == key_file {
-                        "server.tls.key_file"
-                    } else {
-                        "server.tls.cert_file"
-                    };
-                    ConfigError::key(key, e)
-                })?;
                 Some(TlsSettings {
                     cert_file,
                     key_file,

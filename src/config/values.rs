@@ -22,7 +22,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub(super) fn key(key: &str, message: impl fmt::Display) -> Self {
+    pub fn key(key: &str, message: impl fmt::Display) -> Self {
         Self {
             key: Some(key.to_owned()),
             message: format!("`{key}`: {message}"),

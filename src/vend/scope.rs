@@ -235,10 +235,14 @@ pub struct Scoper {
 }
 
 impl Scoper {
-    pub fn new(settings: &Settings) -> Result<Self, String> {
+    /// Refuses settings whose worst-case scope AWS would not accept (`check_settings`).
+    pub fn new(settings: &Settings) -> Result<Self, crate::config::ConfigError> {
+        check_settings(settings)?;
         let mut arns: BTreeMap<String, Vec<String>> = BTreeMap::new();
         if settings.policy.mode == ScopeMode::Managed {
-            for m in managed_policies(settings)? {
+            for m in managed_policies(settings)
+                .map_err(|e| crate::config::ConfigError::key("policy.mode", e))?
+            {
                 arns.entry(m.unit).or_default().push(m.arn);
             }
         }
@@ -363,6 +367,16 @@ impl Scoper {
 
 /// What startup and `check-config` say about the chosen way: an error when the deployment
 /// cannot work, and notes with the sizes against each limit.
+pub fn check_settings(settings: &Settings) -> Result<Vec<String>, crate::config::ConfigError> {
+    // Key: "buckets" when the inline way cannot hold them, else the way's own setting.
+    let key = match settings.policy.mode {
+        ScopeMode::Inline => "buckets",
+        _ => "policy.mode",
+    };
+    check(settings).map_err(|e| crate::config::ConfigError::key(key, e))
+}
+
+/// The check behind `check_settings`, its refusal without the key.
 pub fn check(settings: &Settings) -> Result<Vec<String>, String> {
     let mut notes = Vec::new();
     let Some(worst) = policy::worst_case(settings) else {

@@ -7,10 +7,12 @@ use stsvend::config::{self, ConfigError};
 
 use crate::helpers::{repo_root, test_figment};
 
+/// What `serve` and `check-config` refuse: the configuration, then what the app checks of it.
 fn load_with(extra_toml: &str) -> Result<(), ConfigError> {
     let figment = test_figment(8080, "http://127.0.0.1:9400", "http://127.0.0.1:9500")
         .merge(Toml::string(extra_toml));
-    config::from_figment(figment).map(|_| ())
+    let (_, settings) = config::from_figment(figment)?;
+    stsvend::startup::preflight(&settings).map(|_| ())
 }
 
 fn assert_rejected(extra_toml: &str, key: &str, says: &str) {
