@@ -15,26 +15,10 @@ use crate::auth::session::CookieCodec;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::error::ApiError;
-use crate::routes;
+use crate::http::{self, state::AppState};
 use crate::telemetry::request_id_middleware;
 use crate::vend::cache::Vendor;
 use crate::vend::sts::{AwsSts, StsApi};
-
-/// Shared, read-only state handed to every handler.
-pub struct AppState {
-    pub settings: Settings,
-    pub clock: Arc<dyn Clock>,
-    pub discovery: Arc<Discovery>,
-    pub idp_http: reqwest::Client,
-    pub cookies: CookieCodec,
-    pub bearer: BearerVerifier,
-    pub vendor: Arc<Vendor>,
-    pub scopes: crate::vend::scope::Scoper,
-    pub templates: minijinja::Environment<'static>,
-    pub consumed_logins: crate::auth::login::ConsumedLogins,
-    pub idp_limiter: Arc<crate::limits::IdpLimiter>,
-    pub revocations: Arc<crate::revoke::Revocations>,
-}
 
 /// What a valid configuration must also pass, checked by the code that will use it: the TLS
 /// files load and match, and AWS accepts the worst-case session scope. `serve` (through
@@ -185,8 +169,7 @@ impl Application {
         let metrics = metrics.middleware;
         let metrics_on = settings.server.metrics;
         // Without an internal listener, the public one answers `/metrics`.
-        let public_registry =
-            (metrics_on && internal_listener.is_none()).then(|| web::Data::new(registry.clone()));
+        let public_registry = metrics_on && internal_listener.is_none();
         if crate::vend::policy::worst_case(&settings).is_none() {
             tracing::warn!(
                 region = %settings.sts.region,
@@ -194,19 +177,29 @@ impl Application {
             );
         }
 
-        let workers = settings.server.workers;
-        let head_timeout = settings.server.request_head_timeout;
-        let keep_alive = settings.server.keep_alive;
-        let max_connections = settings.server.max_connections_per_worker;
-        let shutdown = settings.server.shutdown_timeout.as_secs();
+        let tuning = Tuning {
+            workers: settings.server.workers,
+            head_timeout: settings.server.request_head_timeout,
+            keep_alive: settings.server.keep_alive,
+            max_connections: settings.server.max_connections_per_worker,
+            shutdown_seconds: settings.server.shutdown_timeout.as_secs(),
+        };
         let callback_path = settings.oidc.callback_path.clone();
         let cors_origins = settings.cors.allowed_origins.clone();
-        let templates = routes::readme::environment()?;
+        let templates = http::readme::environment()?;
         let scopes = crate::vend::scope::Scoper::new(&settings)?;
         let revocations = crate::revoke::Revocations::new(vendor.clone(), clock.clone());
         revocations.start_sync();
+        let settings = Arc::new(settings);
+        let login = crate::auth::login::Login::new(
+            settings.clone(),
+            discovery.clone(),
+            idp_http.clone(),
+            clock.clone(),
+        );
         let state = web::Data::new(AppState {
             settings,
+            login,
             clock,
             discovery,
             idp_http,
@@ -219,57 +212,55 @@ impl Application {
             idp_limiter,
             revocations,
         });
-        let internal_state = state.clone();
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .wrap(actix_web::middleware::Condition::new(
-                    metrics_on,
-                    metrics.clone(),
-                ))
-                .wrap(from_fn(request_id_middleware))
-                .app_data(state.clone())
-                .app_data(web::QueryConfig::default().error_handler(|err, _| {
-                    ApiError::bad_request("invalid_request", err.to_string()).into()
-                }))
-                .configure(|cfg| {
-                    if let Some(registry) = &public_registry {
-                        cfg.app_data(registry.clone())
-                            .route("/metrics", web::get().to(render_metrics));
-                    }
-                    routes::configure(cfg, &callback_path, &cors_origins)
-                })
-                .default_service(web::to(routes::not_found))
-        })
-        .shutdown_timeout(shutdown)
-        // The process's signals are handled by whoever runs the application (`stsvend
-        // serve` installs its handlers before binding): in-process test apps ignore them.
-        .disable_signals()
-        .client_request_timeout(head_timeout)
-        .client_disconnect_timeout(std::time::Duration::from_secs(1))
-        .keep_alive(actix_web::http::KeepAlive::Timeout(keep_alive))
-        .max_connections(max_connections);
-        if workers > 0 {
-            server = server.workers(workers);
-        }
         let mut background = vec![discovery_task, sweep_task];
-        let server = match tls {
+        let tls = match tls {
             Some((reloader, every)) => {
                 let config = crate::tls::server_config(reloader.clone())?;
                 background.push(tokio::spawn(reloader.watch(every)));
-                server.listen_rustls_0_23(listener, config)
+                Some(config)
             }
-            None => server.listen(listener),
-        }
-        .map_err(StartupError::Server)?
-        .run();
+            None => None,
+        };
+        let registry = web::Data::new(registry);
+        let public_routes: Routes = {
+            let registry = public_registry.then(|| registry.clone());
+            Arc::new(move |cfg| {
+                http::public_routes(cfg, &callback_path, &cors_origins, registry.clone())
+            })
+        };
+        let server = serve(
+            listener,
+            tls,
+            tuning,
+            state.clone(),
+            (metrics.clone(), metrics_on),
+            public_routes,
+        )?;
         let (internal, internal_port) = match internal_listener {
             Some(listener) => {
                 let port = listener
                     .local_addr()
                     .map_err(|source| StartupError::Bind { addr, source })?
                     .port();
-                let server = internal_server(listener, internal_state, registry, metrics_on)?;
-                (Some(server), Some(port))
+                let registry = metrics_on.then(|| registry.clone());
+                let routes: Routes =
+                    Arc::new(move |cfg| http::internal_routes(cfg, registry.clone()));
+                // Probes and metrics only: one worker is plenty.
+                let tuning = Tuning {
+                    workers: 1,
+                    ..tuning
+                };
+                (
+                    Some(serve(
+                        listener,
+                        None,
+                        tuning,
+                        state,
+                        (metrics, false),
+                        routes,
+                    )?),
+                    Some(port),
+                )
             }
             None => (None, None),
         };
@@ -316,43 +307,59 @@ impl Application {
     }
 }
 
-/// `GET /metrics`: the registry in Prometheus' text format.
-async fn render_metrics(registry: web::Data<prometheus::Registry>) -> actix_web::HttpResponse {
-    actix_web::HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(crate::metrics::render(&registry))
+/// A listener's route table (`http::public_routes`, `http::internal_routes`).
+type Routes = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
+
+/// How a listener serves connections (`[server]`).
+#[derive(Clone, Copy)]
+struct Tuning {
+    /// 0: one per core.
+    workers: usize,
+    head_timeout: std::time::Duration,
+    keep_alive: std::time::Duration,
+    max_connections: usize,
+    shutdown_seconds: u64,
 }
 
-/// The internal listener: probes and metrics only, for Kubernetes and Prometheus; never
-/// exposed through the Service or Ingress.
-fn internal_server(
+/// One listener's server: the request-id middleware, the request metrics when `measured`, the shared state, query errors in the JSON error shape, `routes`, and the JSON 404.
+fn serve(
     listener: TcpListener,
+    tls: Option<rustls::ServerConfig>,
+    tuning: Tuning,
     state: web::Data<AppState>,
-    registry: prometheus::Registry,
-    metrics_on: bool,
+    (metrics, measured): (crate::metrics::HttpMetrics, bool),
+    routes: Routes,
 ) -> Result<Server, StartupError> {
-    let registry = web::Data::new(registry);
-    let server = HttpServer::new(move || {
-        let mut app = App::new()
+    let mut server = HttpServer::new(move || {
+        let routes = routes.clone();
+        App::new()
+            .wrap(actix_web::middleware::Condition::new(
+                measured,
+                metrics.clone(),
+            ))
             .wrap(from_fn(request_id_middleware))
             .app_data(state.clone())
-            .app_data(registry.clone())
-            .route("/healthz", web::get().to(routes::health::healthz))
-            .route("/healthz", web::head().to(routes::health::healthz))
-            .route("/readyz", web::get().to(routes::health::readyz_internal))
-            .route("/readyz", web::head().to(routes::health::readyz_internal))
-            .route("/admin/revocations", web::get().to(routes::admin::list))
-            .route("/admin/revocations", web::post().to(routes::admin::revoke))
-            .route("/admin/revocations", web::delete().to(routes::admin::lift));
-        if metrics_on {
-            app = app.route("/metrics", web::get().to(render_metrics));
-        }
-        app.default_service(web::to(routes::not_found))
+            .app_data(web::QueryConfig::default().error_handler(|err, _| {
+                ApiError::bad_request("invalid_request", err.to_string()).into()
+            }))
+            .configure(move |cfg| routes(cfg))
+            .default_service(web::to(http::not_found))
     })
-    .workers(1)
+    .shutdown_timeout(tuning.shutdown_seconds)
+    // The process's signals are handled by whoever runs the application (`stsvend
+    // serve` installs its handlers before binding): in-process test apps ignore them.
     .disable_signals()
-    .listen(listener)
+    .client_request_timeout(tuning.head_timeout)
+    .client_disconnect_timeout(std::time::Duration::from_secs(1))
+    .keep_alive(actix_web::http::KeepAlive::Timeout(tuning.keep_alive))
+    .max_connections(tuning.max_connections);
+    if tuning.workers > 0 {
+        server = server.workers(tuning.workers);
+    }
+    Ok(match tls {
+        Some(config) => server.listen_rustls_0_23(listener, config),
+        None => server.listen(listener),
+    }
     .map_err(StartupError::Server)?
-    .run();
-    Ok(server)
+    .run())
 }

@@ -2,6 +2,8 @@
 //! `nonce`. The login state travels in a short-lived encrypted cookie, so any replica can
 //! finish a login another one started.
 
+use std::sync::Arc;
+
 use actix_web::cookie::Cookie;
 use actix_web::http::StatusCode;
 use base64::Engine as _;
@@ -17,10 +19,13 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::claims;
+use super::discovery::Discovery;
 use super::discovery::Provider;
+use super::session::CookieCodec;
 use super::session::{LoginState, SessionData, LOGIN_STATE_TTL_SECONDS};
+use crate::clock::Clock;
+use crate::config::Settings;
 use crate::error::ApiError;
-use crate::startup::AppState;
 
 /// Where users land after logging in when nothing else was asked for.
 pub const DEFAULT_RETURN_PATH: &str = "/s3credentials";
@@ -37,165 +42,132 @@ pub struct CallbackParams {
     pub return_to: Option<String>,
 }
 
-/// `<public_url><callback_path>`: what the IdP redirects back to.
-pub fn redirect_uri(state: &AppState) -> String {
-    absolute(state, &state.settings.oidc.callback_path)
+/// The browser login: starting it (the IdP URL and the login-state cookie) and finishing it
+/// at the callback (code exchange, ID token, userinfo). Identity only, no HTTP state: the
+/// handlers in `http` decide what to answer.
+pub struct Login {
+    settings: Arc<Settings>,
+    discovery: Arc<Discovery>,
+    idp_http: reqwest::Client,
+    clock: Arc<dyn Clock>,
 }
 
-/// A local path made absolute under the public URL (which may carry a path prefix).
-pub fn absolute(state: &AppState, path: &str) -> String {
-    format!(
-        "{}{}",
-        state
-            .settings
-            .server
-            .public_url
-            .as_str()
-            .trim_end_matches('/'),
-        path
-    )
-}
+impl Login {
+    pub fn new(
+        settings: Arc<Settings>,
+        discovery: Arc<Discovery>,
+        idp_http: reqwest::Client,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            settings,
+            discovery,
+            idp_http,
+            clock,
+        }
+    }
 
-fn oidc_client(
-    state: &AppState,
-    provider: &Provider,
-) -> Result<
-    CoreClient<
-        openidconnect::EndpointSet,
-        openidconnect::EndpointNotSet,
-        openidconnect::EndpointNotSet,
-        openidconnect::EndpointNotSet,
-        openidconnect::EndpointMaybeSet,
-        openidconnect::EndpointMaybeSet,
-    >,
-    ApiError,
-> {
-    let oidc = &state.settings.oidc;
-    let redirect = RedirectUrl::new(redirect_uri(state)).map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "the login callback URL is not valid",
+    /// `<public_url><callback_path>`: what the IdP redirects back to.
+    pub fn redirect_uri(&self) -> String {
+        self.absolute(&self.settings.oidc.callback_path)
+    }
+
+    /// A local path made absolute under the public URL (which may carry a path prefix).
+    pub fn absolute(&self, path: &str) -> String {
+        format!(
+            "{}{}",
+            self.settings
+                .server
+                .public_url
+                .as_str()
+                .trim_end_matches('/'),
+            path
         )
-    })?;
-    Ok(CoreClient::from_provider_metadata(
-        provider.metadata.clone(),
-        ClientId::new(oidc.client_id.clone()),
-        oidc.client_secret
-            .as_ref()
-            .map(|s| ClientSecret::new(s.expose_secret().to_owned())),
-    )
-    .set_redirect_uri(redirect))
-}
+    }
 
-fn provider(state: &AppState) -> Result<std::sync::Arc<Provider>, ApiError> {
-    state.discovery.provider().ok_or_else(|| {
-        ApiError::unavailable("the identity provider has not been reached yet; try again shortly")
+    fn oidc_client(
+        &self,
+        provider: &Provider,
+    ) -> Result<
+        CoreClient<
+            openidconnect::EndpointSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointMaybeSet,
+            openidconnect::EndpointMaybeSet,
+        >,
+        ApiError,
+    > {
+        let oidc = &self.settings.oidc;
+        let redirect = RedirectUrl::new(self.redirect_uri()).map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "the login callback URL is not valid",
+            )
+        })?;
+        Ok(CoreClient::from_provider_metadata(
+            provider.metadata.clone(),
+            ClientId::new(oidc.client_id.clone()),
+            oidc.client_secret
+                .as_ref()
+                .map(|s| ClientSecret::new(s.expose_secret().to_owned())),
+        )
+        .set_redirect_uri(redirect))
+    }
+
+    fn provider(&self) -> Result<Arc<Provider>, ApiError> {
+        self.discovery.provider().ok_or_else(|| {
+            ApiError::unavailable(
+                "the identity provider has not been reached yet; try again shortly",
+            )
             .with_header(
                 actix_web::http::header::RETRY_AFTER,
                 actix_web::http::header::HeaderValue::from_static("5"),
             )
-    })
-}
-
-/// The response that sends a user to the IdP with the login-state cookies set.
-pub fn redirect_to_idp(location: &str, cookies: &[Cookie<'static>]) -> actix_web::HttpResponse {
-    let mut res = actix_web::HttpResponse::Found();
-    res.insert_header((actix_web::http::header::LOCATION, location))
-        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"));
-    for c in cookies {
-        res.cookie(c.clone());
-    }
-    res.finish()
-}
-
-/// Login states already used at the callback. A login state is good for one callback,
-/// successful or not: replaying it (with a made-up code) must not make stsvend call the IdP
-/// again. Remembered for the login state's lifetime, per replica here, and in fleet mode also
-/// in Redis (`consume_everywhere`), so a replay sent to another replica is refused too.
-pub struct ConsumedLogins {
-    seen: moka::sync::Cache<[u8; 32], ()>,
-}
-
-impl Default for ConsumedLogins {
-    fn default() -> Self {
-        Self {
-            seen: moka::sync::Cache::builder()
-                .max_capacity(200_000)
-                .time_to_live(std::time::Duration::from_secs(
-                    LOGIN_STATE_TTL_SECONDS.unsigned_abs(),
-                ))
-                .build(),
-        }
-    }
-}
-
-impl ConsumedLogins {
-    /// True the first time `state` is presented, false ever after.
-    pub fn consume(&self, state: &str) -> bool {
-        let key: [u8; 32] = Sha256::digest(state.as_bytes()).into();
-        self.seen.entry(key).or_insert(()).is_fresh()
+        })
     }
 
-    /// `consume` here and, in fleet mode, for the whole fleet (Redis unavailable: here only).
-    pub async fn consume_everywhere(
+    /// Begin a login: the IdP authorization URL to send the user to, and the login-state cookie.
+    /// `script` adds Earthdata's `app_type=401`, so the IdP challenges with HTTP Basic.
+    pub fn start(
         &self,
-        state: &str,
-        shared: Option<&std::sync::Arc<crate::vend::shared::SharedCache>>,
-    ) -> bool {
-        let here = self.consume(state);
-        let fleet = match shared {
-            Some(shared) => shared
-                .claim_once(
-                    state,
-                    std::time::Duration::from_secs(LOGIN_STATE_TTL_SECONDS.unsigned_abs()),
-                )
-                .await
-                .unwrap_or(true),
-            None => true,
+        cookies: &CookieCodec,
+        return_to: &str,
+        script: bool,
+        slot_index: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(String, Vec<Cookie<'static>>), ApiError> {
+        let provider = self.provider()?;
+        let client = self.oidc_client(&provider)?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut request = client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .set_pkce_challenge(challenge);
+        for scope in self.settings.oidc.scopes.iter().filter(|s| *s != "openid") {
+            request = request.add_scope(Scope::new(scope.clone()));
+        }
+        if script {
+            request = request.add_extra_param("app_type", "401");
+        }
+        let (url, csrf, nonce) = request.url();
+        let login = LoginState {
+            state: csrf.secret().clone(),
+            nonce: nonce.secret().clone(),
+            pkce_verifier: verifier.secret().clone(),
+            return_to: return_to.to_owned(),
+            exp: now.timestamp() + LOGIN_STATE_TTL_SECONDS,
         };
-        here && fleet
+        let cookies = cookies
+            .login_cookies(&login, slot_index, now)
+            .ok_or_else(|| ApiError::unavailable("could not start a login"))?;
+        Ok((url.to_string(), cookies))
     }
-}
-
-/// Begin a login: the IdP authorization URL to send the user to, and the login-state cookie.
-/// `script` adds Earthdata's `app_type=401`, so the IdP challenges with HTTP Basic.
-pub fn start(
-    state: &AppState,
-    return_to: &str,
-    script: bool,
-    slot_index: Option<&str>,
-    now: DateTime<Utc>,
-) -> Result<(String, Vec<Cookie<'static>>), ApiError> {
-    let provider = provider(state)?;
-    let client = oidc_client(state, &provider)?;
-    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let mut request = client
-        .authorize_url(
-            CoreAuthenticationFlow::AuthorizationCode,
-            CsrfToken::new_random,
-            Nonce::new_random,
-        )
-        .set_pkce_challenge(challenge);
-    for scope in state.settings.oidc.scopes.iter().filter(|s| *s != "openid") {
-        request = request.add_scope(Scope::new(scope.clone()));
-    }
-    if script {
-        request = request.add_extra_param("app_type", "401");
-    }
-    let (url, csrf, nonce) = request.url();
-    let login = LoginState {
-        state: csrf.secret().clone(),
-        nonce: nonce.secret().clone(),
-        pkce_verifier: verifier.secret().clone(),
-        return_to: return_to.to_owned(),
-        exp: now.timestamp() + LOGIN_STATE_TTL_SECONDS,
-    };
-    let cookies = state
-        .cookies
-        .login_cookies(&login, slot_index, now)
-        .ok_or_else(|| ApiError::unavailable("could not start a login"))?;
-    Ok((url.to_string(), cookies))
 }
 
 fn invalid_request(description: &str) -> ApiError {
@@ -248,138 +220,192 @@ pub fn no_login_in_progress() -> ApiError {
 /// Finish a login at the callback, given the login state its `state` named: exchange the
 /// code (with the PKCE verifier), verify the ID token (signature, `iss`, `aud`, `exp`,
 /// `nonce`), and read the user id and groups (from userinfo when the ID token lacks them).
-pub async fn finish(
-    state: &AppState,
-    params: &CallbackParams,
-    login: LoginState,
-    now: DateTime<Utc>,
-) -> Result<(SessionData, String), ApiError> {
-    if let Some(e) = idp_error(params) {
-        return Err(e);
-    }
-    let Some(code) = &params.code else {
-        return Err(invalid_request(
-            "the callback needs both `code` and `state`",
-        ));
-    };
-    let provider = provider(state)?;
-    // RFC 9207: a response from another IdP than the one we sent the user to is refused.
-    if let Some(iss) = &params.iss {
-        if iss != provider.metadata.issuer().as_str() {
-            return Err(invalid_request("the response came from another issuer"));
+impl Login {
+    pub async fn finish(
+        &self,
+        params: &CallbackParams,
+        login: LoginState,
+        now: DateTime<Utc>,
+    ) -> Result<(SessionData, String), ApiError> {
+        if let Some(e) = idp_error(params) {
+            return Err(e);
         }
-    }
-    let client = oidc_client(state, &provider)?;
-    let request = client
-        .exchange_code(AuthorizationCode::new(code.clone()))
-        .map_err(|_| ApiError::unavailable("the identity provider has no token endpoint"))?
-        .set_pkce_verifier(PkceCodeVerifier::new(login.pkce_verifier.clone()));
-    let tokens = request
-        .request_async(&state.idp_http)
-        .await
-        .map_err(|e| match e {
-            RequestTokenError::ServerResponse(r) => ApiError::bad_request(
-                "invalid_grant",
-                format!(
-                    "the identity provider refused the authorization code ({}); log in again",
-                    r.error()
-                ),
-            ),
-            other => {
-                tracing::warn!(error = %other, "token exchange with the IdP failed");
-                ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "idp_unavailable",
-                    "the identity provider could not be reached to finish the login",
-                )
+        let Some(code) = &params.code else {
+            return Err(invalid_request(
+                "the callback needs both `code` and `state`",
+            ));
+        };
+        let provider = self.provider()?;
+        // RFC 9207: a response from another IdP than the one we sent the user to is refused.
+        if let Some(iss) = &params.iss {
+            if iss != provider.metadata.issuer().as_str() {
+                return Err(invalid_request("the response came from another issuer"));
             }
-        })?;
-    let id_token = tokens.id_token().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "invalid_id_token",
-            "the identity provider returned no ID token",
-        )
-    })?;
-    let clock = state.clock.clone();
-    let verifier = client.id_token_verifier().set_time_fn(move || clock.now());
-    let verified = id_token
-        .claims(&verifier, &Nonce::new(login.nonce.clone()))
-        .map_err(|e| {
-            tracing::warn!(error = %e, "ID token rejected");
-            ApiError::bad_request(
+        }
+        let client = self.oidc_client(&provider)?;
+        let request = client
+            .exchange_code(AuthorizationCode::new(code.clone()))
+            .map_err(|_| ApiError::unavailable("the identity provider has no token endpoint"))?
+            .set_pkce_verifier(PkceCodeVerifier::new(login.pkce_verifier.clone()));
+        let tokens = request
+            .request_async(&self.idp_http)
+            .await
+            .map_err(|e| match e {
+                RequestTokenError::ServerResponse(r) => ApiError::bad_request(
+                    "invalid_grant",
+                    format!(
+                        "the identity provider refused the authorization code ({}); log in again",
+                        r.error()
+                    ),
+                ),
+                other => {
+                    tracing::warn!(error = %other, "token exchange with the IdP failed");
+                    ApiError::new(
+                        StatusCode::BAD_GATEWAY,
+                        "idp_unavailable",
+                        "the identity provider could not be reached to finish the login",
+                    )
+                }
+            })?;
+        let id_token = tokens.id_token().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
                 "invalid_id_token",
-                "the ID token did not verify; log in again",
+                "the identity provider returned no ID token",
             )
         })?;
-    let subject = verified.subject().as_str().to_owned();
-    let raw = serde_json::to_value(id_token)
-        .ok()
-        .and_then(|v| v.as_str().and_then(verified_payload))
-        .unwrap_or_default();
+        let clock = self.clock.clone();
+        let verifier = client.id_token_verifier().set_time_fn(move || clock.now());
+        let verified = id_token
+            .claims(&verifier, &Nonce::new(login.nonce.clone()))
+            .map_err(|e| {
+                tracing::warn!(error = %e, "ID token rejected");
+                ApiError::bad_request(
+                    "invalid_id_token",
+                    "the ID token did not verify; log in again",
+                )
+            })?;
+        let subject = verified.subject().as_str().to_owned();
+        let raw = serde_json::to_value(id_token)
+            .ok()
+            .and_then(|v| v.as_str().and_then(verified_payload))
+            .unwrap_or_default();
 
-    let oidc = &state.settings.oidc;
-    let mut user_id = claims::user_id(&raw, &oidc.user_id_claim);
-    let mut groups = claims::groups(&raw, &oidc.groups_claim);
-    if user_id.is_none() || groups.is_none() {
-        if let Some(info) = userinfo(state, &provider, tokens.access_token().secret()).await? {
-            if claims::user_id(&info, "sub").as_deref() == Some(subject.as_str()) {
-                user_id = user_id.or_else(|| claims::user_id(&info, &oidc.user_id_claim));
-                groups = groups.or_else(|| claims::groups(&info, &oidc.groups_claim));
-            } else {
-                tracing::warn!("userinfo answered for another subject; ignored");
+        let oidc = &self.settings.oidc;
+        let mut user_id = claims::user_id(&raw, &oidc.user_id_claim);
+        let mut groups = claims::groups(&raw, &oidc.groups_claim);
+        if user_id.is_none() || groups.is_none() {
+            if let Some(info) = self
+                .userinfo(&provider, tokens.access_token().secret())
+                .await?
+            {
+                if claims::user_id(&info, "sub").as_deref() == Some(subject.as_str()) {
+                    user_id = user_id.or_else(|| claims::user_id(&info, &oidc.user_id_claim));
+                    groups = groups.or_else(|| claims::groups(&info, &oidc.groups_claim));
+                } else {
+                    tracing::warn!("userinfo answered for another subject; ignored");
+                }
             }
         }
+        let user_id = user_id.ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_id_token",
+                format!(
+                    "the identity provider did not say who you are (no `{}` claim)",
+                    oidc.user_id_claim
+                ),
+            )
+        })?;
+        let groups = claims::relevant_groups(&self.settings, &groups.unwrap_or_default());
+        let lifetime =
+            TimeDelta::from_std(self.settings.session.lifetime).unwrap_or(TimeDelta::hours(24));
+        let session = SessionData {
+            sub: user_id.into(),
+            groups: groups.into(),
+            exp: now
+                .checked_add_signed(lifetime)
+                .map_or(i64::MAX, |exp| exp.timestamp()),
+            auth_time: now.timestamp(),
+        };
+        Ok((session, login.return_to))
     }
-    let user_id = user_id.ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_id_token",
-            format!(
-                "the identity provider did not say who you are (no `{}` claim)",
-                oidc.user_id_claim
-            ),
-        )
-    })?;
-    let groups = claims::relevant_groups(&state.settings, &groups.unwrap_or_default());
-    let lifetime =
-        TimeDelta::from_std(state.settings.session.lifetime).unwrap_or(TimeDelta::hours(24));
-    let session = SessionData {
-        sub: user_id.into(),
-        groups: groups.into(),
-        exp: now
-            .checked_add_signed(lifetime)
-            .map_or(i64::MAX, |exp| exp.timestamp()),
-        auth_time: now.timestamp(),
-    };
-    Ok((session, login.return_to))
+
+    async fn userinfo(
+        &self,
+        provider: &Provider,
+        access_token: &str,
+    ) -> Result<Option<Map<String, Value>>, ApiError> {
+        let Some(endpoint) = provider.metadata.userinfo_endpoint() else {
+            return Ok(None);
+        };
+        let unavailable = || {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "idp_unavailable",
+                "the identity provider's userinfo endpoint did not answer",
+            )
+        };
+        let res = self
+            .idp_http
+            .get(endpoint.url().clone())
+            .bearer_auth(access_token)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|_| unavailable())?;
+        if !res.status().is_success() {
+            tracing::warn!(status = res.status().as_u16(), "userinfo request failed");
+            return Err(unavailable());
+        }
+        res.json().await.map(Some).map_err(|_| unavailable())
+    }
 }
 
-async fn userinfo(
-    state: &AppState,
-    provider: &Provider,
-    access_token: &str,
-) -> Result<Option<Map<String, Value>>, ApiError> {
-    let Some(endpoint) = provider.metadata.userinfo_endpoint() else {
-        return Ok(None);
-    };
-    let unavailable = || {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "idp_unavailable",
-            "the identity provider's userinfo endpoint did not answer",
-        )
-    };
-    let res = state
-        .idp_http
-        .get(endpoint.url().clone())
-        .bearer_auth(access_token)
-        .header("accept", "application/json")
-        .send()
-        .await
-        .map_err(|_| unavailable())?;
-    if !res.status().is_success() {
-        tracing::warn!(status = res.status().as_u16(), "userinfo request failed");
-        return Err(unavailable());
+/// Login states already used at the callback. A login state is good for one callback,
+/// successful or not: replaying it (with a made-up code) must not make stsvend call the IdP
+/// again. Remembered for the login state's lifetime, per replica here, and in fleet mode also
+/// in Redis (`consume_everywhere`), so a replay sent to another replica is refused too.
+pub struct ConsumedLogins {
+    seen: moka::sync::Cache<[u8; 32], ()>,
+}
+
+impl Default for ConsumedLogins {
+    fn default() -> Self {
+        Self {
+            seen: moka::sync::Cache::builder()
+                .max_capacity(200_000)
+                .time_to_live(std::time::Duration::from_secs(
+                    LOGIN_STATE_TTL_SECONDS.unsigned_abs(),
+                ))
+                .build(),
+        }
     }
-    res.json().await.map(Some).map_err(|_| unavailable())
+}
+
+impl ConsumedLogins {
+    /// True the first time `state` is presented, false ever after.
+    pub fn consume(&self, state: &str) -> bool {
+        let key: [u8; 32] = Sha256::digest(state.as_bytes()).into();
+        self.seen.entry(key).or_insert(()).is_fresh()
+    }
+
+    /// `consume` here and, in fleet mode, for the whole fleet (Redis unavailable: here only).
+    pub async fn consume_everywhere(
+        &self,
+        state: &str,
+        shared: Option<&std::sync::Arc<crate::vend::shared::SharedCache>>,
+    ) -> bool {
+        let here = self.consume(state);
+        let fleet = match shared {
+            Some(shared) => shared
+                .claim_once(
+                    state,
+                    std::time::Duration::from_secs(LOGIN_STATE_TTL_SECONDS.unsigned_abs()),
+                )
+                .await
+                .unwrap_or(true),
+            None => true,
+        };
+        here && fleet
+    }
 }

@@ -1,10 +1,9 @@
-//! Who is asking: OIDC discovery and keys, browser login, the session cookie, bearer tokens,
-//! and the `AuthenticatedUser` extractor that decides between them in one place.
+//! Who is asking: OIDC discovery and keys, browser login, the session cookie and bearer
+//! tokens (the `AuthenticatedUser` extractor that decides between them is `http::extractor`).
 
 pub mod bearer;
 pub mod claims;
 pub mod discovery;
-pub mod extractor;
 pub mod login;
 pub mod redirect;
 pub mod session;

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use stsvend::auth::bearer::BearerVerifier;
-use stsvend::auth::extractor::bearer_from_header;
+use stsvend::http::extractor::bearer_from_header;
 
 fn verifier() -> &'static (BearerVerifier, jsonwebtoken::jwk::JwkSet) {
     static V: OnceLock<(BearerVerifier, jsonwebtoken::jwk::JwkSet)> = OnceLock::new();

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use stsvend::routes::credentials::CredentialQuery;
+use stsvend::http::credentials::CredentialQuery;
 use stsvend::vend::format::Format;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use crate::auth::AuthenticatedUser;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::http::state::AppState;
 use crate::telemetry::capped;
 use crate::vend::format::{self, Format};
 use crate::vend::policy;

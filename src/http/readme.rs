@@ -6,10 +6,9 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use minijinja::{context, Environment};
 
-use crate::auth::extractor::MaybeUser;
-use crate::auth::login;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::http::extractor::MaybeUser;
+use crate::http::state::AppState;
 use crate::vend::policy;
 
 const TEMPLATE: &str = include_str!("readme.html");
@@ -31,7 +30,7 @@ fn lifetime(seconds: u32) -> String {
 
 pub async fn page(user: MaybeUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let settings = &state.settings;
-    let endpoint = login::absolute(&state, "/s3credentials");
+    let endpoint = state.login.absolute("/s3credentials");
     let (user_id, buckets) = match &user.0 {
         Some(u) => {
             let buckets: Vec<_> = policy::allowed_buckets(settings, &u.groups)
@@ -69,8 +68,8 @@ pub async fn page(user: MaybeUser, state: web::Data<AppState>) -> Result<HttpRes
                 user => user_id,
                 buckets => buckets,
                 granting => policy::granting_groups(settings),
-                login_url => login::absolute(&state, &format!("{}?return_to=%2Fs3credentialsREADME", settings.oidc.callback_path)),
-                logout_url => login::absolute(&state, "/logout"),
+                login_url => state.login.absolute(&format!("{}?return_to=%2Fs3credentialsREADME", settings.oidc.callback_path)),
+                logout_url => state.login.absolute("/logout"),
                 idp_host => idp_host,
                 example_bucket => example_bucket,
             })

@@ -2,7 +2,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::http::state::AppState;
 
 /// Liveness: the process is serving requests.
 pub async fn healthz() -> HttpResponse {
@@ -71,4 +71,11 @@ fn readiness(state: &AppState, detailed: bool) -> Result<HttpResponse, ApiError>
             missing.join("; "),
         ))
     }
+}
+
+/// `GET /metrics`: the registry in Prometheus' text format.
+pub async fn metrics(registry: web::Data<prometheus::Registry>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(crate::metrics::render(&registry))
 }

@@ -7,7 +7,7 @@ use crate::auth::redirect::safe_return_path;
 use crate::auth::session::MAX_RETURN_TO;
 use crate::auth::AuthenticatedUser;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::http::state::AppState;
 
 /// The callback the IdP redirects to (`oidc.callback_path`, `/login` by default). Without a
 /// `code` it starts a login, returning to `return_to` (a local path) afterwards.
@@ -35,8 +35,11 @@ pub async fn callback(
         };
         state.idp_limiter.check_login_start(&req)?;
         let script = !crate::negotiate::is_browser(&req);
-        let (location, cookies) = login::start(&state, &return_to, script, index.as_deref(), now)?;
-        return Ok(login::redirect_to_idp(&location, &cookies));
+        let (location, cookies) =
+            state
+                .login
+                .start(&state.cookies, &return_to, script, index.as_deref(), now)?;
+        return Ok(crate::http::extractor::redirect_to_idp(&location, &cookies));
     }
     let Some(returned_state) = params.state.as_deref() else {
         return Err(login::idp_error(&params).unwrap_or_else(|| {
@@ -79,7 +82,9 @@ pub async fn callback(
     {
         return Err(login::no_login_in_progress().with_cookies(&clear));
     }
-    let (session, return_to) = login::finish(&state, &params, login_state, now)
+    let (session, return_to) = state
+        .login
+        .finish(&params, login_state, now)
         .await
         .map_err(|e| e.with_cookies(&clear))?;
     let cookie = state
@@ -91,7 +96,7 @@ pub async fn callback(
     let return_to =
         safe_return_path(&return_to).unwrap_or_else(|| login::DEFAULT_RETURN_PATH.into());
     let mut res = HttpResponse::Found();
-    res.insert_header((header::LOCATION, login::absolute(&state, &return_to)))
+    res.insert_header((header::LOCATION, state.login.absolute(&return_to)))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .cookie(cookie);
     for c in clear {

@@ -1,10 +1,15 @@
-//! Thin handlers; the logic they call lives in `auth` and `vend`.
+//! The web face: everything that knows actix. The state handlers read, the extractors, the
+//! route tables of both listeners, the OpenAPI document and the handlers; the logic they
+//! call lives in `auth` and `vend`.
 
 pub mod admin;
 pub mod auth;
 pub mod credentials;
+pub mod extractor;
 pub mod health;
+pub mod openapi;
 pub mod readme;
+pub mod state;
 
 use actix_web::web;
 
@@ -51,7 +56,18 @@ async fn only_full_cors(
     Ok(res)
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig, callback_path: &str, cors_origins: &[String]) {
+/// Every URL of the public listener. `metrics`: `/metrics` is answered here too (when there
+/// is no internal listener).
+pub fn public_routes(
+    cfg: &mut web::ServiceConfig,
+    callback_path: &str,
+    cors_origins: &[String],
+    metrics: Option<web::Data<prometheus::Registry>>,
+) {
+    if let Some(registry) = metrics {
+        cfg.app_data(registry)
+            .route("/metrics", web::get().to(health::metrics));
+    }
     use actix_web::middleware::{from_fn, Condition};
     // No origin allowed: no CORS layer at all (browsers then refuse cross-origin reads just
     // the same), and the credential route does not pay for one on every request.
@@ -93,6 +109,26 @@ pub fn configure(cfg: &mut web::ServiceConfig, callback_path: &str, cors_origins
             .route(web::head().to(health::readyz))
             .default_service(web::to(get_or_head_only)),
     );
+}
+
+/// Every URL of the internal listener: probes, the admin API and (with `metrics`)
+/// `/metrics`, for Kubernetes, operators and Prometheus; never exposed through the Service
+/// or Ingress.
+pub fn internal_routes(
+    cfg: &mut web::ServiceConfig,
+    metrics: Option<web::Data<prometheus::Registry>>,
+) {
+    cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/healthz", web::head().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz_internal))
+        .route("/readyz", web::head().to(health::readyz_internal))
+        .route("/admin/revocations", web::get().to(admin::list))
+        .route("/admin/revocations", web::post().to(admin::revoke))
+        .route("/admin/revocations", web::delete().to(admin::lift));
+    if let Some(registry) = metrics {
+        cfg.app_data(registry)
+            .route("/metrics", web::get().to(health::metrics));
+    }
 }
 
 /// A resource that answers GET, and 405 with `Allow: GET` to every other method.
@@ -144,7 +180,7 @@ async fn openapi() -> actix_web::HttpResponse {
     actix_web::HttpResponse::Ok()
         .content_type("application/json")
         .insert_header(("cache-control", "no-cache"))
-        .body(DOC.get_or_init(crate::openapi::document).clone())
+        .body(DOC.get_or_init(crate::http::openapi::document).clone())
 }
 
 /// Unknown paths get the same JSON error shape as everything else.

@@ -6,8 +6,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
-use crate::routes::auth::WhoAmI;
-use crate::routes::credentials::{Scope, ScopeBucket};
+use crate::http::auth::WhoAmI;
+use crate::http::credentials::{Scope, ScopeBucket};
 use crate::vend::format::{Container, CredentialProcess, Earthdata};
 
 #[derive(OpenApi)]
@@ -95,7 +95,7 @@ pub struct Ready {
 
 #[utoipa::path(
     get, path = "/s3credentials", tag = "credentials",
-    params(crate::routes::credentials::CredentialQuery),
+    params(crate::http::credentials::CredentialQuery),
     security(("bearer" = []), ("session" = []), ()),
     responses(
         (status = 200, description = "Credentials, in the format asked for. `Cache-Control: no-store`.",

@@ -9,13 +9,13 @@ use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
 use futures_util::future::LocalBoxFuture;
 
-use super::bearer::TokenError;
-use super::redirect::safe_return_path;
-use super::session::MAX_RETURN_TO;
-use super::{claims, login, AuthMethod, AuthenticatedUser};
+use crate::auth::bearer::TokenError;
+use crate::auth::redirect::safe_return_path;
+use crate::auth::session::MAX_RETURN_TO;
+use crate::auth::{claims, login, AuthMethod, AuthenticatedUser};
 use crate::error::ApiError;
+use crate::http::state::AppState;
 use crate::negotiate;
-use crate::startup::AppState;
 
 /// Why a request was not let through, and how to tell the client.
 #[derive(Debug)]
@@ -47,7 +47,7 @@ impl ResponseError for AuthRejection {
 
     fn error_response(&self) -> HttpResponse {
         match self {
-            Self::Login { location, cookies } => login::redirect_to_idp(location, cookies),
+            Self::Login { location, cookies } => redirect_to_idp(location, cookies),
             Self::Error(e) => e.error_response(),
         }
     }
@@ -242,14 +242,25 @@ async fn authenticate(req: HttpRequest) -> Result<AuthenticatedUser, AuthRejecti
     let index = req
         .cookie(state.cookies.index_name())
         .map(|c| c.value().to_owned());
-    let (location, cookies) = login::start(
-        &state,
+    let (location, cookies) = state.login.start(
+        &state.cookies,
         &return_to,
         !negotiate::is_browser(&req),
         index.as_deref(),
         now,
     )?;
     Err(AuthRejection::Login { location, cookies })
+}
+
+/// The response that sends a user to the IdP with the login-state cookies set.
+pub fn redirect_to_idp(location: &str, cookies: &[Cookie<'static>]) -> actix_web::HttpResponse {
+    let mut res = actix_web::HttpResponse::Found();
+    res.insert_header((actix_web::http::header::LOCATION, location))
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"));
+    for c in cookies {
+        res.cookie(c.clone());
+    }
+    res.finish()
 }
 
 /// The caller if they are signed in (or sent a valid token), without asking anyone to log in.

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
+use crate::http::state::AppState;
 use crate::revoke::{deny_statement, Revocation};
-use crate::startup::AppState;
 use crate::telemetry::capped;
 
 /// Equal in time whatever the inputs: both sides are hashed to fixed length first.

@@ -1,0 +1,27 @@
+//! What every handler reads: the settings and the clients and caches built at startup.
+
+use std::sync::Arc;
+
+use crate::auth::bearer::BearerVerifier;
+use crate::auth::discovery::Discovery;
+use crate::auth::session::CookieCodec;
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::vend::cache::Vendor;
+
+/// Shared, read-only state handed to every handler.
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub clock: Arc<dyn Clock>,
+    pub discovery: Arc<Discovery>,
+    pub idp_http: reqwest::Client,
+    pub cookies: CookieCodec,
+    pub bearer: BearerVerifier,
+    pub vendor: Arc<Vendor>,
+    pub scopes: crate::vend::scope::Scoper,
+    pub templates: minijinja::Environment<'static>,
+    pub login: crate::auth::login::Login,
+    pub consumed_logins: crate::auth::login::ConsumedLogins,
+    pub idp_limiter: Arc<crate::limits::IdpLimiter>,
+    pub revocations: Arc<crate::revoke::Revocations>,
+}
