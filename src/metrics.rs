@@ -21,7 +21,7 @@ use prometheus::{
 
 use crate::vend::guard::BreakerState;
 
-use crate::vend::cache::Vendor;
+use crate::vend::vendor::Vendor;
 
 struct VendCollector {
     vendor: Arc<Vendor>,

@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::vend::cache::Vendor;
 use crate::vend::session_name;
+use crate::vend::vendor::Vendor;
 
 /// Longest gap between two full reads of the fleet's revocations.
 pub const RESYNC: Duration = Duration::from_millis(500);

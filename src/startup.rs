@@ -17,8 +17,8 @@ use crate::config::Settings;
 use crate::error::ApiError;
 use crate::http::{self, state::AppState};
 use crate::telemetry::request_id_middleware;
-use crate::vend::cache::Vendor;
 use crate::vend::sts::{AwsSts, StsApi};
+use crate::vend::vendor::Vendor;
 
 /// What a valid configuration must also pass, checked by the code that will use it: the TLS
 /// files load and match, and AWS accepts the worst-case session scope. `serve` (through

@@ -7,7 +7,7 @@ use crate::auth::discovery::Discovery;
 use crate::auth::session::CookieCodec;
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::vend::cache::Vendor;
+use crate::vend::vendor::Vendor;
 
 /// Shared, read-only state handed to every handler.
 pub struct AppState {

@@ -1,7 +1,6 @@
 //! Vending credentials: the session policy, STS behind a trait, session names, the per-user
 //! cache, and the output formats clients read.
 
-pub mod cache;
 pub mod format;
 pub mod guard;
 pub mod policy;
@@ -9,6 +8,7 @@ pub mod scope;
 pub mod session_name;
 pub mod shared;
 pub mod sts;
+pub mod vendor;
 
 /// BLAKE3 over length-prefixed fields, so that no two different lists of fields hash the same
 /// input (the digests behind cache keys and scope hashes).

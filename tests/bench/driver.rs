@@ -18,8 +18,8 @@ use figment::providers::{Format, Serialized, Toml};
 use futures_util::future::BoxFuture;
 use secrecy::SecretString;
 use serde_json::{json, Value};
-use stsvend::vend::cache::Vendor;
 use stsvend::vend::sts::{AssumeRoleRequest, StsApi, StsCredentials, StsError};
+use stsvend::vend::vendor::Vendor;
 
 #[tokio::main]
 async fn main() {
@@ -272,7 +272,7 @@ async fn memory(users: usize) -> Value {
     let entries = vendor.cached_entries();
     json!({
         "scenario": "memory",
-        "method": "library API (stsvend::vend::cache::Vendor::vend_for, as the route calls it, with the audit fields rendered once per credential as the route does) with an in-process STS issuing AWS-sized credentials (1,024-char session tokens)",
+        "method": "library API (stsvend::vend::vendor::Vendor::vend_for, as the route calls it, with the audit fields rendered once per credential as the route does) with an in-process STS issuing AWS-sized credentials (1,024-char session tokens)",
         "users": users,
         "cached_entries": entries,
         "rss_before_kib": before,
