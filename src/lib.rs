@@ -6,6 +6,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod fleet;
 pub mod http;
 pub mod json;
 pub mod limits;

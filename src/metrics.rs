@@ -209,17 +209,17 @@ impl Collector for VendCollector {
 }
 
 /// Reads one counter of the shared cache's statistics.
-type ReadShared = fn(&crate::vend::shared::SharedStats) -> u64;
+type ReadShared = fn(&crate::fleet::FleetStats) -> u64;
 
 /// Fleet mode: the shared cache on Redis.
 struct SharedCollector {
-    shared: Arc<crate::vend::shared::SharedCache>,
+    shared: Arc<crate::fleet::Fleet>,
     counters: Vec<(IntCounter, ReadShared)>,
     available: IntGauge,
 }
 
 impl SharedCollector {
-    fn new(shared: Arc<crate::vend::shared::SharedCache>) -> Result<Self, prometheus::Error> {
+    fn new(shared: Arc<crate::fleet::Fleet>) -> Result<Self, prometheus::Error> {
         use std::sync::atomic::Ordering::Relaxed;
         let specs: [(&str, &str, ReadShared); 9] = [
             ("stsvend_shared_cache_hits_total", "Credentials found in the shared cache (another replica's AssumeRole)", |s| s.hits.load(Relaxed)),

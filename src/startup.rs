@@ -142,7 +142,7 @@ impl Application {
         if let Some(cluster) = &settings.cluster {
             // Redis's TLS (rediss://) builds its rustls config from the process default.
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-            vendor = vendor.with_shared(crate::vend::shared::SharedCache::start(cluster.clone()));
+            vendor = vendor.with_shared(crate::fleet::Fleet::start(cluster.clone()));
         }
         let vendor = Arc::new(vendor);
         let tls = match &settings.server.tls {

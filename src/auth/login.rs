@@ -393,7 +393,7 @@ impl ConsumedLogins {
     pub async fn consume_everywhere(
         &self,
         state: &str,
-        shared: Option<&std::sync::Arc<crate::vend::shared::SharedCache>>,
+        shared: Option<&std::sync::Arc<crate::fleet::Fleet>>,
     ) -> bool {
         let here = self.consume(state);
         let fleet = match shared {

@@ -6,7 +6,6 @@ pub mod guard;
 pub mod policy;
 pub mod scope;
 pub mod session_name;
-pub mod shared;
 pub mod sts;
 pub mod vendor;
 

@@ -235,7 +235,7 @@ pub struct Vendor {
     cache: Option<Cache<Key, Entry, foldhash::fast::RandomState>>,
     shape: CallShape,
     /// Fleet mode: the second level, shared by all replicas through Redis.
-    shared: Option<Arc<super::shared::SharedCache>>,
+    shared: Option<Arc<crate::fleet::Fleet>>,
     pub stats: CacheStats,
 }
 
@@ -308,12 +308,12 @@ impl Vendor {
     }
 
     /// Share credentials with the other replicas (fleet mode).
-    pub fn with_shared(mut self, shared: Arc<super::shared::SharedCache>) -> Self {
+    pub fn with_shared(mut self, shared: Arc<crate::fleet::Fleet>) -> Self {
         self.shared = Some(shared);
         self
     }
 
-    pub fn shared(&self) -> Option<&Arc<super::shared::SharedCache>> {
+    pub fn shared(&self) -> Option<&Arc<crate::fleet::Fleet>> {
         self.shared.as_ref()
     }
 
@@ -403,17 +403,17 @@ impl Vendor {
     /// for a new one.
     async fn fleet_slot(
         &self,
-        shared: &super::shared::SharedCache,
+        shared: &crate::fleet::Fleet,
         started: tokio::time::Instant,
     ) -> Result<Option<std::time::Instant>, Duration> {
-        use super::shared::Slot;
+        use crate::fleet::budget::Slot;
         loop {
             match shared.sts_slot().await {
                 Slot::Local => return Ok(None),
                 Slot::Refused(over) => return Err(over.max(Duration::from_secs(1))),
                 Slot::At(at) => {
                     tokio::time::sleep_until(at.into()).await;
-                    let sign_by = at + super::shared::SLOT_GRACE;
+                    let sign_by = at + crate::fleet::budget::SLOT_GRACE;
                     if std::time::Instant::now() <= sign_by {
                         return Ok(Some(sign_by));
                     }
@@ -482,16 +482,18 @@ impl Vendor {
             // The winner renews its lock while it calls STS; if it dies, the lock lapses
             // and one of the waiters takes over.
             let token = match shared.lock(&digest).await {
-                super::shared::Lock::Held => match shared.wait_for(&digest, usable).await {
-                    super::shared::Waited::Found(c) => {
-                        from_shared.store(true, Ordering::Relaxed);
-                        return Ok(c);
+                crate::fleet::credentials::Lock::Held => {
+                    match shared.wait_for(&digest, usable).await {
+                        crate::fleet::credentials::Waited::Found(c) => {
+                            from_shared.store(true, Ordering::Relaxed);
+                            return Ok(c);
+                        }
+                        crate::fleet::credentials::Waited::TookOver(token) => Some(token),
+                        crate::fleet::credentials::Waited::TimedOut => None,
                     }
-                    super::shared::Waited::TookOver(token) => Some(token),
-                    super::shared::Waited::TimedOut => None,
-                },
-                super::shared::Lock::Acquired(token) => Some(token),
-                super::shared::Lock::Unavailable => None,
+                }
+                crate::fleet::credentials::Lock::Acquired(token) => Some(token),
+                crate::fleet::credentials::Lock::Unavailable => None,
             };
             // The previous holder may have written its credential and released the lock
             // between our lookup and our lock: look once more before calling STS.

@@ -1,0 +1,72 @@
+//! The fleet-wide AssumeRole budget: slots reserved on Redis's clock.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// Fleet-wide AssumeRole budget: GCRA without burst on Redis's clock, so calls are spaced
+/// at least `interval` apart across all replicas. Reserves the caller's slot and returns
+/// how long to wait for it (µs), or -1 - (how much longer than `max_wait` it would be).
+const RESERVE_STS_SLOT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local max_wait = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local wait = tat - now
+if wait > max_wait then return -1 - (wait - max_wait) end
+redis.call('SET', KEYS[1], tostring(tat + interval), 'PX', math.floor((wait + interval) / 1000) + 1000)
+return wait
+";
+
+/// Whether an AssumeRole may go ahead under the fleet budget.
+pub enum Slot {
+    /// Go ahead at this instant (this machine's clock, measured from before the reservation
+    /// was sent, so never later than the slot itself), but no later than `SLOT_GRACE` after
+    /// it: a caller that wakes later forfeits the slot and reserves another, so that calls
+    /// delayed by a busy machine cannot bunch up and put more than the budget into a second.
+    At(Instant),
+    /// Over budget: come back after this long.
+    Refused(Duration),
+    /// No fleet budget (none configured, or Redis unavailable): the replica's own applies.
+    Local,
+}
+
+/// How late a caller may use its fleet budget slot (see `sts_slot`).
+pub const SLOT_GRACE: Duration = Duration::from_millis(40);
+
+impl Fleet {
+    /// How long a miss may wait for its budget slot (`cluster.sts_max_wait_ms`).
+    pub fn max_wait(&self) -> Duration {
+        self.settings.sts_max_wait
+    }
+
+    /// A slot in the fleet-wide AssumeRole budget (`cluster.sts_rate_per_second`).
+    pub async fn sts_slot(&self) -> Slot {
+        let rate = u64::from(self.settings.sts_rate_per_second);
+        if rate == 0 {
+            return Slot::Local;
+        }
+        // Slots 8 % wider than 1/rate, and a slot is used at most SLOT_GRACE late (else it is
+        // given up for a new one): `rate + 1` calls then span at least
+        // rate * interval - grace = 1.08 s - 40 ms, more than a second, with 40 ms left for
+        // the SDK between the check and signing. Whatever the rate, no second sees more
+        // calls than the budget, however late a busy machine wakes the callers.
+        let interval_us = 1_080_000 / rate;
+        let max_wait_us = u64::try_from(self.settings.sts_max_wait.as_micros()).unwrap_or(u64::MAX);
+        let sent = Instant::now();
+        let mut command = redis::cmd("EVAL");
+        command
+            .arg(RESERVE_STS_SLOT)
+            .arg(1)
+            .arg(format!("{}sts-budget", self.settings.key_prefix))
+            .arg(interval_us)
+            .arg(max_wait_us);
+        match self.run::<i64>(command).await {
+            Some(wait) if wait >= 0 => Slot::At(sent + Duration::from_micros(wait.unsigned_abs())),
+            Some(over) => Slot::Refused(Duration::from_micros(over.unsigned_abs())),
+            None => Slot::Local,
+        }
+    }
+}
