@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::fleet::Fleet;
 use crate::vend::session_name;
 use crate::vend::vendor::Vendor;
 
@@ -118,9 +119,9 @@ impl Plan {
 }
 
 /// Redis's records, newest per user: (record, its field, whether it needs re-sealing).
-type Fleet = HashMap<String, (Revocation, String, bool)>;
+type InRedis = HashMap<String, (Revocation, String, bool)>;
 
-fn merge(local: &HashMap<String, Known>, fleet: &Fleet, now: DateTime<Utc>) -> Plan {
+fn merge(local: &HashMap<String, Known>, fleet: &InRedis, now: DateTime<Utc>) -> Plan {
     let mut plan = Plan::default();
     for (user, known) in local {
         if !known.record.relevant(now) {
@@ -162,6 +163,8 @@ fn merge(local: &HashMap<String, Known>, fleet: &Fleet, now: DateTime<Utc>) -> P
 pub struct Revocations {
     local: ArcSwap<HashMap<String, Known>>,
     vendor: Arc<Vendor>,
+    /// Where the fleet's revocations live (fleet mode).
+    fleet: Option<Arc<Fleet>>,
     clock: Arc<dyn Clock>,
     /// The fleet's set has been read once (fleet mode): until then the replica is not ready,
     /// so a replica started after a revocation never serves the user in between.
@@ -169,10 +172,11 @@ pub struct Revocations {
 }
 
 impl Revocations {
-    pub fn new(vendor: Arc<Vendor>, clock: Arc<dyn Clock>) -> Arc<Self> {
+    pub fn new(vendor: Arc<Vendor>, fleet: Option<Arc<Fleet>>, clock: Arc<dyn Clock>) -> Arc<Self> {
         Arc::new(Self {
             local: ArcSwap::from_pointee(HashMap::new()),
             vendor,
+            fleet,
             clock,
             synced: std::sync::atomic::AtomicBool::new(false),
         })
@@ -181,7 +185,7 @@ impl Revocations {
     /// Whether this replica knows the fleet's revocations: read once from Redis, or Redis is
     /// down (then it works alone, as with everything else), or there is no fleet.
     pub fn synced(&self) -> bool {
-        self.synced.load(Ordering::Relaxed) || self.vendor.shared().is_none_or(|s| s.is_down())
+        self.synced.load(Ordering::Relaxed) || self.fleet.as_ref().is_none_or(|s| s.is_down())
     }
 
     /// The hot-path check.
@@ -234,7 +238,7 @@ impl Revocations {
 
     /// Write records to Redis; on success they are known to be there.
     async fn publish(&self, records: &[Revocation], stale: &[String]) -> bool {
-        let Some(shared) = self.vendor.shared() else {
+        let Some(shared) = self.fleet.as_ref() else {
             return false;
         };
         let sealed: Vec<(&str, Vec<u8>)> = records
@@ -296,14 +300,14 @@ impl Revocations {
     /// Merge the fleet's set (when Redis answers) with the local one, and put back in Redis
     /// what it lacks.
     async fn resync(&self) {
-        let Some(shared) = self.vendor.shared() else {
+        let Some(shared) = self.fleet.as_ref() else {
             return;
         };
         let Some(stored) = shared.all_revocations().await else {
             return;
         };
         let now = self.clock.now();
-        let mut fleet: Fleet = HashMap::new();
+        let mut fleet: InRedis = HashMap::new();
         let mut stale = Vec::new();
         let mut unopened = 0usize;
         for entry in stored {
@@ -370,7 +374,7 @@ impl Revocations {
 
     /// Fleet mode: follow the revocation channel, and re-read the set every `RESYNC`.
     pub fn start_sync(self: &Arc<Self>) {
-        let Some(shared) = self.vendor.shared().cloned() else {
+        let Some(shared) = self.fleet.clone() else {
             return;
         };
         let me = self.clone();

@@ -188,7 +188,9 @@ impl Application {
         let cors_origins = settings.cors.allowed_origins.clone();
         let templates = http::readme::environment()?;
         let scopes = crate::vend::scope::Scoper::new(&settings)?;
-        let revocations = crate::revoke::Revocations::new(vendor.clone(), clock.clone());
+        let fleet = vendor.shared().cloned();
+        let revocations =
+            crate::revoke::Revocations::new(vendor.clone(), fleet.clone(), clock.clone());
         revocations.start_sync();
         let settings = Arc::new(settings);
         let login = crate::auth::login::Login::new(
@@ -206,6 +208,7 @@ impl Application {
             cookies,
             bearer,
             vendor,
+            fleet,
             scopes,
             templates,
             consumed_logins: Default::default(),

@@ -163,7 +163,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         .insert_header(("cache-control", "no-store"))
         .json(serde_json::json!({
             "revocations": state.revocations.list(state.clock.now()),
-            "shared": state.vendor.shared().is_some(),
+            "shared": state.fleet.is_some(),
         })))
 }
 

@@ -77,7 +77,7 @@ pub async fn callback(
     }
     if !state
         .consumed_logins
-        .consume_everywhere(&login_state.state, state.vendor.shared())
+        .consume_everywhere(&login_state.state, state.fleet.as_ref())
         .await
     {
         return Err(login::no_login_in_progress().with_cookies(&clear));

@@ -53,7 +53,7 @@ fn readiness(state: &AppState, detailed: bool) -> Result<HttpResponse, ApiError>
     };
     let mut checks = json!({"oidc_discovery": oidc, "sts": sts});
     // Redis trouble never makes a replica unready: it works alone meanwhile.
-    if let Some(shared) = state.vendor.shared() {
+    if let Some(shared) = &state.fleet {
         checks["redis"] = json!(if shared.available() {
             "ok"
         } else {

@@ -18,6 +18,8 @@ pub struct AppState {
     pub cookies: CookieCodec,
     pub bearer: BearerVerifier,
     pub vendor: Arc<Vendor>,
+    /// Fleet mode's Redis layer, shared with the vendor's credential cache.
+    pub fleet: Option<Arc<crate::fleet::Fleet>>,
     pub scopes: crate::vend::scope::Scoper,
     pub templates: minijinja::Environment<'static>,
     pub login: crate::auth::login::Login,
