@@ -7,7 +7,8 @@
 # tests, the enforcement tests on a throwaway Ceph RGW cluster, the fleet (three replicas,
 # redis-server, HAProxy) measured through the load balancer, the operations files in
 # deploy/ with the real tool for each (cfn-lint, parliament, promtool, kubectl,
-# kubernetes-validate, checkov, hadolint, podman), and every fuzz target for FUZZ_SECONDS
+# kubernetes-validate, checkov, hadolint, podman), that no module of src/ imports another in
+# a loop, and every fuzz target for FUZZ_SECONDS
 # (default 20) each.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -71,6 +72,8 @@ setup_or_wait() {
 }
 export -f setup_or_wait
 step "setup (apt, npm, pip)" 1200 bash -c setup_or_wait
+# No module of src/ imports another in a loop; the check itself is tested on trees made to loop.
+step "structure (import loops)" 60 bash -c 'python3 tests/structure/test_import_loops.py && python3 tests/structure/import_loops.py src'
 
 # Reuse one build directory across clones (CI runs in a fresh clone each time).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stsvend-target}"
