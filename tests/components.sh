@@ -41,65 +41,74 @@ up_while_alive() { # url pid
   return 1
 }
 
-# Start the IdP (with the test-only endpoints) and moto on free ports; sets `issuer` and
-# `moto`. A port found free can be taken before the component binds it: each component is
-# tried on up to three new ports. Extra IdP environment may be given as VAR=value arguments.
-start_components() {
-  local port pid attempt
-  issuer=""; moto=""
+# Run START PORT (it starts a process in the background and leaves its pid in `pid`) on a free
+# port until READY PORT PID says it serves: a port found free can be taken before the process
+# binds it, so up to three new ports are tried. Sets `started_port`; LOG (a printf pattern of the
+# port) is shown when an attempt fails.
+on_free_port() { # what log start ready
+  local what=$1 log=$2 start=$3 ready=$4 attempt logfile
   for attempt in 1 2 3; do
-    port=$(free_port)
-    env IDP_PORT="$port" IDP_TEST_MINT=1 IDP_PARENT_PID=$$ "$@" \
-      node "$root/deploy/local/idp/server.mjs" >"$work/idp.log" 2>&1 &
-    pid=$!
-    if up_while_alive "http://127.0.0.1:$port/.well-known/openid-configuration" "$pid"; then
-      pids+=("$pid"); issuer="http://127.0.0.1:$port"; break
-    fi
+    started_port=$(free_port)
+    "$start" "$started_port"
+    if "$ready" "$started_port" "$pid"; then pids+=("$pid"); return 0; fi
     kill "$pid" 2>/dev/null || true
-    echo "$(basename "$0"): the IdP did not come up on port $port (attempt $attempt)" >&2
-    tail -5 "$work/idp.log" >&2
+    # shellcheck disable=SC2059
+    printf -v logfile "$log" "$started_port"
+    echo "$(basename "$0"): $what did not come up on port $started_port (attempt $attempt)" >&2
+    tail -5 "$logfile" >&2
   done
-  [ -n "$issuer" ] || { echo "$(basename "$0"): the IdP did not come up" >&2; exit 1; }
-  for attempt in 1 2 3; do
-    port=$(free_port)
-    "$root/deploy/local/.venv/bin/python" "$root/deploy/local/moto_stack.py" --port "$port" \
-      --parent-pid $$ >"$work/moto.log" 2>&1 &
-    pid=$!
-    for _ in $(seq 1 300); do
-      grep -q '"event": "ready"' "$work/moto.log" && { moto="http://127.0.0.1:$port"; break; }
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    if [ -n "$moto" ]; then pids+=("$pid"); return 0; fi
-    kill "$pid" 2>/dev/null || true
-    echo "$(basename "$0"): moto did not come up on port $port (attempt $attempt)" >&2
-    tail -5 "$work/moto.log" >&2
-  done
-  echo "$(basename "$0"): moto did not come up" >&2
+  echo "$(basename "$0"): $what did not come up" >&2
   exit 1
 }
 
+idp_start() {
+  env IDP_PORT="$1" IDP_TEST_MINT=1 IDP_PARENT_PID=$$ "${idp_env[@]}" \
+    node "$root/deploy/local/idp/server.mjs" >"$work/idp.log" 2>&1 &
+  pid=$!
+}
+idp_ready() { up_while_alive "http://127.0.0.1:$1/.well-known/openid-configuration" "$2"; }
+moto_start() {
+  "$root/deploy/local/.venv/bin/python" "$root/deploy/local/moto_stack.py" --port "$1" \
+    --parent-pid $$ >"$work/moto.log" 2>&1 &
+  pid=$!
+}
+moto_ready() { # moto says when it is ready, with the moto-api answering
+  for _ in $(seq 1 300); do
+    grep -q '"event": "ready"' "$work/moto.log" && return 0
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+# Start the IdP (with the test-only endpoints) and moto on free ports; sets `issuer` and
+# `moto`. Extra IdP environment may be given as VAR=value arguments.
+start_components() {
+  idp_env=("$@")
+  on_free_port "the IdP" "$work/idp.log" idp_start idp_ready
+  issuer="http://127.0.0.1:$started_port"
+  on_free_port moto "$work/moto.log" moto_start moto_ready
+  moto="http://127.0.0.1:$started_port"
+}
+
+stsvend_start() {
+  env STSVEND_SERVER__BIND="127.0.0.1:$1" STSVEND_SERVER__PUBLIC_URL="http://127.0.0.1:$1" \
+    STSVEND_SERVER__LOG_FORMAT=json STSVEND_SERVER__METRICS=true STSVEND_OIDC__ISSUER="$issuer" \
+    STSVEND_STS__ENDPOINT_URL="$moto" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
+    AWS_SESSION_TOKEN= "${stsvend_env[@]}" \
+    "$stsvend_bin" serve --config "$root/config/local.toml" >>"$work/stsvend-$1.log" 2>&1 &
+  pid=$!
+}
+stsvend_ready() { up_while_alive "http://127.0.0.1:$1/readyz" "$2"; }
+
 # Start BIN serve on a free loopback port against the components, as in production (JSON
 # logs, metrics on), with extra VAR=value settings; wait until it is ready and put its port
-# in the variable named NAME. A port found free can be taken before stsvend binds it (it
-# then exits 1): up to three new ports are tried. The log is $work/stsvend-<port>.log.
+# in the variable named NAME. The log is $work/stsvend-<port>.log.
 start_stsvend() { # bin name [VAR=value...]
-  local bin=$1 name=$2 port pid attempt; shift 2
-  for attempt in 1 2 3; do
-    port=$(free_port)
-    env STSVEND_SERVER__BIND="127.0.0.1:$port" STSVEND_SERVER__PUBLIC_URL="http://127.0.0.1:$port" \
-      STSVEND_SERVER__LOG_FORMAT=json STSVEND_SERVER__METRICS=true STSVEND_OIDC__ISSUER="$issuer" \
-      STSVEND_STS__ENDPOINT_URL="$moto" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
-      AWS_SESSION_TOKEN= "$@" \
-      "$bin" serve --config "$root/config/local.toml" >>"$work/stsvend-$port.log" 2>&1 &
-    pid=$!
-    if up_while_alive "http://127.0.0.1:$port/readyz" "$pid"; then
-      pids+=("$pid"); printf -v "$name" %s "$port"; return 0
-    fi
-    kill "$pid" 2>/dev/null || true
-    echo "$(basename "$0"): stsvend did not come up on port $port (attempt $attempt)" >&2
-    tail -5 "$work/stsvend-$port.log" >&2
-  done
-  echo "$(basename "$0"): stsvend did not come up" >&2
-  exit 1
+  stsvend_bin=$1
+  local name=$2
+  shift 2
+  stsvend_env=("$@")
+  on_free_port stsvend "$work/stsvend-%s.log" stsvend_start stsvend_ready
+  printf -v "$name" %s "$started_port"
 }
