@@ -21,8 +21,9 @@ use sha2::{Digest, Sha256};
 use super::claims;
 use super::discovery::Discovery;
 use super::discovery::Provider;
+use super::redirect::safe_return_path;
 use super::session::CookieCodec;
-use super::session::{LoginState, SessionData, LOGIN_STATE_TTL_SECONDS};
+use super::session::{LoginState, SessionData, LOGIN_STATE_TTL_SECONDS, MAX_RETURN_TO};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::error::ApiError;
@@ -40,6 +41,48 @@ pub struct CallbackParams {
     pub error_description: Option<String>,
     /// Only on an explicit `GET /login?return_to=/path`, which starts a login.
     pub return_to: Option<String>,
+}
+
+/// What a request to the callback path asks for.
+pub enum CallbackRequest<'a> {
+    /// No `code`, `state` or `error`: start a login that returns to this local path.
+    Start { return_to: String },
+    /// The IdP's answer for the login state `state` names.
+    Finish { state: &'a str },
+}
+
+impl CallbackParams {
+    /// Start or finish; a `return_to` that is not a short local path, or an answer without
+    /// `state`, is refused.
+    pub fn request(&self) -> Result<CallbackRequest<'_>, ApiError> {
+        if self.code.is_none() && self.state.is_none() && self.error.is_none() {
+            let return_to = match self.return_to.as_deref() {
+                None => DEFAULT_RETURN_PATH.to_owned(),
+                Some(candidate) if candidate.len() > MAX_RETURN_TO => {
+                    return Err(ApiError::bad_request(
+                        "invalid_request",
+                        format!("`return_to` is longer than {MAX_RETURN_TO} characters"),
+                    ))
+                }
+                Some(candidate) => safe_return_path(candidate).ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_request",
+                        "`return_to` must be a path on this site",
+                    )
+                })?,
+            };
+            return Ok(CallbackRequest::Start { return_to });
+        }
+        match self.state.as_deref() {
+            Some(state) => Ok(CallbackRequest::Finish { state }),
+            None => Err(idp_error(self).unwrap_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_request",
+                    "the callback needs both `code` and `state`",
+                )
+            })),
+        }
+    }
 }
 
 /// The browser login: starting it (the IdP URL and the login-state cookie) and finishing it
@@ -217,11 +260,46 @@ pub fn no_login_in_progress() -> ApiError {
     )
 }
 
-/// Finish a login at the callback, given the login state its `state` named: exchange the
-/// code (with the PKCE verifier), verify the ID token (signature, `iss`, `aud`, `exp`,
-/// `nonce`), and read the user id and groups (from userinfo when the ID token lacks them).
 impl Login {
-    pub async fn finish(
+    /// The callback's state machine, once the login state its `state` named has been looked
+    /// up (`found`; the caller clears its cookie on every answer, whatever happens here): an
+    /// IdP error spends the state on this replica only (an error callback never reaches the
+    /// IdP, so a fleet-wide claim would let anyone write to Redis for free); a missing state is
+    /// refused; with a `code`, `admit` (the per-client limit) decides before anything reaches
+    /// the IdP; the state is claimed fleet-wide (a replay is refused on every replica), then
+    /// the login is finished. Returns the session and the path to return to (validated when
+    /// the login started, and again here all the same).
+    pub async fn complete(
+        &self,
+        params: &CallbackParams,
+        found: Option<LoginState>,
+        consumed: &ConsumedLogins,
+        fleet: Option<&Arc<crate::fleet::Fleet>>,
+        admit: impl FnOnce() -> Result<(), ApiError>,
+        now: DateTime<Utc>,
+    ) -> Result<(SessionData, String), ApiError> {
+        if let Some(e) = idp_error(params) {
+            if let Some(login_state) = &found {
+                consumed.consume(&login_state.state);
+            }
+            return Err(e);
+        }
+        let login_state = found.ok_or_else(no_login_in_progress)?;
+        if params.code.is_some() {
+            admit()?;
+        }
+        if !consumed.consume_everywhere(&login_state.state, fleet).await {
+            return Err(no_login_in_progress());
+        }
+        let (session, return_to) = self.finish(params, login_state, now).await?;
+        let return_to = safe_return_path(&return_to).unwrap_or_else(|| DEFAULT_RETURN_PATH.into());
+        Ok((session, return_to))
+    }
+
+    /// Finish a login at the callback, given the login state its `state` named: exchange the
+    /// code (with the PKCE verifier), verify the ID token (signature, `iss`, `aud`, `exp`,
+    /// `nonce`), and read the user id and groups (from userinfo when the ID token lacks them).
+    async fn finish(
         &self,
         params: &CallbackParams,
         login: LoginState,

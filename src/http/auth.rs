@@ -2,9 +2,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use crate::auth::login::{self, CallbackParams};
-use crate::auth::redirect::safe_return_path;
-use crate::auth::session::MAX_RETURN_TO;
+use crate::auth::login::{CallbackParams, CallbackRequest};
 use crate::auth::AuthenticatedUser;
 use crate::error::ApiError;
 use crate::http::state::AppState;
@@ -20,34 +18,17 @@ pub async fn callback(
     let index = req
         .cookie(state.cookies.index_name())
         .map(|c| c.value().to_owned());
-    if params.code.is_none() && params.state.is_none() && params.error.is_none() {
-        let return_to = match params.return_to.as_deref() {
-            None => login::DEFAULT_RETURN_PATH.to_owned(),
-            Some(candidate) if candidate.len() > MAX_RETURN_TO => {
-                return Err(ApiError::bad_request(
-                    "invalid_request",
-                    format!("`return_to` is longer than {MAX_RETURN_TO} characters"),
-                ))
-            }
-            Some(candidate) => safe_return_path(candidate).ok_or_else(|| {
-                ApiError::bad_request("invalid_request", "`return_to` must be a path on this site")
-            })?,
-        };
-        state.idp_limiter.check_login_start(&req)?;
-        let script = !crate::negotiate::is_browser(&req);
-        let (location, cookies) =
-            state
-                .login
-                .start(&state.cookies, &return_to, script, index.as_deref(), now)?;
-        return Ok(crate::http::extractor::redirect_to_idp(&location, &cookies));
-    }
-    let Some(returned_state) = params.state.as_deref() else {
-        return Err(login::idp_error(&params).unwrap_or_else(|| {
-            ApiError::bad_request(
-                "invalid_request",
-                "the callback needs both `code` and `state`",
-            )
-        }));
+    let returned_state = match params.request()? {
+        CallbackRequest::Start { return_to } => {
+            state.idp_limiter.check_login_start(&req)?;
+            let script = !crate::negotiate::is_browser(&req);
+            let (location, cookies) =
+                state
+                    .login
+                    .start(&state.cookies, &return_to, script, index.as_deref(), now)?;
+            return Ok(crate::http::extractor::redirect_to_idp(&location, &cookies));
+        }
+        CallbackRequest::Finish { state } => state,
     };
     let found = state.cookies.find_login(
         returned_state,
@@ -60,31 +41,16 @@ pub async fn callback(
         .as_ref()
         .map(|(slot, _)| state.cookies.clear_login(*slot, index.as_deref(), now))
         .unwrap_or_default();
-    if let Some(e) = login::idp_error(&params) {
-        // An error callback never reaches the IdP, so the state is spent here only: a
-        // fleet-wide claim would let anyone write to Redis for free.
-        if let Some((_, login_state)) = &found {
-            state.consumed_logins.consume(&login_state.state);
-        }
-        return Err(e.with_cookies(&clear));
-    }
-    let (_, login_state) = found.ok_or_else(login::no_login_in_progress)?;
-    if params.code.is_some() {
-        state
-            .idp_limiter
-            .check_request(&req)
-            .map_err(|e| e.with_cookies(&clear))?;
-    }
-    if !state
-        .consumed_logins
-        .consume_everywhere(&login_state.state, state.fleet.as_ref())
-        .await
-    {
-        return Err(login::no_login_in_progress().with_cookies(&clear));
-    }
     let (session, return_to) = state
         .login
-        .finish(&params, login_state, now)
+        .complete(
+            &params,
+            found.map(|(_, login_state)| login_state),
+            &state.consumed_logins,
+            state.fleet.as_ref(),
+            || state.idp_limiter.check_request(&req),
+            now,
+        )
         .await
         .map_err(|e| e.with_cookies(&clear))?;
     let cookie = state
@@ -92,9 +58,6 @@ pub async fn callback(
         .session_cookie(&session, now)
         .ok_or_else(|| ApiError::unavailable("could not create the session"))?;
     tracing::info!(user = %crate::telemetry::capped(&session.sub), groups = ?session.groups, "login");
-    // The return path was validated when the login started; check again all the same.
-    let return_to =
-        safe_return_path(&return_to).unwrap_or_else(|| login::DEFAULT_RETURN_PATH.into());
     let mut res = HttpResponse::Found();
     res.insert_header((header::LOCATION, state.login.absolute(&return_to)))
         .insert_header((header::CACHE_CONTROL, "no-store"))
