@@ -228,7 +228,7 @@ impl SharedCollector {
             ("stsvend_shared_cache_lock_waits_total", "Misses that waited for another replica's AssumeRole", |s| s.waits.load(Relaxed)),
             ("stsvend_shared_cache_lock_wait_timeouts_total", "Waits that ended without the other replica's credential (then STS was called)", |s| s.wait_timeouts.load(Relaxed)),
             ("stsvend_shared_cache_lock_takeovers_total", "Waits that found the other replica's lock lapsed without a credential (it died or lost Redis) and called STS in its place", |s| s.lock_takeovers.load(Relaxed)),
-            ("stsvend_sts_budget_slots_forfeited_total", "Fleet budget slots given up because the caller woke too late for them (a busy replica); it took a new one", |s| s.slots_forfeited.load(Relaxed)),
+            ("stsvend_sts_budget_slots_forfeited_total", "Fleet budget slots given up because the call would have been signed after them (a busy replica woke or prepared it late); it took a new one", |s| s.slots_forfeited.load(Relaxed)),
             ("stsvend_revocations_lost_total", "Revocations Redis had lost (flush, restart without persistence, failover) that this replica put back", |s| s.revocations_lost.load(Relaxed)),
             ("stsvend_redis_errors_total", "Redis commands that failed or timed out (the replica then works alone for a while)", |s| s.errors.load(Relaxed)),
         ];

@@ -23,9 +23,10 @@ return wait
 /// Whether an AssumeRole may go ahead under the fleet budget.
 pub enum Slot {
     /// Go ahead at this instant (this machine's clock, measured from before the reservation
-    /// was sent, so never later than the slot itself), but no later than `SLOT_GRACE` after
-    /// it: a caller that wakes later forfeits the slot and reserves another, so that calls
-    /// delayed by a busy machine cannot bunch up and put more than the budget into a second.
+    /// was sent, so never later than the slot itself), signed no later than `SLOT_GRACE`
+    /// after it (the STS client refuses to sign later): a call delayed by a busy machine
+    /// forfeits the slot and reserves another, so delayed calls cannot bunch up and put more
+    /// than the budget into a second.
     At(Instant),
     /// Over budget: come back after this long.
     Refused(Duration),

@@ -229,8 +229,12 @@ impl StsGuard {
 
 impl Ticket<'_> {
     /// Report how the call went: only transient failures (timeouts, 5xx, throttling) count
-    /// against STS; a refusal is STS answering.
+    /// against STS; a refusal is STS answering. `Busy` was never sent (it missed its fleet
+    /// budget slot): it says nothing about STS, as if the call had been cancelled.
     pub fn record(mut self, result: &Result<impl Sized, StsError>) {
+        if matches!(result, Err(StsError::Busy { .. })) {
+            return;
+        }
         self.reported = true;
         let transient = matches!(result, Err(e) if e.is_transient());
         self.guard.report(self.probe, transient);

@@ -230,7 +230,6 @@ impl StsApi for AwsSts {
         request: &'a AssumeRoleRequest,
     ) -> BoxFuture<'a, Result<StsCredentials, StsError>> {
         Box::pin(async move {
-            self.calls.fetch_add(1, Ordering::Relaxed);
             let tags = request
                 .tags
                 .iter()
@@ -266,7 +265,12 @@ impl StsApi for AwsSts {
                 }
                 None => output.send().await,
             }
-            .map_err(map_error)?;
+            .map_err(map_error);
+            // Counted once sent: one that missed its slot never left.
+            if !matches!(output, Err(StsError::Busy { .. })) {
+                self.calls.fetch_add(1, Ordering::Relaxed);
+            }
+            let output = output?;
             let creds = output
                 .credentials()
                 .ok_or_else(|| StsError::Unavailable("no credentials in the response".into()))?;

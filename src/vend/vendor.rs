@@ -398,30 +398,19 @@ impl Vendor {
     }
 
     /// Wait for a slot in the fleet's AssumeRole budget: Ok(the instant the request must be
-    /// signed by; None when no fleet budget applies), Err(retry after) when the budget is used
-    /// up for longer than `cluster.sts_max_wait_ms`. A slot woken up for too late is given up
-    /// for a new one.
+    /// signed by, which the STS client enforces; None when no fleet budget applies),
+    /// Err(retry after) when the budget is used up for longer than `cluster.sts_max_wait_ms`.
     async fn fleet_slot(
         &self,
         shared: &crate::fleet::Fleet,
-        started: tokio::time::Instant,
     ) -> Result<Option<std::time::Instant>, Duration> {
         use crate::fleet::budget::Slot;
-        loop {
-            match shared.sts_slot().await {
-                Slot::Local => return Ok(None),
-                Slot::Refused(over) => return Err(over.max(Duration::from_secs(1))),
-                Slot::At(at) => {
-                    tokio::time::sleep_until(at.into()).await;
-                    let sign_by = at + crate::fleet::budget::SLOT_GRACE;
-                    if std::time::Instant::now() <= sign_by {
-                        return Ok(Some(sign_by));
-                    }
-                    shared.stats.slots_forfeited.fetch_add(1, Ordering::Relaxed);
-                    if started.elapsed() >= shared.max_wait() {
-                        return Err(Duration::from_secs(1));
-                    }
-                }
+        match shared.sts_slot().await {
+            Slot::Local => Ok(None),
+            Slot::Refused(over) => Err(over.max(Duration::from_secs(1))),
+            Slot::At(at) => {
+                tokio::time::sleep_until(at.into()).await;
+                Ok(Some(at + crate::fleet::budget::SLOT_GRACE))
             }
         }
     }
@@ -439,12 +428,7 @@ impl Vendor {
             let result = tokio::time::timeout(overall_timeout, self.sts.assume_role(&req))
                 .await
                 .unwrap_or_else(|_| Err(StsError::Unavailable("timed out".into())));
-            // A request that missed its slot was never sent: neither a success nor a failure
-            // of STS for the breaker.
-            if !matches!(&result, Err(StsError::Busy { reason, .. }) if *reason == super::sts::SLOT_MISSED)
-            {
-                ticket.record(&result);
-            }
+            ticket.record(&result);
             if let Err(e) = &result {
                 self.stats.count_failure(e);
             }
@@ -504,29 +488,34 @@ impl Vendor {
                     return Ok(c);
                 }
             }
+            // A request signed after its slot (a busy machine woke it late, or the SDK took
+            // long to prepare it) is not sent: it takes a new slot, within the max wait.
             let work = async {
                 let started = tokio::time::Instant::now();
                 let mut req = req;
                 loop {
-                    match self.fleet_slot(shared, started).await {
-                        Ok(sign_by) => req.sign_by = sign_by,
-                        Err(retry_after) => {
-                            self.guard.count_fleet_refusal();
-                            return Err(StsError::Busy {
-                                reason: "fleet_rate_budget",
-                                retry_after,
-                            });
+                    let refused = match self.fleet_slot(shared).await {
+                        Ok(sign_by) => {
+                            req.sign_by = sign_by;
+                            match call(req.clone()).await {
+                                Err(StsError::Busy { reason, .. })
+                                    if reason == super::sts::SLOT_MISSED =>
+                                {
+                                    shared.stats.slots_forfeited.fetch_add(1, Ordering::Relaxed);
+                                    (started.elapsed() >= shared.max_wait())
+                                        .then_some(Duration::from_secs(1))
+                                }
+                                result => return result,
+                            }
                         }
-                    }
-                    match call(req.clone()).await {
-                        // Prepared too late to be signed within its slot: take another.
-                        Err(StsError::Busy { reason, .. })
-                            if reason == super::sts::SLOT_MISSED
-                                && started.elapsed() < shared.max_wait() =>
-                        {
-                            shared.stats.slots_forfeited.fetch_add(1, Ordering::Relaxed);
-                        }
-                        result => return result,
+                        Err(retry_after) => Some(retry_after),
+                    };
+                    if let Some(retry_after) = refused {
+                        self.guard.count_fleet_refusal();
+                        return Err(StsError::Busy {
+                            reason: "fleet_rate_budget",
+                            retry_after,
+                        });
                     }
                 }
             };
