@@ -274,10 +274,7 @@ impl Fleet {
                 }
             }
             match self.lock(key).await {
-                Lock::Acquired(token) => {
-                    self.stats.lock_takeovers.fetch_add(1, Ordering::Relaxed);
-                    return Waited::TookOver(token);
-                }
+                Lock::Acquired(token) => return Waited::TookOver(token),
                 Lock::Held => {}
                 Lock::Unavailable => break,
             }

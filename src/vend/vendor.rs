@@ -16,6 +16,7 @@ use super::session_name;
 use super::sts::{AssumeRoleRequest, StsApi, StsCredentials, StsError};
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::fleet::credentials::{Lock, Waited};
 
 /// What botocore needs to not refresh on every call: never hand out less than this, even as a
 /// fallback while STS is down.
@@ -465,27 +466,29 @@ impl Vendor {
             };
             // The winner renews its lock while it calls STS; if it dies, the lock lapses
             // and one of the waiters takes over.
-            let token = match shared.lock(&digest).await {
-                crate::fleet::credentials::Lock::Held => {
-                    match shared.wait_for(&digest, usable).await {
-                        crate::fleet::credentials::Waited::Found(c) => {
-                            from_shared.store(true, Ordering::Relaxed);
-                            return Ok(c);
-                        }
-                        crate::fleet::credentials::Waited::TookOver(token) => Some(token),
-                        crate::fleet::credentials::Waited::TimedOut => None,
+            let (token, took_over) = match shared.lock(&digest).await {
+                Lock::Held => match shared.wait_for(&digest, usable).await {
+                    Waited::Found(c) => {
+                        from_shared.store(true, Ordering::Relaxed);
+                        return Ok(c);
                     }
-                }
-                crate::fleet::credentials::Lock::Acquired(token) => Some(token),
-                crate::fleet::credentials::Lock::Unavailable => None,
+                    Waited::TookOver(token) => (Some(token), true),
+                    Waited::TimedOut => (None, false),
+                },
+                Lock::Acquired(token) => (Some(token), false),
+                Lock::Unavailable => (None, false),
             };
             // The previous holder may have written its credential and released the lock
-            // between our lookup and our lock: look once more before calling STS.
+            // between our lookup and our lock: look once more before calling STS. Only a
+            // lock found lapsed without a credential is a takeover (its holder died).
             if let Some(token) = &token {
                 if let Some(c) = shared.get(&digest).await.filter(|c| usable(c)) {
                     shared.unlock(&digest, token).await;
                     from_shared.store(true, Ordering::Relaxed);
                     return Ok(c);
+                }
+                if took_over {
+                    shared.stats.lock_takeovers.fetch_add(1, Ordering::Relaxed);
                 }
             }
             // A request signed after its slot (a busy machine woke it late, or the SDK took
