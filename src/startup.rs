@@ -21,9 +21,9 @@ use crate::vend::sts::{AwsSts, StsApi};
 use crate::vend::vendor::Vendor;
 
 /// What a valid configuration must also pass, checked by the code that will use it: the TLS
-/// files load and match, and AWS accepts the worst-case session scope. `serve` (through
-/// `Application::build`), `check-config` and `policy` all refuse what fails here; returns the
-/// scope's notes.
+/// files load and match, and AWS accepts the worst-case session scope. `check-config` and
+/// `policy` refuse what fails here; `serve` refuses the same with the same messages
+/// (`Application::build` checks the files, `Scoper::new` the scope). Returns the scope's notes.
 pub fn preflight(settings: &Settings) -> Result<Vec<String>, crate::config::ConfigError> {
     if let Some(tls) = &settings.server.tls {
         crate::tls::check_files(tls)?;
@@ -79,7 +79,11 @@ pub struct Application {
 impl Application {
     /// Bind `server.bind` and build everything.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        preflight(&settings)?;
+        // Bad TLS files are refused before binding, naming the key; the scope check runs once,
+        // when the scoper is built.
+        if let Some(tls) = &settings.server.tls {
+            crate::tls::check_files(tls)?;
+        }
         let addr = settings.server.bind;
         let listener =
             TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, source })?;
