@@ -1,6 +1,36 @@
 use std::time::Duration;
 
-use crate::helpers::{components, free_port, spawn_app, spawn_app_against, start_idp};
+use figment::providers::Serialized;
+
+use crate::helpers::{components, free_port, spawn_app, spawn_app_against, start_idp, TestApp};
+
+/// An app whose issuer is a port where nothing listens (yet), returned once its discovery has
+/// failed at least once (the internal readiness names the last error): the port, the issuer.
+async fn app_with_an_unreachable_idp() -> (TestApp, u16, String) {
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let app = spawn_app_against(&issuer, &components().moto_endpoint, |f| {
+        f.merge(Serialized::default("server.internal_bind", "127.0.0.1:0"))
+    })
+    .await;
+    let internal = format!("{}/readyz", app.internal.as_deref().unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let body: serde_json::Value = reqwest::get(&internal).await.unwrap().json().await.unwrap();
+        if body["error_description"]
+            .as_str()
+            .is_some_and(|d| d.contains("last error"))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "discovery never failed: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (app, port, issuer)
+}
 
 #[tokio::test]
 async fn liveness_answers_200_while_the_process_serves() {
@@ -23,11 +53,7 @@ async fn readiness_becomes_200_once_discovery_against_the_real_idp_succeeds() {
 #[tokio::test]
 async fn readiness_is_503_until_an_idp_that_comes_up_later_answers() {
     // An issuer on a port where nothing listens yet.
-    let port = free_port();
-    let issuer = format!("http://127.0.0.1:{port}");
-    let app = spawn_app_against(&issuer, &components().moto_endpoint, |f| f).await;
-
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (app, port, issuer) = app_with_an_unreachable_idp().await;
     let res = app.get("/readyz").await;
     assert_eq!(res.status(), 503);
     assert!(res.headers().get("x-request-id").is_some());
@@ -276,10 +302,7 @@ async fn every_response_forbids_content_sniffing() {
 /// (a caller learns nothing of the network behind stsvend); the log has the details.
 #[tokio::test]
 async fn public_readiness_does_not_echo_idp_errors() {
-    let port = free_port();
-    let issuer = format!("http://127.0.0.1:{port}");
-    let app = spawn_app_against(&issuer, &components().moto_endpoint, |f| f).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (app, _, _) = app_with_an_unreachable_idp().await;
     let res = app.get("/readyz").await;
     assert_eq!(res.status(), 503);
     let text = res.text().await.unwrap();
