@@ -307,12 +307,13 @@ pub struct Metrics {
 impl Metrics {
     pub fn new(
         vendor: Arc<Vendor>,
+        fleet: Option<Arc<crate::fleet::Fleet>>,
         discovery: Arc<crate::auth::discovery::Discovery>,
         tls: Option<Arc<crate::tls::CertReloader>>,
     ) -> Result<Self, String> {
         let registry = Registry::new();
-        if let Some(shared) = vendor.shared() {
-            let collector = SharedCollector::new(shared.clone()).map_err(|e| e.to_string())?;
+        if let Some(fleet) = fleet {
+            let collector = SharedCollector::new(fleet).map_err(|e| e.to_string())?;
             registry
                 .register(Box::new(collector))
                 .map_err(|e| e.to_string())?;

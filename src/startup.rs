@@ -142,11 +142,14 @@ impl Application {
             Some(sts) => sts,
             None => Arc::new(AwsSts::from_settings(&settings.sts, deps.aws_credentials).await),
         };
-        let mut vendor = Vendor::new(sts, &settings, clock.clone());
-        if let Some(cluster) = &settings.cluster {
+        let fleet = settings.cluster.as_ref().map(|cluster| {
             // Redis's TLS (rediss://) builds its rustls config from the process default.
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-            vendor = vendor.with_shared(crate::fleet::Fleet::start(cluster.clone()));
+            crate::fleet::Fleet::start(cluster.clone())
+        });
+        let mut vendor = Vendor::new(sts, &settings, clock.clone());
+        if let Some(fleet) = &fleet {
+            vendor = vendor.with_fleet(fleet.clone());
         }
         let vendor = Arc::new(vendor);
         let tls = match &settings.server.tls {
@@ -165,6 +168,7 @@ impl Application {
         };
         let metrics = crate::metrics::Metrics::new(
             vendor.clone(),
+            fleet.clone(),
             discovery.clone(),
             tls.as_ref().map(|(r, _)| r.clone()),
         )
@@ -192,7 +196,6 @@ impl Application {
         let cors_origins = settings.cors.allowed_origins.clone();
         let templates = http::readme::environment()?;
         let scopes = crate::vend::scope::Scoper::new(&settings)?;
-        let fleet = vendor.shared().cloned();
         let revocations =
             crate::revoke::Revocations::new(vendor.clone(), fleet.clone(), clock.clone());
         revocations.start_sync();

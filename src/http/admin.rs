@@ -55,6 +55,42 @@ pub struct RevokeRequest {
     pub expires_in_seconds: Option<u64>,
 }
 
+impl RevokeRequest {
+    /// The revocation a request body asks for, made at `now`; a 400 naming what is wrong.
+    fn parse(body: &[u8], now: chrono::DateTime<chrono::Utc>) -> Result<Revocation, ApiError> {
+        let body: Self = serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(
+                "invalid_request",
+                format!("the body must be a JSON revocation: {e}"),
+            )
+        })?;
+        check_user(&body.user)?;
+        if body.reason.as_ref().is_some_and(|r| r.len() > 1024) {
+            return Err(ApiError::bad_request(
+                "invalid_reason",
+                "reason is at most 1024 characters",
+            ));
+        }
+        let expires_at = match body.expires_in_seconds {
+            Some(s) => Some(
+                chrono::TimeDelta::try_seconds(i64::try_from(s).unwrap_or(i64::MAX))
+                    .and_then(|d| now.checked_add_signed(d))
+                    .ok_or_else(|| {
+                        ApiError::bad_request("invalid_expiry", "expires_in_seconds is too large")
+                    })?,
+            ),
+            None => None,
+        };
+        Ok(Revocation {
+            user: body.user,
+            reason: body.reason,
+            revoked_at: now,
+            expires_at,
+            lifted_at: None,
+        })
+    }
+}
+
 #[derive(Deserialize)]
 pub struct UserQuery {
     pub user: String,
@@ -62,8 +98,7 @@ pub struct UserQuery {
 
 fn check_user(user: &str) -> Result<(), ApiError> {
     if user.is_empty() || user.len() > 1024 || user.chars().any(char::is_control) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::bad_request(
             "invalid_user",
             "user must be 1-1024 characters without control characters",
         ));
@@ -79,45 +114,9 @@ pub async fn revoke(
 ) -> Result<HttpResponse, ApiError> {
     // The token first: nobody without it gets the body parsed.
     authorize(&req, &state)?;
-    let body: RevokeRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(
-            "invalid_request",
-            format!("the body must be a JSON revocation: {e}"),
-        )
-    })?;
-    check_user(&body.user)?;
-    if body.reason.as_ref().is_some_and(|r| r.len() > 1024) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_reason",
-            "reason is at most 1024 characters",
-        ));
-    }
     let now = state.clock.now();
-    let expires_at = match body.expires_in_seconds {
-        Some(s) => Some(
-            chrono::TimeDelta::try_seconds(i64::try_from(s).unwrap_or(i64::MAX))
-                .and_then(|d| now.checked_add_signed(d))
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_expiry",
-                        "expires_in_seconds is too large",
-                    )
-                })?,
-        ),
-        None => None,
-    };
-    let (revocation, fleet) = state
-        .revocations
-        .revoke(Revocation {
-            user: body.user.clone(),
-            reason: body.reason,
-            revoked_at: now,
-            expires_at,
-            lifted_at: None,
-        })
-        .await;
+    let revocation = RevokeRequest::parse(&body, now)?;
+    let (revocation, fleet) = state.revocations.revoke(revocation).await;
     tracing::info!(
         target: "stsvend::audit",
         user = %capped(&revocation.user),

@@ -20,13 +20,7 @@ pub async fn callback(
         .map(|c| c.value().to_owned());
     let returned_state = match params.request()? {
         CallbackRequest::Start { return_to } => {
-            state.idp_limiter.check_login_start(&req)?;
-            let script = !crate::negotiate::is_browser(&req);
-            let (location, cookies) =
-                state
-                    .login
-                    .start(&state.cookies, &return_to, script, index.as_deref(), now)?;
-            return Ok(crate::http::extractor::redirect_to_idp(&location, &cookies));
+            return start_login(&req, &state, &return_to, index.as_deref(), now);
         }
         CallbackRequest::Finish { state } => state,
     };
@@ -68,6 +62,22 @@ pub async fn callback(
     Ok(res.finish())
 }
 
+/// Sends the caller to the IdP, remembering where to come back to.
+fn start_login(
+    req: &HttpRequest,
+    state: &AppState,
+    return_to: &str,
+    index: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<HttpResponse, ApiError> {
+    state.idp_limiter.check_login_start(req)?;
+    let script = !crate::negotiate::is_browser(req);
+    let (location, cookies) = state
+        .login
+        .start(&state.cookies, return_to, script, index, now)?;
+    Ok(crate::http::extractor::redirect_to_idp(&location, &cookies))
+}
+
 /// Forget the session, then end the IdP session too when the IdP supports it. `POST` is the
 /// way (a link or an image cannot log anyone out); a `POST` from another site's page is
 /// refused. `GET` stays for links and scripts written against earlier versions.
@@ -77,23 +87,7 @@ pub async fn logout(
 ) -> Result<HttpResponse, ApiError> {
     let post = req.method() == actix_web::http::Method::POST;
     if post {
-        let origin = req
-            .headers()
-            .get(header::ORIGIN)
-            .map(|o| o.to_str().unwrap_or("invalid"));
-        let ours = state
-            .settings
-            .server
-            .public_url
-            .origin()
-            .ascii_serialization();
-        if origin.is_some_and(|o| o != ours) {
-            return Err(ApiError::new(
-                actix_web::http::StatusCode::FORBIDDEN,
-                "cross_site_request",
-                "log out from this service's own pages",
-            ));
-        }
+        refuse_cross_site(&req, &state)?;
     }
     let mut res = match state.discovery.end_session_endpoint() {
         Some(mut url) => {
@@ -114,6 +108,29 @@ pub async fn logout(
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .cookie(state.cookies.clear_session())
         .json(json!({"status": "logged_out"})))
+}
+
+/// A logout `POST` must come from this service's own pages (or from no page at all: scripts
+/// send no `Origin`).
+fn refuse_cross_site(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .map(|o| o.to_str().unwrap_or("invalid"));
+    let ours = state
+        .settings
+        .server
+        .public_url
+        .origin()
+        .ascii_serialization();
+    if origin.is_some_and(|o| o != ours) {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "cross_site_request",
+            "log out from this service's own pages",
+        ));
+    }
+    Ok(())
 }
 
 /// What `/whoami` answers.

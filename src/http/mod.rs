@@ -3,6 +3,7 @@
 //! call lives in `auth` and `vend`.
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod credentials;
 pub mod extractor;

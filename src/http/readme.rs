@@ -6,6 +6,8 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use minijinja::{context, Environment};
 
+use crate::auth::AuthenticatedUser;
+use crate::config::Settings;
 use crate::error::ApiError;
 use crate::http::extractor::MaybeUser;
 use crate::http::state::AppState;
@@ -29,19 +31,51 @@ fn lifetime(seconds: u32) -> String {
 }
 
 pub async fn page(user: MaybeUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let html = render(&state, user.0.as_ref()).map_err(|e| {
+        tracing::error!(error = %e, "README page did not render");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "the page could not be rendered",
+        )
+    })?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "private, no-cache"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, csp(&state)))
+        .body(html))
+}
+
+fn render(state: &AppState, user: Option<&AuthenticatedUser>) -> Result<String, minijinja::Error> {
     let settings = &state.settings;
-    let endpoint = state.login.absolute("/s3credentials");
-    let (user_id, buckets) = match &user.0 {
-        Some(u) => {
-            let buckets: Vec<_> = policy::allowed_buckets(settings, &u.groups)
-                .into_iter()
-                .map(|b| context! { name => b.name.clone(), prefixes => b.prefixes.clone() })
-                .collect();
-            (Some(u.user_id.clone()), buckets)
-        }
-        None => (None, Vec::new()),
-    };
-    let example_bucket = policy::allowed_buckets(settings, &[])
+    let buckets: Vec<_> = user
+        .map(|u| policy::allowed_buckets(settings, &u.groups))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|b| context! { name => b.name.clone(), prefixes => b.prefixes.clone() })
+        .collect();
+    let idp_host = url::Url::parse(&settings.oidc.issuer)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    state.templates.get_template("readme.html")?.render(context! {
+        endpoint => state.login.absolute("/s3credentials"),
+        region => settings.sts.region,
+        lifetime => lifetime(settings.sts.duration_seconds),
+        vpce => !settings.policy.source_vpce.is_empty(),
+        user => user.map(|u| u.user_id.clone()),
+        buckets => buckets,
+        granting => policy::granting_groups(settings),
+        login_url => state.login.absolute(&format!("{}?return_to=%2Fs3credentialsREADME", settings.oidc.callback_path)),
+        logout_url => state.login.absolute("/logout"),
+        idp_host => idp_host,
+        example_bucket => example_bucket(settings),
+    })
+}
+
+/// A bucket for the recipes: one open to everyone, else any in-region one.
+fn example_bucket(settings: &Settings) -> String {
+    policy::allowed_buckets(settings, &[])
         .first()
         .map(|b| b.name.clone())
         .or_else(|| {
@@ -51,52 +85,20 @@ pub async fn page(user: MaybeUser, state: web::Data<AppState>) -> Result<HttpRes
                 .find(|b| b.region == settings.sts.region)
                 .map(|b| b.name.clone())
         })
-        .unwrap_or_else(|| "your-bucket".to_owned());
-    let idp_host = url::Url::parse(&settings.oidc.issuer)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .unwrap_or_default();
-    let html = state
-        .templates
-        .get_template("readme.html")
-        .and_then(|t| {
-            t.render(context! {
-                endpoint => endpoint,
-                region => settings.sts.region,
-                lifetime => lifetime(settings.sts.duration_seconds),
-                vpce => !settings.policy.source_vpce.is_empty(),
-                user => user_id,
-                buckets => buckets,
-                granting => policy::granting_groups(settings),
-                login_url => state.login.absolute(&format!("{}?return_to=%2Fs3credentialsREADME", settings.oidc.callback_path)),
-                logout_url => state.login.absolute("/logout"),
-                idp_host => idp_host,
-                example_bucket => example_bucket,
-            })
-        })
-        .map_err(|e| {
-            tracing::error!(error = %e, "README page did not render");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "the page could not be rendered",
-            )
-        })?;
-    // The one form is the sign-out button: it posts here and is sent on to the IdP's logout
-    // (browsers hold the redirect to form-action too).
+        .unwrap_or_else(|| "your-bucket".to_owned())
+}
+
+/// The one form is the sign-out button: it posts here and is sent on to the IdP's logout
+/// (browsers hold the redirect to form-action too).
+fn csp(state: &AppState) -> String {
     let idp_origin = state
         .discovery
         .end_session_endpoint()
-        .or_else(|| url::Url::parse(&settings.oidc.issuer).ok())
+        .or_else(|| url::Url::parse(&state.settings.oidc.issuer).ok())
         .map(|u| u.origin().ascii_serialization())
         .filter(|o| o != "null")
         .unwrap_or_default();
-    let csp = format!(
+    format!(
         "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; form-action 'self' {idp_origin}; frame-ancestors 'none'"
-    );
-    Ok(HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "private, no-cache"))
-        .insert_header((header::CONTENT_SECURITY_POLICY, csp))
-        .body(html))
+    )
 }

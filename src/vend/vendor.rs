@@ -309,13 +309,9 @@ impl Vendor {
     }
 
     /// Share credentials with the other replicas (fleet mode).
-    pub fn with_shared(mut self, shared: Arc<crate::fleet::Fleet>) -> Self {
-        self.shared = Some(shared);
+    pub fn with_fleet(mut self, fleet: Arc<crate::fleet::Fleet>) -> Self {
+        self.shared = Some(fleet);
         self
-    }
-
-    pub fn shared(&self) -> Option<&Arc<crate::fleet::Fleet>> {
-        self.shared.as_ref()
     }
 
     /// The circuit breaker, in-flight cap and rate budget in front of STS.
