@@ -68,6 +68,20 @@ impl ScopeMode {
     }
 }
 
+/// What a key prefix in a session policy may be, as error messages say it.
+pub const PREFIX_RULE: &str = "a non-empty key prefix of at most 512 characters without a leading '/', wildcards (*, ?), '$', quotes, backslashes or characters beyond U+00FF (STS refuses session policies with those)";
+
+/// A prefix that means exactly itself in a policy's `Resource` and `s3:prefix` (no wildcard
+/// or policy variable) and that STS accepts (`PREFIX_RULE`).
+pub fn is_policy_safe_prefix(p: &str) -> bool {
+    !(p.is_empty()
+        || p.starts_with('/')
+        || p.contains(['*', '?', '$', '"', '\\'])
+        || p.chars().any(char::is_control)
+        || p.chars().any(|c| u32::from(c) > 0xFF)
+        || p.len() > 512)
+}
+
 /// S3 general-purpose bucket naming rules.
 pub fn validate_bucket_name(name: &str) -> Result<(), String> {
     let len = name.len();
@@ -123,16 +137,10 @@ pub(super) fn validate(raw: &[RawBucket]) -> Result<Vec<Bucket>, ConfigError> {
         }
         validate_region(&key("region"), &b.region)?;
         for p in &b.prefixes {
-            if p.is_empty()
-                || p.starts_with('/')
-                || p.contains(['*', '?', '$', '"', '\\'])
-                || p.chars().any(char::is_control)
-                || p.chars().any(|c| u32::from(c) > 0xFF)
-                || p.len() > 512
-            {
+            if !is_policy_safe_prefix(p) {
                 return Err(ConfigError::key(
                     &key("prefixes"),
-                    format!("{p:?} must be a non-empty key prefix of at most 512 characters without a leading '/', wildcards (*, ?), '$', quotes, backslashes or characters beyond U+00FF (STS refuses session policies with those)"),
+                    format!("{p:?} must be {PREFIX_RULE}"),
                 ));
             }
         }

@@ -18,7 +18,10 @@ mod session;
 mod sts;
 mod values;
 
-pub use buckets::{validate_bucket_name, Bucket, PolicySettings, RawBucket, RawPolicy, ScopeMode};
+pub use buckets::{
+    is_policy_safe_prefix, validate_bucket_name, Bucket, PolicySettings, RawBucket, RawPolicy,
+    ScopeMode, PREFIX_RULE,
+};
 pub use cluster::{ClusterSettings, RawCluster, SecretBytes};
 pub use minor::{
     CacheSettings, CorsSettings, LimitSettings, RawAdmin, RawCache, RawCors, RawLimits,

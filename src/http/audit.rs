@@ -71,6 +71,9 @@ impl Audit<'_> {
             write_member(out, "scope", self.scope.mode.as_str())?;
             write_member(out, "policy_hash", &self.scope.hash)?;
             write_member(out, "buckets", &self.scope.buckets_joined)?;
+            if let Some(targets) = &self.scope.narrowed_to {
+                write_member(out, "narrowed_to", targets)?;
+            }
             write_member(out, "access_key_id", &self.credentials.access_key_id)?;
             write_member(out, "expiration", &self.credentials.expiration_rfc3339)?;
             if let Some(size) = self.credentials.packed_policy_size {

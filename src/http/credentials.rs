@@ -12,35 +12,111 @@ use crate::http::audit;
 use crate::http::state::AppState;
 use crate::telemetry::capped;
 use crate::vend::format::{self, Format};
+use crate::vend::narrow::{self, Target};
 use crate::vend::policy;
-use crate::vend::scope::SessionScope;
+use crate::vend::scope::{Narrowing, SessionScope};
 use crate::vend::sts::StsError;
 
+/// The query of `/s3credentials` and `/s3credentials/scope`, as OpenAPI describes it (read by
+/// `Ask::parse`: `target` repeats, which serde's query form cannot say).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[allow(dead_code)]
 pub struct CredentialQuery {
     /// Response format: `earthdata` (default), `credential-process` (or `credential_process`),
     /// `container`.
     #[param(pattern = "^(earthdata|credential-process|credential_process|container)$")]
     pub format: Option<String>,
+    /// Narrow the credential to these buckets or key prefixes (`s3://bucket/prefix`,
+    /// repeatable, at most 20); each must lie inside what the caller may read.
+    #[param(explode, style = Form)]
+    pub target: Option<Vec<String>>,
+    /// A shorter lifetime, in seconds: from 900 to the deployment's `duration_seconds`,
+    /// rounded up to a multiple of 900.
+    #[param(minimum = 900, maximum = 43200)]
+    pub duration_seconds: Option<u32>,
+}
+
+/// What a credential request asks for beyond who is asking.
+#[derive(Debug, Default)]
+pub struct Ask {
+    format: Option<String>,
+    /// Canonical (`narrow::canonical`); empty: everything the user may read.
+    targets: Vec<Target>,
+    duration_seconds: Option<u32>,
+}
+
+impl Ask {
+    fn parse(query: &str) -> Result<Self, ApiError> {
+        let mut ask = Self::default();
+        if query.is_empty() {
+            return Ok(ask);
+        }
+        let mut targets = Vec::new();
+        for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            match &*name {
+                "format" => ask.format = Some(value.into_owned()),
+                "target" => {
+                    if targets.len() == narrow::MAX_TARGETS {
+                        return Err(ApiError::bad_request(
+                            "too_many_targets",
+                            format!("at most {} targets in one request", narrow::MAX_TARGETS),
+                        ));
+                    }
+                    targets.push(
+                        Target::parse(&value)
+                            .map_err(|e| ApiError::bad_request("invalid_target", e))?,
+                    );
+                }
+                "duration_seconds" => {
+                    ask.duration_seconds = Some(value.parse().unwrap_or(0));
+                }
+                _ => {}
+            }
+        }
+        ask.targets = narrow::canonical(targets);
+        Ok(ask)
+    }
+
+    /// The lifetime asked for, checked against `max`; None: the deployment's.
+    fn lifetime(&self, max: u32) -> Result<Option<u32>, ApiError> {
+        match self.duration_seconds {
+            None => Ok(None),
+            Some(asked) => narrow::lifetime(Some(asked), max)
+                .map(Some)
+                .map_err(|e| ApiError::bad_request("invalid_duration", e)),
+        }
+    }
 }
 
 /// `GET /s3credentials`: temporary read-only credentials for the caller's in-region buckets.
 pub async fn s3credentials(
     req: HttpRequest,
     user: AuthenticatedUser,
-    query: web::Query<CredentialQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let format = Format::parse(query.format.as_deref())?;
-    let scope = scope_of(&state, &user)?;
+    let ask = Ask::parse(req.query_string())?;
+    let format = Format::parse(ask.format.as_deref())?;
     let settings = &state.settings;
+    let max = settings.sts.duration_seconds;
+    let lifetime = ask.lifetime(max)?;
+    let scope = scope_of(&state, &user, &ask.targets)?;
     // The SDK's own operation timeout is the same; this also bounds a hung connection.
     let overall = settings.sts.timeout;
-    let min_remaining = format.min_remaining(&settings.cache);
+    let min_remaining = match lifetime {
+        None => format.min_remaining(&settings.cache),
+        Some(l) => narrow::min_remaining(format.min_remaining(&settings.cache), l, max),
+    };
     let vended = state
         .vendor
-        .vend_for(&user.user_id, &scope, min_remaining, user.at, overall)
+        .vend_for(
+            &user.user_id,
+            &scope,
+            lifetime,
+            min_remaining,
+            user.at,
+            overall,
+        )
         .await
         .map_err(|e| sts_failure(&e))?;
     audit::vended(&req, &user, &scope, &vended, format);
@@ -54,9 +130,31 @@ pub async fn s3credentials(
         .body(format::render(format, &vended.credentials)))
 }
 
-/// What goes to STS for this user; a clear refusal when their groups grant nothing here.
-fn scope_of(state: &AppState, user: &AuthenticatedUser) -> Result<Arc<SessionScope>, ApiError> {
+/// What goes to STS for this user (for just `targets` when there are any); a clear refusal
+/// when their groups grant nothing here or not all of the targets.
+fn scope_of(
+    state: &AppState,
+    user: &AuthenticatedUser,
+    targets: &[Target],
+) -> Result<Arc<SessionScope>, ApiError> {
     let settings = &state.settings;
+    if !targets.is_empty() {
+        return state
+            .scopes
+            .narrowed(settings, &user.groups, targets)
+            .map_err(|e| match e {
+                Narrowing::NoBucket => no_bucket(settings, &user.groups),
+                Narrowing::NotCovered(what) => ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "access_denied",
+                    format!("your groups do not grant all of the targets: {}", what.join("; ")),
+                ),
+                Narrowing::TooLarge(chars) => ApiError::bad_request(
+                    "targets_too_large",
+                    format!("these targets need a {chars}-character session policy, over AWS's limit of {}; ask for fewer or shorter prefixes", crate::vend::scope::MAX_INLINE_CHARS),
+                ),
+            });
+    }
     let scope = state.scopes.get(settings, &user.groups).map_err(|e| {
         tracing::error!(user = %capped(&user.user_id), error = %e, "scope too large for one session");
         ApiError::new(
@@ -143,21 +241,38 @@ pub struct ScopeBucket {
 }
 
 /// `GET /s3credentials/scope`: which buckets (and prefixes) the caller's credentials would
-/// cover, in which region, for how long. No STS call.
-pub async fn scope(user: AuthenticatedUser, state: web::Data<AppState>) -> HttpResponse {
+/// cover, in which region, for how long; with the same query as `/s3credentials`, what that
+/// request's credential would. No STS call.
+pub async fn scope(
+    req: HttpRequest,
+    user: AuthenticatedUser,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let ask = Ask::parse(req.query_string())?;
     let settings = &state.settings;
-    let buckets = policy::allowed_buckets(settings, &user.groups)
-        .into_iter()
-        .map(|b| ScopeBucket {
-            name: b.name.clone(),
-            prefixes: b.prefixes.clone(),
-        })
-        .collect();
-    HttpResponse::Ok()
+    let max = settings.sts.duration_seconds;
+    let lifetime = ask.lifetime(max)?.unwrap_or(max);
+    let allowed = policy::allowed_buckets(settings, &user.groups);
+    let listed = |b: &crate::config::Bucket| ScopeBucket {
+        name: b.name.clone(),
+        prefixes: b.prefixes.clone(),
+    };
+    let buckets = if ask.targets.is_empty() {
+        allowed.into_iter().map(listed).collect()
+    } else {
+        // Refused exactly when the credential would be.
+        scope_of(&state, &user, &ask.targets)?;
+        narrow::narrow(&allowed, &ask.targets)
+            .unwrap_or_default()
+            .iter()
+            .map(listed)
+            .collect()
+    };
+    Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(Scope {
             region: settings.sts.region.clone(),
             buckets,
-            duration_seconds: settings.sts.duration_seconds,
-        })
+            duration_seconds: lifetime,
+        }))
 }

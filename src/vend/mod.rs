@@ -3,6 +3,7 @@
 
 pub mod format;
 pub mod guard;
+pub mod narrow;
 pub mod policy;
 pub mod scope;
 pub mod session_name;

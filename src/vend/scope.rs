@@ -15,6 +15,7 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use crate::config::{Bucket, ScopeMode, Settings};
+use crate::vend::narrow::{self, Target};
 use crate::vend::policy;
 use crate::vend::session_name;
 
@@ -217,6 +218,8 @@ pub struct SessionScope {
     pub digest: [u8; 32],
     /// The first 16 hex digits of `digest`, for logs.
     pub hash: String,
+    /// A narrowed credential's targets, comma-separated (as the audit line shows them).
+    pub narrowed_to: Option<String>,
 }
 
 /// Why a user's scope cannot reach STS.
@@ -230,6 +233,11 @@ pub struct Scoper {
     cache: moka::sync::Cache<
         Vec<String>,
         Result<Option<Arc<SessionScope>>, TooLarge>,
+        foldhash::fast::RandomState,
+    >,
+    narrowed: moka::sync::Cache<
+        (Vec<String>, Vec<Target>),
+        Arc<SessionScope>,
         foldhash::fast::RandomState,
     >,
 }
@@ -251,6 +259,10 @@ impl Scoper {
             // A deployment has few distinct combinations of relevant groups, and building
             // the scope is the most expensive step of a cached credential request.
             cache: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .build_with_hasher(foldhash::fast::RandomState::default()),
+            // Bounded whatever clients ask for; refusals are not kept.
+            narrowed: moka::sync::Cache::builder()
                 .max_capacity(10_000)
                 .build_with_hasher(foldhash::fast::RandomState::default()),
         })
@@ -338,11 +350,88 @@ impl Scoper {
                 (ScopeMode::Inline, Some(json), vec![], vec![])
             }
         };
+        Ok(Some(SessionScope::new(
+            mode,
+            policy_text,
+            policy_arns,
+            tags,
+            buckets,
+            None,
+        )))
+    }
+
+    /// The scope of a credential for just `targets` (canonical, see `narrow::canonical`) for
+    /// a user with `groups`. Always an inline policy of the targets' grants: in managed mode
+    /// without the managed policies (each would allow more than asked); in tags mode with
+    /// the user's tags, which the role's policy needs to grant anything.
+    pub fn narrowed(
+        &self,
+        settings: &Settings,
+        groups: &[String],
+        targets: &[Target],
+    ) -> Result<Arc<SessionScope>, Narrowing> {
+        let key = (groups.to_vec(), targets.to_vec());
+        if let Some(hit) = self.narrowed.get(&key) {
+            return Ok(hit);
+        }
+        let allowed = policy::allowed_buckets(settings, groups);
+        if allowed.is_empty() {
+            return Err(Narrowing::NoBucket);
+        }
+        let granted = narrow::narrow(&allowed, targets).map_err(Narrowing::NotCovered)?;
+        let granted: Vec<&Bucket> = granted.iter().collect();
+        let json = policy::inline(settings, &granted);
+        if json.len() > MAX_INLINE_CHARS {
+            return Err(Narrowing::TooLarge(json.len()));
+        }
+        let tags = match self.get(settings, groups) {
+            Ok(Some(base)) if base.mode == ScopeMode::Tags => base.tags.clone(),
+            _ => vec![],
+        };
+        let scope = Arc::new(SessionScope::new(
+            ScopeMode::Inline,
+            Some(json),
+            vec![],
+            tags,
+            granted.iter().map(|b| b.name.clone()).collect(),
+            Some(
+                targets
+                    .iter()
+                    .map(Target::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+        ));
+        self.narrowed.insert(key, scope.clone());
+        Ok(scope)
+    }
+}
+
+/// Why a narrowed credential cannot be issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Narrowing {
+    /// The user's groups grant no bucket at all.
+    NoBucket,
+    /// These targets are not inside what the user may read (each said with why).
+    NotCovered(Vec<String>),
+    /// The narrowed policy would have this many characters, over AWS's inline limit.
+    TooLarge(usize),
+}
+
+impl SessionScope {
+    fn new(
+        mode: ScopeMode,
+        policy: Option<String>,
+        policy_arns: Vec<String>,
+        tags: Vec<(String, String)>,
+        buckets: Vec<String>,
+        narrowed_to: Option<String>,
+    ) -> Self {
         let digest = {
             let mut h = crate::vend::Fields::default();
             h.field(mode.as_str().as_bytes())
-                .field(&[u8::from(policy_text.is_some())])
-                .field(policy_text.as_deref().unwrap_or("").as_bytes())
+                .field(&[u8::from(policy.is_some())])
+                .field(policy.as_deref().unwrap_or("").as_bytes())
                 .field(&(policy_arns.len() as u64).to_be_bytes());
             for arn in &policy_arns {
                 h.field(arn.as_bytes());
@@ -352,16 +441,17 @@ impl Scoper {
             }
             h.digest()
         };
-        Ok(Some(SessionScope {
+        Self {
             mode,
-            policy: policy_text,
+            policy,
             policy_arns,
             tags,
             buckets_joined: buckets.join(","),
             buckets,
+            narrowed_to,
             hash: digest[..8].iter().map(|b| format!("{b:02x}")).collect(),
             digest,
-        }))
+        }
     }
 }
 

@@ -28,6 +28,8 @@ pub const FALLBACK_MIN_REMAINING: Duration = Duration::from_secs(900);
 pub struct Key {
     user: Box<str>,
     shape: [u8; 32],
+    /// The credential's lifetime, in seconds: a shorter one asked for is its own entry.
+    lifetime: u32,
 }
 
 impl Key {
@@ -38,6 +40,7 @@ impl Key {
         super::Fields::default()
             .field(self.user.as_bytes())
             .field(&self.shape)
+            .field(&self.lifetime.to_be_bytes())
             .field(calls)
             .digest()
     }
@@ -129,11 +132,17 @@ struct UntilUnusable {
 
 impl UntilUnusable {
     fn usable_for(&self, value: &StsCredentials) -> Duration {
-        let usable = value.expiration
-            - self.clock.now()
-            - TimeDelta::from_std(FALLBACK_MIN_REMAINING).unwrap_or_default();
-        usable.to_std().unwrap_or(Duration::from_secs(1))
+        reusable_for(value, self.clock.now())
     }
+}
+
+/// How long a credential just issued (or just read from the fleet) stays worth keeping:
+/// until `FALLBACK_MIN_REMAINING` is left, or for a short one (a chosen lifetime) its first
+/// tenth, the longest any request can reuse it (`narrow::min_remaining`).
+fn reusable_for(c: &StsCredentials, now: DateTime<Utc>) -> Duration {
+    let left = (c.expiration - now).to_std().unwrap_or_default();
+    let floor = FALLBACK_MIN_REMAINING.min(left.mul_f64(0.9));
+    left.saturating_sub(floor).max(Duration::from_secs(1))
 }
 
 impl moka::Expiry<Key, Entry> for UntilUnusable {
@@ -198,6 +207,7 @@ impl CallShape {
         &self,
         user_id: &str,
         scope: &crate::vend::scope::SessionScope,
+        lifetime: u32,
     ) -> AssumeRoleRequest {
         AssumeRoleRequest {
             user_id: user_id.to_owned(),
@@ -208,7 +218,7 @@ impl CallShape {
                 .then(|| session_name::source_identity(user_id)),
             policy: scope.policy.clone(),
             policy_arns: scope.policy_arns.clone(),
-            duration_seconds: self.duration_seconds,
+            duration_seconds: lifetime,
             tags: self
                 .session_tags
                 .iter()
@@ -222,10 +232,11 @@ impl CallShape {
     /// The key of `user_id`'s credential for `scope`: the same inputs as the request
     /// `request` builds (the rest is this shape, the same for every entry), without building
     /// it: this runs on every credential request.
-    fn key(&self, user_id: &str, scope: &crate::vend::scope::SessionScope) -> Key {
+    fn key(&self, user_id: &str, scope: &crate::vend::scope::SessionScope, lifetime: u32) -> Key {
         Key {
             user: user_id.into(),
             shape: scope.digest,
+            lifetime,
         }
     }
 }
@@ -275,6 +286,7 @@ fn cache_key(request: &AssumeRoleRequest) -> Key {
     Key {
         user: request.user_id.as_str().into(),
         shape: h.digest(),
+        lifetime: request.duration_seconds,
     }
 }
 
@@ -340,21 +352,25 @@ impl Vendor {
         user_id: &str,
         scope: &crate::vend::scope::SessionScope,
     ) -> AssumeRoleRequest {
-        CallShape::new(settings).request(user_id, scope)
+        let shape = CallShape::new(settings);
+        shape.request(user_id, scope, shape.duration_seconds)
     }
 
-    /// Credentials for `user_id` with `scope`, under the settings this vendor was built with;
-    /// the AssumeRole request is built only when STS is called.
+    /// Credentials for `user_id` with `scope` and `lifetime` seconds (None: the deployment's),
+    /// under the settings this vendor was built with; the AssumeRole request is built only
+    /// when STS is called.
     pub async fn vend_for(
         &self,
         user_id: &str,
         scope: &crate::vend::scope::SessionScope,
+        lifetime: Option<u32>,
         min_remaining: Duration,
         now: DateTime<Utc>,
         overall_timeout: Duration,
     ) -> Result<Vended, StsError> {
-        let key = self.shape.key(user_id, scope);
-        let request = || self.shape.request(user_id, scope);
+        let lifetime = lifetime.unwrap_or(self.shape.duration_seconds);
+        let key = self.shape.key(user_id, scope, lifetime);
+        let request = || self.shape.request(user_id, scope, lifetime);
         self.vend_keyed(key, request, min_remaining, now, overall_timeout)
             .await
     }
@@ -453,13 +469,7 @@ impl Vendor {
                 from_shared.store(true, Ordering::Relaxed);
                 return Ok(c);
             }
-            let lifetime = |c: &StsCredentials| {
-                (c.expiration
-                    - now
-                    - TimeDelta::from_std(FALLBACK_MIN_REMAINING).unwrap_or_default())
-                .to_std()
-                .unwrap_or(Duration::from_secs(1))
-            };
+            let lifetime = |c: &StsCredentials| reusable_for(c, now);
             // The winner renews its lock while it calls STS; if it dies, the lock lapses
             // and one of the waiters takes over.
             let (token, took_over) = match shared.lock(&digest).await {
@@ -636,6 +646,7 @@ mod tests {
         Key {
             user: "alice".into(),
             shape: [0; 32],
+            lifetime: 3600,
         }
     }
 

@@ -11,5 +11,6 @@ mod health;
 mod helpers;
 mod lifecycle;
 mod login;
+mod narrowing;
 mod secrets_in_logs;
 mod tls;

@@ -244,6 +244,7 @@ async fn memory(users: usize) -> Value {
             .vend_for(
                 &user,
                 &scope,
+                None,
                 Duration::from_secs(900),
                 now,
                 Duration::from_secs(5),
