@@ -206,6 +206,7 @@ impl Application {
             idp_http.clone(),
             clock.clone(),
         );
+        let settings_max_duration = settings.sts.duration_seconds;
         let state = web::Data::new(AppState {
             settings,
             login,
@@ -218,6 +219,7 @@ impl Application {
             fleet,
             scopes,
             templates,
+            openapi: http::openapi::document(settings_max_duration).into(),
             consumed_logins: Default::default(),
             idp_limiter,
             revocations,

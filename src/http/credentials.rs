@@ -29,7 +29,7 @@ pub struct CredentialQuery {
     pub format: Option<String>,
     /// Narrow the credential to these buckets or key prefixes (`s3://bucket/prefix`,
     /// repeatable, at most 20); each must lie inside what the caller may read.
-    #[param(explode, style = Form)]
+    #[param(explode, style = Form, max_items = 20, pattern = r#"^(s3://)?[a-z0-9][a-z0-9-]{1,61}[a-z0-9](/([ !#%-)+-.0->@-\[\]-~\u00a0-\u00ff][ !#%-)+->@-\[\]-~\u00a0-\u00ff]{0,254})?)?\*?$"#)]
     pub target: Option<Vec<String>>,
     /// A shorter lifetime, in seconds: from 900 to the deployment's `duration_seconds`,
     /// rounded up to a multiple of 900.
@@ -249,6 +249,8 @@ pub async fn scope(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let ask = Ask::parse(req.query_string())?;
+    // The same query as the credential it describes, refused the same way.
+    Format::parse(ask.format.as_deref())?;
     let settings = &state.settings;
     let max = settings.sts.duration_seconds;
     let lifetime = ask.lifetime(max)?.unwrap_or(max);

@@ -176,12 +176,11 @@ async fn favicon() -> actix_web::HttpResponse {
 }
 
 /// The API description, rendered once.
-async fn openapi() -> actix_web::HttpResponse {
-    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+async fn openapi(state: web::Data<state::AppState>) -> actix_web::HttpResponse {
     actix_web::HttpResponse::Ok()
         .content_type("application/json")
         .insert_header(("cache-control", "no-cache"))
-        .body(DOC.get_or_init(crate::http::openapi::document).clone())
+        .body(state.openapi.to_string())
 }
 
 /// Unknown paths get the same JSON error shape as everything else.

@@ -56,11 +56,21 @@ impl Modify for Security {
     }
 }
 
-/// The document, rendered once at startup.
-pub fn document() -> String {
-    ApiDoc::openapi()
-        .to_json()
-        .unwrap_or_else(|_| "{}".to_owned())
+/// The document for a deployment whose longest lifetime is `max_duration` seconds (what
+/// `duration_seconds` may ask for), rendered once at startup.
+pub fn document(max_duration: u32) -> String {
+    let Ok(mut doc) = serde_json::to_value(ApiDoc::openapi()) else {
+        return "{}".to_owned();
+    };
+    for path in ["/s3credentials", "/s3credentials/scope"] {
+        let params = doc["paths"][path]["get"]["parameters"].as_array_mut();
+        for p in params.into_iter().flatten() {
+            if p["name"] == "duration_seconds" {
+                p["schema"]["maximum"] = max_duration.into();
+            }
+        }
+    }
+    doc.to_string()
 }
 
 /// The three credential formats (`format=earthdata|credential-process|container`).
@@ -107,11 +117,11 @@ pub struct Ready {
             )),
         (status = 302, description = "No credentials: sent to the identity provider to log in (scripts get Earthdata's `app_type=401`).",
             headers(("Location" = String), ("Set-Cookie" = String), ("Cache-Control" = String))),
-        (status = 400, description = "Unknown `format`.", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 400, description = "Unknown `format`, a `target` that is not a bucket or a safe key prefix, more than 20 targets, targets too many for one session policy, or `duration_seconds` out of range.", content((ErrorBody = "application/json"), (String = "text/html"))),
         (status = 401, description = "Bad or expired bearer token, or no credentials and the client asked for JSON only.",
             content((ErrorBody = "application/json"), (String = "text/html")),
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"stsvend\"[, error=\"invalid_token\", ...]`"))),
-        (status = 403, description = "Authenticated, but the user's groups grant no bucket in the region.", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 403, description = "Authenticated, but the user's groups grant no bucket in the region, or not every `target` (each one not covered is named).", content((ErrorBody = "application/json"), (String = "text/html"))),
         (status = 429, description = "Too many checks of unknown tokens from this address.", content((ErrorBody = "application/json"), (String = "text/html")),
             headers(("Retry-After" = String))),
         (status = 502, description = "STS refused to issue credentials (a configuration problem; details in the logs).", content((ErrorBody = "application/json"), (String = "text/html"))),
@@ -124,10 +134,13 @@ fn s3credentials() {}
 
 #[utoipa::path(
     get, path = "/s3credentials/scope", tag = "credentials",
+    params(crate::http::credentials::CredentialQuery),
     security(("bearer" = []), ("session" = []), ()),
     responses(
-        (status = 200, description = "What credentials would cover. No STS call.", body = Scope,
+        (status = 200, description = "What credentials for the same query would cover, and for how long. No STS call.", body = Scope,
             headers(("Cache-Control" = String))),
+        (status = 400, description = "A bad `target` or `duration_seconds` (as for `/s3credentials`).", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 403, description = "Not every `target` is inside what the user may read.", content((ErrorBody = "application/json"), (String = "text/html"))),
         (status = 302, description = "Sent to log in.", headers(("Location" = String), ("Set-Cookie" = String))),
         (status = 401, description = "Bad token, or JSON-only client without credentials.", content((ErrorBody = "application/json"), (String = "text/html")),
             headers(("WWW-Authenticate" = String))),
@@ -232,3 +245,23 @@ fn openapi_json() {}
 )]
 #[allow(dead_code)]
 fn favicon() {}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    /// Schema-valid means accepted: the document says this deployment's range.
+    #[test]
+    fn the_document_says_this_deployments_longest_lifetime() {
+        let d: serde_json::Value = serde_json::from_str(&super::document(2700)).unwrap();
+        for path in ["/s3credentials", "/s3credentials/scope"] {
+            let params = d["paths"][path]["get"]["parameters"].as_array().unwrap();
+            let duration = params
+                .iter()
+                .find(|p| p["name"] == "duration_seconds")
+                .unwrap();
+            assert_eq!(duration["schema"]["maximum"], 2700, "{path}");
+            let target = params.iter().find(|p| p["name"] == "target").unwrap();
+            assert_eq!(target["schema"]["maxItems"], 20, "{path}");
+        }
+    }
+}

@@ -22,6 +22,8 @@ pub struct AppState {
     pub fleet: Option<Arc<crate::fleet::Fleet>>,
     pub scopes: crate::vend::scope::Scoper,
     pub templates: minijinja::Environment<'static>,
+    /// `/openapi.json`, rendered once for this deployment.
+    pub openapi: Box<str>,
     pub login: crate::auth::login::Login,
     pub consumed_logins: crate::auth::login::ConsumedLogins,
     pub idp_limiter: Arc<crate::limits::IdpLimiter>,
