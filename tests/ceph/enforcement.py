@@ -65,6 +65,9 @@ def seed():
     for bucket in BUCKETS:
         s3.create_bucket(Bucket=bucket)
         s3.put_object(Bucket=bucket, Key="hello.txt", Body=f"hello from {bucket}\n".encode())
+    # For a credential narrowed to demo-inregion/p1/.
+    for key in ("p1/x.txt", "p2/y.txt"):
+        s3.put_object(Bucket="demo-inregion", Key=key, Body=key.encode())
     s3.create_bucket(Bucket=PREFIXED)
     for key in ("public/a.txt", "private/b.txt"):
         s3.put_object(Bucket=PREFIXED, Key=key, Body=key.encode())
@@ -94,9 +97,9 @@ def token(user, password):
     return body["access_token"]
 
 
-def credentials(user, password):
+def credentials(user, password, query=""):
     status, body = http_json(
-        f"{os.environ['STSVEND_URL']}/s3credentials",
+        f"{os.environ['STSVEND_URL']}/s3credentials{query}",
         headers={"Authorization": f"Bearer {token(user, password)}", "Accept": "application/json"},
     )
     return status, body
@@ -171,6 +174,32 @@ def check():
     c.expect("alice LIST all of demo-prefixed", False, lambda: s3.list_objects_v2(Bucket=PREFIXED))
     c.expect("alice with a tampered session token", False,
              lambda: s3_for(alice, tamper=True).get_object(Bucket="demo-inregion", Key="hello.txt"))
+
+    # Narrowed to one prefix of one bucket, for 15 minutes: only that, for only that long.
+    status, narrow = credentials("alice", "alice-pw", "?target=s3://demo-inregion/p1/&duration_seconds=900")
+    c.equal("alice gets a narrowed credential", status, 200)
+    import datetime
+
+    left = (datetime.datetime.fromisoformat(narrow["expiration"]) - datetime.datetime.now(datetime.timezone.utc))
+    c.equal("the narrowed credential lives 15 minutes", 840 <= left.total_seconds() <= 905, True)
+    s3 = s3_for(narrow)
+    c.expect("narrowed GET demo-inregion/p1/x.txt", True,
+             lambda: s3.get_object(Bucket="demo-inregion", Key="p1/x.txt")["Body"].read())
+    c.expect("narrowed GET demo-inregion/p2/y.txt", False,
+             lambda: s3.get_object(Bucket="demo-inregion", Key="p2/y.txt")["Body"].read())
+    c.expect("narrowed GET demo-inregion/hello.txt", False,
+             lambda: s3.get_object(Bucket="demo-inregion", Key="hello.txt")["Body"].read())
+    c.expect("narrowed LIST demo-inregion under p1/", True,
+             lambda: s3.list_objects_v2(Bucket="demo-inregion", Prefix="p1/"))
+    c.expect("narrowed LIST demo-inregion under p2/", False,
+             lambda: s3.list_objects_v2(Bucket="demo-inregion", Prefix="p2/"))
+    c.expect("narrowed LIST all of demo-inregion", False, lambda: s3.list_objects_v2(Bucket="demo-inregion"))
+    c.expect("narrowed GET demo-prefixed/public/a.txt (another bucket)", False,
+             lambda: s3.get_object(Bucket=PREFIXED, Key="public/a.txt")["Body"].read())
+    c.expect("narrowed PUT demo-inregion/p1/new.txt", False,
+             lambda: s3.put_object(Bucket="demo-inregion", Key="p1/new.txt", Body=b"x"))
+    status, body = credentials("alice", "alice-pw", "?target=s3://demo-restricted/")
+    c.equal("alice narrowing to a bucket she may not read is refused", status, 403)
 
     status, carol = credentials("carol", "carol-pw")
     c.equal("carol gets credentials", status, 200)
