@@ -70,6 +70,9 @@ enum Command {
         /// A group the user belongs to; repeat for several.
         #[arg(long = "group")]
         groups: Vec<String>,
+        /// Narrow to `s3://bucket/prefix` as `?target=` does; repeat for several.
+        #[arg(long = "target")]
+        targets: Vec<String>,
     },
     /// Revoke a user on every replica (fleet mode) within a second: their cookies and tokens
     /// get 403, their cached credentials are dropped. Prints the IAM deny statement that also
@@ -313,10 +316,11 @@ fn main() -> ExitCode {
             config,
             user,
             groups,
+            targets,
         } => match config::load(config.as_deref())
             .and_then(|(_, settings)| stsvend::startup::preflight(&settings).map(|_| settings))
         {
-            Ok(settings) => print_policy(&settings, &user, &groups),
+            Ok(settings) => print_policy(&settings, &user, &groups, &targets),
             Err(e) => fail(e),
         },
         Command::Serve { config } => {
@@ -463,8 +467,13 @@ fn print_json(value: &impl serde::Serialize) -> ExitCode {
     }
 }
 
-fn print_policy(settings: &config::Settings, user: &str, groups: &[String]) -> ExitCode {
-    use stsvend::vend::{scope, session_name};
+fn print_policy(
+    settings: &config::Settings,
+    user: &str,
+    groups: &[String],
+    targets: &[String],
+) -> ExitCode {
+    use stsvend::vend::{narrow, scope, session_name};
     let groups: Vec<String> = {
         let mut g = groups.to_vec();
         g.sort();
@@ -475,7 +484,27 @@ fn print_policy(settings: &config::Settings, user: &str, groups: &[String]) -> E
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    match scoper.compute(settings, &groups) {
+    let scope = if targets.is_empty() {
+        scoper.compute(settings, &groups).map_err(|e| e.to_string())
+    } else {
+        let parsed: Result<Vec<narrow::Target>, String> =
+            targets.iter().map(|t| narrow::Target::parse(t)).collect();
+        parsed.and_then(|t| {
+            match scoper.narrowed(settings, &groups, &narrow::canonical(t)) {
+                Ok(s) => Ok(Some((*s).clone())),
+                Err(scope::Narrowing::NoBucket) => Ok(None),
+                Err(scope::Narrowing::NotCovered(what)) => Err(format!(
+                    "the groups do not grant all of the targets: {}",
+                    what.join("; ")
+                )),
+                Err(scope::Narrowing::TooLarge(n)) => Err(format!(
+                    "the targets need a {n}-character session policy, over {}",
+                    scope::MAX_INLINE_CHARS
+                )),
+            }
+        })
+    };
+    match scope {
         Ok(Some(s)) => {
             let tags: Vec<serde_json::Value> = settings
                 .sts
@@ -492,6 +521,7 @@ fn print_policy(settings: &config::Settings, user: &str, groups: &[String]) -> E
                 "PolicyArns": s.policy_arns,
                 "Tags": tags,
                 "buckets": s.buckets,
+                "narrowed_to": s.narrowed_to,
                 "hash": s.hash,
                 "limits": {
                     "policy_characters": [s.policy.as_ref().map_or(0, String::len), scope::MAX_INLINE_CHARS],

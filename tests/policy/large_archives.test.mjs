@@ -155,3 +155,48 @@ test('tags: each user carries one tag per group and no bucket list; the role pol
   assert.equal(await decide({ identity: roleDocs, session: JSON.parse(scope.Policy), action: 's3:GetObject', resource: 'arn:aws:s3:::archive-bucket-008/x', context: { 'aws:PrincipalTag/stsvend-g-team-08': 'false' } }), 'ImplicitlyDenied');
   assert.ok(total > 5000, `${total} simulations`);
 });
+
+// Narrowed (`?target=`): in managed and tags mode too the credential reads just the targets
+// (inline, within 2,048 characters); in managed mode without the user's managed policies,
+// which would allow more; in tags mode with the tags the role's policy needs.
+test('narrowed: in managed and tags mode a credential for two targets reads just those', async () => {
+  const targets = ['s3://archive-bucket-047/granules/2024/', 's3://archive-bucket-000/collection-000/sub/'];
+  for (const mode of ['managed', 'tags']) {
+    const config = configFile(mode);
+    const roleDocs = mode === 'tags' ? JSON.parse(run(['role-policy', '--config', config]).stdout) : [EVERYTHING];
+    const out = run(['policy', '--config', config, '--user', 'u', '--group', 'team-07', ...targets.flatMap((t) => ['--target', t])]);
+    assert.equal(out.status, 0, out.stderr);
+    const scope = JSON.parse(out.stdout);
+    assert.equal(scope.mode, 'inline', mode);
+    assert.deepEqual(scope.PolicyArns, [], mode);
+    assert.ok(scope.Policy.length <= 2048, `${mode}: ${scope.Policy.length}`);
+    assert.equal(scope.narrowed_to, 's3://archive-bucket-000/collection-000/sub/,s3://archive-bucket-047/granules/2024/');
+    const context = Object.fromEntries(scope.Tags.map((t) => [`aws:PrincipalTag/${t.Key}`, t.Value]));
+    assert.equal(Object.keys(context).length > 0, mode === 'tags', `${mode}: ${JSON.stringify(scope.Tags)}`);
+    const session = JSON.parse(scope.Policy);
+    const expect = async (want, action, resource, extra = {}) => {
+      const got = await decide({ identity: roleDocs, session, action, resource, context: { ...context, ...extra } });
+      assert.equal(got === 'Allowed', want, `${mode}: ${action} ${resource} ${JSON.stringify(extra)} → ${got}`);
+    };
+    const b47 = 'arn:aws:s3:::archive-bucket-047';
+    const b0 = 'arn:aws:s3:::archive-bucket-000';
+    await expect(true, 's3:GetObject', `${b47}/granules/2024/a.nc`);
+    await expect(false, 's3:GetObject', `${b47}/granules/2023/a.nc`);
+    await expect(false, 's3:GetObject', `${b47}/granules/2024`);
+    await expect(true, 's3:ListBucket', b47, { 's3:prefix': 'granules/2024/' });
+    await expect(false, 's3:ListBucket', b47, { 's3:prefix': 'granules/' });
+    await expect(false, 's3:ListBucket', b47, { 's3:prefix': '' });
+    await expect(true, 's3:GetObject', `${b0}/collection-000/sub/x.nc`);
+    await expect(false, 's3:GetObject', `${b0}/collection-000/other.nc`);
+    await expect(false, 's3:GetObject', `${b0}/browse/0/x.png`);
+    // Readable by team-07 without narrowing, not with it.
+    await expect(false, 's3:GetObject', 'arn:aws:s3:::archive-bucket-007/x.nc');
+    await expect(false, 's3:GetObject', 'arn:aws:s3:::archive-bucket-010/x.nc');
+    await expect(false, 's3:PutObject', `${b47}/granules/2024/new.nc`);
+    await expect(false, 's3:DeleteObject', `${b47}/granules/2024/a.nc`);
+    // A target outside the user's groups is refused, naming it.
+    const refused = run(['policy', '--config', config, '--user', 'u', '--group', 'team-07', '--target', 's3://archive-bucket-008/', '--target', targets[0]]);
+    assert.equal(refused.status, 1, mode);
+    assert.match(refused.stderr, /s3:\/\/archive-bucket-008\/ \(not a bucket you may read here\)/);
+  }
+});
