@@ -57,6 +57,12 @@ enum Command {
         /// Region for `--format env` (default: what the service reports).
         #[arg(long)]
         region: Option<String>,
+        /// Only this bucket or key prefix (`s3://bucket/prefix`); repeat for several.
+        #[arg(long = "target")]
+        targets: Vec<String>,
+        /// A shorter lifetime than the service's, in seconds (900 upward).
+        #[arg(long)]
+        duration_seconds: Option<u32>,
     },
     /// Print exactly what goes to STS for a user with these groups (inline policy, managed
     /// policy ARNs, session tags) and the sizes against AWS's limits, as JSON.
@@ -155,6 +161,21 @@ fn expand_home(path: &std::path::Path) -> PathBuf {
         (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
         _ => path.to_path_buf(),
     }
+}
+
+/// The endpoint with the narrowing in its query: the service reads it there, and the helper's
+/// cache file (named after the URL) keeps narrowed credentials apart.
+fn asking(mut endpoint: url::Url, targets: &[String], duration: Option<u32>) -> url::Url {
+    if !targets.is_empty() || duration.is_some() {
+        let mut query = endpoint.query_pairs_mut();
+        for t in targets {
+            query.append_pair("target", t);
+        }
+        if let Some(d) = duration {
+            query.append_pair("duration_seconds", &d.to_string());
+        }
+    }
+    endpoint
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -300,8 +321,17 @@ fn main() -> ExitCode {
             format,
             cache_dir,
             region,
+            targets,
+            duration_seconds,
         } => match credential_process(
-            endpoint, token_file, token_env, netrc, netrc_file, format, cache_dir, region,
+            asking(endpoint, &targets, duration_seconds),
+            token_file,
+            token_env,
+            netrc,
+            netrc_file,
+            format,
+            cache_dir,
+            region,
         ) {
             Ok(out) => {
                 print!("{out}");
@@ -489,8 +519,8 @@ fn print_policy(
     } else {
         let parsed: Result<Vec<narrow::Target>, String> =
             targets.iter().map(|t| narrow::Target::parse(t)).collect();
-        parsed.and_then(|t| {
-            match scoper.narrowed(settings, &groups, &narrow::canonical(t)) {
+        parsed.and_then(
+            |t| match scoper.narrowed(settings, &groups, &narrow::canonical(t)) {
                 Ok(s) => Ok(Some((*s).clone())),
                 Err(scope::Narrowing::NoBucket) => Ok(None),
                 Err(scope::Narrowing::NotCovered(what)) => Err(format!(
@@ -501,8 +531,8 @@ fn print_policy(
                     "the targets need a {n}-character session policy, over {}",
                     scope::MAX_INLINE_CHARS
                 )),
-            }
-        })
+            },
+        )
     };
     match scope {
         Ok(Some(s)) => {

@@ -608,3 +608,70 @@ async fn the_helper_keys_its_cache_by_netrc_login_and_never_sends_the_default_en
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("`default` entry is never sent"), "{stderr}");
 }
+
+/// `--target` and `--duration-seconds` reach the service as its query, get their own cache
+/// file (a narrowed run never reuses the full credential), and a refused target is one line.
+#[tokio::test]
+async fn the_helper_asks_for_a_narrowed_shorter_credential_and_caches_it_apart() {
+    let app = spawn_ready_app().await;
+    let (user, token) = unique_user(&app, "helper-narrow", json!(["science"])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let base = vec![
+        "--endpoint".to_owned(),
+        app.url("/s3credentials"),
+        "--token-file".to_owned(),
+        token_file.display().to_string(),
+        "--cache-dir".to_owned(),
+        dir.path().join("cache").display().to_string(),
+    ];
+    let with = |extra: &[&str]| {
+        let mut args = base.clone();
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        args
+    };
+    let full = helper_async(with(&[])).await;
+    assert!(
+        full.status.success(),
+        "{}",
+        String::from_utf8_lossy(&full.stderr)
+    );
+    let narrowed_args = with(&[
+        "--target",
+        "s3://demo-inregion/p1/",
+        "--duration-seconds",
+        "1800",
+    ]);
+    let narrowed = helper_async(narrowed_args.clone()).await;
+    assert!(
+        narrowed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&narrowed.stderr)
+    );
+    let full: Value = serde_json::from_slice(&full.stdout).unwrap();
+    let doc: Value = serde_json::from_slice(&narrowed.stdout).unwrap();
+    assert_ne!(full["AccessKeyId"], doc["AccessKeyId"]);
+    let expires =
+        chrono::DateTime::parse_from_rfc3339(doc["Expiration"].as_str().unwrap()).unwrap();
+    let left = expires.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    assert!(left <= chrono::TimeDelta::seconds(1805), "{left}");
+    assert!(left >= chrono::TimeDelta::seconds(1700), "{left}");
+    let again = helper_async(narrowed_args).await;
+    assert_eq!(
+        again.stdout, narrowed.stdout,
+        "served from its own cache file"
+    );
+    assert_eq!(vended_count(&user), 2);
+    let logs = crate::helpers::captured_logs();
+    assert!(logs
+        .lines()
+        .any(|l| l.contains(&format!("\"user\":\"{user}\""))
+            && l.contains("\"narrowed_to\":\"s3://demo-inregion/p1/\"")));
+
+    let refused = helper_async(with(&["--target", "s3://demo-restricted/"])).await;
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("s3://demo-restricted/"), "{err}");
+}
