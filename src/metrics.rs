@@ -38,6 +38,7 @@ struct VendCollector {
     sts_refused: IntCounterVec,
     sts_in_flight: IntGauge,
     sts_errors: IntCounterVec,
+    asked_less: IntCounterVec,
 }
 
 impl VendCollector {
@@ -109,6 +110,13 @@ impl VendCollector {
                 ),
                 &["kind"],
             )?,
+            asked_less: IntCounterVec::new(
+                Opts::new(
+                    "stsvend_credential_requests_asking_less_total",
+                    "Credential requests that asked for less: narrowed to targets, or a shorter lifetime",
+                ),
+                &["asked"],
+            )?,
         })
     }
 
@@ -132,6 +140,7 @@ impl Collector for VendCollector {
             self.sts_refused.desc(),
             self.sts_in_flight.desc(),
             self.sts_errors.desc(),
+            self.asked_less.desc(),
             self.ready.desc(),
         ]
         .concat()
@@ -154,6 +163,15 @@ impl Collector for VendCollector {
             ("rejected", &stats.sts_rejected),
         ] {
             Self::set(&self.sts_errors.with_label_values(&[kind]), n.load(Relaxed));
+        }
+        for (asked, n) in [
+            ("narrowed", &stats.narrowed),
+            ("short_lifetime", &stats.short_lifetime),
+        ] {
+            Self::set(
+                &self.asked_less.with_label_values(&[asked]),
+                n.load(Relaxed),
+            );
         }
         let guard = self.vendor.guard();
         let now = guard.state();
@@ -202,6 +220,7 @@ impl Collector for VendCollector {
             self.sts_refused.collect(),
             self.sts_in_flight.collect(),
             self.sts_errors.collect(),
+            self.asked_less.collect(),
             self.ready.collect(),
         ]
         .concat()

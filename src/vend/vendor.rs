@@ -109,6 +109,9 @@ pub struct CacheStats {
     pub sts_throttled: AtomicU64,
     pub sts_unavailable: AtomicU64,
     pub sts_rejected: AtomicU64,
+    /// Requests for a narrowed credential (`?target=`) and for a shorter lifetime.
+    pub narrowed: AtomicU64,
+    pub short_lifetime: AtomicU64,
 }
 
 impl CacheStats {
@@ -368,7 +371,16 @@ impl Vendor {
         now: DateTime<Utc>,
         overall_timeout: Duration,
     ) -> Result<Vended, StsError> {
-        let lifetime = lifetime.unwrap_or(self.shape.duration_seconds);
+        if scope.narrowed_to.is_some() {
+            self.stats.narrowed.fetch_add(1, Ordering::Relaxed);
+        }
+        let lifetime = match lifetime {
+            Some(l) => {
+                self.stats.short_lifetime.fetch_add(1, Ordering::Relaxed);
+                l
+            }
+            None => self.shape.duration_seconds,
+        };
         let key = self.shape.key(user_id, scope, lifetime);
         let request = || self.shape.request(user_id, scope, lifetime);
         self.vend_keyed(key, request, min_remaining, now, overall_timeout)

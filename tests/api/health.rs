@@ -163,6 +163,13 @@ async fn metrics_are_off_by_default_and_count_vending_when_on() {
         let res = app.get_as("/s3credentials", &token).await;
         assert_eq!(res.status(), 200);
     }
+    let narrowed = app
+        .get_as(
+            "/s3credentials?target=s3://demo-inregion/p/&duration_seconds=900",
+            &token,
+        )
+        .await;
+    assert_eq!(narrowed.status(), 200);
     let _ = app.get("/some/random/path").await;
     let text = app.get("/metrics").await.text().await.unwrap();
     let value = |name: &str| -> f64 {
@@ -172,15 +179,19 @@ async fn metrics_are_off_by_default_and_count_vending_when_on() {
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
     };
-    assert_eq!(value("stsvend_sts_assume_role_calls_total"), 1.0);
-    assert_eq!(value("stsvend_credential_cache_misses_total"), 1.0);
+    assert_eq!(value("stsvend_sts_assume_role_calls_total"), 2.0);
+    assert_eq!(value("stsvend_credential_cache_misses_total"), 2.0);
+    for asked in ["narrowed", "short_lifetime"] {
+        let name = format!("stsvend_credential_requests_asking_less_total{{asked=\"{asked}\"}}");
+        assert_eq!(value(&name), 1.0, "{name}");
+    }
     assert_eq!(value("stsvend_credential_cache_hits_total"), 2.0);
     // Every response counted once, by route pattern, method and status.
     let ok = r#"{endpoint="/s3credentials",method="GET",status="200"}"#;
-    assert_eq!(value(&format!("stsvend_http_requests_total{ok}")), 3.0);
+    assert_eq!(value(&format!("stsvend_http_requests_total{ok}")), 4.0);
     assert_eq!(
         value(&format!("stsvend_http_requests_duration_seconds_count{ok}")),
-        3.0
+        4.0
     );
     let unknown = r#"{endpoint="UNKNOWN",method="GET",status="404"}"#;
     assert_eq!(value(&format!("stsvend_http_requests_total{unknown}")), 1.0);
