@@ -39,6 +39,7 @@ struct VendCollector {
     sts_in_flight: IntGauge,
     sts_errors: IntCounterVec,
     asked_less: IntCounterVec,
+    presigned: IntCounter,
 }
 
 impl VendCollector {
@@ -117,6 +118,10 @@ impl VendCollector {
                 ),
                 &["asked"],
             )?,
+            presigned: counter(
+                "stsvend_presigned_links_total",
+                "Object links signed (GET/HEAD /s3/<bucket>/<key>)",
+            )?,
         })
     }
 
@@ -141,6 +146,7 @@ impl Collector for VendCollector {
             self.sts_in_flight.desc(),
             self.sts_errors.desc(),
             self.asked_less.desc(),
+            self.presigned.desc(),
             self.ready.desc(),
         ]
         .concat()
@@ -164,6 +170,7 @@ impl Collector for VendCollector {
         ] {
             Self::set(&self.sts_errors.with_label_values(&[kind]), n.load(Relaxed));
         }
+        Self::set(&self.presigned, stats.presigned.load(Relaxed));
         for (asked, n) in [
             ("narrowed", &stats.narrowed),
             ("short_lifetime", &stats.short_lifetime),
@@ -221,6 +228,7 @@ impl Collector for VendCollector {
             self.sts_in_flight.collect(),
             self.sts_errors.collect(),
             self.asked_less.collect(),
+            self.presigned.collect(),
             self.ready.collect(),
         ]
         .concat()

@@ -13,6 +13,7 @@ mod buckets;
 mod cluster;
 mod minor;
 mod oidc;
+mod s3;
 mod server;
 mod session;
 mod sts;
@@ -27,6 +28,7 @@ pub use minor::{
     CacheSettings, CorsSettings, LimitSettings, RawAdmin, RawCache, RawCors, RawLimits,
 };
 pub use oidc::{token_type, OidcSettings, RawOidc};
+pub use s3::{RawS3, S3Settings};
 pub use server::{LogFormat, RawServer, RawTls, ServerSettings, TlsSettings};
 pub use session::{CookieKey, RawSession, SessionSettings};
 pub use sts::{RawSts, RoleArn, StsSettings};
@@ -55,6 +57,7 @@ pub struct RawSettings {
     pub cache: RawCache,
     pub cors: RawCors,
     pub limits: RawLimits,
+    pub s3: RawS3,
     #[serde(default)]
     pub cluster: Option<RawCluster>,
     #[serde(default)]
@@ -198,6 +201,7 @@ pub struct Settings {
     pub cache: CacheSettings,
     pub cors: CorsSettings,
     pub limits: LimitSettings,
+    pub s3: S3Settings,
     pub cluster: Option<ClusterSettings>,
     /// The admin API's bearer token (`[admin]`); the API exists only when set.
     pub admin_token: Option<SecretString>,
@@ -213,6 +217,7 @@ impl Settings {
         let policy = buckets::validate_policy(&raw.policy)?;
         let cache = minor::validate_cache(&raw.cache)?;
         let cors = minor::validate_cors(&raw.cors)?;
+        let s3 = s3::validate(&raw.s3)?;
         let limits = LimitSettings {
             idp_requests_per_minute: raw.limits.idp_requests_per_minute,
             idp_burst: raw.limits.idp_burst.max(1),
@@ -238,6 +243,7 @@ impl Settings {
             policy,
             cache,
             cors,
+            s3,
             limits,
         };
         Ok(settings)
@@ -247,6 +253,24 @@ impl Settings {
 /// The effective configuration as TOML with secrets replaced by `<redacted>`.
 pub fn render_redacted(raw: &RawSettings) -> String {
     toml::to_string_pretty(raw).unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
+}
+
+/// Defaults plus the few keys without one, for unit tests.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub fn test_settings() -> Settings {
+    let (_, settings) = from_figment(
+        Figment::from(Toml::string(DEFAULT_TOML))
+            .merge(Toml::string(
+                "[server]\npublic_url = \"http://127.0.0.1:1\"\n[oidc]\nissuer = \"http://127.0.0.1:2\"\nclient_id = \"c\"\n[session]\nsecure = false\n[sts]\nrole_arn = \"arn:aws:iam::123456789012:role/r\"\n",
+            ))
+            .merge(figment::providers::Serialized::default(
+                "session.key",
+                "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKg==",
+            )),
+    )
+    .unwrap();
+    settings
 }
 
 #[cfg(test)]

@@ -132,7 +132,7 @@ pub async fn s3credentials(
 
 /// What goes to STS for this user (for just `targets` when there are any); a clear refusal
 /// when their groups grant nothing here or not all of the targets.
-fn scope_of(
+pub(crate) fn scope_of(
     state: &AppState,
     user: &AuthenticatedUser,
     targets: &[Target],
@@ -194,7 +194,7 @@ fn no_bucket(settings: &Settings, groups: &[String]) -> ApiError {
     )
 }
 
-fn sts_failure(e: &StsError) -> ApiError {
+pub(crate) fn sts_failure(e: &StsError) -> ApiError {
     if let StsError::Busy {
         reason,
         retry_after,

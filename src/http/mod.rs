@@ -8,6 +8,7 @@ pub mod auth;
 pub mod credentials;
 pub mod extractor;
 pub mod health;
+pub mod objects;
 pub mod openapi;
 pub mod readme;
 pub mod state;
@@ -86,6 +87,12 @@ pub fn public_routes(
             .wrap(Condition::new(cors_on, from_fn(only_full_cors)))
             .route(web::get().to(credentials::scope))
             .default_service(web::to(get_only)),
+    )
+    .service(
+        web::resource("/s3/{bucket}/{key:.*}")
+            .route(web::get().to(objects::link))
+            .route(web::head().to(objects::link))
+            .default_service(web::to(get_or_head_only)),
     )
     .service(get("/s3credentialsREADME", readme::page))
     .service(get(callback_path, auth::callback))

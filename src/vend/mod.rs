@@ -5,6 +5,7 @@ pub mod format;
 pub mod guard;
 pub mod narrow;
 pub mod policy;
+pub mod presign;
 pub mod scope;
 pub mod session_name;
 pub mod sts;

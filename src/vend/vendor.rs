@@ -112,6 +112,8 @@ pub struct CacheStats {
     /// Requests for a narrowed credential (`?target=`) and for a shorter lifetime.
     pub narrowed: AtomicU64,
     pub short_lifetime: AtomicU64,
+    /// Object links signed (`GET /s3/...`).
+    pub presigned: AtomicU64,
 }
 
 impl CacheStats {
@@ -705,19 +707,7 @@ mod tests {
     }
 
     fn test_settings() -> Settings {
-        use figment::providers::Format as _;
-        let (_, settings) = crate::config::from_figment(
-            figment::Figment::from(figment::providers::Toml::string(crate::config::DEFAULT_TOML))
-                .merge(figment::providers::Toml::string(
-                    "[server]\npublic_url = \"http://127.0.0.1:1\"\n[oidc]\nissuer = \"http://127.0.0.1:2\"\nclient_id = \"c\"\n[session]\nsecure = false\n[sts]\nrole_arn = \"arn:aws:iam::123456789012:role/r\"\n",
-                ))
-                .merge(figment::providers::Serialized::default(
-                    "session.key",
-                    "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKg==",
-                )),
-        )
-        .unwrap();
-        settings
+        crate::config::test_settings()
     }
 
     fn credential_expiring(at: DateTime<Utc>) -> Arc<StsCredentials> {

@@ -10,6 +10,7 @@ mod fleet;
 mod health;
 mod helpers;
 mod lifecycle;
+mod links;
 mod login;
 mod narrowing;
 mod secrets_in_logs;

@@ -1,0 +1,201 @@
+//! `GET|HEAD /s3/<bucket>/<key>`: a link to one object that needs no AWS credentials to
+//! follow. The key is checked against the caller's scope before anything is signed; the
+//! answer is a `307` to a presigned URL signed with the caller's own session credential (or,
+//! for `Accept: application/json`, the URL and its expiry).
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+
+use crate::auth::AuthenticatedUser;
+use crate::error::ApiError;
+use crate::http::credentials::{scope_of, sts_failure};
+use crate::http::state::AppState;
+use crate::telemetry::capped;
+use crate::vend::narrow::{self, Target};
+use crate::vend::{policy, presign};
+
+/// What a link answer says in JSON.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Link {
+    /// The presigned URL: anyone holding it can read the object until `expiration`.
+    pub url: String,
+    /// RFC 3339.
+    pub expiration: String,
+}
+
+/// The query of a link request, as OpenAPI describes it.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct LinkQuery {
+    /// How long the link lives, in seconds: at most `s3.presign_max_seconds` and never past
+    /// the session credential it is signed with (longer asks are cut to that).
+    #[param(minimum = 1)]
+    pub expires_in: Option<u64>,
+}
+
+pub async fn link(
+    req: HttpRequest,
+    user: AuthenticatedUser,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (bucket, key) = path.into_inner();
+    let settings = &state.settings;
+    let asked = expires_in(req.query_string())?;
+    if !settings
+        .buckets
+        .iter()
+        .any(|b| b.name == bucket && b.region == settings.sts.region)
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "this service does not serve bucket {}",
+                crate::error::quoted(&bucket, 80)
+            ),
+        ));
+    }
+    presign::check_key(&key).map_err(|e| ApiError::bad_request("invalid_key", e))?;
+    let wanted = Target {
+        bucket: bucket.clone(),
+        prefix: key.clone(),
+    };
+    let allowed = policy::allowed_buckets(settings, &user.groups);
+    if narrow::narrow(&allowed, std::slice::from_ref(&wanted)).is_err() {
+        tracing::info!(user = %capped(&user.user_id), bucket = %bucket, "link outside scope");
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "access_denied",
+            format!(
+                "your groups do not grant reading {}",
+                capped(&wanted.to_string())
+            ),
+        ));
+    }
+    // The user's own credential, as /s3credentials would hand it out (cached, or one
+    // AssumeRole): the link can do no more than it, and ends with it.
+    let scope = scope_of(&state, &user, &[])?;
+    let vended = state
+        .vendor
+        .vend_for(
+            &user.user_id,
+            &scope,
+            None,
+            settings.cache.min_remaining,
+            user.at,
+            settings.sts.timeout,
+        )
+        .await
+        .map_err(|e| sts_failure(&e))?;
+    let creds = &vended.credentials;
+    let left = (creds.expiration - user.at).num_seconds().max(1);
+    let max = i64::try_from(settings.s3.presign_max.as_secs()).unwrap_or(i64::MAX);
+    let life = i64::try_from(asked.unwrap_or(u64::MAX))
+        .unwrap_or(i64::MAX)
+        .min(max)
+        .min(left);
+    let expires_at = user.at + chrono::TimeDelta::seconds(life);
+    let method = if req.method() == actix_web::http::Method::HEAD {
+        "HEAD"
+    } else {
+        "GET"
+    };
+    let url = presign::presign(
+        method,
+        &presign::object_url(settings, &bucket, &key),
+        creds,
+        &settings.sts.region,
+        user.at.into(),
+        std::time::Duration::from_secs(life.unsigned_abs()),
+    )
+    .map_err(|e| {
+        tracing::error!(error = %e, "presigning failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "the link could not be signed; the operators have the details under this request id",
+        )
+    })?;
+    state
+        .vendor
+        .stats
+        .presigned
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    audit(
+        &req,
+        &user,
+        &vended.session_name,
+        &wanted,
+        method,
+        expires_at,
+    );
+    Ok(answer(&req, url, expires_at, life))
+}
+
+/// `expires_in`: whole seconds, 1 upward (capped later).
+fn expires_in(query: &str) -> Result<Option<u64>, ApiError> {
+    let mut asked = None;
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        if name == "expires_in" {
+            match value.parse::<u64>() {
+                Ok(n) if n > 0 => asked = Some(n),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "invalid_expires_in",
+                        "expires_in is a whole number of seconds, 1 or more",
+                    ))
+                }
+            }
+        }
+    }
+    Ok(asked)
+}
+
+fn audit(
+    req: &HttpRequest,
+    user: &AuthenticatedUser,
+    session_name: &str,
+    object: &Target,
+    method: &str,
+    expires_at: DateTime<Utc>,
+) {
+    tracing::info!(
+        target: "stsvend::audit",
+        user = %capped(&user.user_id),
+        authenticated_by = user.method.name(),
+        session_name,
+        bucket = %object.bucket,
+        key = %capped(&object.prefix),
+        method,
+        expires_at = %expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        client = %req.peer_addr().map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip()),
+        "object link signed"
+    );
+}
+
+fn answer(req: &HttpRequest, url: String, expires_at: DateTime<Utc>, life: i64) -> HttpResponse {
+    let expiration = expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    if crate::negotiate::wants_json_only(req) {
+        // The URL is a credential in itself: not to be stored.
+        return HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(Link { url, expiration });
+    }
+    // A browser may reuse the redirect, never past the link's life (a minute to spare, as
+    // NASA's TEA does); shared caches never.
+    let cache = format!("private, max-age={}", (life - 60).max(0));
+    let mut res = HttpResponse::TemporaryRedirect();
+    res.insert_header((header::CACHE_CONTROL, cache))
+        .insert_header((
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ));
+    match HeaderValue::from_str(&url) {
+        Ok(location) => res.insert_header((header::LOCATION, location)).finish(),
+        Err(_) => HttpResponse::InternalServerError().finish(),
+    }
+}

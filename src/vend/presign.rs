@@ -1,0 +1,175 @@
+//! Presigned object links: a SigV4 query-signed URL for one object, signed with the user's own
+//! vended session credential (so the link can do nothing that credential cannot, ends when
+//! the session does, and S3's logs show the user's session), by the SDK's signer.
+
+use std::time::{Duration, SystemTime};
+
+use aws_sigv4::http_request::{
+    sign, PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
+    UriPathNormalizationMode,
+};
+use aws_sigv4::sign::v4;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use secrecy::ExposeSecret;
+
+use crate::config::Settings;
+use crate::vend::sts::StsCredentials;
+
+/// Everything but RFC 3986's unreserved characters is encoded (S3's rule for the path, and
+/// SigV4's for query values); `/` separates a key's segments in the path.
+const PATH: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+const QUERY: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// S3's longest key, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// Why a key cannot be linked: said to the user.
+pub fn check_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(format!("an object key is 1 to {MAX_KEY_BYTES} bytes"));
+    }
+    if key.chars().any(char::is_control) {
+        return Err("an object key here has no control characters".into());
+    }
+    // HTTP clients resolve `.` and `..` segments before sending: the link would name
+    // another object than the one signed.
+    if key.split('/').any(|s| s == "." || s == "..") {
+        return Err("an object key with `.` or `..` segments cannot be linked".into());
+    }
+    Ok(())
+}
+
+/// The object's URL, unsigned: `[s3] endpoint_url` or AWS's regional endpoint, path-style when
+/// `force_path_style` (or for AWS buckets with dots, which virtual-hosted TLS cannot serve),
+/// virtual-hosted otherwise.
+pub fn object_url(settings: &Settings, bucket: &str, key: &str) -> String {
+    let key = utf8_percent_encode(key, PATH);
+    let s3 = &settings.s3;
+    match &s3.endpoint_url {
+        Some(endpoint) => {
+            let scheme = endpoint.scheme();
+            let host = endpoint.host_str().unwrap_or("localhost");
+            let port = endpoint.port().map(|p| format!(":{p}")).unwrap_or_default();
+            if s3.force_path_style {
+                format!("{scheme}://{host}{port}/{bucket}/{key}")
+            } else {
+                format!("{scheme}://{bucket}.{host}{port}/{key}")
+            }
+        }
+        None => {
+            let region = &settings.sts.region;
+            let suffix = if settings.sts.role_arn.partition() == "aws-cn" {
+                "amazonaws.com.cn"
+            } else {
+                "amazonaws.com"
+            };
+            if s3.force_path_style || bucket.contains('.') {
+                format!("https://s3.{region}.{suffix}/{bucket}/{key}")
+            } else {
+                format!("https://{bucket}.s3.{region}.{suffix}/{key}")
+            }
+        }
+    }
+}
+
+/// `url` (from `object_url`) signed for `method` by `credentials`, valid `expires_in` from
+/// `now`.
+pub fn presign(
+    method: &str,
+    url: &str,
+    credentials: &StsCredentials,
+    region: &str,
+    now: SystemTime,
+    expires_in: Duration,
+) -> Result<String, String> {
+    let identity = aws_credential_types::Credentials::new(
+        credentials.access_key_id.clone(),
+        credentials.secret_access_key.expose_secret().to_owned(),
+        Some(credentials.session_token.expose_secret().to_owned()),
+        None,
+        "stsvend",
+    )
+    .into();
+    let mut settings = SigningSettings::default();
+    settings.signature_location = SignatureLocation::QueryParams;
+    settings.expires_in = Some(expires_in);
+    // S3 signs the path as sent: encoded once, never normalised.
+    settings.percent_encoding_mode = PercentEncodingMode::Single;
+    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("s3")
+        .time(now)
+        .settings(settings)
+        .build()
+        .map_err(|e| e.to_string())?
+        .into();
+    let request = SignableRequest::new(
+        method,
+        url,
+        std::iter::empty(),
+        SignableBody::UnsignedPayload,
+    )
+    .map_err(|e| e.to_string())?;
+    let (instructions, _) = sign(request, &params)
+        .map_err(|e| e.to_string())?
+        .into_parts();
+    let mut out = String::with_capacity(url.len() + 1024);
+    out.push_str(url);
+    for (i, (name, value)) in instructions.params().iter().enumerate() {
+        out.push(if i == 0 { '?' } else { '&' });
+        out.push_str(name);
+        out.push('=');
+        out.extend(utf8_percent_encode(value, QUERY));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_that_clients_would_rewrite_or_s3_refuses_are_not_linked() {
+        for bad in ["", "a/../b", "./a", "a/.", "x\ny", &"k".repeat(1025)] {
+            assert!(check_key(bad).is_err(), "{bad:?}");
+        }
+        for good in ["a/b.nc", "a//b", "a/.hidden", "dir/..x", "é/ü space+plus"] {
+            assert!(check_key(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn keys_are_encoded_once_with_their_slashes_kept() {
+        let mut settings = crate::config::test_settings();
+        assert_eq!(
+            object_url(&settings, "demo-bucket", "a b/c+d/é.nc"),
+            "https://demo-bucket.s3.us-west-2.amazonaws.com/a%20b/c%2Bd/%C3%A9.nc"
+        );
+        assert_eq!(
+            object_url(&settings, "dotted.bucket", "k"),
+            "https://s3.us-west-2.amazonaws.com/dotted.bucket/k"
+        );
+        settings.s3.endpoint_url = Some(url::Url::parse("http://127.0.0.1:9000").unwrap());
+        assert_eq!(
+            object_url(&settings, "demo-bucket", "k"),
+            "http://demo-bucket.127.0.0.1:9000/k"
+        );
+        settings.s3.force_path_style = true;
+        assert_eq!(
+            object_url(&settings, "demo-bucket", "a/k"),
+            "http://127.0.0.1:9000/demo-bucket/a/k"
+        );
+    }
+}
