@@ -77,6 +77,8 @@ STSVEND_SERVER__LOG_FORMAT=json \
 STSVEND_OIDC__ISSUER="$IDP_ISSUER" \
 STSVEND_STS__ENDPOINT_URL="$RGW_ENDPOINT" \
 STSVEND_STS__ROLE_ARN="arn:aws:iam:::role/stsvend-read" \
+STSVEND_S3__ENDPOINT_URL="$RGW_ENDPOINT" \
+STSVEND_S3__FORCE_PATH_STYLE=true \
   "$bin" serve --config "$config" >"$work/stsvend.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do curl -fsS -o /dev/null "$STSVEND_URL/readyz" 2>/dev/null && break; sleep 0.1; done
