@@ -60,9 +60,11 @@ fn render(state: &AppState, user: Option<&AuthenticatedUser>) -> Result<String, 
         .unwrap_or_default();
     state.templates.get_template("readme.html")?.render(context! {
         endpoint => state.login.absolute("/s3credentials"),
+        links => state.login.absolute("/s3"),
         region => settings.sts.region,
         lifetime => lifetime(settings.sts.duration_seconds),
         vpce => !settings.policy.source_vpce.is_empty(),
+        network => !settings.policy.source_vpce.is_empty() || !settings.policy.source_vpc.is_empty(),
         user => user.map(|u| u.user_id.clone()),
         buckets => buckets,
         granting => policy::granting_groups(settings),

@@ -504,6 +504,19 @@ async fn the_readme_page_names_this_deployment_and_the_users_buckets() {
     );
     assert!(html.contains("us-west-2") && html.contains("1 hour"));
     assert!(html.contains("not signed in"));
+    // The recipes name this deployment's narrowing query and object links.
+    assert!(
+        html.contains(&format!("{}?target=s3://", app.url("/s3credentials"))),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!(
+            "curl -L -H \"Authorization: Bearer $TOKEN\" {}/",
+            app.url("/s3")
+        )),
+        "{html}"
+    );
+    assert!(html.contains("/vsicurl/"), "{html}");
     assert!(
         !html.contains("http://") || !html.contains("<link"),
         "no external assets"
