@@ -44,13 +44,29 @@ async function waitFor(url, what, timeoutMs = 30000, child = undefined) {
   throw new Error(`${what} did not come up at ${url}`);
 }
 
+async function waitForLine(file, text, what, timeoutMs, child) {
+  const { readFileSync: read } = await import('node:fs');
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${what} exited (${child.exitCode})`);
+    try {
+      if (read(file, 'utf8').includes(text)) return;
+    } catch {
+      // no log yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what} did not say it was ready`);
+}
+
 // `tls`: a folder made by deploy/local/tls.sh; stsvend then serves https with Secure cookies.
-export async function startStack({ tls } = {}) {
+// `moto`: also moto (STS and S3, seeded with the demo buckets), for tests that vend.
+export async function startStack({ tls, moto } = {}) {
   const logDir = mkdtempSync(join(tmpdir(), 'stsvend-browser-'));
   // Ports found free can be taken before the IdP or stsvend binds them: the whole stack is
   // tried on up to three sets of new ports (stsvend's public URL and the IdP's redirect URIs
   // name them, so they move together).
-  let idpPort, appPort, issuer, app;
+  let idpPort, appPort, motoPort, issuer, app, motoUrl;
   const bin = process.env.STSVEND_BIN
     ?? join(process.env.CARGO_TARGET_DIR ?? join(root, 'target'), 'debug', 'stsvend');
   if (!existsSync(bin)) throw new Error(`no stsvend binary at ${bin}: build it, or set STSVEND_BIN`);
@@ -68,10 +84,12 @@ export async function startStack({ tls } = {}) {
     appPort = await freePort();
     issuer = `http://127.0.0.1:${idpPort}`;
     app = `${tls ? 'https' : 'http'}://127.0.0.1:${appPort}`;
+    motoPort = moto ? await freePort() : undefined;
+    motoUrl = moto ? `http://127.0.0.1:${motoPort}` : undefined;
     try {
       await startAll();
       for (const f of failures) console.error(`stack: an earlier attempt failed: ${f}`);
-      return { app, issuer, logDir, stop };
+      return { app, issuer, moto: motoUrl, logDir, stop };
     } catch (err) {
       await stop();
       children.length = 0;
@@ -87,13 +105,20 @@ export async function startStack({ tls } = {}) {
       IDP_HTTPS_REDIRECT_URIS: `${app}/login`,
     }, logDir));
     await waitFor(`${issuer}/.well-known/openid-configuration`, 'the IdP', 30000, children.at(-1));
+    if (moto) {
+      children.push(start('moto', join(root, 'deploy/local/.venv/bin/python'),
+        [join(root, 'deploy/local/moto_stack.py'), '--port', String(motoPort), '--parent-pid', String(process.pid)], {}, logDir));
+      // moto_stack.py says when it is seeded.
+      await waitForLine(join(logDir, 'moto.log'), '"event": "ready"', 'moto', 60000, children.at(-1));
+    }
     children.push(start('stsvend', bin, ['serve', '--config', join(root, 'config/local.toml')], {
       STSVEND_SERVER__BIND: `127.0.0.1:${appPort}`,
       STSVEND_SERVER__PUBLIC_URL: app,
       STSVEND_SERVER__LOG_FORMAT: 'json',
       STSVEND_OIDC__ISSUER: issuer,
-      // No STS call happens in these tests; the endpoint only has to be well-formed.
-      STSVEND_STS__ENDPOINT_URL: 'http://127.0.0.1:9',
+      // Without moto no STS call happens; the endpoint only has to be well-formed.
+      STSVEND_STS__ENDPOINT_URL: motoUrl ?? 'http://127.0.0.1:9',
+      ...(moto ? { STSVEND_S3__ENDPOINT_URL: motoUrl, STSVEND_S3__FORCE_PATH_STYLE: 'true' } : {}),
       AWS_ACCESS_KEY_ID: 'testing',
       AWS_SECRET_ACCESS_KEY: 'testing',
       ...(tls ? {
@@ -143,11 +168,11 @@ export const artifacts = process.env.BROWSER_ARTIFACTS
 
 // Register before/after hooks that start the stack and Chromium once per test file.
 // Returns an object whose `stack` and `browser` are set once the hooks ran.
-export function useStackAndBrowser({ before, after }) {
+export function useStackAndBrowser({ before, after }, options = {}) {
   const env = { stack: undefined, browser: undefined };
   before(async () => {
     mkdirSync(artifacts, { recursive: true });
-    env.stack = await startStack();
+    env.stack = await startStack(options);
     const { chromium } = await import('playwright-core');
     env.browser = await chromium.launch({
       executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
