@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Instructions per request (valgrind --tool=callgrind), which do not move with the machine's
-# load: the bare actix ceiling, a cached bearer request, a cached session-cookie request, and
-# the 401 error path. One worker each, one keep-alive connection, N requests after WARMUP.
+# load: the bare actix ceiling, a cached bearer request, a cached session-cookie request, an
+# object link (presigned redirect) from a cached credential, and the 401 error path. One worker each, one keep-alive connection, N requests after WARMUP.
 # Prints one JSON line per case; tests/bench/run.sh puts them in results.md.
 #
 #   tests/bench/instructions.sh OUT_DIR      (needs a release build; N=1000 WARMUP=200)
@@ -25,7 +25,7 @@ grind "$rel/examples/bench-ceiling" "$ceiling" 1
 ceiling_pid=${pids[-1]}
 STSVEND_SERVER__BIND="127.0.0.1:$app" STSVEND_SERVER__PUBLIC_URL="http://127.0.0.1:$app" \
 STSVEND_SERVER__WORKERS=1 STSVEND_SERVER__LOG_FORMAT=json STSVEND_SERVER__METRICS=true \
-STSVEND_OIDC__ISSUER="$issuer" STSVEND_STS__ENDPOINT_URL="$moto" STSVEND_STS__TIMEOUT_SECONDS=30 \
+STSVEND_OIDC__ISSUER="$issuer" STSVEND_STS__ENDPOINT_URL="$moto" STSVEND_S3__ENDPOINT_URL="$moto" STSVEND_STS__TIMEOUT_SECONDS=30 \
 STSVEND_STS__CONNECT_TIMEOUT_SECONDS=30 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
 AWS_SESSION_TOKEN= grind "$rel/stsvend" serve --config "$root/config/local.toml"
 app_pid=${pids[-1]}
@@ -47,6 +47,7 @@ py="$root/deploy/local/.venv/bin/python"
   "$py" "$here/instructions.py" ceiling "$ceiling_pid" "http://127.0.0.1:$ceiling/s3credentials" "Accept: */*"
   "$py" "$here/instructions.py" bearer "$app_pid" "http://127.0.0.1:$app/s3credentials" "Authorization: Bearer $token"
   "$py" "$here/instructions.py" cookie "$app_pid" "http://127.0.0.1:$app/s3credentials" "Cookie: stsvend_session=$cookie"
+  "$py" "$here/instructions.py" link "$app_pid" "http://127.0.0.1:$app/s3/demo-inregion/hello.txt" "Authorization: Bearer $token"
   "$py" "$here/instructions.py" error-401 "$app_pid" "http://127.0.0.1:$app/s3credentials" "Accept: application/json"
 } | tee "$out/instructions.jsonl"
 # Keep the dumps for callgrind_annotate when asked (KEEP_CALLGRIND=DIR).

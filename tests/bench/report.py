@@ -38,13 +38,14 @@ names = {
     "b": "(b) /s3credentials, cached, bearer JWT",
     "c": "(c) /s3credentials, cached, session cookie",
     "d": "(d) /s3credentials, no cache (AssumeRole to moto every request)",
+    "e": "(e) /s3/<bucket>/<key>, object link from a cached credential, bearer JWT",
 }
 results = {k: wrk(k) for k in names}
 coalesce = json.load(open(os.path.join(work, "coalesce.json")))
 memory = json.load(open(os.path.join(work, "memory.json")))
 startup = json.load(open(os.path.join(work, "startup.json")))
 
-a, b, c, d = (results[k][0] for k in "abcd")
+a, b, c, d, e = (results[k][0] for k in "abcde")
 lines = [
     f"# stsvend benchmarks",
     "",
@@ -66,6 +67,7 @@ lines += [
     f"| b/a (bearer vs ceiling) | {b / a:.2f} | ≥ 0.85 |",
     f"| c/a (cookie vs ceiling) | {c / a:.2f} | ≥ 0.85 |",
     f"| b/d (cache vs TEA-style STS per request) | {b / d:.1f}x | |",
+    f"| e/b (object link vs cached credential) | {e / b:.2f} | ≥ 0.8 |",
     f"| p99 of (b) | {results['b'][2]:.2f} ms | ≤ 2 ms |",
     f"| p99 of (b) / p99 of (a) | {results['b'][2] / results['a'][2]:.2f} | ≤ 1.5 |",
     "",
@@ -99,6 +101,7 @@ if os.path.exists(instr_path):
         ("ceiling", "(a) ceiling", ""),
         ("bearer", "(b) cached, bearer JWT", "≤ 1.3"),
         ("cookie", "(c) cached, session cookie", "≤ 1.3"),
+        ("link", "(e) object link, cached credential, bearer JWT", ""),
         ("error-401", "401, no credentials", ""),
     ]:
         n = counts[name]["instructions_per_request"]

@@ -2,7 +2,8 @@
 # stsvend's benchmarks: builds in release mode, starts the IdP and moto on loopback, and runs
 #   1. the hot path vs the bare actix ceiling (wrk, 64 connections, 15 s, several runs):
 #      (a) ceiling, (b) cached + bearer JWT, (c) cached + session cookie, (d) no cache (STS
-#      on every request, the TEA baseline);
+#      on every request, the TEA baseline); (e) an object link (307 to a presigned URL) from a
+#      cached credential;
 #   2. STS coalescing: 1,000 concurrent first requests for one user, and for 1,000 users;
 #   3. memory: server RSS at start, and per cached user (library, in-process STS);
 #   4. start-up: process start to /readyz 200 with the IdP up;
@@ -82,6 +83,7 @@ run_wrk a "http://127.0.0.1:$ceiling_port/s3credentials" "Accept: */*"
 run_wrk b "http://127.0.0.1:$cached_port/s3credentials" "Authorization: Bearer $token"
 run_wrk c "http://127.0.0.1:$cached_port/s3credentials" "Cookie: stsvend_session=$cookie"
 run_wrk d "http://127.0.0.1:$nocache_port/s3credentials" "Authorization: Bearer $token"
+run_wrk e "http://127.0.0.1:$cached_port/s3/demo-inregion/hello.txt" "Authorization: Bearer $token"
 rss_hot=$(rss_kib "$cached_pid")
 
 echo "[bench] coalescing ($BURST concurrent first requests)" >&2
