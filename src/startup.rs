@@ -220,6 +220,7 @@ impl Application {
             scopes,
             templates,
             openapi: http::openapi::document(settings_max_duration).into(),
+            links: Default::default(),
             consumed_logins: Default::default(),
             idp_limiter,
             revocations,

@@ -61,3 +61,42 @@ pub(super) fn validate(raw: &RawS3) -> Result<S3Settings, ConfigError> {
         )?,
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn raw(endpoint: Option<&str>, max: u64) -> RawS3 {
+        RawS3 {
+            endpoint_url: endpoint.map(str::to_owned),
+            force_path_style: false,
+            presign_max_seconds: max,
+        }
+    }
+
+    #[test]
+    fn links_never_point_over_plain_http_off_loopback_or_live_past_sigv4s_week() {
+        for (endpoint, max, key) in [
+            (Some("http://rgw.example.org"), 3600, "s3.endpoint_url"),
+            (
+                Some("https://rgw.example.org/prefix"),
+                3600,
+                "s3.endpoint_url",
+            ),
+            (
+                Some("https://rgw.example.org/?x=1"),
+                3600,
+                "s3.endpoint_url",
+            ),
+            (None, 59, "s3.presign_max_seconds"),
+            (None, MAX_PRESIGN_SECONDS + 1, "s3.presign_max_seconds"),
+        ] {
+            let e = validate(&raw(endpoint, max)).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{endpoint:?} {max}: {e}");
+        }
+        let ok = validate(&raw(Some("http://127.0.0.1:9000"), 600)).unwrap();
+        assert_eq!(ok.presign_max, Duration::from_secs(600));
+        assert!(validate(&raw(Some("https://rgw.example.org"), MAX_PRESIGN_SECONDS)).is_ok());
+    }
+}

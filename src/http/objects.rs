@@ -36,13 +36,27 @@ pub struct LinkQuery {
     pub expires_in: Option<u64>,
 }
 
+/// Every request under `/s3`: other methods get 405 before anyone is asked to log in.
 pub async fn link(
     req: HttpRequest,
-    user: AuthenticatedUser,
-    path: web::Path<(String, String)>,
     state: web::Data<AppState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let method = match *req.method() {
+        actix_web::http::Method::GET => "GET",
+        actix_web::http::Method::HEAD => "HEAD",
+        _ => return Err(crate::http::method_not_allowed("GET, HEAD").into()),
+    };
+    let user = <AuthenticatedUser as actix_web::FromRequest>::extract(&req).await?;
+    Ok(signed_link(&req, user, method, &state).await?)
+}
+
+async fn signed_link(
+    req: &HttpRequest,
+    user: AuthenticatedUser,
+    method: &'static str,
+    state: &AppState,
 ) -> Result<HttpResponse, ApiError> {
-    let (bucket, key) = path.into_inner();
+    let (bucket, key) = bucket_and_key(req.match_info().unprocessed())?;
     let settings = &state.settings;
     let asked = expires_in(req.query_string())?;
     if !settings
@@ -78,7 +92,7 @@ pub async fn link(
     }
     // The user's own credential, as /s3credentials would hand it out (cached, or one
     // AssumeRole): the link can do no more than it, and ends with it.
-    let scope = scope_of(&state, &user, &[])?;
+    let scope = scope_of(state, &user, &[])?;
     let vended = state
         .vendor
         .vend_for(
@@ -91,49 +105,55 @@ pub async fn link(
         )
         .await
         .map_err(|e| sts_failure(&e))?;
-    let creds = &vended.credentials;
-    let left = (creds.expiration - user.at).num_seconds().max(1);
-    let max = i64::try_from(settings.s3.presign_max.as_secs()).unwrap_or(i64::MAX);
-    let life = i64::try_from(asked.unwrap_or(u64::MAX))
-        .unwrap_or(i64::MAX)
-        .min(max)
-        .min(left);
-    let expires_at = user.at + chrono::TimeDelta::seconds(life);
-    let method = if req.method() == actix_web::http::Method::HEAD {
-        "HEAD"
-    } else {
-        "GET"
-    };
-    let url = presign::presign(
-        method,
-        &presign::object_url(settings, &bucket, &key),
-        creds,
-        &settings.sts.region,
-        user.at.into(),
-        std::time::Duration::from_secs(life.unsigned_abs()),
-    )
-    .map_err(|e| {
-        tracing::error!(error = %e, "presigning failed");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "the link could not be signed; the operators have the details under this request id",
+    let signed = state
+        .links
+        .get_or_sign(
+            settings,
+            &vended.credentials,
+            method,
+            &bucket,
+            &key,
+            asked,
+            user.at,
         )
-    })?;
+        .map_err(|e| {
+            tracing::error!(error = %e, "presigning failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "the link could not be signed; the operators have the details under this request id",
+            )
+        })?;
     state
         .vendor
         .stats
         .presigned
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     audit(
-        &req,
+        req,
         &user,
         &vended.session_name,
         &wanted,
         method,
-        expires_at,
+        signed.expires_at,
     );
-    Ok(answer(&req, url, expires_at, life))
+    let life = (signed.expires_at - user.at).num_seconds();
+    Ok(answer(req, &signed.url, signed.expires_at, life))
+}
+
+/// `/<bucket>/<key>` (the path after `/s3`), percent-decoded.
+fn bucket_and_key(rest: &str) -> Result<(String, String), ApiError> {
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
+    let Some((bucket, key)) = rest.split_once('/') else {
+        return Err(ApiError::not_found());
+    };
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .map(std::borrow::Cow::into_owned)
+            .map_err(|_| ApiError::bad_request("invalid_key", "the path is not UTF-8"))
+    };
+    Ok((decode(bucket)?, decode(key)?))
 }
 
 /// `expires_in`: whole seconds, 1 upward (capped later).
@@ -177,13 +197,16 @@ fn audit(
     );
 }
 
-fn answer(req: &HttpRequest, url: String, expires_at: DateTime<Utc>, life: i64) -> HttpResponse {
+fn answer(req: &HttpRequest, url: &str, expires_at: DateTime<Utc>, life: i64) -> HttpResponse {
     let expiration = expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     if crate::negotiate::wants_json_only(req) {
         // The URL is a credential in itself: not to be stored.
         return HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(Link { url, expiration });
+            .json(Link {
+                url: url.to_owned(),
+                expiration,
+            });
     }
     // A browser may reuse the redirect, never past the link's life (a minute to spare, as
     // NASA's TEA does); shared caches never.
@@ -194,7 +217,7 @@ fn answer(req: &HttpRequest, url: String, expires_at: DateTime<Utc>, life: i64) 
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
         ));
-    match HeaderValue::from_str(&url) {
+    match HeaderValue::from_str(url) {
         Ok(location) => res.insert_header((header::LOCATION, location)).finish(),
         Err(_) => HttpResponse::InternalServerError().finish(),
     }

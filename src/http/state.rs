@@ -22,6 +22,8 @@ pub struct AppState {
     pub fleet: Option<Arc<crate::fleet::Fleet>>,
     pub scopes: crate::vend::scope::Scoper,
     pub templates: minijinja::Environment<'static>,
+    /// Object links signed in the last minute, reused (`vend::presign::Links`).
+    pub links: crate::vend::presign::Links,
     /// `/openapi.json`, rendered once for this deployment.
     pub openapi: Box<str>,
     pub login: crate::auth::login::Login,

@@ -2,6 +2,7 @@
 //! vended session credential (so the link can do nothing that credential cannot, ends when
 //! the session does, and S3's logs show the user's session), by the SDK's signer.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_sigv4::http_request::{
@@ -9,6 +10,7 @@ use aws_sigv4::http_request::{
     UriPathNormalizationMode,
 };
 use aws_sigv4::sign::v4;
+use chrono::{DateTime, Utc};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use secrecy::ExposeSecret;
 
@@ -28,6 +30,96 @@ const QUERY: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'.')
     .remove(b'~');
+
+/// A link signed this recently is handed out again for the same object, method and ask: a
+/// client re-reading the same file (GDAL, a retrying script, a popular download) costs no
+/// new signature. A minute off the link's life at most, which `Cache-Control` accounts for.
+pub const REUSE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct LinkKey {
+    access_key_id: String,
+    method: &'static str,
+    bucket: String,
+    key: String,
+    asked: Option<u64>,
+}
+
+/// A signed link and when it stops working.
+#[derive(Debug)]
+pub struct Signed {
+    pub url: String,
+    pub signed_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Links signed in the last `REUSE`, by signing credential, method, object and ask (bounded;
+/// a new credential means new links).
+pub struct Links {
+    cache: moka::sync::Cache<LinkKey, Arc<Signed>, foldhash::fast::RandomState>,
+}
+
+impl Default for Links {
+    fn default() -> Self {
+        Self {
+            cache: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(REUSE.to_std().unwrap_or(Duration::from_secs(60)))
+                .build_with_hasher(foldhash::fast::RandomState::default()),
+        }
+    }
+}
+
+impl Links {
+    /// A link for `method` on `bucket`/`key` signed by `credentials`, living `asked` seconds
+    /// (None: `s3.presign_max_seconds`) but never past the setting or the credential; one
+    /// signed less than `REUSE` ago (by the injected clock's `now`) when there is one.
+    #[allow(clippy::too_many_arguments)]
+    pub fn get_or_sign(
+        &self,
+        settings: &Settings,
+        credentials: &StsCredentials,
+        method: &'static str,
+        bucket: &str,
+        key: &str,
+        asked: Option<u64>,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<Signed>, String> {
+        let id = LinkKey {
+            access_key_id: credentials.access_key_id.clone(),
+            method,
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            asked,
+        };
+        if let Some(hit) = self.cache.get(&id) {
+            if now >= hit.signed_at && now - hit.signed_at < REUSE {
+                return Ok(hit);
+            }
+        }
+        let left = (credentials.expiration - now).num_seconds().max(1);
+        let max = i64::try_from(settings.s3.presign_max.as_secs()).unwrap_or(i64::MAX);
+        let life = i64::try_from(asked.unwrap_or(u64::MAX))
+            .unwrap_or(i64::MAX)
+            .min(max)
+            .min(left);
+        let url = presign(
+            method,
+            &object_url(settings, bucket, key),
+            credentials,
+            &settings.sts.region,
+            now.into(),
+            Duration::from_secs(life.unsigned_abs()),
+        )?;
+        let signed = Arc::new(Signed {
+            url,
+            signed_at: now,
+            expires_at: now + chrono::TimeDelta::seconds(life),
+        });
+        self.cache.insert(id, signed.clone());
+        Ok(signed)
+    }
+}
 
 /// S3's longest key, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
