@@ -111,11 +111,7 @@ impl ResponseError for ApiError {
     }
 }
 
-/// Text from elsewhere (the IdP, the service, a query string) echoed back to a person: without
-/// control characters (no terminal escapes, no forged lines) and at most `max` characters.
-pub fn printable(s: &str, max: usize) -> String {
-    s.chars().filter(|c| !c.is_control()).take(max).collect()
-}
+pub use crate::common::printable;
 
 /// Client input quoted in an error message: at most `max` characters, keeping only those that
 /// print as themselves (`"`, `\`, controls and unassigned code points are dropped), so the

@@ -4,6 +4,7 @@
 //! under `$XDG_CACHE_HOME/stsvend/`, and reuses it while more than 15 minutes remain, so
 //! hundreds of SDK processes do not each call the service.
 
+pub mod configure;
 pub mod netrc;
 
 use std::io::Write;
@@ -356,7 +357,7 @@ async fn fetch(options: &Options) -> Result<Cached, ClientError> {
 /// Text from the service shown on the user's terminal: no control characters (escape
 /// sequences), and short.
 fn printable(s: &str) -> String {
-    crate::error::printable(s, 300)
+    crate::common::printable(s, 300)
 }
 
 /// The service's answer as a credential, or the one-line error the user sees. Everything in
@@ -438,7 +439,7 @@ async fn netrc_chain(
         if let Some(host) = url.host_str() {
             // The service itself must not get the password unless the netrc names it.
             if let Some((login, password)) = netrc.credentials_for(host) {
-                if url.scheme() == "https" || crate::config::is_loopback(&url) {
+                if url.scheme() == "https" || crate::common::is_loopback(&url) {
                     req = req.basic_auth(login, Some(password));
                 }
             }

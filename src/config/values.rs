@@ -8,7 +8,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use figment::value::magic::RelativePathBuf;
 use secrecy::{ExposeSecret, SecretString};
-use url::{Host, Url};
+use url::Url;
 
 /// Environment variable prefix: `STSVEND_<SECTION>__<KEY>`.
 pub const ENV_PREFIX: &str = "STSVEND_";
@@ -96,22 +96,7 @@ pub(super) fn validate_region(key: &str, region: &str) -> Result<(), ConfigError
     }
 }
 
-/// Whether `url` points at this machine (127.0.0.0/8, ::1 or localhost): the only place plain
-/// http is accepted for anything carrying credentials.
-pub fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        // Non-special schemes (redis://) leave addresses unparsed.
-        Some(Host::Domain(d)) => {
-            d.eq_ignore_ascii_case("localhost")
-                || d.trim_matches(['[', ']'])
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        }
-        None => false,
-    }
-}
+pub use crate::common::is_loopback;
 
 pub(super) fn parse_http_url(key: &str, value: &str) -> Result<Url, ConfigError> {
     let url = Url::parse(value)

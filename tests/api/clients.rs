@@ -688,3 +688,162 @@ async fn the_helper_asks_for_a_narrowed_shorter_credential_and_caches_it_apart()
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("s3://demo-restricted/"), "{err}");
 }
+
+/// `stsvend configure` writes one profile into an AWS config with other profiles and
+/// comments, changing nothing else; again it updates that profile in place (with a backup);
+/// a profile it did not write needs `--force`; a login that does not work writes nothing.
+/// boto3 then reads the bucket through the written profile.
+#[tokio::test]
+async fn configure_writes_one_working_profile_and_leaves_the_rest_of_the_config_alone() {
+    let app = spawn_ready_app().await;
+    let (_, token) = unique_user(&app, "configure", json!(["science"])).await;
+    let home = tempfile::tempdir().unwrap();
+    let token_file = home.path().join("my tokens/edl token");
+    std::fs::create_dir_all(token_file.parent().unwrap()).unwrap();
+    std::fs::write(&token_file, &token).unwrap();
+    let config = home.path().join("aws-config");
+    let before = "# mine\n[default]\nregion = eu-central-1\n\n; the work account\n[profile work]\nregion = eu-west-1\n";
+    std::fs::write(&config, before).unwrap();
+    let configure = |extra: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_stsvend"));
+        cmd.args(["configure", "--endpoint", &app.url("/s3credentials")])
+            .args(extra)
+            .env("HOME", home.path())
+            .env("AWS_CONFIG_FILE", &config)
+            .env_remove("XDG_CACHE_HOME");
+        cmd
+    };
+    let run = |mut cmd: Command| async move {
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap()
+    };
+    let token_arg = token_file.display().to_string();
+    let out = run(configure(&[
+        "--profile",
+        "archive",
+        "--token-file",
+        &token_arg,
+    ]))
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert!(written.starts_with(before), "{written}");
+    let section = &written[before.len()..];
+    assert!(
+        section.starts_with("\n[profile archive]\n# written by stsvend configure"),
+        "{section}"
+    );
+    assert!(
+        section.contains("\nregion = us-west-2\n"),
+        "the service's region: {section}"
+    );
+    assert!(
+        section.contains(&format!(
+            "credential_process = {} credential-process --endpoint {} --token-file \"{}\"\n",
+            env!("CARGO_BIN_EXE_stsvend"),
+            app.url("/s3credentials"),
+            token_arg
+        )),
+        "{section}"
+    );
+
+    // Again, narrowed and in another region: the same section changes, a backup is kept.
+    let out = run(configure(&[
+        "--profile",
+        "archive",
+        "--token-file",
+        &token_arg,
+        "--region",
+        "us-west-2",
+        "--target",
+        "s3://demo-inregion/p1/",
+    ]))
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = std::fs::read_to_string(&config).unwrap();
+    assert!(again.starts_with(before));
+    assert_eq!(again.matches("[profile archive]").count(), 1);
+    assert!(
+        again.contains("--target s3://demo-inregion/p1/\n"),
+        "{again}"
+    );
+    let backup = std::fs::read_to_string(home.path().join("aws-config.stsvend-backup")).unwrap();
+    assert_eq!(backup, written);
+
+    // Not ours: refused in one line, untouched; --force replaces it.
+    let out = run(configure(&[
+        "--profile",
+        "work",
+        "--token-file",
+        &token_arg,
+    ]))
+    .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), again);
+
+    // A token the service refuses: one line, nothing written.
+    let bad = home.path().join("bad-token");
+    std::fs::write(&bad, "not-a-token").unwrap();
+    let bad_arg = bad.display().to_string();
+    let out = run(configure(&[
+        "--profile",
+        "broken",
+        "--token-file",
+        &bad_arg,
+    ]))
+    .await;
+    assert!(!out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+    assert!(!std::fs::read_to_string(&config).unwrap().contains("broken"));
+
+    // boto3 through the profile as written.
+    let out = run(configure(&[
+        "--profile",
+        "archive",
+        "--token-file",
+        &token_arg,
+    ]))
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let script = format!(
+        "import boto3\nfrom botocore.config import Config\n\
+         s3 = boto3.Session(profile_name='archive').client('s3', endpoint_url='{}', config=Config(s3={{'addressing_style': 'path'}}))\n\
+         print(s3.get_object(Bucket='demo-inregion', Key='hello.txt')['Body'].read().decode(), end='')\n",
+        components().moto_endpoint
+    );
+    let mut python = Command::new(repo_root().join("deploy/local/.venv/bin/python"));
+    python
+        .args(["-c", &script])
+        .env("HOME", home.path())
+        .env("AWS_CONFIG_FILE", &config)
+        .env_remove("XDG_CACHE_HOME")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_PROFILE");
+    let out = run(python).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from demo-inregion (us-west-2)\n"
+    );
+}

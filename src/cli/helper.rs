@@ -1,0 +1,323 @@
+//! The user's side of the CLI: `credential-process` (and `configure`), built with or without
+//! the service.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::fail;
+
+/// `stsvend credential-process`.
+#[derive(clap::Args)]
+pub struct CredentialProcessArgs {
+    /// The service's credentials URL, e.g. https://data.example.org/s3credentials
+    #[arg(long)]
+    endpoint: url::Url,
+    /// File holding a bearer token (e.g. an Earthdata Login user token).
+    #[arg(long, group = "auth")]
+    token_file: Option<PathBuf>,
+    /// Environment variable holding a bearer token.
+    #[arg(long, group = "auth")]
+    token_env: Option<String>,
+    /// Log in through the IdP with the credentials in ~/.netrc (or $NETRC).
+    #[arg(long, group = "auth")]
+    netrc: bool,
+    /// Log in through the IdP with the credentials in this netrc file.
+    #[arg(long, group = "auth")]
+    netrc_file: Option<PathBuf>,
+    /// `credential-process` (JSON for the AWS config) or `env` (shell exports).
+    #[arg(long, value_enum, default_value = "credential-process")]
+    format: HelperFormat,
+    /// Where cached credentials live (default $XDG_CACHE_HOME/stsvend).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Region for `--format env` (default: what the service reports).
+    #[arg(long)]
+    region: Option<String>,
+    /// Only this bucket or key prefix (`s3://bucket/prefix`); repeat for several.
+    #[arg(long = "target")]
+    targets: Vec<String>,
+    /// A shorter lifetime than the service's, in seconds (900 upward).
+    #[arg(long)]
+    duration_seconds: Option<u32>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum HelperFormat {
+    CredentialProcess,
+    Env,
+}
+
+fn expand_home(path: &std::path::Path) -> PathBuf {
+    match (path.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// The endpoint with the narrowing in its query: the service reads it there, and the helper's
+/// cache file (named after the URL) keeps narrowed credentials apart.
+fn asking(mut endpoint: url::Url, targets: &[String], duration: Option<u32>) -> url::Url {
+    if !targets.is_empty() || duration.is_some() {
+        let mut query = endpoint.query_pairs_mut();
+        for t in targets {
+            query.append_pair("target", t);
+        }
+        if let Some(d) = duration {
+            query.append_pair("duration_seconds", &d.to_string());
+        }
+    }
+    endpoint
+}
+
+#[allow(clippy::too_many_arguments)]
+fn credential_process(
+    endpoint: url::Url,
+    token_file: Option<PathBuf>,
+    token_env: Option<String>,
+    netrc: bool,
+    netrc_file: Option<PathBuf>,
+    format: HelperFormat,
+    cache_dir: Option<PathBuf>,
+    region: Option<String>,
+) -> Result<String, stsvend::client::ClientError> {
+    use stsvend::client::{self, Auth, ClientError, Options, OutputFormat};
+    if endpoint.scheme() != "https"
+        && !(endpoint.scheme() == "http" && stsvend::common::is_loopback(&endpoint))
+    {
+        return Err(ClientError::Usage(
+            "--endpoint must be https (plain http only to a loopback address)".into(),
+        ));
+    }
+    let auth = if let Some(path) = token_file {
+        let path = expand_home(&path);
+        let token = std::fs::read_to_string(&path).map_err(|e| {
+            ClientError::Usage(format!(
+                "cannot read the token file {}: {e}",
+                path.display()
+            ))
+        })?;
+        Auth::Bearer(token.trim().to_owned())
+    } else if let Some(var) = token_env {
+        let token = std::env::var(&var).map_err(|_| {
+            ClientError::Usage(format!("the environment variable {var} is not set"))
+        })?;
+        Auth::Bearer(token.trim().to_owned())
+    } else if let Some(path) = netrc_file {
+        Auth::Netrc(expand_home(&path))
+    } else if netrc {
+        let path = std::env::var_os("NETRC")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| expand_home(std::path::Path::new("~/.netrc")));
+        Auth::Netrc(path)
+    } else {
+        return Err(ClientError::Usage(
+            "give --token-file, --token-env, --netrc or --netrc-file".into(),
+        ));
+    };
+    if matches!(&auth, Auth::Bearer(t) if t.is_empty()) {
+        return Err(ClientError::Usage("the bearer token is empty".into()));
+    }
+    let options = Options {
+        endpoint,
+        auth,
+        format: match format {
+            HelperFormat::CredentialProcess => OutputFormat::CredentialProcess,
+            HelperFormat::Env => OutputFormat::Env,
+        },
+        cache_dir: cache_dir.map(|d| expand_home(&d)),
+        region,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ClientError::Usage(format!("cannot start: {e}")))?;
+    runtime.block_on(client::run(options))
+}
+
+pub fn credential_process_command(args: CredentialProcessArgs) -> ExitCode {
+    let CredentialProcessArgs {
+        endpoint,
+        token_file,
+        token_env,
+        netrc,
+        netrc_file,
+        format,
+        cache_dir,
+        region,
+        targets,
+        duration_seconds,
+    } = args;
+    match credential_process(
+        asking(endpoint, &targets, duration_seconds),
+        token_file,
+        token_env,
+        netrc,
+        netrc_file,
+        format,
+        cache_dir,
+        region,
+    ) {
+        Ok(out) => {
+            print!("{out}");
+            if !out.ends_with('\n') {
+                println!();
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// `stsvend configure`.
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("login").required(true)))]
+pub struct ConfigureArgs {
+    /// The service's credentials URL, e.g. https://data.example.org/s3credentials
+    #[arg(long)]
+    endpoint: url::Url,
+    /// The AWS profile to write (`default` is `[default]`).
+    #[arg(long)]
+    profile: String,
+    /// File holding a bearer token (e.g. an Earthdata Login user token).
+    #[arg(long, group = "login")]
+    token_file: Option<PathBuf>,
+    /// Log in through the IdP with the credentials in ~/.netrc (or $NETRC).
+    #[arg(long, group = "login")]
+    netrc: bool,
+    /// Log in through the IdP with the credentials in this netrc file.
+    #[arg(long, group = "login")]
+    netrc_file: Option<PathBuf>,
+    /// The profile's region (default: the service's).
+    #[arg(long)]
+    region: Option<String>,
+    /// Only this bucket or key prefix (`s3://bucket/prefix`); repeat for several.
+    #[arg(long = "target")]
+    targets: Vec<String>,
+    /// A shorter lifetime than the service's, in seconds (900 upward).
+    #[arg(long)]
+    duration_seconds: Option<u32>,
+    /// Replace the profile even if stsvend did not write it.
+    #[arg(long)]
+    force: bool,
+}
+
+/// An absolute path as the profile must name it (the AWS SDK runs the command from anywhere).
+fn absolute(path: &std::path::Path) -> PathBuf {
+    let path = expand_home(path);
+    if path.is_absolute() {
+        return path;
+    }
+    std::env::current_dir()
+        .map(|d| d.join(&path))
+        .unwrap_or(path)
+}
+
+pub fn configure_command(args: ConfigureArgs) -> ExitCode {
+    use stsvend::client::configure;
+    let Some(config) = configure::config_path() else {
+        return fail("no AWS config file: set HOME or AWS_CONFIG_FILE");
+    };
+    let helper = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => return fail(format!("cannot find this program's own path: {e}")),
+    };
+    let mut login = Vec::new();
+    if let Some(f) = &args.token_file {
+        login.extend(["--token-file".to_owned(), absolute(f).display().to_string()]);
+    } else if let Some(f) = &args.netrc_file {
+        login.extend(["--netrc-file".to_owned(), absolute(f).display().to_string()]);
+    } else if args.netrc {
+        login.push("--netrc".to_owned());
+    }
+    let mut asked = Vec::new();
+    for t in &args.targets {
+        asked.extend(["--target".to_owned(), t.clone()]);
+    }
+    if let Some(d) = args.duration_seconds {
+        asked.extend(["--duration-seconds".to_owned(), d.to_string()]);
+    }
+    let mut command = vec![
+        helper.display().to_string(),
+        "credential-process".to_owned(),
+        "--endpoint".to_owned(),
+        args.endpoint.to_string(),
+    ];
+    command.extend(login.iter().cloned());
+    command.extend(asked.iter().cloned());
+    // Without --region, the service says which region its buckets are in: one fetch, which
+    // also finds a wrong endpoint or login before anything is written.
+    let region = match args.region.clone() {
+        Some(r) => r,
+        None => match run_helper(&helper, &command[1..], &["--format", "env"]) {
+            Ok(out) => match out
+                .lines()
+                .find_map(|l| l.strip_prefix("export AWS_REGION="))
+                .map(|v| v.trim_matches('\'').to_owned())
+            {
+                Some(r) => r,
+                None => return fail("the service did not say its region: give --region"),
+            },
+            Err(e) => return fail(e),
+        },
+    };
+    let before = match std::fs::read_to_string(&config) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return fail(format!("cannot read {}: {e}", config.display())),
+    };
+    let profile = configure::Profile {
+        name: &args.profile,
+        region: Some(&region),
+        command,
+    };
+    let after = match configure::update(&before, &profile, args.force) {
+        Ok(t) => t,
+        Err(configure::Refusal::NotOurs(name)) => {
+            return fail(format!(
+                "{} already has a profile {name} that stsvend did not write; give --force to replace it",
+                config.display()
+            ))
+        }
+    };
+    let backup = match configure::write(&config, &after) {
+        Ok(b) => b,
+        Err(e) => return fail(format!("cannot write {}: {e}", config.display())),
+    };
+    // The profile's own command, run once: the setup works, or the user hears why not.
+    if let Err(e) = run_helper(&helper, &profile.command[1..], &[]) {
+        return fail(format!(
+            "profile {} written to {}, but its credential_process fails: {e}",
+            args.profile,
+            config.display()
+        ));
+    }
+    eprintln!(
+        "stsvend: profile {} written to {}{}; it works: aws --profile {} s3 ls",
+        args.profile,
+        config.display(),
+        backup
+            .map(|b| format!(" (the previous file is {})", b.display()))
+            .unwrap_or_default(),
+        args.profile
+    );
+    ExitCode::SUCCESS
+}
+
+/// Runs the helper (this program) with `args` and `extra`: its stdout, or its one-line error.
+fn run_helper(helper: &std::path::Path, args: &[String], extra: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new(helper)
+        .args(args)
+        .args(extra)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", helper.display()))?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    Err(err
+        .lines()
+        .last()
+        .unwrap_or("failed")
+        .trim_start_matches("stsvend: ")
+        .to_owned())
+}
