@@ -5,7 +5,8 @@
 # integration tests start the real IdP and moto themselves on free loopback ports), the HTTP
 # contract checked by schemathesis, the session-policy semantics tests, the headless browser
 # tests, the enforcement tests on a throwaway Ceph RGW cluster, the fleet (three replicas,
-# redis-server, HAProxy) measured through the load balancer, the operations files in
+# redis-server, HAProxy) measured through the load balancer, the helper's Python wheel
+# installed next to the AWS CLI and boto3, the operations files in
 # deploy/ with the real tool for each (cfn-lint, parliament, promtool, kubectl,
 # kubernetes-validate, checkov, hadolint, podman), that no module of src/ imports another in
 # a loop, and every fuzz target for FUZZ_SECONDS
@@ -90,5 +91,6 @@ step "IAM evaluator (policies)" 300 bash -c 'cd tests/policy && node --test'
 step "browser (headless chromium)" 600 bash -c 'cd tests/browser && node --test'
 step "enforcement on Ceph RGW" 900 tests/ceph/run.sh
 step "fleet (3 replicas, Redis, HAProxy)" 900 tests/fleet/run.sh
+step "the helper's wheel (pip, AWS CLI, boto3)" 900 tests/wheel/run.sh
 step "operations files + image" 1800 tests/deploy/run.sh
 step "fuzzing (${FUZZ_SECONDS:-20}s per target)" 2100 tests/fuzz/run.sh "${FUZZ_SECONDS:-20}"

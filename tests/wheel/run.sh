@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The helper as a scientist gets it: the wheel (maturin, `bindings = "bin"`, the crate without
+# its service; the dev profile here to keep CI time) installed into a fresh venv next to boto3
+# and the AWS CLI v1 from PyPI; `stsvend configure` sets up a profile; the AWS CLI and boto3
+# read a bucket from moto through it; `pip uninstall` leaves nothing of it behind.
+# Needs deploy/local/setup.sh --for-tests (maturin) and the service's debug build (STSVEND_BIN).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+venv="$root/deploy/local/.venv"
+bin="${STSVEND_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/stsvend-target}/debug/stsvend}"
+# Its own target dir: a client-only build in the service's would replace its debug binary.
+export CARGO_TARGET_DIR="${WHEEL_TARGET_DIR:-$HOME/.cache/stsvend-wheel-target}"
+# shellcheck source=../components.sh
+. "$root/tests/components.sh"
+scratch wheel
+
+echo "[wheel] building (maturin, dev profile, --no-default-features)" >&2
+(cd "$root/deploy/python" && "$venv/bin/maturin" build --profile dev --out "$work/dist") >"$work/maturin.log" 2>&1 \
+  || { cat "$work/maturin.log" >&2; exit 1; }
+wheel="$(ls "$work"/dist/stsvend-*.whl)"
+version="$(sed -n 's/^version = "\(.*\)"$/\1/p' "$root/Cargo.toml" | head -1)"
+echo "[wheel] $(basename "$wheel") ($(du -k "$wheel" | cut -f1) KiB)" >&2
+# The metadata a user (and pip) sees.
+python3 - "$wheel" "$version" <<'PY'
+import sys, zipfile
+wheel, version = sys.argv[1], sys.argv[2]
+z = zipfile.ZipFile(wheel)
+names = z.namelist()
+meta = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+tags = z.read(next(n for n in names if n.endswith(".dist-info/WHEEL"))).decode()
+fields = {}
+for line in meta.splitlines():
+    if ": " in line:
+        k, v = line.split(": ", 1)
+        fields.setdefault(k, v)
+want = {"Name": "stsvend", "Version": version, "Requires-Python": ">=3.9"}
+for k, v in want.items():
+    assert fields.get(k) == v, (k, fields.get(k), v)
+assert fields.get("Summary", "").startswith("Temporary, read-only S3 credentials"), fields.get("Summary")
+assert "Apache-2.0" in meta, "license"
+tag = [l for l in tags.splitlines() if l.startswith("Tag: ")]
+assert tag and all("manylinux" in t for t in tag), tag
+assert any(n.endswith(".data/scripts/stsvend") for n in names), names
+print("[wheel] metadata ok:", ", ".join(t[5:] for t in tag), file=sys.stderr)
+PY
+
+echo "[wheel] installing into a fresh venv with boto3 and awscli" >&2
+python3 -m venv "$work/user"
+"$work/user/bin/pip" install -q --disable-pip-version-check "$wheel" -r "$here/requirements.txt" >&2
+helper="$work/user/bin/stsvend"
+[ -x "$helper" ] || { echo "[wheel] no stsvend on the venv's PATH" >&2; exit 1; }
+"$helper" --version | grep -qx "stsvend $version" || { echo "[wheel] wrong version: $("$helper" --version)" >&2; exit 1; }
+if "$helper" serve >/dev/null 2>&1; then echo "[wheel] the wheel's helper has the service in it" >&2; exit 1; fi
+
+start_components
+start_stsvend "$bin" app_port
+token="$(curl -fsS -u alice:alice-pw -X POST "$issuer/api/users/find_or_create_token" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')"
+mkdir -p "$work/home/.aws"
+printf '%s\n' "$token" >"$work/home/.edl_token"
+printf '# theirs\n[profile work]\nregion = eu-west-1\n' >"$work/home/.aws/config"
+export HOME="$work/home" AWS_CONFIG_FILE="$work/home/.aws/config"
+unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_PROFILE XDG_CACHE_HOME
+PATH="$work/user/bin:$PATH" stsvend configure --endpoint "http://127.0.0.1:$app_port/s3credentials" \
+  --profile archive --token-file "$HOME/.edl_token"
+grep -q "^credential_process = $helper credential-process " "$AWS_CONFIG_FILE" \
+  || { echo "[wheel] the profile does not name the installed helper:" >&2; cat "$AWS_CONFIG_FILE" >&2; exit 1; }
+grep -q '^\[profile work\]' "$AWS_CONFIG_FILE"
+
+"$work/user/bin/aws" --profile archive --endpoint-url "$moto" s3 ls s3://demo-inregion/ | grep -q hello.txt \
+  || { echo "[wheel] the AWS CLI did not list the bucket" >&2; exit 1; }
+echo "[wheel] aws s3 ls through the profile: ok" >&2
+got="$("$work/user/bin/python" -c "
+import boto3
+from botocore.config import Config
+s3 = boto3.Session(profile_name='archive').client('s3', endpoint_url='$moto', config=Config(s3={'addressing_style': 'path'}))
+print(s3.get_object(Bucket='demo-inregion', Key='hello.txt')['Body'].read().decode(), end='')")"
+[ "$got" = "hello from demo-inregion (us-west-2)" ] || { echo "[wheel] boto3 read: $got" >&2; exit 1; }
+echo "[wheel] boto3 through the profile: ok" >&2
+
+"$work/user/bin/pip" uninstall -q -y stsvend >&2
+left="$(find "$work/user" -name 'stsvend*' -not -path '*/__pycache__/*' | sed "s|$work/user/||")"
+[ -z "$left" ] || { echo "[wheel] left behind after uninstall: $left" >&2; exit 1; }
+echo "[wheel] uninstall leaves nothing behind: ok" >&2
