@@ -27,6 +27,9 @@ pub struct RawServer {
     /// A second listener for /metrics, /healthz and /readyz only.
     #[serde(default)]
     pub internal_bind: Option<String>,
+    /// Where this deployment offers the helper's wheel (the README page's `pip install`).
+    #[serde(default)]
+    pub helper_wheel_url: Option<String>,
     #[serde(default)]
     pub tls: Option<RawTls>,
 }
@@ -67,6 +70,8 @@ pub struct ServerSettings {
     pub trust_x_forwarded_for: bool,
     pub internal_bind: Option<SocketAddr>,
     pub tls: Option<TlsSettings>,
+    /// The helper's wheel, for the README page's `pip install`.
+    pub helper_wheel_url: Option<Url>,
     /// A client must send a whole request head within this (slowloris defence).
     pub request_head_timeout: Duration,
     /// Idle keep-alive connections are closed after this.
@@ -115,7 +120,22 @@ pub(super) fn validate(raw: &RawServer) -> Result<ServerSettings, ConfigError> {
             ),
         ));
     }
+    let helper_wheel_url = raw
+        .helper_wheel_url
+        .as_deref()
+        .map(|u| parse_http_url("server.helper_wheel_url", u))
+        .transpose()?;
+    if let Some(url) = &helper_wheel_url {
+        // Users install and run what it serves: not over a link anyone could alter.
+        if url.scheme() != "https" && !is_loopback(url) {
+            return Err(ConfigError::key(
+                "server.helper_wheel_url",
+                format!("{url} must use https (plain http is allowed only on loopback)"),
+            ));
+        }
+    }
     Ok(ServerSettings {
+        helper_wheel_url,
         bind,
         public_url,
         app_name: app.to_owned(),

@@ -61,6 +61,7 @@ fn render(state: &AppState, user: Option<&AuthenticatedUser>) -> Result<String, 
     state.templates.get_template("readme.html")?.render(context! {
         endpoint => state.login.absolute("/s3credentials"),
         links => state.login.absolute("/s3"),
+        helper_wheel_url => settings.server.helper_wheel_url.as_ref().map(url::Url::as_str),
         region => settings.sts.region,
         lifetime => lifetime(settings.sts.duration_seconds),
         vpce => !settings.policy.source_vpce.is_empty(),

@@ -517,6 +517,18 @@ async fn the_readme_page_names_this_deployment_and_the_users_buckets() {
         "{html}"
     );
     assert!(html.contains("/vsicurl/"), "{html}");
+    // How to get the helper, and the one command that sets a profile up.
+    assert!(
+        html.contains(&format!(
+            "stsvend configure --endpoint {} --profile archive",
+            app.url("/s3credentials")
+        )),
+        "{html}"
+    );
+    assert!(
+        html.contains("maturin build --release"),
+        "no wheel offered: how to build one"
+    );
     assert!(
         !html.contains("http://") || !html.contains("<link"),
         "no external assets"
@@ -535,6 +547,20 @@ async fn the_readme_page_names_this_deployment_and_the_users_buckets() {
     assert!(html.contains("Signed in as <code>carol</code>"), "{html}");
     assert_valid_html(&html);
     assert!(html.contains("<code>demo-restricted</code>") && !html.contains("demo-elsewhere"));
+
+    // A deployment that offers the wheel names it.
+    let wheel = "https://downloads.example.org/stsvend-0.1.0-py3-none-manylinux_2_34_x86_64.whl";
+    let app = crate::helpers::spawn_app_with(move |f| {
+        f.merge(figment::providers::Serialized::default(
+            "server.helper_wheel_url",
+            wheel,
+        ))
+    })
+    .await;
+    let html = unescape(&app.get("/s3credentialsREADME").await.text().await.unwrap());
+    assert!(html.contains(&format!("pip install {wheel}")), "{html}");
+    assert!(!html.contains("maturin build"), "{html}");
+    assert_valid_html(&html);
 }
 
 /// The template escapes `/` and quotes; compare against the text a browser shows.

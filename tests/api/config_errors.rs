@@ -125,6 +125,16 @@ fn invalid_buckets_urls_and_types_are_rejected() {
         "cors.allowed_origins",
         "explicit",
     );
+    assert_rejected(
+        "[server]\nhelper_wheel_url = \"http://downloads.example.org/stsvend.whl\"\n",
+        "server.helper_wheel_url",
+        "https",
+    );
+    assert_rejected(
+        "[s3]\nendpoint_url = \"http://rgw.example.org\"\n",
+        "s3.endpoint_url",
+        "https",
+    );
 }
 
 #[test]
