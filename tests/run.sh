@@ -6,7 +6,8 @@
 # contract checked by schemathesis, the session-policy semantics tests, the headless browser
 # tests, the enforcement tests on a throwaway Ceph RGW cluster, the fleet (three replicas,
 # redis-server, HAProxy) measured through the load balancer, the helper's Python wheel
-# installed next to the AWS CLI and boto3, the operations files in
+# installed next to the AWS CLI and boto3, the README page's earthaccess and obstore recipes
+# as the page shows them, the operations files in
 # deploy/ with the real tool for each (cfn-lint, parliament, promtool, kubectl,
 # kubernetes-validate, checkov, hadolint, podman), that no module of src/ imports another in
 # a loop, and every fuzz target for FUZZ_SECONDS
@@ -92,5 +93,6 @@ step "browser (headless chromium)" 600 bash -c 'cd tests/browser && node --test'
 step "enforcement on Ceph RGW" 900 tests/ceph/run.sh
 step "fleet (3 replicas, Redis, HAProxy)" 900 tests/fleet/run.sh
 step "the helper's wheel (pip, AWS CLI, boto3)" 900 tests/wheel/run.sh
+step "the page's Python recipes (earthaccess, obstore)" 600 tests/clients/run.sh
 step "operations files + image" 1800 tests/deploy/run.sh
 step "fuzzing (${FUZZ_SECONDS:-20}s per target)" 2100 tests/fuzz/run.sh "${FUZZ_SECONDS:-20}"
