@@ -384,6 +384,11 @@ impl Metrics {
 /// (a scanner would explode the series count).
 const UNMATCHED: &str = "UNKNOWN";
 
+/// The route a handler reached through a prefix (`web::scope` without a pattern of its own,
+/// where actix knows no `match_pattern`): the label its requests are counted under.
+#[derive(Clone, Copy)]
+pub struct RouteLabel(pub &'static str);
+
 /// The method label: the standard methods by name, any other token (actix accepts every one)
 /// as `OTHER`, so invented methods cannot add series without bound.
 pub fn method_label(method: &actix_web::http::Method) -> &'static str {
@@ -510,7 +515,12 @@ where
         if let Ok(res) = &res {
             let req = res.request();
             let key = (
-                req.match_pattern().unwrap_or_else(|| UNMATCHED.to_owned()),
+                req.match_pattern().unwrap_or_else(|| {
+                    actix_web::HttpMessage::extensions(req)
+                        .get::<RouteLabel>()
+                        .map_or(UNMATCHED, |r| r.0)
+                        .to_owned()
+                }),
                 method_label(req.method()),
                 res.status().as_u16(),
             );

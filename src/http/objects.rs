@@ -41,6 +41,9 @@ pub async fn link(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
+    use actix_web::HttpMessage;
+    req.extensions_mut()
+        .insert(crate::metrics::RouteLabel("/s3/{bucket}/{key}"));
     let method = match *req.method() {
         actix_web::http::Method::GET => "GET",
         actix_web::http::Method::HEAD => "HEAD",

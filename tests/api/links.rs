@@ -312,3 +312,25 @@ async fn a_links_life_is_capped_by_the_setting_and_by_the_credential() {
         "the same session credential"
     );
 }
+
+/// Link requests are counted under their own route in the request metrics, not as unknown
+/// paths, and in `stsvend_presigned_links_total`.
+#[tokio::test]
+async fn link_requests_are_counted_under_their_route() {
+    let app = app_with(json!({"server.metrics": true})).await;
+    let (_, token) = unique_user(&app, "link-metrics", json!(["science"])).await;
+    assert_eq!(
+        app.get_as("/s3/demo-inregion/x.txt", &token).await.status(),
+        307
+    );
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("stsvend_http_requests_total{") && l.contains("status=\"307\""))
+        .unwrap_or_else(|| panic!("no 307 counted:\n{text}"));
+    assert!(line.contains("endpoint=\"/s3/{bucket}/{key}\""), "{line}");
+    assert!(
+        text.lines().any(|l| l == "stsvend_presigned_links_total 1"),
+        "{text}"
+    );
+}
