@@ -68,8 +68,12 @@ async fn assume_role_calls(user: &str) -> usize {
 }
 
 async fn access_key(app: &TestApp, token: &str) -> String {
-    let res = app.get_as("/s3credentials", token).await;
-    assert_eq!(res.status(), 200);
+    access_key_for(app, token, "").await
+}
+
+async fn access_key_for(app: &TestApp, token: &str, query: &str) -> String {
+    let res = app.get_as(&format!("/s3credentials{query}"), token).await;
+    assert_eq!(res.status(), 200, "{query}");
     let body: Value = res.json().await.unwrap();
     body["accessKeyId"].as_str().unwrap().to_owned()
 }
@@ -155,6 +159,39 @@ async fn three_replicas_make_one_assume_role_per_user_and_hand_out_the_same_keys
             "{name} has a lifetime: {ttl}"
         );
     }
+}
+
+/// A narrowed or shorter-lived credential is shared by the fleet like a full one (one
+/// AssumeRole, the same key on every replica), and never handed out for another ask: the full
+/// credential, the narrowed one and the 15-minute one are three entries.
+#[tokio::test]
+async fn the_fleet_shares_narrowed_credentials_apart_from_full_ones() {
+    let (_redis, redis_port) = crate::helpers::start_redis_anywhere();
+    let apps = [
+        patient_replica(redis_port).await,
+        patient_replica(redis_port).await,
+    ];
+    wait_for_redis(&apps.iter().collect::<Vec<_>>(), "ok").await;
+    let (user, token) = unique_user(&apps[0], "fleet-narrow", serde_json::json!(["science"])).await;
+    let key_for = |app, query| access_key_for(app, &token, query);
+    let narrowed = "?target=s3://demo-inregion/p1/";
+    let short = "?duration_seconds=900";
+    let first = key_for(&apps[0], narrowed).await;
+    assert_eq!(
+        key_for(&apps[1], narrowed).await,
+        first,
+        "the other replica's narrowed credential"
+    );
+    let short_key = key_for(&apps[1], short).await;
+    assert_eq!(key_for(&apps[0], short).await, short_key);
+    let full = key_for(&apps[0], "").await;
+    assert_eq!(key_for(&apps[1], "").await, full);
+    assert!(first != full && short_key != full && first != short_key);
+    assert_eq!(
+        assume_role_calls(&user).await,
+        3,
+        "one AssumeRole per ask for the fleet"
+    );
 }
 
 /// Redis hung (SIGSTOP) or gone (SIGKILL): cached users and users STS can serve get their
