@@ -78,14 +78,12 @@ impl Ask {
         Ok(ask)
     }
 
-    /// The lifetime asked for, checked against `max`; None: the deployment's.
+    /// A shorter lifetime than the deployment's, checked against `max`; None: the
+    /// deployment's (asked for or not: the same credential).
     fn lifetime(&self, max: u32) -> Result<Option<u32>, ApiError> {
-        match self.duration_seconds {
-            None => Ok(None),
-            Some(asked) => narrow::lifetime(Some(asked), max)
-                .map(Some)
-                .map_err(|e| ApiError::bad_request("invalid_duration", e)),
-        }
+        narrow::lifetime(self.duration_seconds, max)
+            .map(|l| (l < max).then_some(l))
+            .map_err(|e| ApiError::bad_request("invalid_duration", e))
     }
 }
 
@@ -103,10 +101,11 @@ pub async fn s3credentials(
     let scope = scope_of(&state, &user, &ask.targets)?;
     // The SDK's own operation timeout is the same; this also bounds a hung connection.
     let overall = settings.sts.timeout;
-    let min_remaining = match lifetime {
-        None => format.min_remaining(&settings.cache),
-        Some(l) => narrow::min_remaining(format.min_remaining(&settings.cache), l, max),
-    };
+    let min_remaining = narrow::min_remaining(
+        format.min_remaining(&settings.cache),
+        lifetime.unwrap_or(max),
+        max,
+    );
     let vended = state
         .vendor
         .vend_for(

@@ -159,8 +159,9 @@ async fn metrics_are_off_by_default_and_count_vending_when_on() {
     assert!(app.wait_ready(Duration::from_secs(15)).await);
     let (_, token) =
         crate::helpers::unique_user(&app, "metrics", serde_json::json!(["science"])).await;
-    for _ in 0..3 {
-        let res = app.get_as("/s3credentials", &token).await;
+    for query in ["", "", "?duration_seconds=3600"] {
+        // The deployment's own lifetime asked for explicitly is the plain request.
+        let res = app.get_as(&format!("/s3credentials{query}"), &token).await;
         assert_eq!(res.status(), 200);
     }
     let narrowed = app
