@@ -263,12 +263,7 @@ async fn boto3_reads_the_bucket_through_a_credential_process_profile_and_its_cac
         ),
     )
     .unwrap();
-    let script = format!(
-        "import boto3\nfrom botocore.config import Config\n\
-         s3 = boto3.Session(profile_name='archive').client('s3', endpoint_url='{}', config=Config(s3={{'addressing_style': 'path'}}))\n\
-         print(s3.get_object(Bucket='demo-inregion', Key='hello.txt')['Body'].read().decode(), end='')\n",
-        components().moto_endpoint
-    );
+    let script = boto3_reads_hello_through_archive();
     let python = repo_root().join("deploy/local/.venv/bin/python");
     for run in 0..2 {
         let out = tokio::task::spawn_blocking({
@@ -306,6 +301,16 @@ async fn boto3_reads_the_bucket_through_a_credential_process_profile_and_its_cac
         "the second boto3 process used the helper's cache"
     );
     assert!(home.path().join(".cache/stsvend").is_dir());
+}
+
+/// A boto3 script reading moto's `demo-inregion/hello.txt` through the `archive` profile.
+fn boto3_reads_hello_through_archive() -> String {
+    format!(
+        "import boto3\nfrom botocore.config import Config\n\
+         s3 = boto3.Session(profile_name='archive').client('s3', endpoint_url='{}', config=Config(s3={{'addressing_style': 'path'}}))\n\
+         print(s3.get_object(Bucket='demo-inregion', Key='hello.txt')['Body'].read().decode(), end='')\n",
+        components().moto_endpoint
+    )
 }
 
 /// Runs in a child process (the SDK reads its configuration from the real environment).
@@ -847,12 +852,7 @@ async fn configure_writes_one_working_profile_and_leaves_the_rest_of_the_config_
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let script = format!(
-        "import boto3\nfrom botocore.config import Config\n\
-         s3 = boto3.Session(profile_name='archive').client('s3', endpoint_url='{}', config=Config(s3={{'addressing_style': 'path'}}))\n\
-         print(s3.get_object(Bucket='demo-inregion', Key='hello.txt')['Body'].read().decode(), end='')\n",
-        components().moto_endpoint
-    );
+    let script = boto3_reads_hello_through_archive();
     let mut python = Command::new(repo_root().join("deploy/local/.venv/bin/python"));
     python
         .args(["-c", &script])

@@ -467,29 +467,6 @@ async fn a_user_whose_id_is_another_users_session_name_gets_their_own_credential
     assert_ne!(names[0], names[1], "session names must differ: {names:?}");
 }
 
-/// The AssumeRole form bodies moto's recorder saw, decoded into (name, value) pairs.
-fn recorded_assume_roles(recording: &std::path::Path) -> Vec<Vec<(String, String)>> {
-    let text = std::fs::read_to_string(recording).unwrap_or_default();
-    text.lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter_map(|entry| {
-            let body = entry["body"].as_str()?;
-            if entry["body_encoded"] == true {
-                use base64::Engine;
-                base64::engine::general_purpose::STANDARD.decode(body).ok()
-            } else {
-                Some(body.as_bytes().to_vec())
-            }
-        })
-        .map(|body| {
-            url::form_urlencoded::parse(&body)
-                .into_owned()
-                .collect::<Vec<_>>()
-        })
-        .filter(|form| form.iter().any(|(k, v)| k == "Action" && v == "AssumeRole"))
-        .collect()
-}
-
 /// In the managed and tags ways the call carries the user's managed policy ARNs (with a
 /// deny-only inline guard) or one session tag per group (with no bucket list), as moto's
 /// request recorder shows; the static session tags ride along.
@@ -511,7 +488,7 @@ async fn managed_policy_arns_and_group_tags_reach_sts() {
         form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
     };
     let calls_for = |session: &str| -> Vec<Vec<(String, String)>> {
-        recorded_assume_roles(&recording)
+        crate::helpers::recorded_assume_roles(&recording)
             .into_iter()
             .filter(|f| {
                 f.iter()

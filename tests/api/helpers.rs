@@ -283,6 +283,29 @@ pub fn start_recording_moto(dir: &Path) -> (Component, String, PathBuf) {
     (moto, format!("http://127.0.0.1:{port}"), recording)
 }
 
+/// The AssumeRole form bodies moto's recorder saw, decoded into (name, value) pairs.
+pub fn recorded_assume_roles(recording: &std::path::Path) -> Vec<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(recording).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|entry| {
+            let body = entry["body"].as_str()?;
+            if entry["body_encoded"] == true {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.decode(body).ok()
+            } else {
+                Some(body.as_bytes().to_vec())
+            }
+        })
+        .map(|body| {
+            url::form_urlencoded::parse(&body)
+                .into_owned()
+                .collect::<Vec<_>>()
+        })
+        .filter(|form| form.iter().any(|(k, v)| k == "Action" && v == "AssumeRole"))
+        .collect()
+}
+
 /// 32 bytes, base64: the fleet's shared encryption key in tests.
 pub const FLEET_KEY: &str = "c3RzdmVuZC1mbGVldC10ZXN0LWtleS0zMi1ieXRlcyE=";
 

@@ -9,25 +9,10 @@ use serde_json::{json, Value};
 
 use crate::helpers::{captured_logs, components, spawn_app_against, unique_user, TestApp};
 
+/// The AssumeRole calls moto recorded for `user`.
 fn recorded(recording: &std::path::Path, user: &str) -> Vec<Vec<(String, String)>> {
-    let text = std::fs::read_to_string(recording).unwrap_or_default();
-    text.lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter_map(|entry| {
-            let body = entry["body"].as_str()?;
-            if entry["body_encoded"] == true {
-                use base64::Engine;
-                base64::engine::general_purpose::STANDARD.decode(body).ok()
-            } else {
-                Some(body.as_bytes().to_vec())
-            }
-        })
-        .map(|body| {
-            url::form_urlencoded::parse(&body)
-                .into_owned()
-                .collect::<Vec<_>>()
-        })
-        .filter(|form| form.iter().any(|(k, v)| k == "Action" && v == "AssumeRole"))
+    crate::helpers::recorded_assume_roles(recording)
+        .into_iter()
         .filter(|form| {
             form.iter()
                 .any(|(k, v)| k == "RoleSessionName" && v.starts_with(&format!("{user}@")))
