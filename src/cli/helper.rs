@@ -33,12 +33,8 @@ pub struct CredentialProcessArgs {
     /// Region for `--format env` (default: what the service reports).
     #[arg(long)]
     region: Option<String>,
-    /// Only this bucket or key prefix (`s3://bucket/prefix`); repeat for several.
-    #[arg(long = "target")]
-    targets: Vec<String>,
-    /// A shorter lifetime than the service's, in seconds (900 upward).
-    #[arg(long)]
-    duration_seconds: Option<u32>,
+    #[command(flatten)]
+    asking: Asking,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -54,19 +50,44 @@ fn expand_home(path: &std::path::Path) -> PathBuf {
     }
 }
 
-/// The endpoint with the narrowing in its query: the service reads it there, and the helper's
-/// cache file (named after the URL) keeps narrowed credentials apart.
-fn asking(mut endpoint: url::Url, targets: &[String], duration: Option<u32>) -> url::Url {
-    if !targets.is_empty() || duration.is_some() {
-        let mut query = endpoint.query_pairs_mut();
-        for t in targets {
-            query.append_pair("target", t);
+/// Less than everything, for a shorter time: what `?target=` and `?duration_seconds=` ask.
+#[derive(clap::Args)]
+pub struct Asking {
+    /// Only this bucket or key prefix (`s3://bucket/prefix`); repeat for several.
+    #[arg(long = "target")]
+    targets: Vec<String>,
+    /// A shorter lifetime than the service's, in seconds (900 upward).
+    #[arg(long)]
+    duration_seconds: Option<u32>,
+}
+
+impl Asking {
+    /// The endpoint with the narrowing in its query: the service reads it there, and the
+    /// helper's cache file (named after the URL) keeps narrowed credentials apart.
+    fn query(&self, mut endpoint: url::Url) -> url::Url {
+        if !self.targets.is_empty() || self.duration_seconds.is_some() {
+            let mut query = endpoint.query_pairs_mut();
+            for t in &self.targets {
+                query.append_pair("target", t);
+            }
+            if let Some(d) = self.duration_seconds {
+                query.append_pair("duration_seconds", &d.to_string());
+            }
         }
-        if let Some(d) = duration {
-            query.append_pair("duration_seconds", &d.to_string());
-        }
+        endpoint
     }
-    endpoint
+
+    /// The same ask as `credential-process` arguments.
+    fn args(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for t in &self.targets {
+            out.extend(["--target".to_owned(), t.clone()]);
+        }
+        if let Some(d) = self.duration_seconds {
+            out.extend(["--duration-seconds".to_owned(), d.to_string()]);
+        }
+        out
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -144,11 +165,10 @@ pub fn credential_process_command(args: CredentialProcessArgs) -> ExitCode {
         format,
         cache_dir,
         region,
-        targets,
-        duration_seconds,
+        asking,
     } = args;
     match credential_process(
-        asking(endpoint, &targets, duration_seconds),
+        asking.query(endpoint),
         token_file,
         token_env,
         netrc,
@@ -190,12 +210,8 @@ pub struct ConfigureArgs {
     /// The profile's region (default: the service's).
     #[arg(long)]
     region: Option<String>,
-    /// Only this bucket or key prefix (`s3://bucket/prefix`); repeat for several.
-    #[arg(long = "target")]
-    targets: Vec<String>,
-    /// A shorter lifetime than the service's, in seconds (900 upward).
-    #[arg(long)]
-    duration_seconds: Option<u32>,
+    #[command(flatten)]
+    asking: Asking,
     /// Replace the profile even if stsvend did not write it.
     #[arg(long)]
     force: bool,
@@ -229,13 +245,6 @@ pub fn configure_command(args: ConfigureArgs) -> ExitCode {
     } else if args.netrc {
         login.push("--netrc".to_owned());
     }
-    let mut asked = Vec::new();
-    for t in &args.targets {
-        asked.extend(["--target".to_owned(), t.clone()]);
-    }
-    if let Some(d) = args.duration_seconds {
-        asked.extend(["--duration-seconds".to_owned(), d.to_string()]);
-    }
     let mut command = vec![
         helper.display().to_string(),
         "credential-process".to_owned(),
@@ -243,7 +252,7 @@ pub fn configure_command(args: ConfigureArgs) -> ExitCode {
         args.endpoint.to_string(),
     ];
     command.extend(login.iter().cloned());
-    command.extend(asked.iter().cloned());
+    command.extend(args.asking.args());
     // Without --region, the service says which region its buckets are in: one fetch, which
     // also finds a wrong endpoint or login before anything is written.
     let region = match args.region.clone() {
