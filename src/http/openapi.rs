@@ -19,7 +19,7 @@ use crate::vend::format::{Container, CredentialProcess, Earthdata};
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(
-        s3credentials, scope, link, link_head, readme, login, logout, logout_post, whoami, healthz, readyz, openapi_json,
+        s3credentials, scope, link, readme, login, logout, logout_post, whoami, healthz, readyz, openapi_json,
         favicon
     ),
     components(schemas(
@@ -153,7 +153,7 @@ fn s3credentials() {}
 fn scope() {}
 
 #[utoipa::path(
-    get, path = "/s3/{bucket}/{key}", tag = "links",
+    method(get, head), path = "/s3/{bucket}/{key}", tag = "links",
     params(
         ("bucket" = String, Path, description = "A bucket this service serves in its region."),
         ("key" = String, Path, description = "The object's key (may contain `/`; no `.` or `..` segments).", max_length = 256, pattern = r#"^([^/.\u0000-\u001f\u007f-\u009f]|\.[^/.\u0000-\u001f\u007f-\u009f]|\.\.[^/\u0000-\u001f\u007f-\u009f])[^/\u0000-\u001f\u007f-\u009f]*$"#),
@@ -163,7 +163,7 @@ fn scope() {}
     responses(
         (status = 307, description = "To the object's presigned URL, signed with the caller's own session credential; follow it with no credentials. `Cache-Control: private, max-age=<life - 60>`.",
             headers(("Location" = String), ("Cache-Control" = String), ("Referrer-Policy" = String))),
-        (status = 200, description = "For `Accept: application/json`: the URL and when it stops working. `Cache-Control: no-store`.", body = Link,
+        (status = 200, description = "For `Accept: application/json`: the URL (a presigned `HEAD` for `HEAD`) and when it stops working. `Cache-Control: no-store`.", body = Link,
             headers(("Cache-Control" = String))),
         (status = 302, description = "Sent to log in.", headers(("Location" = String), ("Set-Cookie" = String))),
         (status = 400, description = "A key clients would rewrite (`.`/`..` segments, control characters, over 1,024 bytes) or a bad `expires_in`.", content((ErrorBody = "application/json"), (String = "text/html"))),
@@ -178,33 +178,6 @@ fn scope() {}
 )]
 #[allow(dead_code)]
 fn link() {}
-
-#[utoipa::path(
-    head, path = "/s3/{bucket}/{key}", tag = "links",
-    params(
-        ("bucket" = String, Path, description = "A bucket this service serves in its region."),
-        ("key" = String, Path, description = "The object's key (may contain `/`; no `.` or `..` segments).", max_length = 256, pattern = r#"^([^/.\u0000-\u001f\u007f-\u009f]|\.[^/.\u0000-\u001f\u007f-\u009f]|\.\.[^/\u0000-\u001f\u007f-\u009f])[^/\u0000-\u001f\u007f-\u009f]*$"#),
-        crate::http::objects::LinkQuery,
-    ),
-    security(("bearer" = []), ("session" = []), ()),
-    responses(
-        (status = 307, description = "To the object's presigned URL, signed with the caller's own session credential; follow it with no credentials. `Cache-Control: private, max-age=<life - 60>`.",
-            headers(("Location" = String), ("Cache-Control" = String), ("Referrer-Policy" = String))),
-        (status = 200, description = "For `Accept: application/json`: the presigned HEAD URL and when it stops working. `Cache-Control: no-store`.", body = Link,
-            headers(("Cache-Control" = String))),
-        (status = 302, description = "Sent to log in.", headers(("Location" = String), ("Set-Cookie" = String))),
-        (status = 400, description = "A key clients would rewrite (`.`/`..` segments, control characters, over 1,024 bytes) or a bad `expires_in`.", content((ErrorBody = "application/json"), (String = "text/html"))),
-        (status = 401, description = "Bad token, or JSON-only client without credentials.", content((ErrorBody = "application/json"), (String = "text/html")),
-            headers(("WWW-Authenticate" = String))),
-        (status = 403, description = "The key is outside what the caller may read: nothing is signed.", content((ErrorBody = "application/json"), (String = "text/html"))),
-        (status = 404, description = "A bucket this service does not serve.", content((ErrorBody = "application/json"), (String = "text/html"))),
-        (status = 429, description = "Rate limited.", content((ErrorBody = "application/json"), (String = "text/html")), headers(("Retry-After" = String))),
-        (status = 502, description = "STS refused to issue the signing credential.", content((ErrorBody = "application/json"), (String = "text/html"))),
-        (status = 503, description = "STS or the identity provider cannot be reached.", content((ErrorBody = "application/json"), (String = "text/html")), headers(("Retry-After" = String))),
-    )
-)]
-#[allow(dead_code)]
-fn link_head() {}
 
 #[utoipa::path(
     get, path = "/s3credentialsREADME", tag = "documentation",
