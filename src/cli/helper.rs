@@ -101,6 +101,11 @@ fn credential_process(
     cache_dir: Option<PathBuf>,
     region: Option<String>,
 ) -> Result<String, stsvend::client::ClientError> {
+    let region = region
+        .as_deref()
+        .map(stsvend::client::checked::Region::parse)
+        .transpose()
+        .map_err(|e| stsvend::client::ClientError::Usage(format!("--region: {e}")))?;
     use stsvend::client::{self, Auth, ClientError, Options, OutputFormat};
     if endpoint.scheme() != "https"
         && !(endpoint.scheme() == "http" && stsvend::common::is_loopback(&endpoint))
@@ -229,9 +234,21 @@ fn absolute(path: &std::path::Path) -> PathBuf {
 }
 
 pub fn configure_command(args: ConfigureArgs) -> ExitCode {
-    use stsvend::client::configure;
+    use stsvend::client::{checked, configure};
     let Some(config) = configure::config_path() else {
         return fail("no AWS config file: set HOME or AWS_CONFIG_FILE");
+    };
+    if let Err(e) = checked::profile_name(&args.profile) {
+        return fail(e);
+    }
+    let asked_region = match args
+        .region
+        .as_deref()
+        .map(checked::Region::parse)
+        .transpose()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(format!("--region: {e}")),
     };
     let helper = match std::env::current_exe() {
         Ok(p) => p,
@@ -253,25 +270,26 @@ pub fn configure_command(args: ConfigureArgs) -> ExitCode {
     ];
     command.extend(login.iter().cloned());
     command.extend(args.asking.args());
-    // Without --region, the service says which region its buckets are in: one fetch, which
-    // also finds a wrong endpoint or login before anything is written.
-    let region = match args.region.clone() {
+    // Without --region, the service says which region its buckets are in (the helper checks
+    // that it is a region name before printing it).
+    let region = match asked_region {
         Some(r) => r,
         None => match run_helper(&helper, &command[1..], &["--format", "env"]) {
             Ok(out) => match out
                 .lines()
                 .find_map(|l| l.strip_prefix("export AWS_REGION="))
-                .map(|v| v.trim_matches('\'').to_owned())
+                .map(|v| checked::Region::parse(v.trim_matches('\'')))
             {
-                Some(r) => r,
+                Some(Ok(r)) => r,
+                Some(Err(e)) => return fail(format!("the service's region: {e}")),
                 None => return fail("the service did not say its region: give --region"),
             },
             Err(e) => return fail(e),
         },
     };
     let before = match std::fs::read_to_string(&config) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return fail(format!("cannot read {}: {e}", config.display())),
     };
     let profile = configure::Profile {
@@ -279,7 +297,8 @@ pub fn configure_command(args: ConfigureArgs) -> ExitCode {
         region: Some(&region),
         command,
     };
-    let after = match configure::update(&before, &profile, args.force) {
+    let old = before.as_deref().unwrap_or_default();
+    let after = match configure::update(old, &profile, args.force) {
         Ok(t) => t,
         Err(configure::Refusal::NotOurs(name)) => {
             return fail(format!(
@@ -287,16 +306,29 @@ pub fn configure_command(args: ConfigureArgs) -> ExitCode {
                 config.display()
             ))
         }
+        Err(configure::Refusal::Invalid(why)) => return fail(why),
     };
-    let backup = match configure::write(&config, &after) {
+    // What the SDK will run is what botocore reads back from the new text: that command is
+    // the one proved to work, before anything is written.
+    let words = match configure::read_back(old, &after, &profile) {
+        Ok(w) => w,
+        Err(e) => return fail(format!("{}: {e}; nothing written", config.display())),
+    };
+    if let Err(e) = run_helper(std::path::Path::new(&words[0]), &words[1..], &[]) {
+        return fail(format!(
+            "the profile's credential_process fails ({e}); nothing written to {}",
+            config.display()
+        ));
+    }
+    let backup = match configure::write(&config, before.as_deref(), &after) {
         Ok(b) => b,
         Err(e) => return fail(format!("cannot write {}: {e}", config.display())),
     };
-    // The profile's own command, run once: the setup works, or the user hears why not.
-    if let Err(e) = run_helper(&helper, &profile.command[1..], &[]) {
+    // Read the file back as it now is on disk (through any link), once more as botocore would.
+    let on_disk = std::fs::read_to_string(&config).unwrap_or_default();
+    if let Err(e) = configure::read_back(old, &on_disk, &profile) {
         return fail(format!(
-            "profile {} written to {}, but its credential_process fails: {e}",
-            args.profile,
+            "{} changed while it was written: {e}",
             config.display()
         ));
     }

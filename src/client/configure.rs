@@ -10,7 +10,7 @@ pub const MARKER: &str = "# written by stsvend configure; run it again to change
 /// What goes into the profile.
 pub struct Profile<'a> {
     pub name: &'a str,
-    pub region: Option<&'a str>,
+    pub region: Option<&'a super::checked::Region>,
     /// The helper's command line, each argument as is (quoted here where needed).
     pub command: Vec<String>,
 }
@@ -23,25 +23,19 @@ pub fn config_path() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".aws").join("config"))
 }
 
-/// An argument as botocore's `credential_process` splitting (POSIX shell words) reads it back.
+/// An argument as one word for both readers of `credential_process`: botocore and the AWS CLI
+/// split it with Python's `shlex.split`, the AWS SDKs for Rust and Go hand it to `sh -c`.
+/// Single quotes mean the same to both (nothing inside is special); a single quote itself is
+/// `'\''`. Plain words are left bare when no shell would expand them.
 pub fn quote(arg: &str) -> String {
     let plain = !arg.is_empty()
         && arg
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,~".contains(c));
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
     if plain {
         return arg.to_owned();
     }
-    let mut out = String::with_capacity(arg.len() + 2);
-    out.push('"');
-    for c in arg.chars() {
-        if matches!(c, '"' | '\\' | '$' | '`') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
+    format!("'{}'", arg.replace('\'', "'\\''"))
 }
 
 fn header(name: &str) -> String {
@@ -73,19 +67,38 @@ fn opens(line: &str, name: &str) -> bool {
 pub enum Refusal {
     /// The profile exists and was not written by stsvend (no `--force`).
     NotOurs(String),
+    /// A value that cannot be written as itself (the reason, one line).
+    Invalid(String),
+}
+
+impl Profile<'_> {
+    /// Every value the section would hold, checked before anything is written.
+    fn check(&self) -> Result<(), Refusal> {
+        super::checked::profile_name(self.name).map_err(Refusal::Invalid)?;
+        for arg in &self.command {
+            super::checked::config_text("the argument", arg).map_err(Refusal::Invalid)?;
+        }
+        Ok(())
+    }
+
+    /// `credential_process` as written.
+    fn process(&self) -> String {
+        let words: Vec<String> = self.command.iter().map(|a| quote(a)).collect();
+        words.join(" ")
+    }
 }
 
 /// `text` with `profile`'s section written: replaced in place when it exists (when it is ours,
 /// or `force`), else appended. Everything outside that section is kept as it was.
 pub fn update(text: &str, profile: &Profile<'_>, force: bool) -> Result<String, Refusal> {
+    profile.check()?;
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     let start = lines.iter().position(|l| opens(l, profile.name));
     let mut section = vec![header(profile.name), MARKER.to_owned()];
     if let Some(region) = profile.region {
         section.push(format!("region = {region}"));
     }
-    let command: Vec<String> = profile.command.iter().map(|a| quote(a)).collect();
-    section.push(format!("credential_process = {}", command.join(" ")));
+    section.push(format!("credential_process = {}", profile.process()));
     let block = section.join("\n") + "\n";
     let Some(start) = start else {
         let mut out = text.to_owned();
@@ -127,40 +140,117 @@ pub fn update(text: &str, profile: &Profile<'_>, force: bool) -> Result<String, 
     Ok(out)
 }
 
-/// Writes `text` to `path` (mode 0600 when new) through a temporary file and a rename, after
-/// copying what was there to `<path>.stsvend-backup`. Returns the backup's path, if any.
-pub fn write(path: &Path, text: &str) -> std::io::Result<Option<PathBuf>> {
+/// Reads `after` the way botocore will and checks that it means what `profile` says: the
+/// profile holds exactly its region and `credential_process`, the process splits back into
+/// the command's words, and every other profile reads as it did in `before`. Returns the
+/// command as botocore will run it.
+pub fn read_back(before: &str, after: &str, profile: &Profile<'_>) -> Result<Vec<String>, String> {
+    use super::botocore_ini::profiles;
+    let then = profiles(before)
+        .map_err(|e| format!("botocore cannot read the AWS config as it is ({e}); fix it first"))?;
+    let now = profiles(after).map_err(|e| format!("botocore would not read the result ({e})"))?;
+    let ours = now
+        .get(profile.name)
+        .ok_or_else(|| format!("botocore would not see a profile {}", profile.name))?;
+    let mut want = super::botocore_ini::Keys::new();
+    if let Some(region) = profile.region {
+        want.insert("region".into(), region.to_string());
+    }
+    want.insert("credential_process".into(), profile.process());
+    if *ours != want {
+        return Err(format!(
+            "botocore would read profile {} with other settings than were written",
+            profile.name
+        ));
+    }
+    let words = shlex::split(&want["credential_process"]).unwrap_or_default();
+    if words != profile.command {
+        return Err("botocore would split credential_process into other words".into());
+    }
+    let others_changed = now
+        .keys()
+        .chain(then.keys())
+        .filter(|n| *n != profile.name)
+        .any(|n| now.get(n) != then.get(n));
+    if others_changed {
+        return Err("other profiles would read differently to botocore".into());
+    }
+    Ok(words)
+}
+
+/// The file to write: `path`, or the file it links to (a config kept in a dotfiles folder
+/// stays where it is, and `path` stays a link).
+pub fn target(path: &Path) -> std::io::Result<PathBuf> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path),
+        _ => Ok(path.to_path_buf()),
+    }
+}
+
+/// A new file at `dest` holding `bytes` (mode `mode`), made beside it and renamed over it:
+/// whatever was at `dest` (a file, or a link someone planted) is replaced, never followed.
+fn replace(dest: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
+    let mut tmp = dest.as_os_str().to_owned();
+    tmp.push(format!(
+        ".stsvend-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let tmp = PathBuf::from(tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let written = options.open(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    let renamed = written.and_then(|()| std::fs::rename(&tmp, dest));
+    if renamed.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    renamed
+}
+
+/// Writes `text` to `path` (see `target`; mode 0600 when new, else the file's own) through a
+/// temporary file and a rename, after keeping what was there as `<file>.stsvend-backup`.
+/// Returns the backup's path, if any.
+pub fn write(path: &Path, before: Option<&str>, text: &str) -> std::io::Result<Option<PathBuf>> {
+    let file = target(path)?;
+    if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let backup = if path.exists() {
-        let mut name = path.as_os_str().to_owned();
-        name.push(".stsvend-backup");
-        let backup = PathBuf::from(name);
-        std::fs::copy(path, &backup)?;
-        Some(backup)
-    } else {
-        None
-    };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".stsvend-{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let mode = std::fs::metadata(path)
-        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+    let mode = std::fs::metadata(&file)
+        .map(|m| permissions(&m))
         .unwrap_or(0o600);
-    {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
+    let backup = match before {
+        Some(before) => {
+            let mut name = file.as_os_str().to_owned();
+            name.push(".stsvend-backup");
+            let backup = PathBuf::from(name);
+            replace(&backup, before.as_bytes(), mode)?;
+            Some(backup)
+        }
+        None => None,
+    };
+    replace(&file, text.as_bytes(), mode)?;
     Ok(backup)
+}
+
+#[cfg(unix)]
+fn permissions(m: &std::fs::Metadata) -> u32 {
+    std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777
+}
+
+#[cfg(not(unix))]
+fn permissions(_m: &std::fs::Metadata) -> u32 {
+    0o600
 }
 
 #[cfg(test)]
@@ -168,10 +258,14 @@ pub fn write(path: &Path, text: &str) -> std::io::Result<Option<PathBuf>> {
 mod tests {
     use super::*;
 
+    fn region(r: &str) -> &'static crate::client::checked::Region {
+        Box::leak(Box::new(crate::client::checked::Region::parse(r).unwrap()))
+    }
+
     fn profile(name: &str) -> Profile<'_> {
         Profile {
             name,
-            region: Some("us-west-2"),
+            region: Some(region("us-west-2")),
             command: vec![
                 "/opt/my tools/stsvend".into(),
                 "credential-process".into(),
@@ -191,7 +285,7 @@ mod tests {
         assert!(out.starts_with(BEFORE), "{out}");
         assert_eq!(
             &out[BEFORE.len()..],
-            format!("\n[profile archive]\n{MARKER}\nregion = us-west-2\ncredential_process = \"/opt/my tools/stsvend\" credential-process --endpoint https://data.example.org/s3credentials --token-file \"/home/a b/.edl_token\"\n")
+            format!("\n[profile archive]\n{MARKER}\nregion = us-west-2\ncredential_process = '/opt/my tools/stsvend' credential-process --endpoint https://data.example.org/s3credentials --token-file '/home/a b/.edl_token'\n")
         );
     }
 
@@ -199,7 +293,7 @@ mod tests {
     fn our_profile_is_replaced_in_place_keeping_the_neighbours_comments() {
         let first = update(BEFORE, &profile("work"), true).unwrap();
         let mut again = profile("work");
-        again.region = Some("us-east-2");
+        again.region = Some(region("us-east-2"));
         let second = update(&first, &again, false).unwrap();
         assert!(
             second.contains("; work account\n[profile work]\n"),
@@ -240,10 +334,53 @@ mod tests {
     }
 
     #[test]
-    fn arguments_are_quoted_the_way_shell_splitting_reads_them_back() {
+    fn arguments_are_quoted_so_shlex_and_sh_read_the_same_words() {
         assert_eq!(quote("/usr/bin/stsvend"), "/usr/bin/stsvend");
-        assert_eq!(quote("a b"), "\"a b\"");
-        assert_eq!(quote("x\"y$z"), "\"x\\\"y\\$z\"");
-        assert_eq!(quote(""), "\"\"");
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("x\"y$z"), "'x\"y$z'");
+        assert_eq!(quote("it's"), "'it'\\''s'");
+        assert_eq!(quote(""), "''");
+        assert_eq!(quote("~x"), "'~x'", "no tilde expansion under sh");
+        let words = [
+            "/a $HOME `id` 'q\" dir/stsvend",
+            "--x",
+            "it's",
+            "",
+            "\\n",
+            "~",
+        ];
+        let line: Vec<String> = words.iter().map(|w| quote(w)).collect();
+        assert_eq!(shlex::split(&line.join(" ")).unwrap(), words);
+    }
+
+    #[test]
+    fn what_would_read_back_as_something_else_is_refused_before_writing() {
+        let mut p = profile("archive");
+        p.command.push("s3://b/x\r[profile zz]".into());
+        assert!(matches!(
+            update(BEFORE, &p, false),
+            Err(Refusal::Invalid(_))
+        ));
+        let p = profile("a b");
+        assert!(matches!(
+            update(BEFORE, &p, false),
+            Err(Refusal::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn the_written_profile_reads_back_as_meant_and_nothing_else_moves() {
+        let p = profile("archive");
+        let after = update(BEFORE, &p, false).unwrap();
+        assert_eq!(read_back(BEFORE, &after, &p).unwrap(), p.command);
+        // A file that means something else to botocore than to us fails the check.
+        let hijacked = after.replace(
+            "region = us-west-2\n",
+            "region = us-west-2\rcredential_process = evil\r[profile zz]\n",
+        );
+        assert!(read_back(BEFORE, &hijacked, &p).is_err());
+        let other = after.replace("output = json", "output = text");
+        assert!(read_back(BEFORE, &other, &p).is_err());
+        assert!(read_back("[a]\n[a]\n", &after, &p).is_err());
     }
 }

@@ -4,6 +4,8 @@
 //! under `$XDG_CACHE_HOME/stsvend/`, and reuses it while more than 15 minutes remain, so
 //! hundreds of SDK processes do not each call the service.
 
+pub mod botocore_ini;
+pub mod checked;
 pub mod configure;
 pub mod netrc;
 
@@ -38,7 +40,7 @@ pub struct Options {
     pub auth: Auth,
     pub format: OutputFormat,
     pub cache_dir: Option<PathBuf>,
-    pub region: Option<String>,
+    pub region: Option<checked::Region>,
 }
 
 /// What the cache file holds: the credential_process document plus the region.
@@ -54,8 +56,9 @@ pub struct Cached {
     session_token: String,
     #[serde(rename = "Expiration")]
     expiration: String,
+    /// Checked on the way in: a cache file written by an older helper may hold anything.
     #[serde(rename = "Region", default, skip_serializing_if = "Option::is_none")]
-    region: Option<String>,
+    region: Option<checked::Region>,
 }
 
 impl Cached {
@@ -241,7 +244,7 @@ fn render(cached: &Cached, format: OutputFormat) -> String {
             if let Some(region) = &cached.region {
                 out.push_str(&format!(
                     "export AWS_REGION={0}\nexport AWS_DEFAULT_REGION={0}\n",
-                    shell_quote(region)
+                    shell_quote(region.as_str())
                 ));
             }
             out
@@ -349,7 +352,7 @@ async fn fetch(options: &Options) -> Result<Cached, ClientError> {
     let mut cached = parse_response(status, request_id.as_deref(), &text)?;
     cached.region = match &options.region {
         Some(r) => Some(r.clone()),
-        None => fetch_region(&http, options).await,
+        None => fetch_region(&http, options).await?,
     };
     Ok(cached)
 }
@@ -410,8 +413,12 @@ pub fn parse_response(
     Ok(cached)
 }
 
-/// The region from `<endpoint>/scope`, for `--format env` users (best effort).
-async fn fetch_region(http: &reqwest::Client, options: &Options) -> Option<String> {
+/// The region from `<endpoint>/scope`, for `--format env` users and `configure`: none when the
+/// service does not say (best effort), refused when what it says is not a region name.
+async fn fetch_region(
+    http: &reqwest::Client,
+    options: &Options,
+) -> Result<Option<checked::Region>, ClientError> {
     let mut url = options.endpoint.clone();
     url.set_query(None);
     let path = format!("{}/scope", url.path().trim_end_matches('/'));
@@ -420,9 +427,21 @@ async fn fetch_region(http: &reqwest::Client, options: &Options) -> Option<Strin
     if let Auth::Bearer(token) = &options.auth {
         req = req.bearer_auth(token);
     }
-    let res = req.send().await.ok()?;
-    let body: serde_json::Value = res.json().await.ok()?;
-    body["region"].as_str().map(str::to_owned)
+    let Ok(res) = req.send().await else {
+        return Ok(None);
+    };
+    let Ok(body) = res.json::<serde_json::Value>().await else {
+        return Ok(None);
+    };
+    body["region"]
+        .as_str()
+        .map(|r| {
+            checked::Region::parse(r).map_err(|e| ClientError::Service {
+                status: 200,
+                detail: format!(": its region {e}"),
+            })
+        })
+        .transpose()
 }
 
 /// The Earthdata redirect chain: follow redirects keeping cookies, sending the netrc
@@ -485,7 +504,7 @@ mod tests {
             secret_access_key: "s'ecret".into(),
             session_token: "tok".into(),
             expiration: expiration.into(),
-            region: Some("us-west-2".into()),
+            region: Some(checked::Region::parse("us-west-2").unwrap()),
         }
     }
 

@@ -49,7 +49,7 @@ struct Audit<'a> {
     session_name: &'a str,
     scope: &'a crate::vend::scope::SessionScope,
     credentials: &'a crate::vend::sts::StsCredentials,
-    rendered: &'a std::sync::OnceLock<Box<str>>,
+    rendered: &'a std::sync::OnceLock<crate::vend::vendor::Rendered>,
     cache: &'static str,
     format: &'static str,
     client: std::net::IpAddr,
@@ -58,12 +58,14 @@ struct Audit<'a> {
 
 impl Audit<'_> {
     /// What is the same on every response with this credential, rendered once per
-    /// credential: user, session name, scope, policy hash, buckets, key id, expiration,
-    /// packed policy size.
-    fn fixed(&self) -> String {
+    /// credential: user, session name, scope, policy hash, buckets | key id, expiration,
+    /// packed policy size; `|` is where each request's `narrowed_to` goes (a narrowing equal
+    /// to the user's whole scope shares the plain request's credential).
+    fn fixed(&self) -> crate::vend::vendor::Rendered {
         use crate::json::{write_escaped, write_member};
         let mut out = String::with_capacity(256 + self.scope.buckets_joined.len());
-        let render = |out: &mut String| -> std::fmt::Result {
+        let mut split = 0;
+        let render = |out: &mut String, split: &mut usize| -> std::fmt::Result {
             out.push_str("\"user\":\"");
             write_escaped(out, &capped(self.user))?;
             out.push('"');
@@ -71,9 +73,7 @@ impl Audit<'_> {
             write_member(out, "scope", self.scope.mode.as_str())?;
             write_member(out, "policy_hash", &self.scope.hash)?;
             write_member(out, "buckets", &self.scope.buckets_joined)?;
-            if let Some(targets) = &self.scope.narrowed_to {
-                write_member(out, "narrowed_to", targets)?;
-            }
+            *split = out.len();
             write_member(out, "access_key_id", &self.credentials.access_key_id)?;
             write_member(out, "expiration", &self.credentials.expiration_rfc3339)?;
             if let Some(size) = self.credentials.packed_policy_size {
@@ -83,13 +83,22 @@ impl Audit<'_> {
             Ok(())
         };
         // Writing into a String cannot fail.
-        let _ = render(&mut out);
-        out
+        let _ = render(&mut out, &mut split);
+        crate::vend::vendor::Rendered {
+            text: out.into(),
+            split,
+        }
     }
 
     fn render(&self, out: &mut String) -> std::fmt::Result {
         use crate::json::{write_ip, write_member, write_static_member};
-        out.push_str(self.rendered.get_or_init(|| self.fixed().into()));
+        let fixed = self.rendered.get_or_init(|| self.fixed());
+        let (head, tail) = fixed.text.split_at(fixed.split.min(fixed.text.len()));
+        out.push_str(head);
+        if let Some(targets) = &self.scope.narrowed_to {
+            write_member(out, "narrowed_to", targets)?;
+        }
+        out.push_str(tail);
         write_static_member(out, "authenticated_by", self.authenticated_by.name())?;
         write_static_member(out, "cache", self.cache)?;
         write_static_member(out, "format", self.format)?;

@@ -104,8 +104,11 @@ pub async fn logout(
         }
         None => HttpResponse::Ok(),
     };
+    // The browser forgets what this login left in its cache too (object links' redirects),
+    // so the next person at a shared browser cannot follow them.
     Ok(res
         .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header(("clear-site-data", "\"cache\", \"cookies\""))
         .cookie(state.cookies.clear_session())
         .json(json!({"status": "logged_out"})))
 }

@@ -212,10 +212,16 @@ fn answer(req: &HttpRequest, url: &str, expires_at: DateTime<Utc>, life: i64) ->
             });
     }
     // A browser may reuse the redirect, never past the link's life (a minute to spare, as
-    // NASA's TEA does); shared caches never.
+    // NASA's TEA does); shared caches never. Only for the same login: the stored redirect is
+    // keyed on what authenticated it (another person at the same browser sends another
+    // cookie, or none), and logout clears the cache besides.
     let cache = format!("private, max-age={}", (life - 60).max(0));
     let mut res = HttpResponse::TemporaryRedirect();
     res.insert_header((header::CACHE_CONTROL, cache))
+        .insert_header((
+            header::VARY,
+            HeaderValue::from_static("Cookie, Authorization"),
+        ))
         .insert_header((
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),

@@ -92,17 +92,17 @@ impl Links {
             key: key.to_owned(),
             asked,
         };
-        if let Some(hit) = self.cache.get(&id) {
-            if now >= hit.signed_at && now - hit.signed_at < REUSE {
-                return Ok(hit);
-            }
-        }
         let left = (credentials.expiration - now).num_seconds().max(1);
         let max = i64::try_from(settings.s3.presign_max.as_secs()).unwrap_or(i64::MAX);
         let life = i64::try_from(asked.unwrap_or(u64::MAX))
             .unwrap_or(i64::MAX)
             .min(max)
             .min(left);
+        if let Some(hit) = self.cache.get(&id) {
+            if reusable(&hit, now, life) {
+                return Ok(hit);
+            }
+        }
         let url = presign(
             method,
             &object_url(settings, bucket, key),
@@ -119,6 +119,17 @@ impl Links {
         self.cache.insert(id, signed.clone());
         Ok(signed)
     }
+}
+
+/// Whether `hit` may stand in for a link of `life` seconds signed `now`: signed within the last
+/// `REUSE`, and short of that life by at most a tenth of it (a 5-second link is reused only
+/// within half a second, an hour's within the minute).
+fn reusable(hit: &Signed, now: DateTime<Utc>, life: i64) -> bool {
+    let lost_ms = (life.saturating_mul(1000) / 10).min(REUSE.num_milliseconds());
+    let left_ms = (hit.expires_at - now).num_milliseconds();
+    now >= hit.signed_at
+        && now - hit.signed_at < REUSE
+        && left_ms >= life.saturating_mul(1000) - lost_ms
 }
 
 /// S3's longest key, in bytes.
@@ -263,5 +274,64 @@ mod tests {
             object_url(&settings, "demo-bucket", "a/k"),
             "http://127.0.0.1:9000/demo-bucket/a/k"
         );
+    }
+    fn creds(now: DateTime<Utc>) -> StsCredentials {
+        StsCredentials::new(
+            "ASIAEXAMPLE".into(),
+            secrecy::SecretString::from("s3cr3t".to_owned()),
+            secrecy::SecretString::from("token".to_owned()),
+            now + chrono::TimeDelta::hours(1),
+            None,
+        )
+    }
+
+    #[test]
+    fn a_link_signed_within_the_minute_is_handed_out_again() {
+        let settings = crate::config::test_settings();
+        let links = Links::default();
+        let t0 = chrono::Utc::now();
+        let c = creds(t0);
+        let sign = |at, method, asked| {
+            links
+                .get_or_sign(&settings, &c, method, "demo-bucket", "a/b.nc", asked, at)
+                .unwrap()
+        };
+        let first = sign(t0, "GET", None);
+        let again = sign(t0 + chrono::TimeDelta::seconds(30), "GET", None);
+        assert!(Arc::ptr_eq(&first, &again), "reused within the minute");
+        let head = sign(t0 + chrono::TimeDelta::seconds(30), "HEAD", None);
+        assert!(
+            !Arc::ptr_eq(&first, &head),
+            "another method is another link"
+        );
+        assert_ne!(first.url, head.url);
+        let later = sign(t0 + chrono::TimeDelta::seconds(61), "GET", None);
+        assert!(!Arc::ptr_eq(&first, &later), "signed anew after the minute");
+        assert_eq!(
+            later.expires_at,
+            t0 + chrono::TimeDelta::seconds(61 + 3600 - 61),
+            "capped by the credential's life"
+        );
+    }
+
+    #[test]
+    fn a_short_link_is_never_handed_out_expired_or_nearly() {
+        let settings = crate::config::test_settings();
+        let links = Links::default();
+        let t0 = chrono::Utc::now();
+        let c = creds(t0);
+        let sign = |at| {
+            links
+                .get_or_sign(&settings, &c, "GET", "demo-bucket", "k", Some(5), at)
+                .unwrap()
+        };
+        let first = sign(t0);
+        let ten_later = t0 + chrono::TimeDelta::seconds(10);
+        let second = sign(ten_later);
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert_eq!(second.expires_at, ten_later + chrono::TimeDelta::seconds(5));
+        // Within a tenth of its life it is still the same link.
+        let soon = ten_later + chrono::TimeDelta::milliseconds(400);
+        assert!(Arc::ptr_eq(&second, &sign(soon)));
     }
 }

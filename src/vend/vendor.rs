@@ -77,7 +77,7 @@ pub struct Vended {
     pub session_name: Arc<str>,
     /// Text the caller renders once per credential and reuses on every hit (the audit
     /// line's per-credential fields); shared with the cache entry.
-    pub rendered: Arc<OnceLock<Box<str>>>,
+    pub rendered: Arc<OnceLock<Rendered>>,
 }
 
 /// A cached credential, the session name it was issued under (kept so that a hit does not
@@ -86,7 +86,15 @@ pub struct Vended {
 struct Entry {
     credentials: Arc<StsCredentials>,
     session_name: Arc<str>,
-    rendered: Arc<OnceLock<Box<str>>>,
+    rendered: Arc<OnceLock<Rendered>>,
+}
+
+/// Text rendered once per credential, and the offset in it where each request's own part
+/// goes (a credential can serve requests that asked differently).
+#[derive(Debug)]
+pub struct Rendered {
+    pub text: Box<str>,
+    pub split: usize,
 }
 
 impl Entry {

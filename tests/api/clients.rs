@@ -775,7 +775,7 @@ async fn configure_writes_one_working_profile_and_leaves_the_rest_of_the_config_
     );
     assert!(
         section.contains(&format!(
-            "credential_process = {} credential-process --endpoint {} --token-file \"{}\"\n",
+            "credential_process = {} credential-process --endpoint {} --token-file '{}'\n",
             env!("CARGO_BIN_EXE_stsvend"),
             app.url("/s3credentials"),
             token_arg

@@ -61,6 +61,8 @@ async fn a_link_redirects_to_a_presigned_url_that_needs_no_credentials_to_follow
     assert_eq!(res.status(), 307);
     assert_eq!(res.headers()["cache-control"], "private, max-age=3540");
     assert_eq!(res.headers()["referrer-policy"], "no-referrer");
+    // A browser keeps the redirect only for the login that got it.
+    assert_eq!(res.headers()["vary"], "Cookie, Authorization");
     let location = res.headers()["location"].to_str().unwrap().to_owned();
     let moto = &components().moto_endpoint;
     assert!(
@@ -115,6 +117,11 @@ async fn a_link_redirects_to_a_presigned_url_that_needs_no_credentials_to_follow
         .unwrap();
     assert_eq!(head.status(), 307);
     let head_location = head.headers()["location"].to_str().unwrap().to_owned();
+    // The same instant (the injected clock stands still), so only the method differs.
+    assert_eq!(
+        query(&head_location, "X-Amz-Date"),
+        query(&location, "X-Amz-Date")
+    );
     assert_ne!(
         query(&head_location, "X-Amz-Signature"),
         query(&location, "X-Amz-Signature"),

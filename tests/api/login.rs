@@ -437,6 +437,8 @@ async fn logout_clears_the_cookie_and_ends_the_idp_session() {
     let cookie = logged_in_cookie(&app).await;
     let res = get_with_cookie(&app, app.url("/logout"), &cookie).await;
     assert_eq!(res.status(), 302);
+    // What this login left in the browser's cache (object links' redirects) goes too.
+    assert_eq!(res.headers()["clear-site-data"], "\"cache\", \"cookies\"");
     let location = res.headers()["location"].to_str().unwrap();
     assert!(
         location.starts_with(&format!("{}/oauth/logout?", app.issuer)),

@@ -4,6 +4,7 @@
 mod bearer;
 mod clients;
 mod config_errors;
+mod configure;
 mod credentials;
 mod drills;
 mod fleet;

@@ -267,3 +267,59 @@ async fn the_scope_endpoint_says_what_a_narrowed_credential_would_cover() {
     assert_eq!(error_of(res).await.0, 403);
     assert!(recorded(&recording, &user).is_empty(), "no STS call");
 }
+
+/// A narrowing that equals the user's whole scope shares the plain credential (one policy,
+/// one cache entry), yet each audit line says what its own request asked for, in either order.
+#[tokio::test]
+async fn each_audit_line_says_what_its_own_request_narrowed_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _moto, _recording) = app_in("inline", dir.path()).await;
+    let whole = "target=s3://demo-inregion/&target=s3://demo-prefixed/data/";
+    for narrowed_first in [false, true] {
+        let (user, token) = unique_user(&app, "audit-each", json!(["science"])).await;
+        let order = if narrowed_first {
+            [
+                format!("/s3credentials?{whole}"),
+                "/s3credentials".to_owned(),
+            ]
+        } else {
+            [
+                "/s3credentials".to_owned(),
+                format!("/s3credentials?{whole}"),
+            ]
+        };
+        let mut keys = Vec::new();
+        for path in &order {
+            let res = app.get_as(path, &token).await;
+            assert_eq!(res.status(), 200, "{path}");
+            let body: Value = res.json().await.unwrap();
+            keys.push(body["accessKeyId"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(keys[0], keys[1], "the whole scope is the plain credential");
+        let lines: Vec<String> = captured_logs()
+            .lines()
+            .filter(|l| {
+                l.contains("credentials vended") && l.contains(&format!("\"user\":\"{user}\""))
+            })
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        let narrowed: Vec<bool> = lines
+            .iter()
+            .map(|l| l.contains("\"narrowed_to\":"))
+            .collect();
+        assert_eq!(
+            narrowed,
+            [narrowed_first, !narrowed_first],
+            "order {order:?}: {lines:?}"
+        );
+        let said = lines
+            .iter()
+            .find(|l| l.contains("\"narrowed_to\":"))
+            .unwrap();
+        assert!(
+            said.contains("\"narrowed_to\":\"s3://demo-inregion/,s3://demo-prefixed/data/\""),
+            "{said}"
+        );
+    }
+}

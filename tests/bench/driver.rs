@@ -254,7 +254,7 @@ async fn memory(users: usize) -> Value {
         // What the credential route keeps per credential: its audit fields, rendered once.
         let c = &vended.credentials;
         vended.rendered.get_or_init(|| {
-            format!(
+            let text: String = format!(
                 r#""user":"{user}","session_name":"{}","scope":"{}","policy_hash":"{}","buckets":"{}","access_key_id":"{}","expiration":"{}","packed_policy_size":{}"#,
                 vended.session_name,
                 scope.mode.as_str(),
@@ -263,8 +263,12 @@ async fn memory(users: usize) -> Value {
                 c.access_key_id,
                 c.expiration_rfc3339,
                 c.packed_policy_size.unwrap_or(0)
-            )
-            .into()
+            );
+            let split = text.find(",\"access_key_id\"").unwrap_or(0);
+            stsvend::vend::vendor::Rendered {
+                text: text.into(),
+                split,
+            }
         });
     }
     vendor.sync().await;

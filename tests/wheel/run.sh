@@ -51,7 +51,11 @@ python3 -m venv "$work/user"
 helper="$work/user/bin/stsvend"
 [ -x "$helper" ] || { echo "[wheel] no stsvend on the venv's PATH" >&2; exit 1; }
 "$helper" --version | grep -qx "stsvend $version" || { echo "[wheel] wrong version: $("$helper" --version)" >&2; exit 1; }
-if "$helper" serve >/dev/null 2>&1; then echo "[wheel] the wheel's helper has the service in it" >&2; exit 1; fi
+# The service is not in the wheel: clap says `serve` is no subcommand of this build (a
+# service that merely failed to start would say something else).
+serve_err="$("$helper" serve 2>&1 >/dev/null || true)"
+grep -q "unrecognized subcommand 'serve'" <<<"$serve_err" \
+  || { echo "[wheel] the wheel's helper has the service in it: $serve_err" >&2; exit 1; }
 
 start_components
 start_stsvend "$bin" app_port
@@ -59,14 +63,18 @@ token="$(curl -fsS -u alice:alice-pw -X POST "$issuer/api/users/find_or_create_t
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')"
 mkdir -p "$work/home/.aws"
 printf '%s\n' "$token" >"$work/home/.edl_token"
-printf '# theirs\n[profile work]\nregion = eu-west-1\n' >"$work/home/.aws/config"
-export HOME="$work/home" AWS_CONFIG_FILE="$work/home/.aws/config"
+# AWS_CONFIG_FILE away from the default, which must stay as it is.
+printf '# default\n' >"$work/home/.aws/config"
+mkdir -p "$work/home/elsewhere"
+printf '# theirs\n[profile work]\nregion = eu-west-1\n' >"$work/home/elsewhere/aws-config"
+export HOME="$work/home" AWS_CONFIG_FILE="$work/home/elsewhere/aws-config"
 unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_PROFILE XDG_CACHE_HOME
 PATH="$work/user/bin:$PATH" stsvend configure --endpoint "http://127.0.0.1:$app_port/s3credentials" \
   --profile archive --token-file "$HOME/.edl_token"
 grep -q "^credential_process = $helper credential-process " "$AWS_CONFIG_FILE" \
   || { echo "[wheel] the profile does not name the installed helper:" >&2; cat "$AWS_CONFIG_FILE" >&2; exit 1; }
 grep -q '^\[profile work\]' "$AWS_CONFIG_FILE"
+[ "$(cat "$HOME/.aws/config")" = "# default" ] || { echo "[wheel] ~/.aws/config was changed" >&2; exit 1; }
 
 "$work/user/bin/aws" --profile archive --endpoint-url "$moto" s3 ls s3://demo-inregion/ | grep -q hello.txt \
   || { echo "[wheel] the AWS CLI did not list the bucket" >&2; exit 1; }
