@@ -207,6 +207,7 @@ impl Collector for VendCollector {
             ("too_many_in_flight", &g.refused_in_flight),
             ("rate_budget", &g.refused_rate),
             ("fleet_rate_budget", &g.refused_fleet_rate),
+            ("user_budget", &g.refused_user_budget),
         ] {
             Self::set(
                 &self.sts_refused.with_label_values(&[reason]),

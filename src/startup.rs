@@ -126,16 +126,6 @@ impl Application {
         )
         .map_err(StartupError::CookieKey)?;
         let idp_limiter = Arc::new(crate::limits::IdpLimiter::new(&settings));
-        let sweep_task = {
-            let limiter = idp_limiter.clone();
-            tokio::spawn(async move {
-                let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
-                loop {
-                    every.tick().await;
-                    limiter.sweep();
-                }
-            })
-        };
         let bearer =
             BearerVerifier::new(settings.oidc.clone(), settings.cache.max_entries.max(1000));
         let sts: Arc<dyn StsApi> = match deps.sts {
@@ -152,6 +142,19 @@ impl Application {
             vendor = vendor.with_fleet(fleet.clone());
         }
         let vendor = Arc::new(vendor);
+        // Per-client and per-user limiters forget whoever has fully recovered.
+        let sweep_task = {
+            let limiter = idp_limiter.clone();
+            let vendor = vendor.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+                loop {
+                    every.tick().await;
+                    limiter.sweep();
+                    vendor.guard().sweep();
+                }
+            })
+        };
         let tls = match &settings.server.tls {
             Some(t) => Some((
                 Arc::new(crate::tls::CertReloader::new(&t.cert_file, &t.key_file)?),
@@ -196,8 +199,16 @@ impl Application {
         let cors_origins = settings.cors.allowed_origins.clone();
         let templates = http::readme::environment()?;
         let scopes = crate::vend::scope::Scoper::new(&settings)?;
-        let revocations =
-            crate::revoke::Revocations::new(vendor.clone(), fleet.clone(), clock.clone());
+        // Before anything is served: a restart must not lift a revocation.
+        let (store, loaded) = crate::revoke::Store::open(&settings.revocations.file)
+            .map_err(|e| crate::config::ConfigError::key("revocations.file", e))?;
+        let revocations = crate::revoke::Revocations::new(
+            vendor.clone(),
+            fleet.clone(),
+            clock.clone(),
+            store,
+            loaded,
+        );
         revocations.start_sync();
         let settings = Arc::new(settings);
         let login = crate::auth::login::Login::new(

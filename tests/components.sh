@@ -94,6 +94,7 @@ start_components() {
 stsvend_start() {
   env STSVEND_SERVER__BIND="127.0.0.1:$1" STSVEND_SERVER__PUBLIC_URL="http://127.0.0.1:$1" \
     STSVEND_SERVER__LOG_FORMAT=json STSVEND_SERVER__METRICS=true STSVEND_OIDC__ISSUER="$issuer" \
+    STSVEND_REVOCATIONS__FILE="$work/revocations-$1.json" \
     STSVEND_STS__ENDPOINT_URL="$moto" STSVEND_S3__ENDPOINT_URL="$moto" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
     AWS_SESSION_TOKEN= "${stsvend_env[@]}" \
     "$stsvend_bin" serve --config "$root/config/local.toml" >>"$work/stsvend-$1.log" 2>&1 &

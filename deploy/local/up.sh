@@ -79,6 +79,7 @@ if [ "$fleet" = 1 ]; then
     echo "[up] starting stsvend replica $n on 127.0.0.1:808$n (internal :908$n)" >&2
     AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN= \
     STSVEND_SERVER__BIND="127.0.0.1:808$n" STSVEND_SERVER__INTERNAL_BIND="127.0.0.1:908$n" \
+    STSVEND_REVOCATIONS__FILE="$run/revocations-$n.json" \
       "$bin" serve --config "$root/config/local-fleet.toml" >"$run/stsvend-$n.log" 2>&1 &
     pids+=($!)
     export "FLEET_S$n=127.0.0.1:808$n" "FLEET_C$n=908$n"
@@ -121,6 +122,7 @@ fi
 echo "[up] starting stsvend on $APP_URL" >&2
 # moto accepts any credentials; these are the service's own (demo) AWS credentials.
 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN= \
+STSVEND_REVOCATIONS__FILE="$run/revocations-http.json" \
   "$bin" serve --config "$root/config/local.toml" &
 pids+=($!)
 wait_for "$APP_URL/readyz" "stsvend"
@@ -130,6 +132,7 @@ tls="$("$here/tls.sh" "$run/tls")"
 echo "[up] starting stsvend on $HTTPS_URL (TLS, CA $tls/ca.pem)" >&2
 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN= \
 STSVEND_SERVER__BIND=127.0.0.1:8443 STSVEND_SERVER__PUBLIC_URL="$HTTPS_URL" \
+STSVEND_REVOCATIONS__FILE="$run/revocations-https.json" \
 STSVEND_SERVER__TLS__CERT_FILE="$tls/server.pem" STSVEND_SERVER__TLS__KEY_FILE="$tls/server.key" \
 STSVEND_SESSION__SECURE=true STSVEND_OIDC__CLIENT_ID=stsvend-local-https \
 STSVEND_OIDC__AUDIENCES='["stsvend-local"]' \

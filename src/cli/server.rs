@@ -62,9 +62,11 @@ pub enum ServerCommand {
         config: Option<PathBuf>,
         #[arg(long)]
         user: String,
-        /// RFC 3339; default now.
-        #[arg(long)]
-        issued_before: Option<chrono::DateTime<chrono::Utc>>,
+        /// When the user was revoked (RFC 3339; default now). The statement denies their
+        /// sessions issued before the revocation took effect everywhere: this time rounded up
+        /// to the second, plus sts.timeout_seconds and 5 s (README "Revoking a user").
+        #[arg(long, alias = "issued-before")]
+        revoked_at: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// Lift a user's revocation.
     Unrevoke {
@@ -147,12 +149,12 @@ pub fn run(command: ServerCommand) -> ExitCode {
         ServerCommand::DenyStatement {
             config,
             user,
-            issued_before,
+            revoked_at,
         } => match config::load(config.as_deref()) {
             Ok((_, settings)) => print_json(&stsvend::revoke::deny_statement(
                 &settings,
                 &user,
-                issued_before.unwrap_or_else(chrono::Utc::now),
+                revoked_at.unwrap_or_else(chrono::Utc::now),
             )),
             Err(e) => fail(e),
         },

@@ -1,4 +1,5 @@
-//! The small sections together: `[admin]`, `[cache]`, `[cors]` and `[limits]`.
+//! The small sections together: `[admin]`, `[cache]`, `[cors]`, `[limits]` and
+//! `[revocations]`.
 
 use std::time::Duration;
 
@@ -19,11 +20,39 @@ pub struct RawAdmin {
     pub token_file: Option<RelativePathBuf>,
 }
 
+/// `[revocations]`: where this replica keeps revocations so that a restart never lifts them.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRevocations {
+    #[serde(serialize_with = "resolved_required")]
+    pub file: RelativePathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct RevocationSettings {
+    /// The durable copy (written atomically on every change, read before the replica serves).
+    pub file: std::path::PathBuf,
+}
+
+pub(super) fn validate_revocations(
+    raw: &RawRevocations,
+) -> Result<RevocationSettings, ConfigError> {
+    let file = raw.file.relative();
+    if file.as_os_str().is_empty() || file.file_name().is_none() {
+        return Err(ConfigError::key(
+            "revocations.file",
+            "must name a file (its folder is created if missing)",
+        ));
+    }
+    Ok(RevocationSettings { file })
+}
+
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCache {
     pub enabled: bool,
     pub max_entries: u64,
+    pub max_entries_per_user: u64,
     pub earthdata_min_remaining_seconds: u64,
     pub min_remaining_seconds: u64,
 }
@@ -41,6 +70,8 @@ pub struct RawLimits {
     pub idp_burst: u32,
     pub login_starts_per_minute: u32,
     pub login_start_burst: u32,
+    pub user_new_credentials_per_minute: u32,
+    pub user_new_credentials_burst: u32,
 }
 
 /// Per-client limits on work that anonymous requests can make stsvend do at the IdP.
@@ -52,12 +83,18 @@ pub struct LimitSettings {
     /// Logins started per client address (each hands out a sealed login state); 0: no limit.
     pub login_starts_per_minute: u32,
     pub login_start_burst: u32,
+    /// New credentials (AssumeRole calls) one signed-in user may cause, per replica; 0: no
+    /// limit.
+    pub user_new_credentials_per_minute: u32,
+    pub user_new_credentials_burst: u32,
 }
 
 #[derive(Debug, Clone)]
 pub struct CacheSettings {
     pub enabled: bool,
     pub max_entries: u64,
+    /// Most credentials kept for one user (each narrowing and lifetime is one).
+    pub max_entries_per_user: u64,
     pub earthdata_min_remaining: Duration,
     pub min_remaining: Duration,
 }
@@ -116,11 +153,49 @@ pub(super) fn validate_cache(raw: &RawCache) -> Result<CacheSettings, ConfigErro
         60,
         43200,
     )?;
+    let per_user = within(
+        "cache.max_entries_per_user",
+        raw.max_entries_per_user,
+        1,
+        10_000,
+    )?;
     Ok(CacheSettings {
         enabled: raw.enabled,
         max_entries: raw.max_entries,
+        max_entries_per_user: per_user,
         earthdata_min_remaining: earthdata,
         min_remaining: min,
+    })
+}
+
+/// `[limits]`. One user's burst of new credentials must leave room for everybody else in the
+/// replica's AssumeRole budget and in-flight cap.
+pub(super) fn validate_limits(
+    raw: &RawLimits,
+    sts: &super::StsSettings,
+) -> Result<LimitSettings, ConfigError> {
+    let burst = raw.user_new_credentials_burst.max(1);
+    if raw.user_new_credentials_per_minute > 0 {
+        let room = |cap: u64| u64::from(burst) * 2 <= cap;
+        if !room(sts.max_in_flight as u64)
+            || (sts.max_calls_per_second > 0 && !room(u64::from(sts.max_calls_per_second)))
+        {
+            return Err(ConfigError::key(
+                "limits.user_new_credentials_burst",
+                format!(
+                    "{burst} is more than half of sts.max_in_flight ({}) or sts.max_calls_per_second ({}): one user could take what other users need",
+                    sts.max_in_flight, sts.max_calls_per_second
+                ),
+            ));
+        }
+    }
+    Ok(LimitSettings {
+        idp_requests_per_minute: raw.idp_requests_per_minute,
+        idp_burst: raw.idp_burst.max(1),
+        login_starts_per_minute: raw.login_starts_per_minute,
+        login_start_burst: raw.login_start_burst.max(1),
+        user_new_credentials_per_minute: raw.user_new_credentials_per_minute,
+        user_new_credentials_burst: burst,
     })
 }
 

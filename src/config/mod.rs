@@ -26,6 +26,7 @@ pub use buckets::{
 pub use cluster::{ClusterSettings, RawCluster, SecretBytes};
 pub use minor::{
     CacheSettings, CorsSettings, LimitSettings, RawAdmin, RawCache, RawCors, RawLimits,
+    RawRevocations, RevocationSettings,
 };
 pub use oidc::{token_type, OidcSettings, RawOidc};
 pub use s3::{RawS3, S3Settings};
@@ -58,6 +59,7 @@ pub struct RawSettings {
     pub cors: RawCors,
     pub limits: RawLimits,
     pub s3: RawS3,
+    pub revocations: RawRevocations,
     #[serde(default)]
     pub cluster: Option<RawCluster>,
     #[serde(default)]
@@ -202,6 +204,7 @@ pub struct Settings {
     pub cors: CorsSettings,
     pub limits: LimitSettings,
     pub s3: S3Settings,
+    pub revocations: RevocationSettings,
     pub cluster: Option<ClusterSettings>,
     /// The admin API's bearer token (`[admin]`); the API exists only when set.
     pub admin_token: Option<SecretString>,
@@ -218,12 +221,8 @@ impl Settings {
         let cache = minor::validate_cache(&raw.cache)?;
         let cors = minor::validate_cors(&raw.cors)?;
         let s3 = s3::validate(&raw.s3)?;
-        let limits = LimitSettings {
-            idp_requests_per_minute: raw.limits.idp_requests_per_minute,
-            idp_burst: raw.limits.idp_burst.max(1),
-            login_starts_per_minute: raw.limits.login_starts_per_minute,
-            login_start_burst: raw.limits.login_start_burst.max(1),
-        };
+        let revocations = minor::validate_revocations(&raw.revocations)?;
+        let limits = minor::validate_limits(&raw.limits, &sts)?;
         let cluster = match &raw.cluster {
             Some(c) => Some(cluster::validate(c, &sts)?),
             None => None,
@@ -244,6 +243,7 @@ impl Settings {
             cache,
             cors,
             s3,
+            revocations,
             limits,
         };
         Ok(settings)

@@ -130,7 +130,7 @@ pub async fn revoke(
         .json(serde_json::json!({
             "revocation": revocation,
             "applies_to": if fleet { "fleet" } else { "this replica" },
-            "deny_statement": deny_statement(&state.settings, &revocation.user, now),
+            "deny_statement": deny_statement(&state.settings, &revocation.user, revocation.revoked_at),
         })))
 }
 

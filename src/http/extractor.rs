@@ -202,6 +202,16 @@ fn app_state(req: &HttpRequest) -> Result<web::Data<AppState>, AuthRejection> {
 async fn authenticate(req: HttpRequest) -> Result<AuthenticatedUser, AuthRejection> {
     let state = app_state(&req)?;
     if let Some(user) = identify(&req, &state).await? {
+        if !state.revocations.synced() {
+            return Err(ApiError::unavailable(
+                "this replica has not yet read which accounts are revoked; retry shortly",
+            )
+            .with_header(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from_static("1"),
+            )
+            .into());
+        }
         if state.revocations.is_revoked(&user.user_id, user.at) {
             tracing::info!(target: "stsvend::audit", user = %crate::telemetry::capped(&user.user_id), "refused: revoked");
             return Err(ApiError::new(

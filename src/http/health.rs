@@ -39,7 +39,9 @@ fn readiness(state: &AppState, detailed: bool) -> Result<HttpResponse, ApiError>
         ));
     }
     if !state.revocations.synced() {
-        missing.push("the fleet's revocations have not been read from Redis yet".to_owned());
+        missing.push(
+            "the fleet's revocations have not been read from Redis yet (and this replica has no copy of its own from an earlier read)".to_owned(),
+        );
     }
     let oidc = match (&last_error, shown) {
         (_, Some(e)) => format!("degraded: {e}"),

@@ -9,12 +9,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::sts::StsError;
-use crate::config::StsSettings;
+use crate::config::{LimitSettings, StsSettings};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -57,6 +58,8 @@ pub struct GuardStats {
     pub refused_rate: AtomicU64,
     /// Fleet mode: refused by the fleet-wide budget on Redis.
     pub refused_fleet_rate: AtomicU64,
+    /// Refused because the user has caused as many new credentials as one user may.
+    pub refused_user_budget: AtomicU64,
 }
 
 pub struct StsGuard {
@@ -66,6 +69,9 @@ pub struct StsGuard {
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
     budget: Option<DefaultDirectRateLimiter>,
+    /// Each user's own share of the budget: new credentials per user (governor's keyed GCRA;
+    /// users whose share has recovered are forgotten by `sweep`).
+    per_user: Option<DefaultKeyedRateLimiter<Box<str>>>,
     pub stats: GuardStats,
 }
 
@@ -79,9 +85,14 @@ pub struct Ticket<'a> {
 }
 
 impl StsGuard {
-    pub fn new(settings: &StsSettings) -> Self {
+    pub fn new(settings: &StsSettings, limits: &LimitSettings) -> Self {
         let budget = NonZeroU32::new(settings.max_calls_per_second)
             .map(|rate| RateLimiter::direct(Quota::per_second(rate)));
+        let per_user = NonZeroU32::new(limits.user_new_credentials_per_minute).map(|rate| {
+            let burst =
+                NonZeroU32::new(limits.user_new_credentials_burst).unwrap_or(NonZeroU32::MIN);
+            RateLimiter::keyed(Quota::per_minute(rate).allow_burst(burst))
+        });
         Self {
             state: Mutex::new(State::Closed { failures: 0 }),
             failures_to_open: settings.breaker_failures.max(1),
@@ -89,7 +100,34 @@ impl StsGuard {
             in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),
             max_in_flight: settings.max_in_flight,
             budget,
+            per_user,
             stats: GuardStats::default(),
+        }
+    }
+
+    /// May `user` cause one more new credential now? Checked before anything else that an
+    /// STS call takes (a fleet slot, the in-flight cap), so a user over their share uses
+    /// none of what other users need.
+    pub fn charge_user(&self, user: &str) -> Result<(), StsError> {
+        let Some(limiter) = &self.per_user else {
+            return Ok(());
+        };
+        let key: Box<str> = user.into();
+        limiter.check_key(&key).map_err(|not_until| {
+            self.stats
+                .refused_user_budget
+                .fetch_add(1, Ordering::Relaxed);
+            StsError::UserBudget {
+                retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+            }
+        })
+    }
+
+    /// Forget users whose share has fully recovered (run periodically).
+    pub fn sweep(&self) {
+        if let Some(limiter) = &self.per_user {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
         }
     }
 
@@ -263,6 +301,7 @@ mod tests {
             in_flight: Arc::new(Semaphore::new(in_flight)),
             max_in_flight: in_flight,
             budget: NonZeroU32::new(rate).map(|r| RateLimiter::direct(Quota::per_second(r))),
+            per_user: None,
             stats: GuardStats::default(),
         }
     }

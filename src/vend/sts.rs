@@ -128,6 +128,9 @@ pub enum StsError {
         reason: &'static str,
         retry_after: std::time::Duration,
     },
+    /// Not sent: this user has caused as many new credentials as one user may for now.
+    #[error("STS call not attempted (this user's budget of new credentials is used up)")]
+    UserBudget { retry_after: std::time::Duration },
 }
 
 impl StsError {

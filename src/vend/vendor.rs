@@ -130,7 +130,7 @@ impl CacheStats {
             StsError::Throttled => &self.sts_throttled,
             StsError::Unavailable(_) => &self.sts_unavailable,
             StsError::Rejected { .. } => &self.sts_rejected,
-            StsError::Busy { .. } => return,
+            StsError::Busy { .. } | StsError::UserBudget { .. } => return,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -254,10 +254,71 @@ impl CallShape {
     }
 }
 
+/// How many credentials the cache holds for each user: counted when one is inserted, and
+/// again by the eviction listener on every removal but a replacement. Touched on misses and
+/// evictions only, never on a hit.
+struct PerUser {
+    counts: std::sync::Mutex<std::collections::HashMap<Box<str>, u64>>,
+    cap: u64,
+}
+
+impl PerUser {
+    fn new(cap: u64) -> Arc<Self> {
+        Arc::new(Self {
+            counts: std::sync::Mutex::default(),
+            cap,
+        })
+    }
+
+    fn full(&self, user: &str) -> bool {
+        self.counts
+            .lock()
+            .map(|c| c.get(user).is_some_and(|n| *n >= self.cap))
+            .unwrap_or(false)
+    }
+
+    fn added(&self, user: &str) {
+        if let Ok(mut c) = self.counts.lock() {
+            *c.entry(user.into()).or_default() += 1;
+        }
+    }
+
+    fn removed(&self, user: &str) {
+        if let Ok(mut c) = self.counts.lock() {
+            if let Some(n) = c.get_mut(user) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    c.remove(user);
+                }
+            }
+        }
+    }
+}
+
+fn cache_for(
+    settings: &Settings,
+    clock: Arc<dyn Clock>,
+    per_user: &Arc<PerUser>,
+) -> Cache<Key, Entry, foldhash::fast::RandomState> {
+    let counted = per_user.clone();
+    Cache::builder()
+        .max_capacity(settings.cache.max_entries)
+        .expire_after(UntilUnusable { clock })
+        .eviction_listener(move |key: Arc<Key>, _, cause| {
+            if cause != moka::notification::RemovalCause::Replaced {
+                counted.removed(&key.user);
+            }
+        })
+        .support_invalidation_closures()
+        .build_with_hasher(foldhash::fast::RandomState::default())
+}
+
 pub struct Vendor {
     sts: Arc<dyn StsApi>,
     guard: super::guard::StsGuard,
     cache: Option<Cache<Key, Entry, foldhash::fast::RandomState>>,
+    /// Credentials cached per user, capped by `cache.max_entries_per_user`.
+    per_user: Arc<PerUser>,
     shape: CallShape,
     /// Fleet mode: the second level, shared by all replicas through Redis.
     shared: Option<Arc<crate::fleet::Fleet>>,
@@ -305,17 +366,16 @@ fn cache_key(request: &AssumeRoleRequest) -> Key {
 
 impl Vendor {
     pub fn new(sts: Arc<dyn StsApi>, settings: &Settings, clock: Arc<dyn Clock>) -> Self {
-        let cache = settings.cache.enabled.then(|| {
-            Cache::builder()
-                .max_capacity(settings.cache.max_entries)
-                .expire_after(UntilUnusable { clock })
-                .support_invalidation_closures()
-                .build_with_hasher(foldhash::fast::RandomState::default())
-        });
+        let per_user = PerUser::new(settings.cache.max_entries_per_user);
+        let cache = settings
+            .cache
+            .enabled
+            .then(|| cache_for(settings, clock, &per_user));
         Self {
             sts,
-            guard: super::guard::StsGuard::new(&settings.sts),
+            guard: super::guard::StsGuard::new(&settings.sts, &settings.limits),
             cache,
+            per_user,
             shape: CallShape::new(settings),
             shared: None,
             stats: CacheStats::default(),
@@ -471,6 +531,7 @@ impl Vendor {
         };
         let Some(cache) = &self.cache else {
             let request = request();
+            self.guard.charge_user(&request.user_id)?;
             let session_name = Arc::from(request.role_session_name.as_str());
             let credentials = Arc::new(call(request).await?);
             return Ok(vended(
@@ -483,6 +544,7 @@ impl Vendor {
         let fetch = |req: AssumeRoleRequest| async {
             let req_user = req.user_id.clone();
             let Some(shared) = &self.shared else {
+                self.guard.charge_user(&req.user_id)?;
                 return call(req).await;
             };
             let usable = |c: &StsCredentials| enough(c, now, min_remaining);
@@ -522,6 +584,7 @@ impl Vendor {
             // A request signed after its slot (a busy machine woke it late, or the SDK took
             // long to prepare it) is not sent: it takes a new slot, within the max wait.
             let work = async {
+                self.guard.charge_user(&req.user_id)?;
                 let started = tokio::time::Instant::now();
                 let mut req = req;
                 loop {
@@ -564,9 +627,13 @@ impl Vendor {
         };
         // Miss or too old: one caller at a time per key calls STS; the others then find the
         // fresh credential.
+        // A user at `cache.max_entries_per_user` still gets a new credential (within their
+        // own budget), handed out without being kept.
+        let unkept = OnceLock::new();
         let computed = cache
             .entry(key.clone())
             .and_try_compute_with(|existing| async {
+                let had = existing.is_some();
                 if let Some(entry) = existing {
                     if enough(&entry.value().credentials, now, min_remaining) {
                         return Ok(Op::Nop);
@@ -574,12 +641,30 @@ impl Vendor {
                 }
                 let request = request();
                 let session_name = Arc::from(request.role_session_name.as_str());
-                fetch(request)
-                    .await
-                    .map(|c| Op::Put(Entry::new(Arc::new(c), session_name)))
+                let entry = Entry::new(Arc::new(fetch(request).await?), session_name);
+                if !had && self.per_user.full(&key.user) {
+                    let _ = unkept.set(entry);
+                    return Ok::<_, StsError>(Op::Nop);
+                }
+                Ok(Op::Put(entry))
             })
             .await;
+        if let Ok(CompResult::Inserted(_)) = &computed {
+            self.per_user.added(&key.user);
+        }
         match computed {
+            Ok(CompResult::StillNone(_)) if unkept.get().is_some() => {
+                let outcome = if from_shared.load(Ordering::Relaxed) {
+                    CacheOutcome::Shared
+                } else {
+                    self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                    CacheOutcome::Miss
+                };
+                match unkept.into_inner() {
+                    Some(entry) => Ok(vended(entry, outcome)),
+                    None => Err(StsError::Unavailable("credential lost".into())),
+                }
+            }
             Ok(CompResult::Inserted(e)) | Ok(CompResult::ReplacedWith(e)) => {
                 if from_shared.load(Ordering::Relaxed) {
                     Ok(vended(e.into_value(), CacheOutcome::Shared))
@@ -693,10 +778,12 @@ mod tests {
     fn vendor_with_breaker(sts: Arc<FakeSts>, failures: u32) -> Vendor {
         let mut sts_settings = test_sts_settings();
         sts_settings.breaker_failures = failures;
+        let settings = test_settings();
         Vendor {
             sts,
-            guard: crate::vend::guard::StsGuard::new(&sts_settings),
-            shape: CallShape::new(&test_settings()),
+            guard: crate::vend::guard::StsGuard::new(&sts_settings, &settings.limits),
+            per_user: PerUser::new(settings.cache.max_entries_per_user),
+            shape: CallShape::new(&settings),
             shared: None,
             cache: Some(
                 Cache::builder()

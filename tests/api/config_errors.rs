@@ -474,3 +474,24 @@ fn fleet_mode_settings_are_validated() {
         .expect_err("short key");
     assert!(e.message.contains("at least 32"), "{e}");
 }
+
+#[test]
+fn one_users_share_of_sts_must_leave_room_for_everyone_else() {
+    assert_rejected(
+        "[limits]\nuser_new_credentials_burst = 40\n[sts]\nmax_in_flight = 64\n",
+        "limits.user_new_credentials_burst",
+        "more than half of sts.max_in_flight",
+    );
+    assert_rejected(
+        "[limits]\nuser_new_credentials_burst = 10\n[sts]\nmax_calls_per_second = 15\n",
+        "limits.user_new_credentials_burst",
+        "sts.max_calls_per_second",
+    );
+    load_with("[limits]\nuser_new_credentials_per_minute = 0\nuser_new_credentials_burst = 40\n")
+        .unwrap();
+    assert_rejected(
+        "[cache]\nmax_entries_per_user = 0\n",
+        "cache.max_entries_per_user",
+        "",
+    );
+}

@@ -357,7 +357,17 @@ async fn admin_replica_with(
     redis_port: Option<u16>,
     more: impl Fn(Figment) -> Figment + Send + Sync + 'static,
 ) -> TestApp {
-    let app = spawn_app_with(move |f| {
+    let app = admin_replica_unready(redis_port, more).await;
+    assert!(app.wait_ready(Duration::from_secs(15)).await);
+    app
+}
+
+/// `admin_replica_with`, without waiting for it to be ready.
+async fn admin_replica_unready(
+    redis_port: Option<u16>,
+    more: impl Fn(Figment) -> Figment + Send + Sync + 'static,
+) -> TestApp {
+    spawn_app_with(move |f| {
         let f = f
             .merge(Serialized::default("server.internal_bind", "127.0.0.1:0"))
             .merge(Serialized::default("admin.token", ADMIN_TOKEN));
@@ -366,9 +376,7 @@ async fn admin_replica_with(
             None => f,
         })
     })
-    .await;
-    assert!(app.wait_ready(Duration::from_secs(15)).await);
-    app
+    .await
 }
 
 /// `n` admin replicas on the Redis at `redis_port`, each connected to it.
@@ -1145,4 +1153,145 @@ async fn a_request_prepared_after_its_budget_slot_is_never_sent() {
     request.sign_by = Some(Instant::now() + Duration::from_secs(5));
     assert!(sts.assume_role(&request).await.is_ok());
     assert_eq!(faults.hits.lock().unwrap().len(), 1);
+}
+
+/// Settings that keep a replica's revocations in `file` (a restart names the same file).
+fn keeping_revocations_in(file: &std::path::Path) -> impl Fn(Figment) -> Figment + Send + Sync {
+    let file = file.display().to_string();
+    move |f| f.merge(Serialized::default("revocations.file", file.clone()))
+}
+
+/// A lone replica keeps revocations on disk: the next start (the same file) refuses the user
+/// from its first answer, and a lift is kept the same way.
+#[tokio::test]
+async fn a_lone_replicas_revocations_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("state/revocations.json");
+    let first = admin_replica_with(None, keeping_revocations_in(&file)).await;
+    let (user, token) = unique_user(&first, "durable", serde_json::json!(["science"])).await;
+    let (_, other) = unique_user(&first, "durable-other", serde_json::json!(["science"])).await;
+    assert_eq!(revoke_on(&first, &user).await["applies_to"], "this replica");
+    assert_eq!(status_for(&first, &token).await, 403);
+    drop(first);
+
+    let second = admin_replica_with(None, keeping_revocations_in(&file)).await;
+    assert_eq!(
+        status_for(&second, &token).await,
+        403,
+        "a restart lifted it"
+    );
+    assert_eq!(status_for(&second, &other).await, 200);
+    let lifted = admin(&second, reqwest::Method::DELETE, &format!("?user={user}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lifted.status(), 204);
+    drop(second);
+
+    let third = admin_replica_with(None, keeping_revocations_in(&file)).await;
+    assert_eq!(status_for(&third, &token).await, 200, "the lift was lost");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}
+
+/// A replica that starts while Redis hangs, with no copy of its own, serves no signed-in
+/// request (503, not ready) until it has read the fleet's revocations; then it refuses the
+/// revoked user and serves the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_started_while_redis_hangs_serves_nobody_until_it_knows_the_revocations() {
+    let (redis, redis_port) = crate::helpers::start_redis_anywhere();
+    let first = admin_replica(Some(redis_port)).await;
+    wait_for_redis(&[&first], "ok").await;
+    let (user, token) = unique_user(&first, "hung-start", serde_json::json!(["science"])).await;
+    let (_, other) = unique_user(&first, "hung-other", serde_json::json!(["science"])).await;
+    assert_eq!(revoke_on(&first, &user).await["applies_to"], "fleet");
+
+    redis.signal("STOP");
+    let late = admin_replica_unready(Some(redis_port), |f| f).await;
+    // Wait for everything else to be ready (OIDC discovery), then look.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let res = late.get("/readyz").await;
+        assert_eq!(res.status(), 503, "ready without the fleet's revocations");
+        let body: Value = res.json().await.unwrap();
+        let says = body["error_description"].as_str().unwrap_or("").to_owned();
+        if !says.contains("OIDC") {
+            assert!(says.contains("revocations"), "{says}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{says}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for t in [&token, &other] {
+        let res = late.get_as("/s3credentials", t).await;
+        assert_eq!(
+            res.status(),
+            503,
+            "served while not knowing the revocations"
+        );
+        assert!(res.headers().contains_key("retry-after"));
+    }
+
+    redis.signal("CONT");
+    assert!(late.wait_ready(Duration::from_secs(15)).await);
+    assert_eq!(status_for(&late, &token).await, 403);
+    assert_eq!(status_for(&late, &other).await, 200);
+}
+
+/// A fleet replica restarting while Redis is down starts from its own copy, written after it
+/// had read the fleet's set: ready, and the user revoked before is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_restarting_while_redis_is_down_refuses_from_its_own_copy() {
+    let (redis, redis_port) = crate::helpers::start_redis_anywhere();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("revocations.json");
+    let first = admin_replica_with(Some(redis_port), keeping_revocations_in(&file)).await;
+    wait_for_redis(&[&first], "ok").await;
+    let (user, token) = unique_user(&first, "copy-start", serde_json::json!(["science"])).await;
+    assert_eq!(revoke_on(&first, &user).await["applies_to"], "fleet");
+    drop(first);
+    redis.signal("KILL");
+
+    let again = admin_replica_with(Some(redis_port), keeping_revocations_in(&file)).await;
+    assert_eq!(status_for(&again, &token).await, 403);
+}
+
+/// A replica whose clock runs behind revokes a user just after a replica ahead of it lifted
+/// the same user's revocation: the revocation is stamped after the lift it has seen and
+/// stays in force on every replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_on_a_replica_whose_clock_is_behind_wins_over_the_lift_before_it() {
+    use stsvend::clock::Clock;
+    let (_redis, redis_port) = crate::helpers::start_redis_anywhere();
+    let apps = admin_fleet(redis_port, 2).await;
+    apps[0].clock.advance(Duration::from_secs(600));
+    let (user, token) = unique_user(&apps[1], "skewed", serde_json::json!(["science"])).await;
+    for round in 0..5 {
+        revoke_on(&apps[0], &user).await;
+        // Without their channel the replicas learn of each other's changes only at their
+        // next periodic read (up to half a second later): the revoke below comes before it.
+        redis_cli(redis_port, &["CLIENT", "KILL", "TYPE", "pubsub"]);
+        let lifted = admin(&apps[0], reqwest::Method::DELETE, &format!("?user={user}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(lifted.status(), 204, "round {round}");
+        let body = revoke_on(&apps[1], &user).await;
+        let refs: Vec<&TestApp> = apps.iter().collect();
+        until_every_replica_says(&refs, &token, 403, Duration::from_secs(2)).await;
+        every_replica_keeps_saying(&refs, &token, 403, Duration::from_millis(1200)).await;
+        let stamped: chrono::DateTime<chrono::Utc> = body["revocation"]["revoked_at"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            stamped > apps[1].clock.now() + chrono::TimeDelta::seconds(500),
+            "round {round}: stamped {stamped}, before the lift it had seen"
+        );
+    }
 }

@@ -283,9 +283,12 @@ pub fn start_recording_moto(dir: &Path) -> (Component, String, PathBuf) {
     (moto, format!("http://127.0.0.1:{port}"), recording)
 }
 
-/// The AssumeRole form bodies moto's recorder saw, decoded into (name, value) pairs.
+/// The AssumeRole form bodies moto's recorder saw, decoded into (name, value) pairs. A
+/// recording that does not exist fails the test: "no call" must mean moto saw none, not that
+/// nothing was recorded.
 pub fn recorded_assume_roles(recording: &std::path::Path) -> Vec<Vec<(String, String)>> {
-    let text = std::fs::read_to_string(recording).unwrap_or_default();
+    let text = std::fs::read_to_string(recording)
+        .unwrap_or_else(|e| panic!("moto's recording {}: {e}", recording.display()));
     text.lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter_map(|entry| {
@@ -389,9 +392,25 @@ groups = ["science"]
 }
 
 /// Defaults + the base test configuration + secrets as the environment would give them.
+/// A revocations file of its own for each app (a test that restarts an app names one).
+pub fn fresh_revocations_file() -> String {
+    std::env::temp_dir()
+        .join(format!("stsvend-tests-{}", std::process::id()))
+        .join(format!(
+            "revocations-{}.json",
+            uuid::Uuid::new_v4().simple()
+        ))
+        .display()
+        .to_string()
+}
+
 pub fn test_figment(port: u16, issuer: &str, sts_endpoint: &str) -> Figment {
     Figment::from(Toml::string(config::DEFAULT_TOML))
         .merge(Toml::string(&base_toml(port, issuer, sts_endpoint)))
+        .merge(Serialized::default(
+            "revocations.file",
+            fresh_revocations_file(),
+        ))
         .merge(Serialized::default("oidc.client_secret", CLIENT_SECRET))
         .merge(Serialized::default("session.key", COOKIE_KEY_B64))
 }

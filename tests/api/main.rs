@@ -7,6 +7,7 @@ mod config_errors;
 mod configure;
 mod credentials;
 mod drills;
+mod fairness;
 mod fleet;
 mod health;
 mod helpers;

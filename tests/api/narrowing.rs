@@ -55,6 +55,11 @@ async fn app_in(
     })
     .await;
     assert!(app.wait_ready(Duration::from_secs(15)).await);
+    // One call by another user first: the recording exists and records, so a test finding
+    // no call for its user has proved something.
+    let (control, token) = unique_user(&app, "recording", json!(["science"])).await;
+    assert_eq!(app.get_as("/s3credentials", &token).await.status(), 200);
+    assert_eq!(recorded(&recording, &control).len(), 1, "moto records");
     (app, moto, recording)
 }
 
@@ -100,22 +105,38 @@ async fn a_narrowed_credential_reaches_sts_as_an_inline_policy_for_just_the_targ
             !form.iter().any(|(k, _)| k.starts_with("PolicyArns")),
             "{mode}: {form:?}"
         );
+        // Every statement, each (effect, action, resource, condition) on its own: nothing
+        // beyond the targets, no other Allow, no ListBucket without its prefix condition.
         let policy = field(form, "Policy").unwrap();
-        let resources: Vec<String> = serde_json::from_str::<Value>(&policy).unwrap()["Statement"]
+        let mut grants: Vec<String> = Vec::new();
+        let as_list = |v: &Value| match v {
+            Value::Array(a) => a.iter().map(|x| x.as_str().unwrap().to_owned()).collect(),
+            x => vec![x.as_str().unwrap().to_owned()],
+        };
+        for s in serde_json::from_str::<Value>(&policy).unwrap()["Statement"]
             .as_array()
             .unwrap()
-            .iter()
-            .filter(|s| s["Effect"] == "Allow" && s["Action"] == "s3:GetObject")
-            .flat_map(|s| match &s["Resource"] {
-                Value::Array(a) => a.iter().map(|r| r.as_str().unwrap().to_owned()).collect(),
-                r => vec![r.as_str().unwrap().to_owned()],
-            })
-            .collect();
+        {
+            for action in as_list(&s["Action"]) {
+                for resource in as_list(&s["Resource"]) {
+                    grants.push(format!(
+                        "{} {action} {resource} {}",
+                        s["Effect"].as_str().unwrap(),
+                        s.get("Condition").cloned().unwrap_or(Value::Null)
+                    ));
+                }
+            }
+        }
+        grants.sort();
         assert_eq!(
-            resources,
+            grants,
             [
-                "arn:aws:s3:::demo-inregion/p1/*",
-                "arn:aws:s3:::demo-prefixed/data/2024/*"
+                "Allow s3:GetBucketLocation arn:aws:s3:::demo-inregion null",
+                "Allow s3:GetBucketLocation arn:aws:s3:::demo-prefixed null",
+                "Allow s3:GetObject arn:aws:s3:::demo-inregion/p1/* null",
+                "Allow s3:GetObject arn:aws:s3:::demo-prefixed/data/2024/* null",
+                "Allow s3:ListBucket arn:aws:s3:::demo-inregion {\"StringLike\":{\"s3:prefix\":\"p1/*\"}}",
+                "Allow s3:ListBucket arn:aws:s3:::demo-prefixed {\"StringLike\":{\"s3:prefix\":\"data/2024/*\"}}",
             ],
             "{mode}: {policy}"
         );

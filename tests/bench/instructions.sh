@@ -25,6 +25,7 @@ grind "$rel/examples/bench-ceiling" "$ceiling" 1
 ceiling_pid=${pids[-1]}
 STSVEND_SERVER__BIND="127.0.0.1:$app" STSVEND_SERVER__PUBLIC_URL="http://127.0.0.1:$app" \
 STSVEND_SERVER__WORKERS=1 STSVEND_SERVER__LOG_FORMAT=json STSVEND_SERVER__METRICS=true \
+STSVEND_REVOCATIONS__FILE="$work/revocations.json" \
 STSVEND_OIDC__ISSUER="$issuer" STSVEND_STS__ENDPOINT_URL="$moto" STSVEND_S3__ENDPOINT_URL="$moto" STSVEND_STS__TIMEOUT_SECONDS=30 \
 STSVEND_STS__CONNECT_TIMEOUT_SECONDS=30 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
 AWS_SESSION_TOKEN= grind "$rel/stsvend" serve --config "$root/config/local.toml"

@@ -40,9 +40,10 @@ scratch bench
 start_components
 components=${#pids[@]}   # the IdP and moto keep both cores
 
-# The STS guard is widened so that the coalescing scenario measures coalescing.
+# The STS guard (and one user's share of it) is widened so that the coalescing and no-cache
+# scenarios measure coalescing and AssumeRole.
 bench_stsvend() {
-  start_stsvend "$rel/stsvend" "$@" STSVEND_STS__MAX_IN_FLIGHT=2000 STSVEND_STS__MAX_CALLS_PER_SECOND=0 \
+  start_stsvend "$rel/stsvend" "$@" STSVEND_STS__MAX_IN_FLIGHT=2000 STSVEND_STS__MAX_CALLS_PER_SECOND=0 STSVEND_LIMITS__USER_NEW_CREDENTIALS_PER_MINUTE=0 \
     STSVEND_STS__TIMEOUT_SECONDS=30 STSVEND_STS__CONNECT_TIMEOUT_SECONDS=30 STSVEND_STS__BREAKER_FAILURES=1000
 }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }

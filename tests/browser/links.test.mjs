@@ -3,6 +3,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { once } from 'node:events';
 
 import { useStackAndBrowser } from './stack.mjs';
 
@@ -24,16 +26,50 @@ test('a signed-in browser follows an object link from a page and downloads the f
   await page.fill('#password', 'carol-pw');
   await Promise.all([page.waitForURL(`${app}/s3credentialsREADME`), page.click('#login')]);
 
-  // A web app's download link to the object, on a page of another origin.
+  // A web app's download link to the object, on a page of another site (localhost is not
+  // 127.0.0.1): a top-level click carries the SameSite=Lax session cookie.
+  const elsewhere = createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/html' });
+    res.end(`<a id="dl" href="${app}/s3/demo-inregion/browser/granule.bin">download</a>`);
+  });
+  elsewhere.listen(0, '127.0.0.1');
+  await once(elsewhere, 'listening');
+  const otherSite = `http://localhost:${elsewhere.address().port}/`;
   const redirects = [];
   page.on('response', (res) => { if (res.status() === 307) redirects.push(res.headers().location); });
-  await page.setContent(`<a id="dl" href="${app}/s3/demo-inregion/browser/granule.bin">download</a>`);
-  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#dl')]);
+  const clickFromOtherSite = async () => {
+    await page.goto(otherSite);
+    assert.equal(new URL(page.url()).origin, new URL(otherSite).origin);
+    const download = page.waitForEvent('download', { timeout: 10000 }).catch(() => null);
+    const navigated = page.waitForURL((u) => !u.href.startsWith(otherSite), { timeout: 10000 }).catch(() => null);
+    await page.click('#dl');
+    return Promise.race([download, navigated.then(() => null)]);
+  };
+  const download = await clickFromOtherSite();
+  assert.ok(download, 'no download');
   const saved = await download.path();
   assert.equal(readFileSync(saved, 'utf8'), body);
   assert.equal(redirects.length, 1, JSON.stringify(redirects));
   assert.ok(redirects[0].startsWith(`${moto}/demo-inregion/browser/granule.bin?`), redirects[0]);
   assert.match(redirects[0], /X-Amz-Signature=/);
+
+  // Signed out at a shared browser: the redirect the browser kept goes with the login (Vary,
+  // Clear-Site-Data), so following the link again goes through a login at the IdP instead
+  // of straight to the first person's signed URL.
+  await page.goto(`${app}/s3credentialsREADME`);
+  await Promise.all([page.waitForURL((u) => !u.href.startsWith(`${app}/s3credentialsREADME`)), page.click('#logout')]);
+  const seen = [];
+  page.on('request', (req) => seen.push(req.url()));
+  await page.goto(otherSite);
+  const outcome = Promise.race([
+    page.waitForEvent('download', { timeout: 10000 }).then(() => 'download', () => 'timeout'),
+    page.waitForURL((u) => u.href.startsWith(`${env.stack.issuer}/interaction/`), { timeout: 10000 }).then(() => 'login', () => 'timeout'),
+  ]);
+  await page.click('#dl');
+  const how = await outcome;
+  assert.ok(seen.some((u) => u.startsWith(`${env.stack.issuer}/`)),
+    `after sign-out the link was followed without a login (${how}): ${JSON.stringify(seen)}`);
+  elsewhere.close();
 
   // Signed out, the same link sends the browser to log in instead: nothing is signed.
   const fresh = await env.browser.newContext();

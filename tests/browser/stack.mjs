@@ -115,6 +115,7 @@ export async function startStack({ tls, moto } = {}) {
       STSVEND_SERVER__BIND: `127.0.0.1:${appPort}`,
       STSVEND_SERVER__PUBLIC_URL: app,
       STSVEND_SERVER__LOG_FORMAT: 'json',
+      STSVEND_REVOCATIONS__FILE: join(logDir, 'revocations.json'),
       STSVEND_OIDC__ISSUER: issuer,
       // Without moto no STS call happens; the endpoint only has to be well-formed.
       STSVEND_STS__ENDPOINT_URL: motoUrl ?? 'http://127.0.0.1:9',

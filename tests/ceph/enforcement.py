@@ -13,6 +13,7 @@ Environment: RGW_ENDPOINT, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (the broker),
 import json
 import os
 import sys
+import urllib.parse
 import urllib.request
 
 import boto3
@@ -24,6 +25,7 @@ ROLE = "stsvend-read"
 BUCKETS = ["demo-inregion", "demo-restricted"]
 # Readable by `science` under public/ only (tests/ceph/run.sh adds it to the configuration).
 PREFIXED = "demo-prefixed"
+LINK_KEYS = ["links/with space.txt", "links/plus+sign.txt", "links/100%.txt", "links/é ü 雪.txt"]
 
 
 def client(service, **creds):
@@ -71,6 +73,9 @@ def seed():
     s3.create_bucket(Bucket=PREFIXED)
     for key in ("public/a.txt", "private/b.txt"):
         s3.put_object(Bucket=PREFIXED, Key=key, Body=key.encode())
+    # Keys whose links must be encoded exactly as Ceph checks the signature.
+    for key in LINK_KEYS:
+        s3.put_object(Bucket="demo-inregion", Key=key, Body=key.encode())
     print(json.dumps({"role_arn": f"arn:aws:iam:::role/{ROLE}", "buckets": BUCKETS}))
 
 
@@ -122,12 +127,14 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def link(user, password, path):
-    """GET stsvend's /s3/<bucket>/<key> as `user`: (status, Location)."""
+def link(user, password, path, method="GET"):
+    """GET (or HEAD) stsvend's /s3/<bucket>/<key> as `user`: (status, Location). `path` is
+    percent-encoded here, as a browser or curl sends it."""
     opener = urllib.request.build_opener(NoRedirect)
     req = urllib.request.Request(
-        f"{os.environ['STSVEND_URL']}/s3/{path}",
+        f"{os.environ['STSVEND_URL']}/s3/{urllib.parse.quote(path)}",
         headers={"Authorization": f"Bearer {token(user, password)}"},
+        method=method,
     )
     try:
         with opener.open(req, timeout=20) as res:
@@ -136,11 +143,12 @@ def link(user, password, path):
         return e.code, e.headers.get("Location")
 
 
-def fetch(url):
-    """GET a URL with no credentials at all: (status, body)."""
+def fetch(url, method="GET"):
+    """GET (or HEAD) a URL with no credentials at all: (status, body; for HEAD the length)."""
     try:
-        with urllib.request.urlopen(url, timeout=20) as res:
-            return res.status, res.read()
+        with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=20) as res:
+            body = res.read()
+            return res.status, (res.headers.get("Content-Length") if method == "HEAD" else body)
     except urllib.error.HTTPError as e:
         return e.code, e.read()
 
@@ -236,6 +244,18 @@ def check():
     tampered = (location or "").replace("X-Amz-Signature=", "X-Amz-Signature=0")
     c.equal("a link with a tampered signature is refused by Ceph", fetch(tampered)[0], 403)
     c.equal("alice's link outside her prefix is refused by stsvend", link("alice", "alice-pw", "demo-prefixed/private/b.txt"), (403, None))
+    # Ceph checks every signature: these prove the signing, not just the redirect.
+    status, location = link("alice", "alice-pw", "demo-prefixed/public/a.txt")
+    c.equal("alice's link under her allowed prefix reads it", (status, fetch(location or "")), (307, (200, b"public/a.txt")))
+    for key in LINK_KEYS:
+        status, location = link("alice", "alice-pw", f"demo-inregion/{key}")
+        c.equal(f"a link to {key!r} reads exactly that object", (status, fetch(location or "")), (307, (200, key.encode())))
+    status, head_location = link("alice", "alice-pw", "demo-inregion/hello.txt", method="HEAD")
+    c.equal("a HEAD link is a 307", status, 307)
+    c.equal("HEAD through it gives the object's length", fetch(head_location or "", "HEAD"), (200, str(len(b"hello from demo-inregion\n"))))
+    c.equal("a HEAD link does not serve a GET", fetch(head_location or "")[0], 403)
+    status, get_location = link("alice", "alice-pw", "demo-inregion/hello.txt")
+    c.equal("a GET link does not serve a HEAD", fetch(get_location or "", "HEAD")[0], 403)
     # A URL signed by hand with the same session for an object the session may not read: the
     # session policy, not stsvend, is what stops it.
     status, full = credentials("alice", "alice-pw")

@@ -55,7 +55,7 @@ export STSVEND_URL="http://127.0.0.1:$app_port"
 
 IDP_PORT=$idp_port IDP_PARENT_PID=$$ node "$root/deploy/local/idp/server.mjs" >"$work/idp.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do curl -fsS -o /dev/null "$IDP_ISSUER/.well-known/openid-configuration" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 1 300); do curl -fsS -o /dev/null "$IDP_ISSUER/.well-known/openid-configuration" 2>/dev/null && break; sleep 0.1; done
 curl -fsS -o /dev/null "$IDP_ISSUER/.well-known/openid-configuration" \
   || { echo "[ceph] the IdP did not come up; log:" >&2; cat "$work/idp.log" >&2; exit 1; }
 
@@ -74,6 +74,7 @@ TOML
 STSVEND_SERVER__BIND="127.0.0.1:$app_port" \
 STSVEND_SERVER__PUBLIC_URL="$STSVEND_URL" \
 STSVEND_SERVER__LOG_FORMAT=json \
+STSVEND_REVOCATIONS__FILE="$work/revocations.json" \
 STSVEND_OIDC__ISSUER="$IDP_ISSUER" \
 STSVEND_STS__ENDPOINT_URL="$RGW_ENDPOINT" \
 STSVEND_STS__ROLE_ARN="arn:aws:iam:::role/stsvend-read" \
@@ -81,7 +82,7 @@ STSVEND_S3__ENDPOINT_URL="$RGW_ENDPOINT" \
 STSVEND_S3__FORCE_PATH_STYLE=true \
   "$bin" serve --config "$config" >"$work/stsvend.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do curl -fsS -o /dev/null "$STSVEND_URL/readyz" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 1 300); do curl -fsS -o /dev/null "$STSVEND_URL/readyz" 2>/dev/null && break; sleep 0.1; done
 curl -fsS -o /dev/null "$STSVEND_URL/readyz" || { echo "[ceph] stsvend not ready; log:" >&2; cat "$work/stsvend.log" >&2; exit 1; }
 
 if ! "$python" "$here/enforcement.py" check; then

@@ -26,12 +26,13 @@ start_components
 port="$(free_port)"
 app="https://127.0.0.1:$port"
 STSVEND_SERVER__BIND="127.0.0.1:$port" STSVEND_SERVER__PUBLIC_URL="$app" STSVEND_SERVER__LOG_FORMAT=json \
+STSVEND_REVOCATIONS__FILE="$work/revocations.json" \
 STSVEND_SERVER__TLS__CERT_FILE="$work/tls/server.pem" STSVEND_SERVER__TLS__KEY_FILE="$work/tls/server.key" \
 STSVEND_SESSION__SECURE=true STSVEND_OIDC__ISSUER="$issuer" STSVEND_STS__ENDPOINT_URL="$moto" \
 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN= \
   "$bin" serve --config "$root/config/local.toml" >"$work/stsvend.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do curl -fsS -o /dev/null --cacert "$work/tls/ca.pem" "$app/readyz" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 1 300); do curl -fsS -o /dev/null --cacert "$work/tls/ca.pem" "$app/readyz" 2>/dev/null && break; sleep 0.1; done
 curl -fsS -o /dev/null --cacert "$work/tls/ca.pem" "$app/readyz" || { echo "[clients] stsvend not ready:" >&2; tail "$work/stsvend.log" >&2; exit 1; }
 
 token="$(curl -fsS -u alice:alice-pw -X POST "$issuer/api/users/find_or_create_token" \
@@ -60,7 +61,8 @@ PY
     echo "[clients] $recipe failed:" >&2; tail -5 "$work/$recipe.err" >&2; status=1; continue
   fi
   case "$recipe" in
-    earthaccess) [[ "$out" =~ ^ASIA[A-Z0-9]+\ [0-9]{4}-[0-9]{2}-[0-9]{2}\ [0-9:]{8}\+00:00$ ]] || { echo "[clients] earthaccess printed: $out" >&2; status=1; } ;;
+    # The Earthdata credential's key and expiry, then the object read with it.
+    earthaccess) [[ "$out" =~ ^ASIA[A-Z0-9]+\ [0-9]{4}-[0-9]{2}-[0-9]{2}\ [0-9:]{8}\+00:00$'\n'"b'granule bytes'"$ ]] || { echo "[clients] earthaccess printed: $out" >&2; status=1; } ;;
     obstore) [ "$out" = "b'granule bytes'" ] || { echo "[clients] obstore printed: $out" >&2; status=1; } ;;
   esac
 done

@@ -46,8 +46,12 @@ sed -e 's|^client_secret_file = .*|client_secret_file = "/run/secrets/stsvend/oi
     "$root/config/local.toml" >"$work/etc/stsvend.toml"
 chmod 0644 "$work/etc/stsvend.toml"
 
+# revocations.file's default place, as a pod's volume: writable by uid 65532 only.
+mkdir -p "$work/state"; chmod 0777 "$work/state"
+sed -i 's|^file = .*revocations.*|file = "/var/lib/stsvend/revocations.json"|' "$work/etc/stsvend.toml"
 run_opts=(--read-only --user 65532:65532 --cap-drop all --security-opt no-new-privileges
   --network host -v "$work/etc:/etc/stsvend:ro" -v "$work/secrets:/run/secrets/stsvend:ro"
+  -v "$work/state:/var/lib/stsvend"
   -e STSVEND_SERVER__BIND="127.0.0.1:$port" -e STSVEND_SERVER__INTERNAL_BIND="127.0.0.1:$internal"
   -e STSVEND_SERVER__PUBLIC_URL="http://127.0.0.1:$port" -e STSVEND_SERVER__METRICS=true
   -e STSVEND_SERVER__LOG_FORMAT=json -e STSVEND_SERVER__SHUTDOWN_TIMEOUT_SECONDS=10
@@ -67,6 +71,8 @@ done
 ready=$(date +%s%N)
 curl -fsS -o /dev/null "http://127.0.0.1:$internal/readyz" || { podman logs "$cid" >&2; fail "/readyz never answered 200"; }
 say "start-up: $(( (ready - started) / 1000000 )) ms from podman run to /readyz 200 (includes the engine's own start)"
+[ -f "$work/state/revocations.json" ] || fail "no revocations file in the state volume"
+say "revocations kept in the state volume (/var/lib/stsvend/revocations.json)"
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/metrics")
 [ "$code" = 404 ] || fail "public /metrics answered $code, want 404 when internal_bind is set"
 curl -fsS "http://127.0.0.1:$internal/metrics" | grep -q '^stsvend_' || fail "internal /metrics has no stsvend_ metrics"

@@ -39,6 +39,7 @@ start_replica() { # n port internal
   # Enough per-replica budget and STS patience that the fleet budget (600/s) is what counts.
   env STSVEND_SERVER__BIND="127.0.0.1:$port" STSVEND_SERVER__INTERNAL_BIND="127.0.0.1:$internal" \
     STSVEND_SERVER__PUBLIC_URL="$front" STSVEND_OIDC__ISSUER="$issuer" STSVEND_STS__ENDPOINT_URL="$moto" \
+    STSVEND_REVOCATIONS__FILE="$work/revocations-$n.json" \
     STSVEND_CLUSTER__REDIS_URL="redis://127.0.0.1:$redis_port" STSVEND_CLUSTER__STS_RATE_PER_SECOND=600 \
     STSVEND_CLUSTER__STS_MAX_WAIT_MS=10000 STSVEND_CLUSTER__LOCK_WAIT_MS=20000 \
     STSVEND_STS__MAX_CALLS_PER_SECOND=600 STSVEND_STS__MAX_IN_FLIGHT=1000 STSVEND_STS__TIMEOUT_SECONDS=15 \

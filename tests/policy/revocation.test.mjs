@@ -15,10 +15,11 @@ const bin = process.env.STSVEND_BIN
   ?? join(process.env.CARGO_TARGET_DIR ?? join(root, 'target'), 'debug', 'stsvend');
 const config = join(root, 'config', 'local.toml');
 const roleDoc = JSON.parse(readFileSync(join(root, 'deploy', 'aws', 'read-only-role-policy.json'), 'utf8'));
-const REVOKED_AT = '2026-11-27T13:00:00Z';
+// Mid-second, as a revocation is: the statement's bound is rounded up, plus the margin.
+const REVOKED_AT = '2026-11-27T13:00:00.400Z';
 
 function statementFor(user) {
-  const out = spawnSync(bin, ['deny-statement', '--config', config, '--user', user, '--issued-before', REVOKED_AT], { encoding: 'utf8' });
+  const out = spawnSync(bin, ['deny-statement', '--config', config, '--user', user, '--revoked-at', REVOKED_AT], { encoding: 'utf8' });
   assert.equal(out.status, 0, out.stderr);
   return JSON.parse(out.stdout);
 }
@@ -44,6 +45,11 @@ test("the deny statement ends the revoked user's earlier sessions and nobody els
     assert.equal(await read([roleDoc], { 'aws:SourceIdentity': mine, 'aws:TokenIssueTime': '2026-11-27T12:30:00Z' }), 'Allowed');
     // The user's session issued before the revocation: denied.
     assert.equal(await read([role], { 'aws:SourceIdentity': mine, 'aws:TokenIssueTime': '2026-11-27T12:30:00Z' }), 'ExplicitlyDenied', user);
+    // Issued in the same second as the revocation, or just after it by a replica that had not
+    // synced yet or by an AssumeRole already in flight: denied too.
+    for (const issued of ['2026-11-27T13:00:00Z', '2026-11-27T13:00:01Z', '2026-11-27T13:00:05Z']) {
+      assert.equal(await read([role], { 'aws:SourceIdentity': mine, 'aws:TokenIssueTime': issued }), 'ExplicitlyDenied', `${user} ${issued}`);
+    }
     // Their sessions issued after it (once lifted): allowed again.
     assert.equal(await read([role], { 'aws:SourceIdentity': mine, 'aws:TokenIssueTime': '2026-11-27T13:30:00Z' }), 'Allowed', user);
     // Other users, whatever their sessions' age: allowed.

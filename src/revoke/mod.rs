@@ -1,8 +1,11 @@
 //! Taking access away from a user: a set every replica checks on every authenticated request
-//! (in memory: no Redis round trip on the hot path). In fleet mode the set also lives in Redis
+//! (in memory: no Redis round trip on the hot path), kept on disk (`store`, read before the
+//! replica serves) so that no restart lifts it. In fleet mode the set also lives in Redis
 //! (sealed like the credential cache) and every replica merges it with its own when told on
 //! the revocation channel and at least every `RESYNC` anyway, so a revocation reaches the
 //! whole fleet within a second. Without Redis it applies to the replica that received it.
+//! A fleet replica serves no signed-in request until it has read the fleet's set from Redis,
+//! or started from a copy on disk written after such a read.
 //!
 //! A kill switch must fail closed, so replicas merge instead of copying Redis: a record only
 //! goes away when it expires, a lift is a record too (a tombstone with its own time, kept for
@@ -27,8 +30,17 @@ use crate::fleet::Fleet;
 use crate::vend::session_name;
 use crate::vend::vendor::Vendor;
 
+mod store;
+pub use store::{Loaded, Store};
+
 /// Longest gap between two full reads of the fleet's revocations.
 pub const RESYNC: Duration = Duration::from_millis(500);
+
+/// How much later than the revocation the deny statement's time bound lies, beyond the
+/// revocation's second rounded up: a replica's sync bound (under a second while Redis
+/// answers), an AssumeRole that passed the check just before the revoke and is still in
+/// flight (at most `sts.timeout_seconds`), and clock skew between this host and AWS.
+pub const DENY_MARGIN_SLACK: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Revocation {
@@ -166,26 +178,79 @@ pub struct Revocations {
     /// Where the fleet's revocations live (fleet mode).
     fleet: Option<Arc<Fleet>>,
     clock: Arc<dyn Clock>,
-    /// The fleet's set has been read once (fleet mode): until then the replica is not ready,
-    /// so a replica started after a revocation never serves the user in between.
+    /// The durable copy.
+    store: Store,
+    /// The fleet's set has been read from Redis since this replica started (fleet mode).
     synced: std::sync::atomic::AtomicBool,
+    /// The copy on disk was written after such a read (by an earlier run of this replica).
+    started_synced: bool,
 }
 
 impl Revocations {
-    pub fn new(vendor: Arc<Vendor>, fleet: Option<Arc<Fleet>>, clock: Arc<dyn Clock>) -> Arc<Self> {
+    /// The set as `loaded` from `store` at startup.
+    pub fn new(
+        vendor: Arc<Vendor>,
+        fleet: Option<Arc<Fleet>>,
+        clock: Arc<dyn Clock>,
+        store: Store,
+        loaded: Loaded,
+    ) -> Arc<Self> {
+        let local: HashMap<String, Known> = loaded
+            .records
+            .into_iter()
+            .map(|record| {
+                (
+                    record.user.clone(),
+                    Known {
+                        record,
+                        in_redis: false,
+                    },
+                )
+            })
+            .collect();
         Arc::new(Self {
-            local: ArcSwap::from_pointee(HashMap::new()),
+            local: ArcSwap::from_pointee(local),
             vendor,
             fleet,
             clock,
+            store,
             synced: std::sync::atomic::AtomicBool::new(false),
+            started_synced: loaded.fleet_synced,
         })
     }
 
-    /// Whether this replica knows the fleet's revocations: read once from Redis, or Redis is
-    /// down (then it works alone, as with everything else), or there is no fleet.
+    /// Whether this replica knows the revocations it must enforce: always without a fleet
+    /// (its own, from disk); in fleet mode once it has read Redis's set, or when it started
+    /// from a copy written after such a read. Until then it is not ready and refuses every
+    /// signed-in request: Redis being down is no reason to serve users it may not know are
+    /// revoked.
     pub fn synced(&self) -> bool {
-        self.synced.load(Ordering::Relaxed) || self.fleet.as_ref().is_none_or(|s| s.is_down())
+        self.fleet.is_none() || self.started_synced || self.synced.load(Ordering::Relaxed)
+    }
+
+    /// Write the set to disk; false (and an error in the log) when it could not be.
+    fn persist(&self) -> bool {
+        let now = self.clock.now();
+        let local = self.local.load();
+        let mut records: Vec<&Revocation> = local
+            .values()
+            .map(|k| &k.record)
+            .filter(|r| r.relevant(now))
+            .collect();
+        records.sort_by(|a, b| a.user.cmp(&b.user));
+        let fleet_synced =
+            self.fleet.is_some() && (self.started_synced || self.synced.load(Ordering::Relaxed));
+        match self.store.save(&records, fleet_synced) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(
+                    file = %self.store.path().display(),
+                    error = %e,
+                    "cannot write the revocations file: a restart would lose what changed since"
+                );
+                false
+            }
+        }
     }
 
     /// The hot-path check.
@@ -232,6 +297,7 @@ impl Revocations {
         });
         // rcu runs its function at least once.
         let record = stored.unwrap_or_else(|| make(None));
+        self.persist();
         let told = self.publish(std::slice::from_ref(&record), &[]).await;
         (record, told)
     }
@@ -266,6 +332,9 @@ impl Revocations {
     /// Revoke (or re-revoke with a new reason/expiry): the stored revocation, and whether the
     /// fleet was told (false: this replica only, until Redis answers again).
     pub async fn revoke(&self, revocation: Revocation) -> (Revocation, bool) {
+        // Everything the fleet has is seen first, so the new record is stamped after it even
+        // when this replica's clock runs behind the one that made it.
+        self.resync().await;
         let (stored, told) = self
             .record(&revocation.user, |previous| Revocation {
                 revoked_at: after(previous, revocation.revoked_at),
@@ -349,11 +418,20 @@ impl Revocations {
             );
         }
         let mut plan = Plan::default();
+        let mut changed = false;
         self.local.rcu(|m| {
             plan = merge(m, &fleet, now);
+            changed = plan.merged.len() != m.len()
+                || plan
+                    .merged
+                    .iter()
+                    .any(|(user, k)| m.get(user).is_none_or(|old| old.record != k.record));
             std::mem::take(&mut plan.merged)
         });
-        self.synced.store(true, Ordering::Relaxed);
+        let first = !self.synced.swap(true, Ordering::Relaxed);
+        if changed || first {
+            self.persist();
+        }
         if !plan.lost.is_empty() {
             shared
                 .stats
@@ -406,11 +484,25 @@ impl Revocations {
     }
 }
 
+/// Sessions issued before this may still be the user's from before the revocation took effect
+/// everywhere: `at` rounded up to the second, plus the STS timeout and `DENY_MARGIN_SLACK`.
+pub fn deny_until(settings: &Settings, at: DateTime<Utc>) -> DateTime<Utc> {
+    let whole = at
+        .checked_add_signed(TimeDelta::nanoseconds(999_999_999))
+        .unwrap_or(at);
+    let whole = chrono::Timelike::with_nanosecond(&whole, 0).unwrap_or(whole);
+    let margin = settings.sts.timeout + DENY_MARGIN_SLACK;
+    whole + TimeDelta::from_std(margin).unwrap_or(TimeDelta::seconds(60))
+}
+
 /// The statement an operator attaches to the read-only role to kill the user's sessions that
 /// are already out: it denies everything to sessions named for this user and issued before
-/// now (new sessions after the revocation is lifted are not affected).
+/// the revocation at `at` took effect everywhere (`deny_until`); sessions issued after it
+/// (once the revocation is lifted) are not affected.
 pub fn deny_statement(settings: &Settings, user: &str, at: DateTime<Utc>) -> serde_json::Value {
-    let issued_before = at.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let issued_before = deny_until(settings, at)
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
     let sid: String = format!("StsvendRevoke{}", crate::vend::policy::short_hash(user));
     let who = if settings.sts.source_identity {
         serde_json::json!({ "StringEquals": { "aws:SourceIdentity": session_name::source_identity(user) } })
