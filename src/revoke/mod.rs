@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -30,7 +29,9 @@ use crate::fleet::Fleet;
 use crate::vend::session_name;
 use crate::vend::vendor::Vendor;
 
+mod record;
 mod store;
+pub use record::Revocation;
 pub use store::{Loaded, Store};
 
 /// Longest gap between two full reads of the fleet's revocations.
@@ -41,46 +42,6 @@ pub const RESYNC: Duration = Duration::from_millis(500);
 /// answers), an AssumeRole that passed the check just before the revoke and is still in
 /// flight (at most `sts.timeout_seconds`), and clock skew between this host and AWS.
 pub const DENY_MARGIN_SLACK: Duration = Duration::from_secs(5);
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Revocation {
-    pub user: String,
-    pub reason: Option<String>,
-    pub revoked_at: DateTime<Utc>,
-    /// None: until lifted.
-    pub expires_at: Option<DateTime<Utc>>,
-    /// Set when lifted: the record stays as a tombstone so that no copy elsewhere brings the
-    /// revocation back.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lifted_at: Option<DateTime<Utc>>,
-}
-
-impl Revocation {
-    fn active(&self, now: DateTime<Utc>) -> bool {
-        self.lifted_at.is_none() && self.expires_at.is_none_or(|e| now < e)
-    }
-
-    /// Whether the record still matters: a revocation until it expires, a lift for as long as
-    /// the revocation it lifted would have lasted.
-    fn relevant(&self, now: DateTime<Utc>) -> bool {
-        self.expires_at.is_none_or(|e| now < e)
-    }
-
-    fn changed_at(&self) -> DateTime<Utc> {
-        self.lifted_at.unwrap_or(self.revoked_at)
-    }
-
-    /// Which of two records for a user wins: the later change; on a tie the revocation (fail
-    /// closed). Local changes are stamped after the record they replace, so a lift always
-    /// beats what it lifted even when the clock did not move.
-    fn supersedes(&self, other: &Revocation) -> bool {
-        match self.changed_at().cmp(&other.changed_at()) {
-            std::cmp::Ordering::Greater => true,
-            std::cmp::Ordering::Less => false,
-            std::cmp::Ordering::Equal => self.lifted_at.is_none() && other.lifted_at.is_some(),
-        }
-    }
-}
 
 /// A record as this replica knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

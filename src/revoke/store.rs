@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use super::Revocation;
+use super::record::Revocation;
 
 const VERSION: u8 = 1;
 
