@@ -215,7 +215,9 @@ fn answer(req: &HttpRequest, url: &str, expires_at: DateTime<Utc>, life: i64) ->
     // NASA's TEA does); shared caches never. Only for the same login: the stored redirect is
     // keyed on what authenticated it (another person at the same browser sends another
     // cookie, or none), and logout clears the cache besides.
-    let cache = format!("private, max-age={}", (life - 60).max(0));
+    let mut cache = String::with_capacity(32);
+    cache.push_str("private, max-age=");
+    cache.push_str(itoa::Buffer::new().format((life - 60).max(0)));
     let mut res = HttpResponse::TemporaryRedirect();
     res.insert_header((header::CACHE_CONTROL, cache))
         .insert_header((

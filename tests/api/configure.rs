@@ -18,6 +18,14 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// `configure` failed with one line and left no config file behind.
+fn refused_without_writing(out: &Output, config: &std::path::Path, case: &str) {
+    let err = stderr(out);
+    assert!(!out.status.success(), "{case}: {err}");
+    assert_eq!(err.lines().count(), 1, "{case}: {err}");
+    assert!(!config.exists(), "{case}: the file was written");
+}
+
 /// A compromised service: a valid credential, and a "region" that is really config lines
 /// (botocore reads a lone `\r` as a line end).
 fn hostile_service(region: &'static str) -> String {
@@ -132,11 +140,7 @@ async fn configure_refuses_a_region_or_profile_name_that_would_not_read_back() {
             .arg(&token)
             .env("HOME", home.path())
             .env("AWS_CONFIG_FILE", &config);
-        let out = run(cmd).await;
-        let err = stderr(&out);
-        assert!(!out.status.success(), "{value:?}: {err}");
-        assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(!config.exists(), "{value:?} wrote the file");
+        refused_without_writing(&run(cmd).await, &config, &format!("{flag} {value:?}"));
     }
 }
 
@@ -162,11 +166,7 @@ async fn configure_with_a_region_and_a_login_that_fails_writes_nothing() {
         .env("HOME", home.path())
         .env("AWS_CONFIG_FILE", &config)
         .env_remove("XDG_CACHE_HOME");
-    let out = run(cmd).await;
-    let err = stderr(&out);
-    assert!(!out.status.success(), "{err}");
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(!config.exists(), "a broken profile was written");
+    refused_without_writing(&run(cmd).await, &config, "a login that fails");
 }
 
 /// The profile as botocore reads it: the helper at a path with a space, `$`, a backtick and a

@@ -10,13 +10,7 @@ use crate::helpers::{components, spawn_app_against, unique_user, TestApp};
 
 /// The AssumeRole calls moto recorded for `user`.
 fn calls_for(recording: &std::path::Path, user: &str) -> usize {
-    crate::helpers::recorded_assume_roles(recording)
-        .into_iter()
-        .filter(|form| {
-            form.iter()
-                .any(|(k, v)| k == "RoleSessionName" && v.starts_with(&format!("{user}@")))
-        })
-        .count()
+    crate::helpers::recorded_assume_roles_of(recording, user).len()
 }
 
 async fn app_with(

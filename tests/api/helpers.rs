@@ -309,6 +309,20 @@ pub fn recorded_assume_roles(recording: &std::path::Path) -> Vec<Vec<(String, St
         .collect()
 }
 
+/// The AssumeRole calls moto recorded for `user` (their session names start `<user>@`).
+pub fn recorded_assume_roles_of(
+    recording: &std::path::Path,
+    user: &str,
+) -> Vec<Vec<(String, String)>> {
+    recorded_assume_roles(recording)
+        .into_iter()
+        .filter(|form| {
+            form.iter()
+                .any(|(k, v)| k == "RoleSessionName" && v.starts_with(&format!("{user}@")))
+        })
+        .collect()
+}
+
 /// 32 bytes, base64: the fleet's shared encryption key in tests.
 pub const FLEET_KEY: &str = "c3RzdmVuZC1mbGVldC10ZXN0LWtleS0zMi1ieXRlcyE=";
 

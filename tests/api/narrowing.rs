@@ -11,13 +11,7 @@ use crate::helpers::{captured_logs, components, spawn_app_against, unique_user, 
 
 /// The AssumeRole calls moto recorded for `user`.
 fn recorded(recording: &std::path::Path, user: &str) -> Vec<Vec<(String, String)>> {
-    crate::helpers::recorded_assume_roles(recording)
-        .into_iter()
-        .filter(|form| {
-            form.iter()
-                .any(|(k, v)| k == "RoleSessionName" && v.starts_with(&format!("{user}@")))
-        })
-        .collect()
+    crate::helpers::recorded_assume_roles_of(recording, user)
 }
 
 fn field(form: &[(String, String)], name: &str) -> Option<String> {
