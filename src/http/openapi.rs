@@ -123,10 +123,10 @@ pub struct Ready {
             content((ErrorBody = "application/json"), (String = "text/html")),
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"stsvend\"[, error=\"invalid_token\", ...]`"))),
         (status = 403, description = "Authenticated, but the user's groups grant no bucket in the region, or not every `target` (each one not covered is named).", content((ErrorBody = "application/json"), (String = "text/html"))),
-        (status = 429, description = "Too many checks of unknown tokens from this address.", content((ErrorBody = "application/json"), (String = "text/html")),
+        (status = 429, description = "Too many checks of unknown tokens from this address, or this user has caused too many new credentials (narrowings, lifetimes) lately (`too_many_new_credentials`; cached ones are still served).", content((ErrorBody = "application/json"), (String = "text/html")),
             headers(("Retry-After" = String))),
         (status = 502, description = "STS refused to issue credentials (a configuration problem; details in the logs).", content((ErrorBody = "application/json"), (String = "text/html"))),
-        (status = 503, description = "STS or the identity provider cannot be reached, or the STS circuit breaker is open.", content((ErrorBody = "application/json"), (String = "text/html")),
+        (status = 503, description = "STS or the identity provider cannot be reached, the STS circuit breaker is open, or (fleet mode) this replica has not yet read which accounts are revoked.", content((ErrorBody = "application/json"), (String = "text/html")),
             headers(("Retry-After" = String))),
     )
 )]
@@ -171,7 +171,7 @@ fn scope() {}
             headers(("WWW-Authenticate" = String))),
         (status = 403, description = "The key is outside what the caller may read: nothing is signed.", content((ErrorBody = "application/json"), (String = "text/html"))),
         (status = 404, description = "A bucket this service does not serve.", content((ErrorBody = "application/json"), (String = "text/html"))),
-        (status = 429, description = "Rate limited.", content((ErrorBody = "application/json"), (String = "text/html")), headers(("Retry-After" = String))),
+        (status = 429, description = "Rate limited (per address, or the user's share of new credentials when the signing credential is not cached).", content((ErrorBody = "application/json"), (String = "text/html")), headers(("Retry-After" = String))),
         (status = 502, description = "STS refused to issue the signing credential.", content((ErrorBody = "application/json"), (String = "text/html"))),
         (status = 503, description = "STS or the identity provider cannot be reached.", content((ErrorBody = "application/json"), (String = "text/html")), headers(("Retry-After" = String))),
     )

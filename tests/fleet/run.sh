@@ -31,7 +31,9 @@ done
 [ -n "$redis_pid" ] || { cat "$work/redis.log" >&2; exit 1; }
 pids+=($redis_pid)
 
-front_port=$(free_port); tls_port=$(free_port)
+# The front port is chosen first (the replicas' public_url names it) and kept out of the
+# replicas' picks; the TLS port is chosen once they listen, so none of them can take it.
+front_port=$(free_port)
 front="http://127.0.0.1:$front_port"
 replicas=(); internals=(); servers=()
 start_replica() { # n port internal
@@ -51,6 +53,7 @@ for n in 1 2 3; do
   started=""
   for attempt in 1 2 3; do
     port=$(free_port); internal=$(free_port)
+    if [ "$port" = "$front_port" ] || [ "$internal" = "$front_port" ]; then continue; fi
     start_replica "$n" "$port" "$internal"
     pid=$!
     if up_while_alive "http://127.0.0.1:$internal/readyz" "$pid"; then started=1; break; fi
@@ -64,6 +67,7 @@ for n in 1 2 3; do
   export "FLEET_S$n=127.0.0.1:$port" "FLEET_C$n=$internal"
 done
 
+tls_port=$(free_port)
 tls="$("$root/deploy/local/tls.sh" "$work/tls")"
 cat "$tls/server.pem" "$tls/server.key" >"$work/haproxy.pem"
 export FLEET_HTTP="127.0.0.1:$front_port" FLEET_HTTPS="127.0.0.1:$tls_port" FLEET_PEM="$work/haproxy.pem"
