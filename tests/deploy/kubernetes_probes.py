@@ -97,6 +97,11 @@ def main():
     volumes = {v["name"]: v for v in pod["volumes"]}
     config_mount = next(mounts[n] for n, v in volumes.items() if "configMap" in v)
     secret_mount = next(mounts[n] for n, v in volumes.items() if "secret" in v)
+    # The pod's emptyDir volumes (revocations.file lives in one): podman gets a folder each.
+    empty_dirs = [mounts[n] for n, v in volumes.items() if "emptyDir" in v and n in mounts]
+    revocations = config.get("revocations", {}).get("file", "/var/lib/stsvend/revocations.json")
+    if not any(revocations.startswith(d.rstrip("/") + "/") for d in empty_dirs):
+        fail(f"revocations.file {revocations} is not on a volume the pod mounts")
     args = container["args"]
     if args[args.index("--config") + 1] != f"{config_mount}/stsvend.toml":
         fail("--config does not name the mounted ConfigMap")
@@ -125,6 +130,11 @@ def main():
         security = container["securityContext"]
         opts = ["--user", user, "--network", "host",
                 "-v", f"{cfg_dir}:{config_mount}:ro", "-v", f"{sec_dir}:{secret_mount}:ro"]
+        for i, mount in enumerate(empty_dirs):
+            folder = Path(tmp, f"empty-{i}")
+            folder.mkdir()
+            folder.chmod(0o777)
+            opts += ["-v", f"{folder}:{mount}"]
         if security.get("readOnlyRootFilesystem"):
             opts.append("--read-only")
         if security.get("allowPrivilegeEscalation") is False:
@@ -150,6 +160,15 @@ def main():
             "STSVEND_STS__ENDPOINT_URL": sts_endpoint,
             "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
         }
+        redis = None
+        if "cluster" in config:
+            # A fleet replica is ready only once it has read the fleet's revocations: give it
+            # a Redis of its own on loopback in place of the managed one.
+            redis_port = free_port()
+            redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
+                                      "--save", "", "--appendonly", "no"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            env["STSVEND_CLUSTER__REDIS_URL"] = f"redis://127.0.0.1:{redis_port}"
         env_opts = [x for k, v in env.items() for x in ("-e", f"{k}={v}")]
         cid = subprocess.run(["podman", "run", "-d", *opts, *env_opts, image, *args],
                              capture_output=True, text=True, check=True).stdout.strip()
@@ -175,8 +194,14 @@ def main():
             if status(f"http://127.0.0.1:{public}/metrics") != 404:
                 fail("/metrics is served on the public port")
             ok("the Service's port serves /s3credentialsREADME and not /metrics")
+            if empty_dirs and not any(Path(tmp, f"empty-{i}", Path(revocations).name).exists()
+                                      for i in range(len(empty_dirs))):
+                fail(f"no {revocations} in the pod's volume")
+            ok(f"revocations kept in the pod's volume ({revocations})")
         finally:
             subprocess.run(["podman", "rm", "-f", "-t", "0", cid], capture_output=True)
+            if redis:
+                redis.kill()
 
 
 if __name__ == "__main__":
