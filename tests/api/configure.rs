@@ -271,3 +271,48 @@ async fn configure_writes_a_profile_botocore_reads_as_meant() {
     );
     assert_eq!(lines.next(), Some("True"), "{stdout}");
 }
+
+/// The reader `configure` checks its work with (`client::botocore_ini`) sees the same profiles
+/// as botocore itself on files made to disagree: lone `\r`, `\r\n`, continuation lines, empty
+/// lines inside values, comments, `:` as the delimiter, upper-case keys, quoted and
+/// prefix-only profile names, and the repetitions configparser refuses.
+#[test]
+fn the_config_reader_agrees_with_botocore() {
+    let cases = [
+        "[profile a]\nregion = us-west-2\rcredential_process = evil\r[profile zz]\nx = 1\n",
+        "[default]\r\nregion=eu-west-1\r\n\r\n[profile b]\r\noutput : json\r\n",
+        "# c\n[profile c]\ns3 =\n  addressing_style = path\n\n  signature_version = s3v4\nKey = V\n; end\n",
+        "[profile  \"my d\" ]\nregion = x\n[profilefoo e]\na = 1\n[preview]\nb = 2\n[profile f g h]\nc = 3\n",
+        "[profile a]\nregion = 1\n[profile a]\nregion = 2\n",
+        "[profile a]\nregion = 1\nREGION = 2\n",
+        "[profile a]\n\tregion = 1\n  credential_process = x\n",
+        "[profile a]\nregion = \n credential_process = y\n",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let script = "import json, sys\n\
+        from botocore.configloader import raw_config_parse, build_profile_map\n\
+        try:\n    p = build_profile_map(raw_config_parse(sys.argv[1], parse_subsections=False))['profiles']\n    print(json.dumps(p, sort_keys=True))\n\
+        except Exception:\n    print('refused')\n";
+    for (i, text) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("config-{i}"));
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(repo_root().join("deploy/local/.venv/bin/python"))
+            .args(["-c", script])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let theirs = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let ours = match stsvend::client::botocore_ini::profiles(text) {
+            Ok(p) => serde_json::to_string(&p).unwrap(),
+            Err(_) => "refused".to_owned(),
+        };
+        let theirs = if theirs == "refused" {
+            theirs
+        } else {
+            serde_json::to_string(&serde_json::from_str::<serde_json::Value>(&theirs).unwrap())
+                .unwrap()
+        };
+        assert_eq!(ours, theirs, "case {i}: {text:?}");
+    }
+}
