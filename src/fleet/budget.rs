@@ -1,4 +1,4 @@
-//! The fleet-wide AssumeRole budget: slots reserved on Redis's clock.
+//! The fleet-wide AssumeRole budget, and each user's share of it: both kept on Redis's clock.
 
 use std::time::{Duration, Instant};
 
@@ -68,6 +68,57 @@ impl Fleet {
             Some(wait) if wait >= 0 => Slot::At(sent + Duration::from_micros(wait.unsigned_abs())),
             Some(over) => Slot::Refused(Duration::from_micros(over.unsigned_abs())),
             None => Slot::Local,
+        }
+    }
+}
+
+/// One user's share of new credentials across the fleet: GCRA with a burst on Redis's clock.
+/// ARGV: the interval between credentials and the burst's tolerance ((burst - 1) intervals),
+/// in µs. Returns 0 when allowed (and takes it), else how long until it would be, in µs.
+const TAKE_USER_SHARE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+if tat - now > tolerance then return tat - now - tolerance end
+redis.call('SET', KEYS[1], tostring(tat + interval), 'PX', math.floor((tat - now + interval) / 1000) + 1000)
+return 0
+";
+
+/// Whether a user may cause one more new credential, fleet-wide.
+pub enum Share {
+    Allowed,
+    /// Over their share: come back after this long.
+    Refused(Duration),
+    /// Redis is not usable: the replica's own share of the user applies alone.
+    Local,
+}
+
+impl Fleet {
+    /// Takes one of `user_id`'s new credentials from their fleet-wide share (`per_minute`,
+    /// bursts of `burst`), under a name that does not reveal the user.
+    pub async fn user_share(&self, user_id: &str, per_minute: u32, burst: u32) -> Share {
+        let interval_us = 60_000_000 / u64::from(per_minute.max(1));
+        let tolerance_us = interval_us * u64::from(burst.max(1) - 1);
+        let mut command = redis::cmd("EVAL");
+        command
+            .arg(TAKE_USER_SHARE)
+            .arg(1)
+            .arg(format!(
+                "{}user-share:{}",
+                self.settings.key_prefix,
+                self.text_name(user_id)
+            ))
+            .arg(interval_us)
+            .arg(tolerance_us);
+        match self.run::<i64>(command).await {
+            Some(0) => Share::Allowed,
+            Some(wait) => Share::Refused(
+                Duration::from_micros(wait.unsigned_abs()).max(Duration::from_secs(1)),
+            ),
+            None => Share::Local,
         }
     }
 }

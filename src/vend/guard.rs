@@ -72,6 +72,8 @@ pub struct StsGuard {
     /// Each user's own share of the budget: new credentials per user (governor's keyed GCRA;
     /// users whose share has recovered are forgotten by `sweep`).
     per_user: Option<DefaultKeyedRateLimiter<Box<str>>>,
+    /// The share's rate and burst, for the fleet-wide check (fleet mode).
+    user_quota: Option<(u32, u32)>,
     pub stats: GuardStats,
 }
 
@@ -101,8 +103,24 @@ impl StsGuard {
             max_in_flight: settings.max_in_flight,
             budget,
             per_user,
+            user_quota: (limits.user_new_credentials_per_minute > 0).then_some((
+                limits.user_new_credentials_per_minute,
+                limits.user_new_credentials_burst,
+            )),
             stats: GuardStats::default(),
         }
+    }
+
+    /// Each user's share (per minute, burst), when one is set.
+    pub fn user_quota(&self) -> Option<(u32, u32)> {
+        self.user_quota
+    }
+
+    /// Count a refusal by the fleet-wide share (fleet mode).
+    pub fn count_user_refusal(&self) {
+        self.stats
+            .refused_user_budget
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// May `user` cause one more new credential now? Checked before anything else that an
@@ -302,6 +320,7 @@ mod tests {
             max_in_flight: in_flight,
             budget: NonZeroU32::new(rate).map(|r| RateLimiter::direct(Quota::per_second(r))),
             per_user: None,
+            user_quota: None,
             stats: GuardStats::default(),
         }
     }

@@ -585,6 +585,16 @@ impl Vendor {
             // long to prepare it) is not sent: it takes a new slot, within the max wait.
             let work = async {
                 self.guard.charge_user(&req.user_id)?;
+                // The same share fleet-wide: behind N replicas a user still gets one share.
+                if let Some((per_minute, burst)) = self.guard.user_quota() {
+                    use crate::fleet::budget::Share;
+                    if let Share::Refused(retry_after) =
+                        shared.user_share(&req.user_id, per_minute, burst).await
+                    {
+                        self.guard.count_user_refusal();
+                        return Err(StsError::UserBudget { retry_after });
+                    }
+                }
                 let started = tokio::time::Instant::now();
                 let mut req = req;
                 loop {

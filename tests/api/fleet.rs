@@ -1295,3 +1295,53 @@ async fn a_revoke_on_a_replica_whose_clock_is_behind_wins_over_the_lift_before_i
         );
     }
 }
+
+/// A user's share of new credentials holds across the fleet: asking three replicas in turn
+/// for 30 distinct narrowings gets them one share's worth (on Redis's clock), not three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_share_of_new_credentials_holds_across_replicas() {
+    let (_redis, redis_port) = crate::helpers::start_redis_anywhere();
+    let mut apps = Vec::new();
+    for _ in 0..3 {
+        let app = spawn_app_with(move |f| {
+            patient(in_fleet(redis_port)(f))
+                .merge(Serialized::default(
+                    "limits.user_new_credentials_per_minute",
+                    6,
+                ))
+                .merge(Serialized::default("limits.user_new_credentials_burst", 3))
+        })
+        .await;
+        assert!(app.wait_ready(Duration::from_secs(15)).await);
+        apps.push(app);
+    }
+    wait_for_redis(&apps.iter().collect::<Vec<_>>(), "ok").await;
+    let (user, token) = unique_user(&apps[0], "fleet-share", serde_json::json!(["science"])).await;
+    let started = Instant::now();
+    let asks = (0..30).map(|i| {
+        let (app, token) = (&apps[i % 3], &token);
+        async move {
+            let res = app
+                .get_as(
+                    &format!("/s3credentials?target=s3://demo-inregion/s{i}/"),
+                    token,
+                )
+                .await;
+            res.status().as_u16()
+        }
+    });
+    let statuses = join_all(asks).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let served = statuses.iter().filter(|s| **s == 200).count();
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    // The burst, and what 6 a minute adds while the asks ran (each replica alone would give 3).
+    let bound = 3 + (6.0 * elapsed / 60.0).ceil() as usize;
+    assert!(
+        served <= bound,
+        "{served} served across the fleet, bound {bound}: {statuses:?}"
+    );
+    assert_eq!(assume_role_calls(&user).await, served);
+}
