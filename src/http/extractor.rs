@@ -285,10 +285,11 @@ impl FromRequest for MaybeUser {
         let req = req.clone();
         Box::pin(async move {
             let state = app_state(&req)?;
-            // A revoked user is nobody here: the page must not show what they could read.
-            let user = identify(&req, &state)
-                .await?
-                .filter(|u| !state.revocations.is_revoked(&u.user_id, u.at));
+            // A revoked user is nobody here: the page must not show what they could read. Nor
+            // is anyone while this replica does not yet know who is revoked.
+            let user = identify(&req, &state).await?.filter(|u| {
+                state.revocations.synced() && !state.revocations.is_revoked(&u.user_id, u.at)
+            });
             Ok(MaybeUser(user))
         })
     }

@@ -1235,6 +1235,17 @@ async fn a_replica_started_while_redis_hangs_serves_nobody_until_it_knows_the_re
         );
         assert!(res.headers().contains_key("retry-after"));
     }
+    // The README page does not show anyone as signed in meanwhile.
+    let page = late
+        .get_as("/s3credentialsREADME", &token)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !page.contains(&user),
+        "the page greets a user it cannot check"
+    );
 
     redis.signal("CONT");
     assert!(late.wait_ready(Duration::from_secs(15)).await);
