@@ -103,15 +103,20 @@ impl IdpLimiter {
     }
 }
 
-/// 429 with `Retry-After` in whole seconds (at least 1).
+/// 429 `rate_limited` with `Retry-After` in whole seconds (at least 1).
 pub fn too_many(wait: Duration) -> ApiError {
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    let value = HeaderValue::from_str(&secs.max(1).to_string())
-        .unwrap_or_else(|_| HeaderValue::from_static("1"));
-    ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
+    too_many_as(
+        wait,
         "rate_limited",
         "too many login or token checks from your address; wait and try again",
     )
-    .with_header(header::RETRY_AFTER, value)
+}
+
+/// 429 with this code and description, and `Retry-After` in whole seconds (at least 1).
+pub fn too_many_as(wait: Duration, code: &'static str, description: &str) -> ApiError {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let value = HeaderValue::from_str(&secs.max(1).to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("1"));
+    ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, description)
+        .with_header(header::RETRY_AFTER, value)
 }

@@ -324,14 +324,6 @@ pub fn configure_command(args: ConfigureArgs) -> ExitCode {
         Ok(b) => b,
         Err(e) => return fail(format!("cannot write {}: {e}", config.display())),
     };
-    // Read the file back as it now is on disk (through any link), once more as botocore would.
-    let on_disk = std::fs::read_to_string(&config).unwrap_or_default();
-    if let Err(e) = configure::read_back(old, &on_disk, &profile) {
-        return fail(format!(
-            "{} changed while it was written: {e}",
-            config.display()
-        ));
-    }
     eprintln!(
         "stsvend: profile {} written to {}{}; it works: aws --profile {} s3 ls",
         args.profile,

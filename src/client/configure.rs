@@ -187,37 +187,6 @@ pub fn target(path: &Path) -> std::io::Result<PathBuf> {
     }
 }
 
-/// A new file at `dest` holding `bytes` (mode `mode`), made beside it and renamed over it:
-/// whatever was at `dest` (a file, or a link someone planted) is replaced, never followed.
-fn replace(dest: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut tmp = dest.as_os_str().to_owned();
-    tmp.push(format!(
-        ".stsvend-{}-{}",
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    ));
-    let tmp = PathBuf::from(tmp);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mode);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    let written = options.open(&tmp).and_then(|mut f| {
-        f.write_all(bytes)?;
-        f.sync_all()
-    });
-    let renamed = written.and_then(|()| std::fs::rename(&tmp, dest));
-    if renamed.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    renamed
-}
-
 /// Writes `text` to `path` (see `target`; mode 0600 when new, else the file's own) through a
 /// temporary file and a rename, after keeping what was there as `<file>.stsvend-backup`.
 /// Returns the backup's path, if any.
@@ -234,12 +203,12 @@ pub fn write(path: &Path, before: Option<&str>, text: &str) -> std::io::Result<O
             let mut name = file.as_os_str().to_owned();
             name.push(".stsvend-backup");
             let backup = PathBuf::from(name);
-            replace(&backup, before.as_bytes(), mode)?;
+            crate::common::replace_file(&backup, before.as_bytes(), mode)?;
             Some(backup)
         }
         None => None,
     };
-    replace(&file, text.as_bytes(), mode)?;
+    crate::common::replace_file(&file, text.as_bytes(), mode)?;
     Ok(backup)
 }
 

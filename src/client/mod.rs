@@ -9,7 +9,6 @@ pub mod checked;
 pub mod configure;
 pub mod netrc;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -133,7 +132,8 @@ fn private_to_us(_meta: &std::fs::Metadata) -> bool {
 /// writable by others: whoever can write it could plant credentials for us to use, or
 /// links that make us overwrite their choice of file.
 fn checked_cache_dir(dir: &Path) -> Result<(), ClientError> {
-    create_private_dir(dir)?;
+    crate::common::create_private_dir(dir)
+        .map_err(|e| ClientError::Cache(format!("cannot create {}: {e}", dir.display())))?;
     let meta = std::fs::symlink_metadata(dir)
         .map_err(|e| ClientError::Cache(format!("cannot read {}: {e}", dir.display())))?;
     if !meta.is_dir() || !private_to_us(&meta) {
@@ -169,61 +169,16 @@ fn read_cache(path: &Path) -> Option<Cached> {
     serde_json::from_str(&text).ok()
 }
 
-/// Write via a temp file in the same directory and rename, so a concurrent reader sees the
-/// old file or the new one, never half of one.
+/// Replaces the cache file whole (`common::replace_file`): a concurrent reader sees the old
+/// file or the new one, and a link at `path` is replaced, never followed.
 fn write_cache(path: &Path, value: &Cached) -> Result<(), ClientError> {
     let dir = path
         .parent()
         .ok_or_else(|| ClientError::Cache("no cache directory".into()))?;
     checked_cache_dir(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("cache"),
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    ));
     let json = serde_json::to_vec(value).map_err(|e| ClientError::Cache(e.to_string()))?;
-    let mut file = open_private(&tmp)?;
-    file.write_all(&json)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| ClientError::Cache(format!("cannot write {}: {e}", tmp.display())))?;
-    // rename replaces a link at `path` itself, never the file it points to.
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        ClientError::Cache(format!("cannot replace {}: {e}", path.display()))
-    })
-}
-
-#[cfg(unix)]
-fn open_private(path: &Path) -> Result<std::fs::File, ClientError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    // A fresh name only (O_EXCL), never through a link (O_NOFOLLOW).
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(NOFOLLOW)
-        .open(path)
-        .map_err(|e| ClientError::Cache(format!("cannot create {}: {e}", path.display())))
-}
-
-#[cfg(not(unix))]
-fn open_private(path: &Path) -> Result<std::fs::File, ClientError> {
-    std::fs::File::create(path)
-        .map_err(|e| ClientError::Cache(format!("cannot create {}: {e}", path.display())))
-}
-
-fn create_private_dir(dir: &Path) -> Result<(), ClientError> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder
-        .create(dir)
-        .map_err(|e| ClientError::Cache(format!("cannot create {}: {e}", dir.display())))
+    crate::common::replace_file(path, &json, 0o600)
+        .map_err(|e| ClientError::Cache(format!("cannot replace {}: {e}", path.display())))
 }
 
 fn render(cached: &Cached, format: OutputFormat) -> String {

@@ -83,8 +83,8 @@ pub struct LimitSettings {
     /// Logins started per client address (each hands out a sealed login state); 0: no limit.
     pub login_starts_per_minute: u32,
     pub login_start_burst: u32,
-    /// New credentials (AssumeRole calls) one signed-in user may cause, per replica; 0: no
-    /// limit.
+    /// New credentials (AssumeRole calls) one signed-in user may cause (fleet-wide in fleet
+    /// mode, else per replica); 0: no limit.
     pub user_new_credentials_per_minute: u32,
     pub user_new_credentials_burst: u32,
 }

@@ -4,10 +4,12 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
-/// Fleet-wide AssumeRole budget: GCRA without burst on Redis's clock, so calls are spaced
-/// at least `interval` apart across all replicas. Reserves the caller's slot and returns
-/// how long to wait for it (µs), or -1 - (how much longer than `max_wait` it would be).
-const RESERVE_STS_SLOT: &str = r"
+/// GCRA on Redis's clock: takes the next slot of `interval` (ARGV[1], µs) on KEYS[1] when it
+/// is at most ARGV[2] µs away and returns how far away it is (µs, 0 = now), or -1 - (how much
+/// further than that it would be). The fleet's AssumeRole budget uses the tolerance as the
+/// longest wait (the caller waits for its slot); a user's share uses it as the burst (the
+/// call goes ahead at once).
+const TAKE_SLOT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
@@ -59,7 +61,7 @@ impl Fleet {
         let sent = Instant::now();
         let mut command = redis::cmd("EVAL");
         command
-            .arg(RESERVE_STS_SLOT)
+            .arg(TAKE_SLOT)
             .arg(1)
             .arg(format!("{}sts-budget", self.settings.key_prefix))
             .arg(interval_us)
@@ -71,21 +73,6 @@ impl Fleet {
         }
     }
 }
-
-/// One user's share of new credentials across the fleet: GCRA with a burst on Redis's clock.
-/// ARGV: the interval between credentials and the burst's tolerance ((burst - 1) intervals),
-/// in µs. Returns 0 when allowed (and takes it), else how long until it would be, in µs.
-const TAKE_USER_SHARE: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-if tat - now > tolerance then return tat - now - tolerance end
-redis.call('SET', KEYS[1], tostring(tat + interval), 'PX', math.floor((tat - now + interval) / 1000) + 1000)
-return 0
-";
 
 /// Whether a user may cause one more new credential, fleet-wide.
 pub enum Share {
@@ -104,7 +91,7 @@ impl Fleet {
         let tolerance_us = interval_us * u64::from(burst.max(1) - 1);
         let mut command = redis::cmd("EVAL");
         command
-            .arg(TAKE_USER_SHARE)
+            .arg(TAKE_SLOT)
             .arg(1)
             .arg(format!(
                 "{}user-share:{}",
@@ -114,9 +101,9 @@ impl Fleet {
             .arg(interval_us)
             .arg(tolerance_us);
         match self.run::<i64>(command).await {
-            Some(0) => Share::Allowed,
-            Some(wait) => Share::Refused(
-                Duration::from_micros(wait.unsigned_abs()).max(Duration::from_secs(1)),
+            Some(within) if within >= 0 => Share::Allowed,
+            Some(over) => Share::Refused(
+                Duration::from_micros(over.unsigned_abs()).max(Duration::from_secs(1)),
             ),
             None => Share::Local,
         }

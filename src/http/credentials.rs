@@ -195,16 +195,10 @@ fn no_bucket(settings: &Settings, groups: &[String]) -> ApiError {
 
 pub(crate) fn sts_failure(e: &StsError) -> ApiError {
     if let StsError::UserBudget { retry_after } = e {
-        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-        return ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
+        return crate::limits::too_many_as(
+            *retry_after,
             "too_many_new_credentials",
             "you have asked for many new credentials (narrowings, lifetimes) in a short time; credentials you already have keep working, new ones again after Retry-After seconds",
-        )
-        .with_header(
-            header::RETRY_AFTER,
-            HeaderValue::from_str(&secs.max(1).to_string())
-                .unwrap_or_else(|_| HeaderValue::from_static("1")),
         );
     }
     if let StsError::Busy {

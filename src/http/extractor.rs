@@ -16,6 +16,7 @@ use crate::auth::{claims, login, AuthMethod, AuthenticatedUser};
 use crate::error::ApiError;
 use crate::http::state::AppState;
 use crate::negotiate;
+use crate::revoke::Standing;
 
 /// Why a request was not let through, and how to tell the client.
 #[derive(Debug)]
@@ -202,24 +203,27 @@ fn app_state(req: &HttpRequest) -> Result<web::Data<AppState>, AuthRejection> {
 async fn authenticate(req: HttpRequest) -> Result<AuthenticatedUser, AuthRejection> {
     let state = app_state(&req)?;
     if let Some(user) = identify(&req, &state).await? {
-        if !state.revocations.synced() {
-            return Err(ApiError::unavailable(
-                "this replica has not yet read which accounts are revoked; retry shortly",
-            )
-            .with_header(
-                actix_web::http::header::RETRY_AFTER,
-                actix_web::http::header::HeaderValue::from_static("1"),
-            )
-            .into());
-        }
-        if state.revocations.is_revoked(&user.user_id, user.at) {
-            tracing::info!(target: "stsvend::audit", user = %crate::telemetry::capped(&user.user_id), "refused: revoked");
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "revoked",
-                "access for this account has been revoked by the operators of this service",
-            )
-            .into());
+        match state.revocations.standing(&user.user_id, user.at) {
+            Standing::Clear => {}
+            Standing::Unknown => {
+                return Err(ApiError::unavailable(
+                    "this replica has not yet read which accounts are revoked; retry shortly",
+                )
+                .with_header(
+                    actix_web::http::header::RETRY_AFTER,
+                    actix_web::http::header::HeaderValue::from_static("1"),
+                )
+                .into());
+            }
+            Standing::Revoked => {
+                tracing::info!(target: "stsvend::audit", user = %crate::telemetry::capped(&user.user_id), "refused: revoked");
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "revoked",
+                    "access for this account has been revoked by the operators of this service",
+                )
+                .into());
+            }
         }
         return Ok(user);
     }
@@ -287,9 +291,9 @@ impl FromRequest for MaybeUser {
             let state = app_state(&req)?;
             // A revoked user is nobody here: the page must not show what they could read. Nor
             // is anyone while this replica does not yet know who is revoked.
-            let user = identify(&req, &state).await?.filter(|u| {
-                state.revocations.synced() && !state.revocations.is_revoked(&u.user_id, u.at)
-            });
+            let user = identify(&req, &state)
+                .await?
+                .filter(|u| state.revocations.standing(&u.user_id, u.at) == Standing::Clear);
             Ok(MaybeUser(user))
         })
     }

@@ -43,6 +43,15 @@ pub const RESYNC: Duration = Duration::from_millis(500);
 /// flight (at most `sts.timeout_seconds`), and clock skew between this host and AWS.
 pub const DENY_MARGIN_SLACK: Duration = Duration::from_secs(5);
 
+/// Where a user stands with this replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Clear,
+    Revoked,
+    /// This replica does not yet know who is revoked (fleet mode, before its first read).
+    Unknown,
+}
+
 /// A record as this replica knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Known {
@@ -189,8 +198,9 @@ impl Revocations {
         self.fleet.is_none() || self.started_synced || self.synced.load(Ordering::Relaxed)
     }
 
-    /// Write the set to disk; false (and an error in the log) when it could not be.
-    fn persist(&self) -> bool {
+    /// Write the set to disk (an error in the log when it could not be: the set in memory
+    /// still holds).
+    fn persist(&self) {
         let now = self.clock.now();
         let local = self.local.load();
         let mut records: Vec<&Revocation> = local
@@ -199,27 +209,31 @@ impl Revocations {
             .filter(|r| r.relevant(now))
             .collect();
         records.sort_by(|a, b| a.user.cmp(&b.user));
-        let fleet_synced =
-            self.fleet.is_some() && (self.started_synced || self.synced.load(Ordering::Relaxed));
-        match self.store.save(&records, fleet_synced) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!(
-                    file = %self.store.path().display(),
-                    error = %e,
-                    "cannot write the revocations file: a restart would lose what changed since"
-                );
-                false
-            }
+        let fleet_synced = self.fleet.is_some() && self.synced();
+        if let Err(e) = self.store.save(records, fleet_synced) {
+            tracing::error!(
+                file = %self.store.path().display(),
+                error = %e,
+                "cannot write the revocations file: a restart would lose what changed since"
+            );
         }
     }
 
-    /// The hot-path check.
-    pub fn is_revoked(&self, user_id: &str, now: DateTime<Utc>) -> bool {
-        self.local
+    /// The hot-path check: where `user_id` stands at `now`.
+    pub fn standing(&self, user_id: &str, now: DateTime<Utc>) -> Standing {
+        if !self.synced() {
+            return Standing::Unknown;
+        }
+        let revoked = self
+            .local
             .load()
             .get(user_id)
-            .is_some_and(|k| k.record.active(now))
+            .is_some_and(|k| k.record.active(now));
+        if revoked {
+            Standing::Revoked
+        } else {
+            Standing::Clear
+        }
     }
 
     pub fn list(&self, now: DateTime<Utc>) -> Vec<Revocation> {

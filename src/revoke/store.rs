@@ -1,9 +1,8 @@
 //! The replica's durable copy of the revocations it knows (`revocations.file`): read once
-//! before the replica serves, replaced atomically (a new file, synced, renamed over the old,
-//! the folder synced) on every change, so that a restart (a deploy, an OOM kill, a
-//! rescheduling onto the same volume) never lifts a revocation.
+//! before the replica serves, replaced whole (`common::replace_file`) on every change, so
+//! that a restart (a deploy, an OOM kill, a rescheduling onto the same volume) never lifts a
+//! revocation.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -13,13 +12,14 @@ use super::record::Revocation;
 
 const VERSION: u8 = 1;
 
+/// The file: records read owned, written borrowed.
 #[derive(Serialize, Deserialize)]
-struct OnDisk {
+struct OnDisk<R> {
     version: u8,
     /// Written by a replica that had read the fleet's set from Redis (fleet mode): a
     /// replica restarting while Redis is down may serve from this copy.
     fleet_synced: bool,
-    records: Vec<Revocation>,
+    records: Vec<R>,
 }
 
 /// What the file held when the replica started.
@@ -44,7 +44,7 @@ impl Store {
         };
         let loaded = match std::fs::read(path) {
             Ok(bytes) => {
-                let on_disk: OnDisk = serde_json::from_slice(&bytes).map_err(|e| {
+                let on_disk: OnDisk<Revocation> = serde_json::from_slice(&bytes).map_err(|e| {
                     format!(
                         "{} is not a revocations file stsvend wrote ({e}); move it aside only after checking it",
                         path.display()
@@ -69,7 +69,7 @@ impl Store {
                 };
                 // Find out now, not at the first revocation, that the place is not writable.
                 store
-                    .save(&[], false)
+                    .save(Vec::new(), false)
                     .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
                 empty
             }
@@ -83,68 +83,19 @@ impl Store {
     }
 
     /// Replaces the file with `records`.
-    pub fn save(&self, records: &[&Revocation], fleet_synced: bool) -> std::io::Result<()> {
+    pub fn save(&self, records: Vec<&Revocation>, fleet_synced: bool) -> std::io::Result<()> {
         let _one = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         let bytes = serde_json::to_vec(&OnDisk {
             version: VERSION,
             fleet_synced,
-            records: records.iter().map(|r| (*r).clone()).collect(),
+            records,
         })
         .map_err(std::io::Error::other)?;
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        create_private_dir(&dir)?;
-        let mut tmp = self.path.as_os_str().to_owned();
-        tmp.push(format!(".tmp-{}", std::process::id()));
-        let tmp = PathBuf::from(tmp);
-        let _ = std::fs::remove_file(&tmp);
-        let written = open_private(&tmp).and_then(|mut f| {
-            f.write_all(&bytes)?;
-            f.sync_all()
-        });
-        let renamed = written.and_then(|()| std::fs::rename(&tmp, &self.path));
-        if renamed.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            crate::common::create_private_dir(dir)?;
         }
-        renamed?;
-        // The rename itself survives a crash once the folder is synced.
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        crate::common::replace_file(&self.path, &bytes, 0o600)
     }
-}
-
-#[cfg(unix)]
-fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-}
-
-#[cfg(not(unix))]
-fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-}
-
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir)
 }
 
 #[cfg(test)]
@@ -173,7 +124,7 @@ mod tests {
             "created at once: a bad place fails at startup"
         );
         let (a, b) = (record("a"), record("b"));
-        store.save(&[&a, &b], true).unwrap();
+        store.save(vec![&a, &b], true).unwrap();
         let (_, again) = Store::open(&path).unwrap();
         assert_eq!(again.records, vec![a, b]);
         assert!(again.fleet_synced);

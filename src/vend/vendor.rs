@@ -492,6 +492,25 @@ impl Vendor {
         Box::pin(self.vend_missed(key, request, min_remaining, now, overall_timeout)).await
     }
 
+    /// One new credential out of `user`'s share: this replica's, and (fleet mode) the
+    /// fleet's, so behind N replicas a user still gets one share. Checked before anything
+    /// else an STS call takes (a fleet slot, the in-flight cap).
+    async fn charge(
+        &self,
+        user: &str,
+        shared: Option<&crate::fleet::Fleet>,
+    ) -> Result<(), StsError> {
+        self.guard.charge_user(user)?;
+        if let (Some(shared), Some((per_minute, burst))) = (shared, self.guard.user_quota()) {
+            use crate::fleet::budget::Share;
+            if let Share::Refused(retry_after) = shared.user_share(user, per_minute, burst).await {
+                self.guard.count_user_refusal();
+                return Err(StsError::UserBudget { retry_after });
+            }
+        }
+        Ok(())
+    }
+
     /// Wait for a slot in the fleet's AssumeRole budget: Ok(the instant the request must be
     /// signed by, which the STS client enforces; None when no fleet budget applies),
     /// Err(retry after) when the budget is used up for longer than `cluster.sts_max_wait_ms`.
@@ -531,7 +550,7 @@ impl Vendor {
         };
         let Some(cache) = &self.cache else {
             let request = request();
-            self.guard.charge_user(&request.user_id)?;
+            self.charge(&request.user_id, None).await?;
             let session_name = Arc::from(request.role_session_name.as_str());
             let credentials = Arc::new(call(request).await?);
             return Ok(vended(
@@ -544,7 +563,7 @@ impl Vendor {
         let fetch = |req: AssumeRoleRequest| async {
             let req_user = req.user_id.clone();
             let Some(shared) = &self.shared else {
-                self.guard.charge_user(&req.user_id)?;
+                self.charge(&req.user_id, None).await?;
                 return call(req).await;
             };
             let usable = |c: &StsCredentials| enough(c, now, min_remaining);
@@ -584,17 +603,7 @@ impl Vendor {
             // A request signed after its slot (a busy machine woke it late, or the SDK took
             // long to prepare it) is not sent: it takes a new slot, within the max wait.
             let work = async {
-                self.guard.charge_user(&req.user_id)?;
-                // The same share fleet-wide: behind N replicas a user still gets one share.
-                if let Some((per_minute, burst)) = self.guard.user_quota() {
-                    use crate::fleet::budget::Share;
-                    if let Share::Refused(retry_after) =
-                        shared.user_share(&req.user_id, per_minute, burst).await
-                    {
-                        self.guard.count_user_refusal();
-                        return Err(StsError::UserBudget { retry_after });
-                    }
-                }
+                self.charge(&req.user_id, Some(shared)).await?;
                 let started = tokio::time::Instant::now();
                 let mut req = req;
                 loop {
