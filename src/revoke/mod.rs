@@ -194,6 +194,7 @@ impl Revocations {
     /// from a copy written after such a read. Until then it is not ready and refuses every
     /// signed-in request: Redis being down is no reason to serve users it may not know are
     /// revoked.
+    #[inline]
     pub fn synced(&self) -> bool {
         self.fleet.is_none() || self.started_synced || self.synced.load(Ordering::Relaxed)
     }
@@ -219,7 +220,9 @@ impl Revocations {
         }
     }
 
-    /// The hot-path check: where `user_id` stands at `now`.
+    /// The hot-path check: where `user_id` stands at `now`. Inlined into the extractor
+    /// (callgrind: about 330 instructions per request when it is a call of its own).
+    #[inline]
     pub fn standing(&self, user_id: &str, now: DateTime<Utc>) -> Standing {
         if !self.synced() {
             return Standing::Unknown;
