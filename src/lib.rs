@@ -3,6 +3,7 @@
 //! user's helper (`client`) and what it shares with the service (`common`) are built.
 
 #[cfg(feature = "server")]
+pub mod archive;
 pub mod auth;
 pub mod client;
 #[cfg(feature = "server")]

@@ -21,104 +21,99 @@ use prometheus::{
 
 use crate::vend::guard::BreakerState;
 
-use crate::vend::vendor::Vendor;
-
 struct VendCollector {
-    vendor: Arc<Vendor>,
+    archives: Arc<crate::archive::Archives>,
     discovery: Arc<crate::auth::discovery::Discovery>,
     ready: IntGauge,
-    hits: IntCounter,
-    misses: IntCounter,
-    fallbacks: IntCounter,
-    sts_calls: IntCounter,
-    cached: IntGauge,
     log_dropped: IntCounter,
+    // The rest by archive (a label bounded by the configuration).
+    hits: IntCounterVec,
+    misses: IntCounterVec,
+    fallbacks: IntCounterVec,
+    sts_calls: IntCounterVec,
+    cached: IntGaugeVec,
     breaker_state: IntGaugeVec,
     breaker_transitions: IntCounterVec,
     sts_refused: IntCounterVec,
-    sts_in_flight: IntGauge,
+    sts_in_flight: IntGaugeVec,
     sts_errors: IntCounterVec,
     asked_less: IntCounterVec,
-    presigned: IntCounter,
+    presigned: IntCounterVec,
 }
 
 impl VendCollector {
     fn new(
-        vendor: Arc<Vendor>,
+        archives: Arc<crate::archive::Archives>,
         discovery: Arc<crate::auth::discovery::Discovery>,
     ) -> Result<Self, prometheus::Error> {
-        let counter = |name: &str, help: &str| IntCounter::with_opts(Opts::new(name, help));
+        let by_archive =
+            |name: &str, help: &str| IntCounterVec::new(Opts::new(name, help), &["archive"]);
+        let counter_by = |name: &str, help: &str, label: &str| {
+            IntCounterVec::new(Opts::new(name, help), &["archive", label])
+        };
         Ok(Self {
-            vendor,
+            archives,
             discovery,
             ready: IntGauge::with_opts(Opts::new(
                 "stsvend_ready",
                 "1 while /readyz answers 200 (the IdP's discovery document is loaded)",
             ))?,
-            hits: counter(
+            log_dropped: IntCounter::with_opts(Opts::new(
+                "stsvend_log_lines_dropped_total",
+                "Log lines dropped because the log queue was full",
+            ))?,
+            hits: by_archive(
                 "stsvend_credential_cache_hits_total",
                 "Credential requests served from the cache",
             )?,
-            misses: counter(
+            misses: by_archive(
                 "stsvend_credential_cache_misses_total",
                 "Credential requests that needed an AssumeRole",
             )?,
-            fallbacks: counter(
+            fallbacks: by_archive(
                 "stsvend_credential_cache_fallbacks_total",
                 "Cached credentials served because STS was unavailable",
             )?,
-            sts_calls: counter(
+            sts_calls: by_archive(
                 "stsvend_sts_assume_role_calls_total",
                 "AssumeRole calls sent to STS",
             )?,
-            cached: IntGauge::with_opts(Opts::new(
-                "stsvend_credentials_cached",
-                "Credentials held in the cache",
-            ))?,
-            log_dropped: counter(
-                "stsvend_log_lines_dropped_total",
-                "Log lines dropped because the log queue was full",
+            cached: IntGaugeVec::new(
+                Opts::new("stsvend_credentials_cached", "Credentials held in the cache"),
+                &["archive"],
             )?,
             breaker_state: IntGaugeVec::new(
                 Opts::new(
                     "stsvend_sts_breaker_state",
                     "1 for the STS circuit breaker's current state (closed, open, half_open)",
                 ),
-                &["state"],
+                &["archive", "state"],
             )?,
-            breaker_transitions: IntCounterVec::new(
-                Opts::new(
-                    "stsvend_sts_breaker_transitions_total",
-                    "STS circuit breaker transitions, by the state entered",
-                ),
-                &["to"],
+            breaker_transitions: counter_by(
+                "stsvend_sts_breaker_transitions_total",
+                "STS circuit breaker transitions, by the state entered",
+                "to",
             )?,
-            sts_refused: IntCounterVec::new(
-                Opts::new(
-                    "stsvend_sts_calls_refused_total",
-                    "AssumeRole calls not attempted, by reason",
-                ),
-                &["reason"],
+            sts_refused: counter_by(
+                "stsvend_sts_calls_refused_total",
+                "AssumeRole calls not attempted, by reason",
+                "reason",
             )?,
-            sts_in_flight: IntGauge::with_opts(Opts::new(
-                "stsvend_sts_calls_in_flight",
-                "AssumeRole calls in flight",
-            ))?,
-            sts_errors: IntCounterVec::new(
-                Opts::new(
-                    "stsvend_sts_errors_total",
-                    "AssumeRole calls that failed, by kind (throttled, unavailable, rejected)",
-                ),
-                &["kind"],
+            sts_in_flight: IntGaugeVec::new(
+                Opts::new("stsvend_sts_calls_in_flight", "AssumeRole calls in flight"),
+                &["archive"],
             )?,
-            asked_less: IntCounterVec::new(
-                Opts::new(
-                    "stsvend_credential_requests_asking_less_total",
-                    "Credential requests that asked for less: narrowed to targets, or a shorter lifetime",
-                ),
-                &["asked"],
+            sts_errors: counter_by(
+                "stsvend_sts_errors_total",
+                "AssumeRole calls that failed, by kind (throttled, unavailable, rejected)",
+                "kind",
             )?,
-            presigned: counter(
+            asked_less: counter_by(
+                "stsvend_credential_requests_asking_less_total",
+                "Credential requests that asked for less: narrowed to targets, or a shorter lifetime",
+                "asked",
+            )?,
+            presigned: by_archive(
                 "stsvend_presigned_links_total",
                 "Object links signed (GET/HEAD /s3/<bucket>/<key>)",
             )?,
@@ -128,6 +123,69 @@ impl VendCollector {
     fn set(counter: &IntCounter, value: u64) {
         counter.reset();
         counter.inc_by(value);
+    }
+
+    fn collect_archive(&self, archive: &crate::archive::Archive) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let name: &str = &archive.name;
+        let vendor = &archive.vendor;
+        let stats = &vendor.stats;
+        let one = |v: &IntCounterVec, n: u64| Self::set(&v.with_label_values(&[name]), n);
+        one(&self.hits, stats.hits.load(Relaxed));
+        one(&self.misses, stats.misses.load(Relaxed));
+        one(&self.fallbacks, stats.fallbacks.load(Relaxed));
+        one(&self.sts_calls, vendor.sts_calls());
+        one(&self.presigned, stats.presigned.load(Relaxed));
+        self.cached
+            .with_label_values(&[name])
+            .set(i64::try_from(vendor.cached_entries()).unwrap_or(i64::MAX));
+        let two = |v: &IntCounterVec, label: &str, n: u64| {
+            Self::set(&v.with_label_values(&[name, label]), n)
+        };
+        for (kind, n) in [
+            ("throttled", &stats.sts_throttled),
+            ("unavailable", &stats.sts_unavailable),
+            ("rejected", &stats.sts_rejected),
+        ] {
+            two(&self.sts_errors, kind, n.load(Relaxed));
+        }
+        for (asked, n) in [
+            ("narrowed", &stats.narrowed),
+            ("short_lifetime", &stats.short_lifetime),
+        ] {
+            two(&self.asked_less, asked, n.load(Relaxed));
+        }
+        let guard = vendor.guard();
+        let now = guard.state();
+        for state in [
+            BreakerState::Closed,
+            BreakerState::Open,
+            BreakerState::HalfOpen,
+        ] {
+            self.breaker_state
+                .with_label_values(&[name, state.as_str()])
+                .set(i64::from(state == now));
+        }
+        let g = &guard.stats;
+        for (to, n) in [
+            ("open", &g.opened),
+            ("half_open", &g.half_opened),
+            ("closed", &g.closed),
+        ] {
+            two(&self.breaker_transitions, to, n.load(Relaxed));
+        }
+        for (reason, n) in [
+            ("circuit_open", &g.refused_open),
+            ("too_many_in_flight", &g.refused_in_flight),
+            ("rate_budget", &g.refused_rate),
+            ("fleet_rate_budget", &g.refused_fleet_rate),
+            ("user_budget", &g.refused_user_budget),
+        ] {
+            two(&self.sts_refused, reason, n.load(Relaxed));
+        }
+        self.sts_in_flight
+            .with_label_values(&[name])
+            .set(i64::try_from(guard.in_flight()).unwrap_or(i64::MAX));
     }
 }
 
@@ -153,69 +211,11 @@ impl Collector for VendCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let stats = &self.vendor.stats;
-        Self::set(&self.hits, stats.hits.load(Relaxed));
-        Self::set(&self.misses, stats.misses.load(Relaxed));
-        Self::set(&self.fallbacks, stats.fallbacks.load(Relaxed));
-        Self::set(&self.sts_calls, self.vendor.sts_calls());
-        self.cached
-            .set(i64::try_from(self.vendor.cached_entries()).unwrap_or(i64::MAX));
+        for archive in self.archives.all() {
+            self.collect_archive(archive);
+        }
         Self::set(&self.log_dropped, crate::telemetry::queue::dropped_lines());
         self.ready.set(i64::from(self.discovery.is_ready()));
-        for (kind, n) in [
-            ("throttled", &stats.sts_throttled),
-            ("unavailable", &stats.sts_unavailable),
-            ("rejected", &stats.sts_rejected),
-        ] {
-            Self::set(&self.sts_errors.with_label_values(&[kind]), n.load(Relaxed));
-        }
-        Self::set(&self.presigned, stats.presigned.load(Relaxed));
-        for (asked, n) in [
-            ("narrowed", &stats.narrowed),
-            ("short_lifetime", &stats.short_lifetime),
-        ] {
-            Self::set(
-                &self.asked_less.with_label_values(&[asked]),
-                n.load(Relaxed),
-            );
-        }
-        let guard = self.vendor.guard();
-        let now = guard.state();
-        for state in [
-            BreakerState::Closed,
-            BreakerState::Open,
-            BreakerState::HalfOpen,
-        ] {
-            self.breaker_state
-                .with_label_values(&[state.as_str()])
-                .set(i64::from(state == now));
-        }
-        let g = &guard.stats;
-        for (to, n) in [
-            ("open", &g.opened),
-            ("half_open", &g.half_opened),
-            ("closed", &g.closed),
-        ] {
-            Self::set(
-                &self.breaker_transitions.with_label_values(&[to]),
-                n.load(Relaxed),
-            );
-        }
-        for (reason, n) in [
-            ("circuit_open", &g.refused_open),
-            ("too_many_in_flight", &g.refused_in_flight),
-            ("rate_budget", &g.refused_rate),
-            ("fleet_rate_budget", &g.refused_fleet_rate),
-            ("user_budget", &g.refused_user_budget),
-        ] {
-            Self::set(
-                &self.sts_refused.with_label_values(&[reason]),
-                n.load(Relaxed),
-            );
-        }
-        self.sts_in_flight
-            .set(i64::try_from(guard.in_flight()).unwrap_or(i64::MAX));
         [
             self.hits.collect(),
             self.misses.collect(),
@@ -334,7 +334,7 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(
-        vendor: Arc<Vendor>,
+        archives: Arc<crate::archive::Archives>,
         fleet: Option<Arc<crate::fleet::Fleet>>,
         discovery: Arc<crate::auth::discovery::Discovery>,
         tls: Option<Arc<crate::tls::CertReloader>>,
@@ -346,7 +346,7 @@ impl Metrics {
                 .register(Box::new(collector))
                 .map_err(|e| e.to_string())?;
         }
-        let collector = VendCollector::new(vendor, discovery).map_err(|e| e.to_string())?;
+        let collector = VendCollector::new(archives, discovery).map_err(|e| e.to_string())?;
         registry
             .register(Box::new(collector))
             .map_err(|e| e.to_string())?;

@@ -17,8 +17,7 @@ use crate::config::Settings;
 use crate::error::ApiError;
 use crate::http::{self, state::AppState};
 use crate::telemetry::request_id_middleware;
-use crate::vend::sts::{AwsSts, StsApi};
-use crate::vend::vendor::Vendor;
+use crate::vend::sts::StsApi;
 
 /// What a valid configuration must also pass, checked by the code that will use it: the TLS
 /// files load and match, and AWS accepts the worst-case session scope. `check-config` and
@@ -28,7 +27,33 @@ pub fn preflight(settings: &Settings) -> Result<Vec<String>, crate::config::Conf
     if let Some(tls) = &settings.server.tls {
         crate::tls::check_files(tls)?;
     }
-    crate::vend::scope::check_settings(settings)
+    let mut notes = Vec::new();
+    for (i, archive) in settings.archives.iter().enumerate() {
+        let view = settings.for_archive(i);
+        let checked = crate::vend::scope::check_settings(&view).map_err(|e| {
+            if i == 0 {
+                e
+            } else {
+                let key = e.key.clone().unwrap_or_else(|| "buckets".into());
+                let message = e
+                    .message
+                    .strip_prefix(&format!("`{key}`: "))
+                    .unwrap_or(&e.message)
+                    .to_owned();
+                crate::config::ConfigError::key(&format!("archives[{}].{key}", i - 1), message)
+            }
+        })?;
+        if settings.archives.len() == 1 {
+            notes.extend(checked);
+        } else {
+            notes.extend(
+                checked
+                    .into_iter()
+                    .map(|n| format!("archive {:?}: {n}", archive.name)),
+            );
+        }
+    }
+    Ok(notes)
 }
 
 /// What tests and embedders may replace; everything else comes from the settings.
@@ -128,30 +153,36 @@ impl Application {
         let idp_limiter = Arc::new(crate::limits::IdpLimiter::new(&settings));
         let bearer =
             BearerVerifier::new(settings.oidc.clone(), settings.cache.max_entries.max(1000));
-        let sts: Arc<dyn StsApi> = match deps.sts {
-            Some(sts) => sts,
-            None => Arc::new(AwsSts::from_settings(&settings.sts, deps.aws_credentials).await),
-        };
         let fleet = settings.cluster.as_ref().map(|cluster| {
             // Redis's TLS (rediss://) builds its rustls config from the process default.
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             crate::fleet::Fleet::start(cluster.clone())
         });
-        let mut vendor = Vendor::new(sts, &settings, clock.clone());
-        if let Some(fleet) = &fleet {
-            vendor = vendor.with_fleet(fleet.clone());
-        }
-        let vendor = Arc::new(vendor);
+        // Each archive's scope is checked once, when its scoper is built.
+        let archives = Arc::new(
+            crate::archive::Archives::build(
+                &settings,
+                crate::archive::Clients {
+                    sts: deps.sts,
+                    aws_credentials: deps.aws_credentials,
+                },
+                clock.clone(),
+                fleet.clone(),
+            )
+            .await?,
+        );
         // Per-client and per-user limiters forget whoever has fully recovered.
         let sweep_task = {
             let limiter = idp_limiter.clone();
-            let vendor = vendor.clone();
+            let archives = archives.clone();
             tokio::spawn(async move {
                 let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
                 loop {
                     every.tick().await;
                     limiter.sweep();
-                    vendor.guard().sweep();
+                    for archive in archives.all() {
+                        archive.vendor.guard().sweep();
+                    }
                 }
             })
         };
@@ -170,7 +201,7 @@ impl Application {
             (None, None) => None,
         };
         let metrics = crate::metrics::Metrics::new(
-            vendor.clone(),
+            archives.clone(),
             fleet.clone(),
             discovery.clone(),
             tls.as_ref().map(|(r, _)| r.clone()),
@@ -181,12 +212,6 @@ impl Application {
         let metrics_on = settings.server.metrics;
         // Without an internal listener, the public one answers `/metrics`.
         let public_registry = metrics_on && internal_listener.is_none();
-        if crate::vend::policy::worst_case(&settings).is_none() {
-            tracing::warn!(
-                region = %settings.sts.region,
-                "no configured bucket is in sts.region: every credential request will be refused"
-            );
-        }
 
         let tuning = Tuning {
             workers: settings.server.workers,
@@ -198,12 +223,11 @@ impl Application {
         let callback_path = settings.oidc.callback_path.clone();
         let cors_origins = settings.cors.allowed_origins.clone();
         let templates = http::readme::environment()?;
-        let scopes = crate::vend::scope::Scoper::new(&settings)?;
         // Before anything is served: a restart must not lift a revocation.
         let (store, loaded) = crate::revoke::Store::open(&settings.revocations.file)
             .map_err(|e| crate::config::ConfigError::key("revocations.file", e))?;
         let revocations = crate::revoke::Revocations::new(
-            vendor.clone(),
+            archives.vendors(),
             fleet.clone(),
             clock.clone(),
             store,
@@ -226,9 +250,8 @@ impl Application {
             idp_http,
             cookies,
             bearer,
-            vendor,
+            archives,
             fleet,
-            scopes,
             templates,
             openapi: http::openapi::document(settings_max_duration).into(),
             links: Default::default(),
@@ -248,8 +271,15 @@ impl Application {
         let registry = web::Data::new(registry);
         let public_routes: Routes = {
             let registry = public_registry.then(|| registry.clone());
+            let archives = state.archives.clone();
             Arc::new(move |cfg| {
-                http::public_routes(cfg, &callback_path, &cors_origins, registry.clone())
+                http::public_routes(
+                    cfg,
+                    &callback_path,
+                    &cors_origins,
+                    &archives,
+                    registry.clone(),
+                )
             })
         };
         let server = serve(

@@ -27,12 +27,19 @@ pub fn groups(claims: &Map<String, Value>, claim: &str) -> Option<Vec<String>> {
     }
 }
 
-/// Keep only the groups some bucket rule mentions: they are all that can change what a user
-/// may read, and they keep the session cookie small however many groups the IdP sends.
+/// Keep only the groups some bucket rule of some archive mentions: they are all that can
+/// change what a user may read, and they keep the session cookie small however many groups
+/// the IdP sends.
 pub fn relevant_groups(settings: &Settings, groups: &[String]) -> Vec<String> {
     let mut out: Vec<String> = groups
         .iter()
-        .filter(|g| settings.buckets.iter().any(|b| b.groups.contains(g)))
+        .filter(|g| {
+            settings
+                .archives
+                .iter()
+                .flat_map(|a| &a.buckets)
+                .any(|b| b.groups.contains(g))
+        })
         .cloned()
         .collect();
     out.sort();

@@ -13,6 +13,8 @@ pub struct RawBucket {
     pub prefixes: Vec<String>,
     #[serde(default)]
     pub groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub requester_pays: bool,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -32,6 +34,8 @@ pub struct Bucket {
     pub region: String,
     pub prefixes: Vec<String>,
     pub groups: Vec<String>,
+    /// Readers pay for requests and transfer: clients must send `x-amz-request-payer`.
+    pub requester_pays: bool,
 }
 
 /// How a user's scope reaches STS, and the network conditions every grant carries.
@@ -125,9 +129,14 @@ pub fn validate_bucket_name(name: &str) -> Result<(), String> {
 }
 
 pub(super) fn validate(raw: &[RawBucket]) -> Result<Vec<Bucket>, ConfigError> {
+    validate_at("buckets", raw)
+}
+
+/// `at`: where the list is in the configuration (`buckets`, `archives[1].buckets`).
+pub(super) fn validate_at(at: &str, raw: &[RawBucket]) -> Result<Vec<Bucket>, ConfigError> {
     let mut out: Vec<Bucket> = Vec::with_capacity(raw.len());
     for (i, b) in raw.iter().enumerate() {
-        let key = |field: &str| format!("buckets[{i}].{field}");
+        let key = |field: &str| format!("{at}[{i}].{field}");
         validate_bucket_name(&b.name).map_err(|e| ConfigError::key(&key("name"), e))?;
         if out.iter().any(|o| o.name == b.name) {
             return Err(ConfigError::key(
@@ -161,6 +170,7 @@ pub(super) fn validate(raw: &[RawBucket]) -> Result<Vec<Bucket>, ConfigError> {
             region: b.region.clone(),
             prefixes,
             groups,
+            requester_pays: b.requester_pays,
         });
     }
     Ok(out)

@@ -9,6 +9,7 @@ use figment::{Figment, Source};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+mod archives;
 mod buckets;
 mod cluster;
 mod minor;
@@ -19,6 +20,7 @@ mod session;
 mod sts;
 mod values;
 
+pub use archives::{ArchiveSettings, RawArchive, RawArchiveMain};
 pub use buckets::{
     is_policy_safe_prefix, validate_bucket_name, Bucket, PolicySettings, RawBucket, RawPolicy,
     ScopeMode, PREFIX_RULE,
@@ -64,6 +66,9 @@ pub struct RawSettings {
     pub cluster: Option<RawCluster>,
     #[serde(default)]
     pub admin: Option<RawAdmin>,
+    pub archive: RawArchiveMain,
+    #[serde(default)]
+    pub archives: Vec<RawArchive>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -208,6 +213,10 @@ pub struct Settings {
     pub cluster: Option<ClusterSettings>,
     /// The admin API's bearer token (`[admin]`); the API exists only when set.
     pub admin_token: Option<SecretString>,
+    /// Every archive, the top-level one (`sts`, `buckets`, `policy`, `s3` above) first.
+    pub archives: Vec<ArchiveSettings>,
+    /// The archive `/s3credentials` serves when a request names no target.
+    pub default_archive: usize,
 }
 
 impl Settings {
@@ -227,6 +236,24 @@ impl Settings {
             Some(c) => Some(cluster::validate(c, &sts)?),
             None => None,
         };
+        let callback = &oidc.callback_path;
+        let mut all = vec![archives::first(
+            &raw.archive,
+            callback,
+            (sts.clone(), buckets.clone(), policy.clone(), s3.clone()),
+        )?];
+        for (i, a) in raw.archives.iter().enumerate() {
+            let archive = archives::other(i, a, (&raw.sts, &raw.policy, &raw.s3), callback)?;
+            // What the deployment-wide sections require of `[sts]`, each archive's meets too.
+            let at = format!("archives[{i}].sts");
+            minor::validate_limits(&raw.limits, &archive.sts)
+                .map_err(|e| ConfigError::key(&at, e.message))?;
+            if let Some(c) = &raw.cluster {
+                cluster::validate(c, &archive.sts).map_err(|e| ConfigError::key(&at, e.message))?;
+            }
+            all.push(archive);
+        }
+        let default_archive = archives::check_all(&all, &raw.archive.default)?;
         let admin_token = match &raw.admin {
             Some(a) => Some(minor::validate_admin(a, &server)?),
             None => None,
@@ -245,8 +272,25 @@ impl Settings {
             s3,
             revocations,
             limits,
+            archives: all,
+            default_archive,
         };
         Ok(settings)
+    }
+}
+
+impl Settings {
+    /// The deployment as archive `i` sees it: its `sts`, `buckets`, `policy` and `s3` in
+    /// place of the top-level ones (everything that builds a credential reads those).
+    pub fn for_archive(&self, i: usize) -> Settings {
+        let mut view = self.clone();
+        if let Some(a) = self.archives.get(i) {
+            view.sts = a.sts.clone();
+            view.buckets = a.buckets.clone();
+            view.policy = a.policy.clone();
+            view.s3 = a.s3.clone();
+        }
+        view
     }
 }
 

@@ -13,6 +13,8 @@ use super::values::*;
 #[serde(deny_unknown_fields)]
 pub struct RawSts {
     pub role_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
     pub region: String,
     pub endpoint_url: Option<String>,
     pub duration_seconds: u32,
@@ -29,6 +31,8 @@ pub struct RawSts {
 #[derive(Debug, Clone)]
 pub struct StsSettings {
     pub role_arn: RoleArn,
+    /// Sent as `ExternalId` (a role in another account may require one in its trust policy).
+    pub external_id: Option<String>,
     pub region: String,
     pub endpoint_url: Option<Url>,
     pub duration_seconds: u32,
@@ -139,6 +143,25 @@ pub(super) fn validate(raw: &RawSts) -> Result<StsSettings, ConfigError> {
     let role_arn = RoleArn::parse(required("sts.role_arn", &raw.role_arn)?)
         .map_err(|e| ConfigError::key("sts.role_arn", e))?;
     validate_region("sts.region", &raw.region)?;
+    let external_id = raw
+        .external_id
+        .as_deref()
+        .map(|id| {
+            // STS: 2-1224 characters of [\w+=,.@:/-].
+            let ok = (2..=1224).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@:/-".contains(&b));
+            if ok {
+                Ok(id.to_owned())
+            } else {
+                Err(ConfigError::key(
+                    "sts.external_id",
+                    "2-1224 characters of letters, digits and _+=,.@:/-",
+                ))
+            }
+        })
+        .transpose()?;
     let endpoint_url = raw
         .endpoint_url
         .as_deref()
@@ -190,6 +213,7 @@ pub(super) fn validate(raw: &RawSts) -> Result<StsSettings, ConfigError> {
     let timeout = seconds("sts.timeout_seconds", raw.timeout_seconds, 1, 120)?;
     Ok(StsSettings {
         role_arn,
+        external_id,
         region: raw.region.clone(),
         endpoint_url,
         duration_seconds: raw.duration_seconds,

@@ -45,8 +45,9 @@ impl Fleet {
         self.settings.sts_max_wait
     }
 
-    /// A slot in the fleet-wide AssumeRole budget (`cluster.sts_rate_per_second`).
-    pub async fn sts_slot(&self) -> Slot {
+    /// A slot in the fleet-wide AssumeRole budget (`cluster.sts_rate_per_second`) of the
+    /// role's `account`: STS quotas are per account, so archives in one account share one.
+    pub async fn sts_slot(&self, account: &str) -> Slot {
         let rate = u64::from(self.settings.sts_rate_per_second);
         if rate == 0 {
             return Slot::Local;
@@ -63,7 +64,7 @@ impl Fleet {
         command
             .arg(TAKE_SLOT)
             .arg(1)
-            .arg(format!("{}sts-budget", self.settings.key_prefix))
+            .arg(format!("{}sts-budget:{account}", self.settings.key_prefix))
             .arg(interval_us)
             .arg(max_wait_us);
         match self.run::<i64>(command).await {
@@ -85,8 +86,14 @@ pub enum Share {
 
 impl Fleet {
     /// Takes one of `user_id`'s new credentials from their fleet-wide share (`per_minute`,
-    /// bursts of `burst`), under a name that does not reveal the user.
-    pub async fn user_share(&self, user_id: &str, per_minute: u32, burst: u32) -> Share {
+    /// bursts of `burst`) of `account`'s budget, under a name that does not reveal the user.
+    pub async fn user_share(
+        &self,
+        account: &str,
+        user_id: &str,
+        per_minute: u32,
+        burst: u32,
+    ) -> Share {
         let interval_us = 60_000_000 / u64::from(per_minute.max(1));
         let tolerance_us = interval_us * u64::from(burst.max(1) - 1);
         let mut command = redis::cmd("EVAL");
@@ -94,7 +101,7 @@ impl Fleet {
             .arg(TAKE_SLOT)
             .arg(1)
             .arg(format!(
-                "{}user-share:{}",
+                "{}user-share:{account}:{}",
                 self.settings.key_prefix,
                 self.text_name(user_id)
             ))

@@ -6,7 +6,6 @@ use actix_web::HttpRequest;
 
 use crate::auth::AuthenticatedUser;
 use crate::telemetry::capped;
-use crate::vend::format::Format;
 use crate::vend::scope::SessionScope;
 use crate::vend::vendor::Vended;
 
@@ -14,19 +13,21 @@ use crate::vend::vendor::Vended;
 pub fn vended(
     req: &HttpRequest,
     user: &AuthenticatedUser,
+    archive: &crate::archive::Archive,
     scope: &SessionScope,
     vended: &Vended,
-    format: Format,
+    format: &'static str,
 ) {
     let audit = Audit {
         user: &user.user_id,
+        archive: &archive.name,
         authenticated_by: user.method,
         session_name: &vended.session_name,
         scope,
         credentials: &vended.credentials,
         rendered: &vended.rendered,
         cache: vended.outcome.as_str(),
-        format: format.name(),
+        format,
         client: req
             .peer_addr()
             .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip()),
@@ -39,12 +40,13 @@ pub fn vended(
     tracing::info!(target: "stsvend::audit", json_fields = ?audit, "credentials vended");
 }
 
-/// The audit line's fields, as JSON members: user, session name, scope, policy hash, buckets, access key id,
+/// The audit line's fields, as JSON members: user, session name, archive, scope, policy hash, buckets, access key id,
 /// expiration, packed policy size (rendered once per credential), then how they
 /// authenticated, cache outcome, format, client and `X-Forwarded-For`. Every string is
 /// escaped; client-controlled ones are capped.
 struct Audit<'a> {
     user: &'a str,
+    archive: &'a str,
     authenticated_by: crate::auth::AuthMethod,
     session_name: &'a str,
     scope: &'a crate::vend::scope::SessionScope,
@@ -70,6 +72,7 @@ impl Audit<'_> {
             write_escaped(out, &capped(self.user))?;
             out.push('"');
             write_member(out, "session_name", self.session_name)?;
+            write_member(out, "archive", self.archive)?;
             write_member(out, "scope", self.scope.mode.as_str())?;
             write_member(out, "policy_hash", &self.scope.hash)?;
             write_member(out, "buckets", &self.scope.buckets_joined)?;

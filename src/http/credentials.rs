@@ -5,6 +5,7 @@ use serde::Deserialize;
 
 use std::sync::Arc;
 
+use crate::archive::Archive;
 use crate::auth::AuthenticatedUser;
 use crate::config::Settings;
 use crate::error::ApiError;
@@ -40,14 +41,14 @@ pub struct CredentialQuery {
 /// What a credential request asks for beyond who is asking.
 #[derive(Debug, Default)]
 pub struct Ask {
-    format: Option<String>,
+    pub(crate) format: Option<String>,
     /// Canonical (`narrow::canonical`); empty: everything the user may read.
-    targets: Vec<Target>,
+    pub(crate) targets: Vec<Target>,
     duration_seconds: Option<u32>,
 }
 
 impl Ask {
-    fn parse(query: &str) -> Result<Self, ApiError> {
+    pub(crate) fn parse(query: &str) -> Result<Self, ApiError> {
         let mut ask = Self::default();
         if query.is_empty() {
             return Ok(ask);
@@ -80,11 +81,37 @@ impl Ask {
 
     /// A shorter lifetime than the deployment's, checked against `max`; None: the
     /// deployment's (asked for or not: the same credential).
-    fn lifetime(&self, max: u32) -> Result<Option<u32>, ApiError> {
+    pub(crate) fn lifetime(&self, max: u32) -> Result<Option<u32>, ApiError> {
         narrow::lifetime(self.duration_seconds, max)
             .map(|l| (l < max).then_some(l))
             .map_err(|e| ApiError::bad_request("invalid_duration", e))
     }
+}
+
+/// An archive's own endpoints (`<archive path>/s3credentials`, ...) answer for it alone.
+#[derive(Clone)]
+pub struct Pinned(pub Arc<Archive>);
+
+/// The archive a request is for: the one its path names, else the one owning its targets'
+/// buckets (the default without targets).
+pub(crate) fn archive_for<'a>(
+    req: &'a HttpRequest,
+    state: &'a AppState,
+    targets: &[Target],
+) -> Result<&'a Archive, ApiError> {
+    if let Some(Pinned(archive)) = req.app_data::<Pinned>() {
+        return Ok(archive);
+    }
+    state.archives.route(targets).map_err(|several| {
+        let names: Vec<&str> = several.iter().map(|a| &*a.name).collect();
+        ApiError::bad_request(
+            "targets_in_several_archives",
+            format!(
+                "these targets are in different archives ({}) and one credential is one role's session: ask /s3credentials/bundle with the same targets for one credential per archive, or ask each archive for its own",
+                names.join(", ")
+            ),
+        )
+    })
 }
 
 /// `GET /s3credentials`: temporary read-only credentials for the caller's in-region buckets.
@@ -95,10 +122,11 @@ pub async fn s3credentials(
 ) -> Result<HttpResponse, ApiError> {
     let ask = Ask::parse(req.query_string())?;
     let format = Format::parse(ask.format.as_deref())?;
-    let settings = &state.settings;
+    let archive = archive_for(&req, &state, &ask.targets)?;
+    let settings = &*archive.settings;
     let max = settings.sts.duration_seconds;
     let lifetime = ask.lifetime(max)?;
-    let scope = scope_of(&state, &user, &ask.targets)?;
+    let scope = scope_of(archive, &user, &ask.targets)?;
     // The SDK's own operation timeout is the same; this also bounds a hung connection.
     let overall = settings.sts.timeout;
     let min_remaining = narrow::min_remaining(
@@ -106,7 +134,7 @@ pub async fn s3credentials(
         lifetime.unwrap_or(max),
         max,
     );
-    let vended = state
+    let vended = archive
         .vendor
         .vend_for(
             &user.user_id,
@@ -118,7 +146,7 @@ pub async fn s3credentials(
         )
         .await
         .map_err(|e| sts_failure(&e))?;
-    audit::vended(&req, &user, &scope, &vended, format);
+    audit::vended(&req, &user, archive, &scope, &vended, format.name());
     Ok(HttpResponse::Ok()
         .insert_header((
             header::CONTENT_TYPE,
@@ -132,13 +160,13 @@ pub async fn s3credentials(
 /// What goes to STS for this user (for just `targets` when there are any); a clear refusal
 /// when their groups grant nothing here or not all of the targets.
 pub(crate) fn scope_of(
-    state: &AppState,
+    archive: &Archive,
     user: &AuthenticatedUser,
     targets: &[Target],
 ) -> Result<Arc<SessionScope>, ApiError> {
-    let settings = &state.settings;
+    let settings = &*archive.settings;
     if !targets.is_empty() {
-        return state
+        return archive
             .scopes
             .narrowed(settings, &user.groups, targets)
             .map_err(|e| match e {
@@ -154,8 +182,8 @@ pub(crate) fn scope_of(
                 ),
             });
     }
-    let scope = state.scopes.get(settings, &user.groups).map_err(|e| {
-        tracing::error!(user = %capped(&user.user_id), error = %e, "scope too large for one session");
+    let scope = archive.scopes.get(settings, &user.groups).map_err(|e| {
+        tracing::error!(user = %capped(&user.user_id), archive = %archive.name, error = %e, "scope too large for one session");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "scope_too_large",
@@ -257,7 +285,8 @@ pub async fn scope(
     let ask = Ask::parse(req.query_string())?;
     // The same query as the credential it describes, refused the same way.
     Format::parse(ask.format.as_deref())?;
-    let settings = &state.settings;
+    let archive = archive_for(&req, &state, &ask.targets)?;
+    let settings = &*archive.settings;
     let max = settings.sts.duration_seconds;
     let lifetime = ask.lifetime(max)?.unwrap_or(max);
     let allowed = policy::allowed_buckets(settings, &user.groups);
@@ -269,7 +298,7 @@ pub async fn scope(
         allowed.into_iter().map(listed).collect()
     } else {
         // Refused exactly when the credential would be.
-        scope_of(&state, &user, &ask.targets)?;
+        scope_of(archive, &user, &ask.targets)?;
         narrow::narrow(&allowed, &ask.targets)
             .unwrap_or_default()
             .iter()

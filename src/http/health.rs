@@ -48,12 +48,20 @@ fn readiness(state: &AppState, detailed: bool) -> Result<HttpResponse, ApiError>
         (Some(_), None) => "degraded".to_owned(),
         (None, _) => "ok".to_owned(),
     };
-    let breaker = state.vendor.guard().state();
-    let sts = match breaker {
+    let sts = |archive: &crate::archive::Archive| match archive.vendor.guard().state() {
         crate::vend::guard::BreakerState::Closed => "ok".to_owned(),
         other => format!("circuit_{}", other.as_str()),
     };
-    let mut checks = json!({"oidc_discovery": oidc, "sts": sts});
+    let archives = state.archives.all();
+    let mut checks = json!({"oidc_discovery": oidc, "sts": sts(state.archives.default_archive())});
+    // Each archive's STS is its own (another account, another endpoint).
+    if archives.len() > 1 {
+        checks["sts_by_archive"] = archives
+            .iter()
+            .map(|a| (a.name.to_string(), json!(sts(a))))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+    }
     // Redis trouble never makes a replica unready: it works alone meanwhile.
     if let Some(shared) = &state.fleet {
         checks["redis"] = json!(if shared.available() {

@@ -5,6 +5,8 @@
 pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod bundle;
+pub mod catalog;
 pub mod credentials;
 pub mod extractor;
 pub mod health;
@@ -64,6 +66,7 @@ pub fn public_routes(
     cfg: &mut web::ServiceConfig,
     callback_path: &str,
     cors_origins: &[String],
+    archives: &crate::archive::Archives,
     metrics: Option<web::Data<prometheus::Registry>>,
 ) {
     if let Some(registry) = metrics {
@@ -74,46 +77,77 @@ pub fn public_routes(
     // No origin allowed: no CORS layer at all (browsers then refuse cross-origin reads just
     // the same), and the credential route does not pay for one on every request.
     let cors_on = !cors_origins.is_empty();
-    cfg.service(
-        web::resource("/s3credentials")
+    // A browser app may call these from an allowed origin.
+    let shared = |path: &str, handler| {
+        web::resource(path)
             .wrap(Condition::new(cors_on, cors(cors_origins)))
             .wrap(Condition::new(cors_on, from_fn(only_full_cors)))
-            .route(web::get().to(credentials::s3credentials))
-            .default_service(web::to(get_only)),
-    )
-    .service(
-        web::resource("/s3credentials/scope")
-            .wrap(Condition::new(cors_on, cors(cors_origins)))
-            .wrap(Condition::new(cors_on, from_fn(only_full_cors)))
-            .route(web::get().to(credentials::scope))
-            .default_service(web::to(get_only)),
-    )
-    // A prefix, not a `{bucket}/{key:.*}` pattern: routing by regex cost a link request
-    // a tenth of its instructions. The handler splits the rest of the path itself.
-    .service(web::scope("/s3").default_service(web::to(objects::link)))
-    .service(get("/s3credentialsREADME", readme::page))
-    .service(get(callback_path, auth::callback))
-    .service(
-        web::resource("/logout")
-            .route(web::post().to(auth::logout))
-            .route(web::get().to(auth::logout))
-            .default_service(web::to(get_or_post_only)),
-    )
-    .service(get("/whoami", auth::whoami))
-    .service(get("/favicon.ico", favicon))
-    .service(get("/openapi.json", openapi))
-    .service(
-        web::resource("/healthz")
-            .route(web::get().to(health::healthz))
-            .route(web::head().to(health::healthz))
-            .default_service(web::to(get_or_head_only)),
-    )
-    .service(
-        web::resource("/readyz")
-            .route(web::get().to(health::readyz))
-            .route(web::head().to(health::readyz))
-            .default_service(web::to(get_or_head_only)),
-    );
+            .route(handler)
+            .default_service(web::to(get_only))
+    };
+    cfg.service(shared(
+        "/s3credentials",
+        web::get().to(credentials::s3credentials),
+    ))
+    .service(shared(
+        "/s3credentials/scope",
+        web::get().to(credentials::scope),
+    ))
+    .service(shared(
+        "/s3credentials/bundle",
+        web::get().to(bundle::bundle),
+    ))
+    .service(shared(
+        "/s3credentials/locate",
+        web::get().to(catalog::locate),
+    ))
+    .service(shared(
+        "/s3credentials/archives",
+        web::get().to(catalog::archives),
+    ));
+    // Each archive's own Earthdata-compatible endpoints, under its path.
+    for archive in archives.all() {
+        cfg.service(
+            web::scope(&archive.path)
+                .app_data(credentials::Pinned(archive.clone()))
+                .service(shared(
+                    "/s3credentials",
+                    web::get().to(credentials::s3credentials),
+                ))
+                .service(shared(
+                    "/s3credentials/scope",
+                    web::get().to(credentials::scope),
+                ))
+                .service(get("/s3credentialsREADME", readme::page)),
+        );
+    }
+    cfg
+        // A prefix, not a `{bucket}/{key:.*}` pattern: routing by regex cost a link request
+        // a tenth of its instructions. The handler splits the rest of the path itself.
+        .service(web::scope("/s3").default_service(web::to(objects::link)))
+        .service(get("/s3credentialsREADME", readme::page))
+        .service(get(callback_path, auth::callback))
+        .service(
+            web::resource("/logout")
+                .route(web::post().to(auth::logout))
+                .route(web::get().to(auth::logout))
+                .default_service(web::to(get_or_post_only)),
+        )
+        .service(get("/whoami", auth::whoami))
+        .service(get("/favicon.ico", favicon))
+        .service(get("/openapi.json", openapi))
+        .service(
+            web::resource("/healthz")
+                .route(web::get().to(health::healthz))
+                .route(web::head().to(health::healthz))
+                .default_service(web::to(get_or_head_only)),
+        )
+        .service(
+            web::resource("/readyz")
+                .route(web::get().to(health::readyz))
+                .route(web::head().to(health::readyz))
+                .default_service(web::to(get_or_head_only)),
+        );
 }
 
 /// Every URL of the internal listener: probes, the admin API and (with `metrics`)

@@ -60,13 +60,13 @@ async fn signed_link(
     state: &AppState,
 ) -> Result<HttpResponse, ApiError> {
     let (bucket, key) = bucket_and_key(req.match_info().unprocessed())?;
-    let settings = &state.settings;
     let asked = expires_in(req.query_string())?;
-    if !settings
-        .buckets
-        .iter()
-        .any(|b| b.name == bucket && b.region == settings.sts.region)
-    {
+    // The archive that owns the bucket signs with its own credential.
+    let Some(archive) = state
+        .archives
+        .owner(&bucket)
+        .filter(|a| a.serves_in_region(&bucket))
+    else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -75,7 +75,8 @@ async fn signed_link(
                 crate::error::quoted(&bucket, 80)
             ),
         ));
-    }
+    };
+    let settings = &*archive.settings;
     presign::check_key(&key).map_err(|e| ApiError::bad_request("invalid_key", e))?;
     let wanted = Target {
         bucket: bucket.clone(),
@@ -95,8 +96,8 @@ async fn signed_link(
     }
     // The user's own credential, as /s3credentials would hand it out (cached, or one
     // AssumeRole): the link can do no more than it, and ends with it.
-    let scope = scope_of(state, &user, &[])?;
-    let vended = state
+    let scope = scope_of(archive, &user, &[])?;
+    let vended = archive
         .vendor
         .vend_for(
             &user.user_id,
@@ -127,7 +128,7 @@ async fn signed_link(
                 "the link could not be signed; the operators have the details under this request id",
             )
         })?;
-    state
+    archive
         .vendor
         .stats
         .presigned
@@ -135,6 +136,7 @@ async fn signed_link(
     audit(
         req,
         &user,
+        &archive.name,
         &vended.session_name,
         &wanted,
         method,
@@ -181,6 +183,7 @@ fn expires_in(query: &str) -> Result<Option<u64>, ApiError> {
 fn audit(
     req: &HttpRequest,
     user: &AuthenticatedUser,
+    archive: &str,
     session_name: &str,
     object: &Target,
     method: &str,
@@ -191,6 +194,7 @@ fn audit(
         user = %capped(&user.user_id),
         authenticated_by = user.method.name(),
         session_name,
+        archive,
         bucket = %object.bucket,
         key = %capped(&object.prefix),
         method,

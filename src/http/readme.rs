@@ -6,6 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use minijinja::{context, Environment};
 
+use crate::archive::Archive;
 use crate::auth::AuthenticatedUser;
 use crate::config::Settings;
 use crate::error::ApiError;
@@ -30,8 +31,16 @@ fn lifetime(seconds: u32) -> String {
     }
 }
 
-pub async fn page(user: MaybeUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let html = render(&state, user.0.as_ref()).map_err(|e| {
+pub async fn page(
+    req: actix_web::HttpRequest,
+    user: MaybeUser,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    // An archive's own page, or the service's (the default archive's, listing the others).
+    let pinned = req
+        .app_data::<crate::http::credentials::Pinned>()
+        .map(|p| &*p.0);
+    let html = render(&state, pinned, user.0.as_ref()).map_err(|e| {
         tracing::error!(error = %e, "README page did not render");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -46,20 +55,55 @@ pub async fn page(user: MaybeUser, state: web::Data<AppState>) -> Result<HttpRes
         .body(html))
 }
 
-fn render(state: &AppState, user: Option<&AuthenticatedUser>) -> Result<String, minijinja::Error> {
-    let settings = &state.settings;
+fn render(
+    state: &AppState,
+    pinned: Option<&Archive>,
+    user: Option<&AuthenticatedUser>,
+) -> Result<String, minijinja::Error> {
+    let archive = pinned.unwrap_or_else(|| state.archives.default_archive());
+    let settings = &*archive.settings;
     let buckets: Vec<_> = user
         .map(|u| policy::allowed_buckets(settings, &u.groups))
         .unwrap_or_default()
         .into_iter()
         .map(|b| context! { name => b.name.clone(), prefixes => b.prefixes.clone() })
         .collect();
+    let endpoint = match pinned {
+        Some(a) => state.login.absolute(&format!("{}/s3credentials", a.path)),
+        None => state.login.absolute("/s3credentials"),
+    };
+    // The service's page lists every archive (with whether this user may read from it).
+    let all = state.archives.all();
+    let archives: Vec<_> = if pinned.is_none() && all.len() > 1 {
+        all.iter()
+            .map(|a| {
+                context! {
+                    name => &*a.name,
+                    title => &*a.title,
+                    region => &a.settings.sts.region,
+                    endpoint => state.login.absolute(&format!("{}/s3credentials", a.path)),
+                    readme => state.login.absolute(&format!("{}/s3credentialsREADME", a.path)),
+                    readable => user.is_some_and(|u| !policy::allowed_buckets(&a.settings, &u.groups).is_empty()),
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let example = example_bucket(settings);
+    let requester_pays = settings
+        .buckets
+        .iter()
+        .any(|b| b.name == example && b.requester_pays);
     let idp_host = url::Url::parse(&settings.oidc.issuer)
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
         .unwrap_or_default();
     state.templates.get_template("readme.html")?.render(context! {
-        endpoint => state.login.absolute("/s3credentials"),
+        endpoint => endpoint,
+        routed => state.login.absolute("/s3credentials"),
+        archives => archives,
+        requester_pays => requester_pays,
         links => state.login.absolute("/s3"),
         helper_wheel_url => settings.server.helper_wheel_url.as_ref().map(url::Url::as_str),
         region => settings.sts.region,
@@ -72,7 +116,7 @@ fn render(state: &AppState, user: Option<&AuthenticatedUser>) -> Result<String, 
         login_url => state.login.absolute(&format!("{}?return_to=%2Fs3credentialsREADME", settings.oidc.callback_path)),
         logout_url => state.login.absolute("/logout"),
         idp_host => idp_host,
-        example_bucket => example_bucket(settings),
+        example_bucket => example,
     })
 }
 

@@ -7,7 +7,6 @@ use crate::auth::discovery::Discovery;
 use crate::auth::session::CookieCodec;
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::vend::vendor::Vendor;
 
 /// Shared, read-only state handed to every handler.
 pub struct AppState {
@@ -17,10 +16,10 @@ pub struct AppState {
     pub idp_http: reqwest::Client,
     pub cookies: CookieCodec,
     pub bearer: BearerVerifier,
-    pub vendor: Arc<Vendor>,
+    /// Every archive, each with its scoper and vendor, and the router from bucket to archive.
+    pub archives: Arc<crate::archive::Archives>,
     /// Fleet mode's Redis layer, shared with the vendor's credential cache.
     pub fleet: Option<Arc<crate::fleet::Fleet>>,
-    pub scopes: crate::vend::scope::Scoper,
     pub templates: minijinja::Environment<'static>,
     /// Object links signed in the last minute, reused (`vend::presign::Links`).
     pub links: crate::vend::presign::Links,

@@ -144,7 +144,7 @@ fn merge(local: &HashMap<String, Known>, fleet: &InRedis, now: DateTime<Utc>) ->
 
 pub struct Revocations {
     local: ArcSwap<HashMap<String, Known>>,
-    vendor: Arc<Vendor>,
+    vendors: Vec<Arc<Vendor>>,
     /// Where the fleet's revocations live (fleet mode).
     fleet: Option<Arc<Fleet>>,
     clock: Arc<dyn Clock>,
@@ -159,7 +159,7 @@ pub struct Revocations {
 impl Revocations {
     /// The set as `loaded` from `store` at startup.
     pub fn new(
-        vendor: Arc<Vendor>,
+        vendors: Vec<Arc<Vendor>>,
         fleet: Option<Arc<Fleet>>,
         clock: Arc<dyn Clock>,
         store: Store,
@@ -180,7 +180,7 @@ impl Revocations {
             .collect();
         Arc::new(Self {
             local: ArcSwap::from_pointee(local),
-            vendor,
+            vendors,
             fleet,
             clock,
             store,
@@ -320,7 +320,9 @@ impl Revocations {
                 ..revocation.clone()
             })
             .await;
-        self.vendor.forget_user(&stored.user).await;
+        for vendor in &self.vendors {
+            vendor.forget_user(&stored.user).await;
+        }
         (stored, told)
     }
 
@@ -421,7 +423,9 @@ impl Revocations {
             );
         }
         for user in &plan.newly_revoked {
-            self.vendor.forget_user(user).await;
+            for vendor in &self.vendors {
+                vendor.forget_user(user).await;
+            }
         }
         if !plan.publish.is_empty() || !stale.is_empty() {
             self.publish(&plan.publish, &stale).await;

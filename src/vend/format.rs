@@ -97,6 +97,55 @@ pub(crate) struct Container<'a> {
     expiration: String,
 }
 
+/// One archive's credential in a bundle (`GET /s3credentials/bundle`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BundleEntry<'a> {
+    /// The archive (`GET /s3credentials/archives`) whose role this is a session of.
+    #[schema(example = "main")]
+    pub archive: &'a str,
+    /// Where the credential's buckets are: the region to give the S3 client.
+    #[schema(example = "us-west-2")]
+    pub region: &'a str,
+    /// The asked targets this credential covers (and nothing more).
+    #[schema(example = json!(["s3://demo-inregion/"]))]
+    pub targets: Vec<String>,
+    #[serde(rename = "accessKeyId")]
+    pub access_key_id: &'a str,
+    #[serde(rename = "secretAccessKey")]
+    pub secret_access_key: &'a str,
+    #[serde(rename = "sessionToken")]
+    pub session_token: &'a str,
+    /// RFC 3339.
+    #[schema(example = "2026-01-27T00:50:09Z")]
+    pub expiration: &'a str,
+}
+
+/// `GET /s3credentials/bundle`: one credential per archive the targets touch.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Bundle<'a> {
+    pub credentials: Vec<BundleEntry<'a>>,
+}
+
+impl<'a> BundleEntry<'a> {
+    pub fn new(
+        archive: &'a str,
+        region: &'a str,
+        targets: Vec<String>,
+        c: &'a StsCredentials,
+    ) -> Self {
+        use secrecy::ExposeSecret;
+        Self {
+            archive,
+            region,
+            targets,
+            access_key_id: &c.access_key_id,
+            secret_access_key: c.secret_access_key.expose_secret(),
+            session_token: c.session_token.expose_secret(),
+            expiration: &c.expiration_rfc3339,
+        }
+    }
+}
+
 /// The response body for `format`: the serde shapes above, written by hand (this runs on
 /// every credential response; the test below holds it to serde_json's bytes).
 pub fn render(format: Format, c: &StsCredentials) -> String {

@@ -101,6 +101,7 @@ pub fn narrow(allowed: &[&Bucket], targets: &[Target]) -> Result<Vec<Bucket>, Ve
                 region: b.region.clone(),
                 prefixes: vec![t.prefix.clone()],
                 groups: Vec::new(),
+                requester_pays: b.requester_pays,
             }),
         }
     }
@@ -159,6 +160,7 @@ mod tests {
             region: "us-west-2".into(),
             prefixes: prefixes.iter().map(|p| (*p).to_owned()).collect(),
             groups: vec![],
+            requester_pays: false,
         }
     }
 

@@ -103,9 +103,18 @@ impl Links {
                 return Ok(hit);
             }
         }
+        let mut unsigned = object_url(settings, bucket, key);
+        if settings
+            .buckets
+            .iter()
+            .any(|b| b.name == bucket && b.requester_pays)
+        {
+            // Signed into the link: S3 bills its reader, and refuses it without this.
+            unsigned.push_str("?x-amz-request-payer=requester");
+        }
         let url = presign(
             method,
-            &object_url(settings, bucket, key),
+            &unsigned,
             credentials,
             &settings.sts.region,
             now.into(),
@@ -229,8 +238,10 @@ pub fn presign(
         .into_parts();
     let mut out = String::with_capacity(url.len() + 1024);
     out.push_str(url);
-    for (i, (name, value)) in instructions.params().iter().enumerate() {
-        out.push(if i == 0 { '?' } else { '&' });
+    let mut separator = if url.contains('?') { '&' } else { '?' };
+    for (name, value) in instructions.params() {
+        out.push(separator);
+        separator = '&';
         out.push_str(name);
         out.push('=');
         out.extend(utf8_percent_encode(value, QUERY));

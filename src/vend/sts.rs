@@ -26,6 +26,8 @@ pub struct AssumeRoleRequest {
     /// session names were ever to collide.
     pub user_id: String,
     pub role_arn: String,
+    /// Sent as `ExternalId` (`sts.external_id`).
+    pub external_id: Option<String>,
     pub role_session_name: String,
     pub source_identity: Option<String>,
     /// The inline session policy, if any.
@@ -247,6 +249,7 @@ impl StsApi for AwsSts {
                 .assume_role()
                 .role_arn(&request.role_arn)
                 .role_session_name(&request.role_session_name)
+                .set_external_id(request.external_id.clone())
                 .set_source_identity(request.source_identity.clone())
                 .set_policy(request.policy.clone())
                 .set_policy_arns((!request.policy_arns.is_empty()).then(|| {

@@ -110,6 +110,8 @@ impl Entry {
 /// Counters for metrics and the benchmarks.
 #[derive(Debug, Default)]
 pub struct CacheStats {
+    /// AssumeRole calls sent (one that missed its fleet slot never left).
+    pub sts_calls: AtomicU64,
     pub hits: AtomicU64,
     pub misses: AtomicU64,
     pub fallbacks: AtomicU64,
@@ -183,6 +185,9 @@ impl moka::Expiry<Key, Entry> for UntilUnusable {
 /// cache key built from a user and a scope).
 struct CallShape {
     role_arn: String,
+    /// The role's account (`none` for Ceph/MinIO roles): fleet budgets are kept per account.
+    account: String,
+    external_id: Option<String>,
     app_name: String,
     source_identity: bool,
     duration_seconds: u32,
@@ -200,6 +205,7 @@ impl CallShape {
             .collect();
         let mut h = super::Fields::default();
         h.field(settings.sts.role_arn.as_str().as_bytes())
+            .field(settings.sts.external_id.as_deref().unwrap_or("").as_bytes())
             .field(settings.server.app_name.as_bytes())
             .field(&[u8::from(settings.sts.source_identity)])
             .field(&settings.sts.duration_seconds.to_be_bytes());
@@ -208,6 +214,11 @@ impl CallShape {
         }
         Self {
             role_arn: settings.sts.role_arn.as_str().to_owned(),
+            account: match settings.sts.role_arn.account() {
+                "" => "none".to_owned(),
+                a => a.to_owned(),
+            },
+            external_id: settings.sts.external_id.clone(),
             app_name: settings.server.app_name.clone(),
             source_identity: settings.sts.source_identity,
             duration_seconds: settings.sts.duration_seconds,
@@ -225,6 +236,7 @@ impl CallShape {
         AssumeRoleRequest {
             user_id: user_id.to_owned(),
             role_arn: self.role_arn.clone(),
+            external_id: self.external_id.clone(),
             role_session_name: session_name::role_session_name(user_id, &self.app_name),
             source_identity: self
                 .source_identity
@@ -345,6 +357,7 @@ fn vended(entry: Entry, outcome: CacheOutcome) -> Vended {
 fn cache_key(request: &AssumeRoleRequest) -> Key {
     let mut h = super::Fields::default();
     h.field(request.role_arn.as_bytes())
+        .field(request.external_id.as_deref().unwrap_or("").as_bytes())
         .field(request.role_session_name.as_bytes())
         .field(request.source_identity.as_deref().unwrap_or("").as_bytes())
         .field(request.policy.as_deref().unwrap_or("").as_bytes())
@@ -404,8 +417,9 @@ impl Vendor {
         &self.guard
     }
 
+    /// AssumeRole calls this vendor sent (archives may share one STS client).
     pub fn sts_calls(&self) -> u64 {
-        self.sts.calls()
+        self.stats.sts_calls.load(Ordering::Relaxed)
     }
 
     pub fn cached_entries(&self) -> u64 {
@@ -503,7 +517,10 @@ impl Vendor {
         self.guard.charge_user(user)?;
         if let (Some(shared), Some((per_minute, burst))) = (shared, self.guard.user_quota()) {
             use crate::fleet::budget::Share;
-            if let Share::Refused(retry_after) = shared.user_share(user, per_minute, burst).await {
+            if let Share::Refused(retry_after) = shared
+                .user_share(&self.shape.account, user, per_minute, burst)
+                .await
+            {
                 self.guard.count_user_refusal();
                 return Err(StsError::UserBudget { retry_after });
             }
@@ -519,7 +536,7 @@ impl Vendor {
         shared: &crate::fleet::Fleet,
     ) -> Result<Option<std::time::Instant>, Duration> {
         use crate::fleet::budget::Slot;
-        match shared.sts_slot().await {
+        match shared.sts_slot(&self.shape.account).await {
             Slot::Local => Ok(None),
             Slot::Refused(over) => Err(over.max(Duration::from_secs(1))),
             Slot::At(at) => {
@@ -543,6 +560,10 @@ impl Vendor {
                 .await
                 .unwrap_or_else(|_| Err(StsError::Unavailable("timed out".into())));
             ticket.record(&result);
+            if !matches!(&result, Err(StsError::Busy { reason, .. }) if *reason == super::sts::SLOT_MISSED)
+            {
+                self.stats.sts_calls.fetch_add(1, Ordering::Relaxed);
+            }
             if let Err(e) = &result {
                 self.stats.count_failure(e);
             }
@@ -780,6 +801,7 @@ mod tests {
         AssumeRoleRequest {
             user_id: user.into(),
             role_arn: "arn:aws:iam::123456789012:role/r".into(),
+            external_id: None,
             role_session_name: format!("{user}@app"),
             source_identity: Some(user.into()),
             policy: Some("{}".into()),

@@ -53,11 +53,15 @@ async fn outage(app: &TestApp, cached: &str, label: &str) {
         "{label}: {first:?}"
     );
     assert_eq!(
-        metric(app, "stsvend_sts_breaker_state{state=\"open\"}").await,
+        metric(
+            app,
+            "stsvend_sts_breaker_state{archive=\"main\",state=\"open\"}"
+        )
+        .await,
         1.0,
         "{label}: the breaker is open"
     );
-    let calls = metric(app, "stsvend_sts_assume_role_calls_total").await;
+    let calls = metric(app, "stsvend_sts_assume_role_calls_total{archive=\"main\"}").await;
     let mut open = Vec::new();
     for i in 0..20 {
         let (_, token) = unique_user(app, &format!("{label}-open-{i}"), json!(["science"])).await;
@@ -74,7 +78,7 @@ async fn outage(app: &TestApp, cached: &str, label: &str) {
     );
     assert!(open[open.len() - 1] < Duration::from_secs(1), "{open:?}");
     assert_eq!(
-        metric(app, "stsvend_sts_assume_role_calls_total").await,
+        metric(app, "stsvend_sts_assume_role_calls_total{archive=\"main\"}").await,
         calls,
         "{label}: no AssumeRole while the breaker is open"
     );
@@ -109,7 +113,11 @@ async fn recovery(app: &TestApp, label: &str, probe_interval: Duration) {
         started.elapsed()
     );
     assert_eq!(
-        metric(app, "stsvend_sts_breaker_state{state=\"closed\"}").await,
+        metric(
+            app,
+            "stsvend_sts_breaker_state{archive=\"main\",state=\"closed\"}"
+        )
+        .await,
         1.0
     );
 }
@@ -278,7 +286,11 @@ async fn sts_throttling_backs_off_then_503_without_a_retry_storm() {
     // At most the SDK's 3 attempts per user.
     assert!(sent <= 9, "{sent} attempts for 3 users");
     assert_eq!(
-        metric(&app, "stsvend_sts_breaker_state{state=\"open\"}").await,
+        metric(
+            &app,
+            "stsvend_sts_breaker_state{archive=\"main\",state=\"open\"}"
+        )
+        .await,
         1.0
     );
     for i in 0..30 {

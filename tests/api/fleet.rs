@@ -1136,6 +1136,7 @@ async fn a_request_prepared_after_its_budget_slot_is_never_sent() {
     let mut request = AssumeRoleRequest {
         user_id: "late".into(),
         role_arn: settings.sts.role_arn.to_string(),
+        external_id: None,
         role_session_name: "late@stsvend-test".into(),
         source_identity: None,
         policy: None,

@@ -180,13 +180,24 @@ async fn metrics_are_off_by_default_and_count_vending_when_on() {
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
     };
-    assert_eq!(value("stsvend_sts_assume_role_calls_total"), 2.0);
-    assert_eq!(value("stsvend_credential_cache_misses_total"), 2.0);
+    assert_eq!(
+        value("stsvend_sts_assume_role_calls_total{archive=\"main\"}"),
+        2.0
+    );
+    assert_eq!(
+        value("stsvend_credential_cache_misses_total{archive=\"main\"}"),
+        2.0
+    );
     for asked in ["narrowed", "short_lifetime"] {
-        let name = format!("stsvend_credential_requests_asking_less_total{{asked=\"{asked}\"}}");
+        let name = format!(
+            "stsvend_credential_requests_asking_less_total{{archive=\"main\",asked=\"{asked}\"}}"
+        );
         assert_eq!(value(&name), 1.0, "{name}");
     }
-    assert_eq!(value("stsvend_credential_cache_hits_total"), 2.0);
+    assert_eq!(
+        value("stsvend_credential_cache_hits_total{archive=\"main\"}"),
+        2.0
+    );
     // Every response counted once, by route pattern, method and status.
     let ok = r#"{endpoint="/s3credentials",method="GET",status="200"}"#;
     assert_eq!(value(&format!("stsvend_http_requests_total{ok}")), 4.0);

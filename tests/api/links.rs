@@ -337,7 +337,8 @@ async fn link_requests_are_counted_under_their_route() {
         .unwrap_or_else(|| panic!("no 307 counted:\n{text}"));
     assert!(line.contains("endpoint=\"/s3/{bucket}/{key}\""), "{line}");
     assert!(
-        text.lines().any(|l| l == "stsvend_presigned_links_total 1"),
+        text.lines()
+            .any(|l| l == "stsvend_presigned_links_total{archive=\"main\"} 1"),
         "{text}"
     );
 }

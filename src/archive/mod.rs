@@ -1,0 +1,201 @@
+//! Several archives behind one endpoint. Each `Archive` owns what `vend` has one of: the
+//! deployment as it sees it (its role, region, buckets, policy mode, S3 settings), its scoper,
+//! and its vendor (STS client, guard and budget, credential cache and single flight). The
+//! `Archives` router finds the archive that owns a bucket, the way S3 Access Grants match a
+//! target to a registered location, so that any `s3://` URL gets the right credential.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::config::{ConfigError, Settings};
+use crate::vend::narrow::Target;
+use crate::vend::scope::Scoper;
+use crate::vend::sts::{AwsSts, StsApi};
+use crate::vend::vendor::Vendor;
+
+pub struct Archive {
+    pub name: Box<str>,
+    pub title: Box<str>,
+    /// Where its own Earthdata-compatible endpoints are (`<path>/s3credentials`).
+    pub path: Box<str>,
+    /// The deployment as this archive sees it (`Settings::for_archive`): what every
+    /// function that builds or describes a credential reads.
+    pub settings: Arc<Settings>,
+    pub scopes: Scoper,
+    pub vendor: Arc<Vendor>,
+}
+
+impl Archive {
+    /// Whether `bucket` is one of this archive's, in its region (the only ones ever granted).
+    pub fn serves_in_region(&self, bucket: &str) -> bool {
+        self.settings
+            .buckets
+            .iter()
+            .any(|b| b.name == bucket && b.region == self.settings.sts.region)
+    }
+
+    pub fn bucket(&self, name: &str) -> Option<&crate::config::Bucket> {
+        self.settings.buckets.iter().find(|b| b.name == name)
+    }
+}
+
+/// What the archives' STS clients are built from.
+pub struct Clients {
+    /// One client for every archive instead of one per archive's `[sts]` (tests inject one).
+    pub sts: Option<Arc<dyn StsApi>>,
+    /// The service's own AWS credentials, instead of the default chain.
+    pub aws_credentials: Option<aws_sdk_sts::config::Credentials>,
+}
+
+pub struct Archives {
+    list: Vec<Arc<Archive>>,
+    default: usize,
+    by_bucket: HashMap<Box<str>, usize, foldhash::fast::RandomState>,
+}
+
+impl Archives {
+    /// Every archive of `settings`, each with its own scoper, STS client and vendor (sharing
+    /// the fleet's Redis when there is one). Refuses an archive whose worst-case scope AWS
+    /// would not accept.
+    pub async fn build(
+        settings: &Settings,
+        clients: Clients,
+        clock: Arc<dyn Clock>,
+        fleet: Option<Arc<crate::fleet::Fleet>>,
+    ) -> Result<Self, ConfigError> {
+        let mut list = Vec::with_capacity(settings.archives.len());
+        let mut by_bucket = HashMap::with_hasher(foldhash::fast::RandomState::default());
+        for (i, a) in settings.archives.iter().enumerate() {
+            let view = settings.for_archive(i);
+            let scopes = Scoper::new(&view).map_err(|e| on_archive(settings, i, e))?;
+            let sts: Arc<dyn StsApi> = match &clients.sts {
+                Some(sts) => sts.clone(),
+                None => Arc::new(
+                    AwsSts::from_settings(&view.sts, clients.aws_credentials.clone()).await,
+                ),
+            };
+            let mut vendor = Vendor::new(sts, &view, clock.clone());
+            if let Some(fleet) = &fleet {
+                vendor = vendor.with_fleet(fleet.clone());
+            }
+            if crate::vend::policy::worst_case(&view).is_none() {
+                tracing::warn!(
+                    archive = %a.name,
+                    region = %view.sts.region,
+                    "no bucket of this archive is in its region: its credential requests will be refused"
+                );
+            }
+            for b in &a.buckets {
+                by_bucket.insert(b.name.as_str().into(), i);
+            }
+            list.push(Arc::new(Archive {
+                name: a.name.as_str().into(),
+                title: a.title.as_str().into(),
+                path: a.path.as_str().into(),
+                settings: Arc::new(view),
+                scopes,
+                vendor: Arc::new(vendor),
+            }));
+        }
+        Ok(Self {
+            list,
+            default: settings.default_archive,
+            by_bucket,
+        })
+    }
+
+    /// The archive a request without targets is served by.
+    #[inline]
+    pub fn default_archive(&self) -> &Archive {
+        &self.list[self.default]
+    }
+
+    pub fn all(&self) -> &[Arc<Archive>] {
+        &self.list
+    }
+
+    /// The archive that lists `bucket` (in any region).
+    pub fn owner(&self, bucket: &str) -> Option<&Archive> {
+        self.by_bucket.get(bucket).map(|&i| &*self.list[i])
+    }
+
+    pub fn named(&self, name: &str) -> Option<&Archive> {
+        self.list.iter().find(|a| &*a.name == name).map(|a| &**a)
+    }
+
+    /// The one archive `targets` belong to: the default when there are none (or none of
+    /// their buckets is any archive's, so that the refusal is today's); Err: the archives
+    /// they span, in configuration order (one credential is one role's session).
+    pub fn route(&self, targets: &[Target]) -> Result<&Archive, Vec<&Archive>> {
+        let mut found: Option<usize> = None;
+        let mut several = false;
+        for t in targets {
+            if let Some(&i) = self.by_bucket.get(t.bucket.as_str()) {
+                match found {
+                    Some(j) if j != i => several = true,
+                    _ => found = Some(i),
+                }
+            }
+        }
+        if several {
+            let mut touched: Vec<usize> = targets
+                .iter()
+                .filter_map(|t| self.by_bucket.get(t.bucket.as_str()).copied())
+                .collect();
+            touched.sort_unstable();
+            touched.dedup();
+            return Err(touched.into_iter().map(|i| &*self.list[i]).collect());
+        }
+        Ok(&self.list[found.unwrap_or(self.default)])
+    }
+
+    /// `targets` grouped by the archive that owns each, in configuration order; targets no
+    /// archive owns are returned apart.
+    pub fn split<'t>(
+        &self,
+        targets: &'t [Target],
+    ) -> (Vec<(&Archive, Vec<Target>)>, Vec<&'t Target>) {
+        let mut groups: Vec<(usize, Vec<Target>)> = Vec::new();
+        let mut unknown = Vec::new();
+        for t in targets {
+            match self.by_bucket.get(t.bucket.as_str()) {
+                Some(&i) => match groups.iter_mut().find(|(j, _)| *j == i) {
+                    Some((_, ts)) => ts.push(t.clone()),
+                    None => groups.push((i, vec![t.clone()])),
+                },
+                None => unknown.push(t),
+            }
+        }
+        groups.sort_by_key(|(i, _)| *i);
+        (
+            groups
+                .into_iter()
+                .map(|(i, ts)| (&*self.list[i], ts))
+                .collect(),
+            unknown,
+        )
+    }
+
+    /// Every archive's vendor (revocations forget a user in each).
+    pub fn vendors(&self) -> Vec<Arc<Vendor>> {
+        self.list.iter().map(|a| a.vendor.clone()).collect()
+    }
+}
+
+/// A startup refusal about archive `i`, said where its configuration is.
+fn on_archive(settings: &Settings, i: usize, e: ConfigError) -> ConfigError {
+    if i == 0 {
+        return e;
+    }
+    let key = e.key.as_deref().unwrap_or("buckets");
+    let name = settings.archives.get(i).map_or("", |a| a.name.as_str());
+    let message = e
+        .message
+        .strip_prefix(&format!("`{key}`: "))
+        .unwrap_or(&e.message);
+    ConfigError::key(
+        &format!("archives[{}].{key}", i - 1),
+        format!("archive {name:?}: {message}"),
+    )
+}
