@@ -38,6 +38,10 @@ pub enum ServerCommand {
         /// Narrow to `s3://bucket/prefix` as `?target=` does; repeat for several.
         #[arg(long = "target")]
         targets: Vec<String>,
+        /// The archive (`[archive]` or an `[[archives]]` name); default: the one that owns
+        /// the targets' buckets, else the deployment's default archive.
+        #[arg(long)]
+        archive: Option<String>,
     },
     /// Revoke a user on every replica (fleet mode) within a second: their cookies and tokens
     /// get 403, their cached credentials are dropped. Prints the IAM deny statement that also
@@ -86,6 +90,9 @@ pub enum ServerCommand {
         /// Configuration file layered over the built-in defaults.
         #[arg(long, env = config::CONFIG_PATH_ENV)]
         config: Option<PathBuf>,
+        /// The archive whose policies (in its role's account); default: the default archive.
+        #[arg(long)]
+        archive: Option<String>,
     },
     /// Print the role policy documents `policy.mode = "tags"` needs (attach each to the role
     /// as a customer-managed policy), as a JSON array.
@@ -93,6 +100,9 @@ pub enum ServerCommand {
         /// Configuration file layered over the built-in defaults.
         #[arg(long, env = config::CONFIG_PATH_ENV)]
         config: Option<PathBuf>,
+        /// The archive whose role; default: the default archive.
+        #[arg(long)]
+        archive: Option<String>,
     },
 }
 
@@ -117,6 +127,24 @@ pub fn run(command: ServerCommand) -> ExitCode {
             Ok((raw, settings)) => match stsvend::startup::preflight(&settings) {
                 Ok(notes) => {
                     print!("{}", config::render_redacted(&raw));
+                    for (i, a) in settings.archives.iter().enumerate() {
+                        let in_region = a
+                            .buckets
+                            .iter()
+                            .filter(|b| b.region == a.sts.region)
+                            .count();
+                        eprintln!(
+                            "stsvend: archive {:?}{}: role {}{}, region {}, {} buckets ({in_region} in region), policy {}, endpoint {}/s3credentials",
+                            a.name,
+                            if i == settings.default_archive { " (default)" } else { "" },
+                            a.sts.role_arn,
+                            if a.sts.external_id.is_some() { " with an external id" } else { "" },
+                            a.sts.region,
+                            a.buckets.len(),
+                            a.policy.mode.as_str(),
+                            a.path,
+                        );
+                    }
                     for note in notes {
                         eprintln!("stsvend: session scope: {note}");
                     }
@@ -159,15 +187,19 @@ pub fn run(command: ServerCommand) -> ExitCode {
             Err(e) => fail(e),
         },
         ServerCommand::Revocations { admin } => admin_call(&admin, reqwest::Method::GET, "", None),
-        ServerCommand::ManagedPolicies { config } => match config::load(config.as_deref()) {
-            Ok((_, settings)) => match stsvend::vend::scope::managed_policies(&settings) {
+        ServerCommand::ManagedPolicies { config, archive } => match config::load(config.as_deref())
+            .and_then(|(_, s)| archive_view(&s, archive.as_deref(), &[]))
+        {
+            Ok(settings) => match stsvend::vend::scope::managed_policies(&settings) {
                 Ok(policies) => print_json(&policies),
                 Err(e) => fail(e),
             },
             Err(e) => fail(e),
         },
-        ServerCommand::RolePolicy { config } => match config::load(config.as_deref()) {
-            Ok((_, settings)) => match stsvend::vend::scope::role_policy(&settings) {
+        ServerCommand::RolePolicy { config, archive } => match config::load(config.as_deref())
+            .and_then(|(_, s)| archive_view(&s, archive.as_deref(), &[]))
+        {
+            Ok(settings) => match stsvend::vend::scope::role_policy(&settings) {
                 Ok(docs) => {
                     let docs: Vec<serde_json::Value> = docs
                         .iter()
@@ -184,8 +216,10 @@ pub fn run(command: ServerCommand) -> ExitCode {
             user,
             groups,
             targets,
+            archive,
         } => match config::load(config.as_deref())
             .and_then(|(_, settings)| stsvend::startup::preflight(&settings).map(|_| settings))
+            .and_then(|s| archive_view(&s, archive.as_deref(), &targets))
         {
             Ok(settings) => print_policy(&settings, &user, &groups, &targets),
             Err(e) => fail(e),
@@ -324,6 +358,49 @@ fn admin_call(
     }
 }
 
+/// The deployment as one archive sees it: the one named, else the one owning the targets'
+/// buckets (as the service routes them), else the default.
+fn archive_view(
+    settings: &config::Settings,
+    name: Option<&str>,
+    targets: &[String],
+) -> Result<config::Settings, config::ConfigError> {
+    let index = match name {
+        Some(name) => settings
+            .archives
+            .iter()
+            .position(|a| a.name == name)
+            .ok_or_else(|| {
+                config::ConfigError::key(
+                    "archive",
+                    format!(
+                        "{name:?} is not an archive; expected one of: {}",
+                        settings
+                            .archives
+                            .iter()
+                            .map(|a| a.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            })?,
+        None => targets
+            .iter()
+            .filter_map(|t| stsvend::vend::narrow::Target::parse(t).ok())
+            .find_map(|t| {
+                settings
+                    .archives
+                    .iter()
+                    .position(|a| a.buckets.iter().any(|b| b.name == t.bucket))
+            })
+            .unwrap_or(settings.default_archive),
+    };
+    let mut view = settings.for_archive(index);
+    // The chosen archive first: what prints the view names it.
+    view.archives.swap(0, index);
+    Ok(view)
+}
+
 fn print_json(value: &impl serde::Serialize) -> ExitCode {
     match serde_json::to_string_pretty(value) {
         Ok(text) => {
@@ -381,6 +458,8 @@ fn print_policy(
                 .map(|(k, v)| serde_json::json!({"Key": k, "Value": v}))
                 .collect();
             let out = serde_json::json!({
+                "archive": settings.archives.first().map_or("", |a| a.name.as_str()),
+                "RoleArn": settings.sts.role_arn.as_str(),
                 "mode": s.mode.as_str(),
                 "RoleSessionName": session_name::role_session_name(user, &settings.server.app_name),
                 "SourceIdentity": settings.sts.source_identity.then(|| session_name::source_identity(user)),

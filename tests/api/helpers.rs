@@ -22,6 +22,9 @@ pub const CLIENT_SECRET: &str = "stsvend-test-secret";
 pub const COOKIE_KEY_B64: &str =
     "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKg==";
 pub const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/stsvend-read";
+/// The second archive's role: another account, with the external id its trust policy asks for.
+pub const SECOND_ROLE_ARN: &str = "arn:aws:iam::210987654321:role/stsvend-read";
+pub const SECOND_EXTERNAL_ID: &str = "stsvend-local";
 
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -401,6 +404,21 @@ groups = ["restricted"]
 name = "demo-elsewhere"
 region = "us-east-1"
 groups = ["science"]
+
+[[archives]]
+name = "second"
+sts = {{ role_arn = "{SECOND_ROLE_ARN}", external_id = "{SECOND_EXTERNAL_ID}" }}
+
+[[archives.buckets]]
+name = "demo-second"
+region = "us-west-2"
+groups = ["science"]
+
+[[archives.buckets]]
+name = "demo-second-rp"
+region = "us-west-2"
+groups = ["science"]
+requester_pays = true
 "#
     )
 }
