@@ -1,6 +1,7 @@
 //! stsvend's integration tests: one binary, real components (see helpers.rs).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod archives;
 mod bearer;
 mod clients;
 mod config_errors;
