@@ -241,7 +241,18 @@ impl Application {
             idp_http.clone(),
             clock.clone(),
         );
-        let settings_max_duration = settings.sts.duration_seconds;
+        let openapi = {
+            let own: Vec<http::openapi::ArchivePaths<'_>> = settings
+                .archives
+                .iter()
+                .map(|a| http::openapi::ArchivePaths {
+                    path: &a.path,
+                    max_duration: a.sts.duration_seconds,
+                })
+                .collect();
+            let longest = own.iter().map(|a| a.max_duration).max().unwrap_or(3600);
+            http::openapi::document(longest, &own)
+        };
         let state = web::Data::new(AppState {
             settings,
             login,
@@ -253,7 +264,7 @@ impl Application {
             archives,
             fleet,
             templates,
-            openapi: http::openapi::document(settings_max_duration).into(),
+            openapi: openapi.into(),
             links: Default::default(),
             consumed_logins: Default::default(),
             idp_limiter,

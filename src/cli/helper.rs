@@ -201,8 +201,19 @@ pub struct ConfigureArgs {
     #[arg(long)]
     endpoint: url::Url,
     /// The AWS profile to write (`default` is `[default]`).
-    #[arg(long)]
-    profile: String,
+    #[arg(
+        long,
+        required_unless_present = "all_archives",
+        conflicts_with = "all_archives"
+    )]
+    profile: Option<String>,
+    /// One profile per archive of the service that you may read, named after the archive
+    /// (with --profile-prefix before it); archives you may not read are skipped.
+    #[arg(long, conflicts_with = "targets")]
+    all_archives: bool,
+    /// With --all-archives: put this before each archive's name.
+    #[arg(long, default_value = "", requires = "all_archives")]
+    profile_prefix: String,
     /// File holding a bearer token (e.g. an Earthdata Login user token).
     #[arg(long, group = "login")]
     token_file: Option<PathBuf>,
@@ -212,7 +223,7 @@ pub struct ConfigureArgs {
     /// Log in through the IdP with the credentials in this netrc file.
     #[arg(long, group = "login")]
     netrc_file: Option<PathBuf>,
-    /// The profile's region (default: the service's).
+    /// The profile's region (default: the service's, or each archive's).
     #[arg(long)]
     region: Option<String>,
     #[command(flatten)]
@@ -233,14 +244,75 @@ fn absolute(path: &std::path::Path) -> PathBuf {
         .unwrap_or(path)
 }
 
+/// The helper's command line for `endpoint`: this program, its login and what is asked.
+fn helper_command(
+    helper: &std::path::Path,
+    endpoint: &url::Url,
+    args: &ConfigureArgs,
+) -> Vec<String> {
+    let mut command = vec![
+        helper.display().to_string(),
+        "credential-process".to_owned(),
+        "--endpoint".to_owned(),
+        endpoint.to_string(),
+    ];
+    if let Some(f) = &args.token_file {
+        command.extend(["--token-file".to_owned(), absolute(f).display().to_string()]);
+    } else if let Some(f) = &args.netrc_file {
+        command.extend(["--netrc-file".to_owned(), absolute(f).display().to_string()]);
+    } else if args.netrc {
+        command.push("--netrc".to_owned());
+    }
+    command.extend(args.asking.args());
+    command
+}
+
+/// Why a profile is not written.
+enum NotWritten {
+    /// The file cannot take it (a profile stsvend did not write, text that would not read
+    /// back): nothing at all is written.
+    Refused(String),
+    /// Its credential_process fails (for one archive among several: that archive is skipped).
+    Fails(String),
+}
+
+/// `text` with `profile` in it, once what botocore will read back is proved to work: the new
+/// text, or why not (nothing is written either way).
+fn proved(
+    config: &std::path::Path,
+    text: &str,
+    profile: &stsvend::client::configure::Profile<'_>,
+    force: bool,
+) -> Result<String, NotWritten> {
+    use stsvend::client::configure;
+    let after = match configure::update(text, profile, force) {
+        Ok(t) => t,
+        Err(configure::Refusal::NotOurs(name)) => {
+            return Err(NotWritten::Refused(format!(
+                "{} already has a profile {name} that stsvend did not write; give --force to replace it",
+                config.display()
+            )))
+        }
+        Err(configure::Refusal::Invalid(why)) => return Err(NotWritten::Refused(why)),
+    };
+    // What the SDK will run is what botocore reads back from the new text: that command is
+    // the one proved to work, before anything is written.
+    let words = configure::read_back(text, &after, profile)
+        .map_err(|e| NotWritten::Refused(format!("{}: {e}; nothing written", config.display())))?;
+    run_helper(std::path::Path::new(&words[0]), &words[1..], &[]).map_err(|e| {
+        NotWritten::Fails(format!(
+            "the profile's credential_process fails ({e}); nothing written to {}",
+            config.display()
+        ))
+    })?;
+    Ok(after)
+}
+
 pub fn configure_command(args: ConfigureArgs) -> ExitCode {
     use stsvend::client::{checked, configure};
     let Some(config) = configure::config_path() else {
         return fail("no AWS config file: set HOME or AWS_CONFIG_FILE");
     };
-    if let Err(e) = checked::profile_name(&args.profile) {
-        return fail(e);
-    }
     let asked_region = match args
         .region
         .as_deref()
@@ -254,86 +326,110 @@ pub fn configure_command(args: ConfigureArgs) -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(format!("cannot find this program's own path: {e}")),
     };
-    let mut login = Vec::new();
-    if let Some(f) = &args.token_file {
-        login.extend(["--token-file".to_owned(), absolute(f).display().to_string()]);
-    } else if let Some(f) = &args.netrc_file {
-        login.extend(["--netrc-file".to_owned(), absolute(f).display().to_string()]);
-    } else if args.netrc {
-        login.push("--netrc".to_owned());
-    }
-    let mut command = vec![
-        helper.display().to_string(),
-        "credential-process".to_owned(),
-        "--endpoint".to_owned(),
-        args.endpoint.to_string(),
-    ];
-    command.extend(login.iter().cloned());
-    command.extend(args.asking.args());
-    // Without --region, the service says which region its buckets are in (the helper checks
-    // that it is a region name before printing it).
-    let region = match asked_region {
-        Some(r) => r,
-        None => match run_helper(&helper, &command[1..], &["--format", "env"]) {
-            Ok(out) => match out
-                .lines()
-                .find_map(|l| l.strip_prefix("export AWS_REGION="))
-                .map(|v| checked::Region::parse(v.trim_matches('\'')))
-            {
-                Some(Ok(r)) => r,
-                Some(Err(e)) => return fail(format!("the service's region: {e}")),
-                None => return fail("the service did not say its region: give --region"),
-            },
-            Err(e) => return fail(e),
-        },
-    };
     let before = match std::fs::read_to_string(&config) {
         Ok(t) => Some(t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return fail(format!("cannot read {}: {e}", config.display())),
     };
-    let profile = configure::Profile {
-        name: &args.profile,
-        region: Some(&region),
-        command,
-    };
     let old = before.as_deref().unwrap_or_default();
-    let after = match configure::update(old, &profile, args.force) {
-        Ok(t) => t,
-        Err(configure::Refusal::NotOurs(name)) => {
-            return fail(format!(
-                "{} already has a profile {name} that stsvend did not write; give --force to replace it",
-                config.display()
-            ))
+    let (after, written) = if args.all_archives {
+        match every_archive(&config, old, &helper, &args, asked_region.as_ref()) {
+            Ok(done) => done,
+            Err(e) => return fail(e),
         }
-        Err(configure::Refusal::Invalid(why)) => return fail(why),
+    } else {
+        let name = args.profile.clone().unwrap_or_default();
+        if let Err(e) = checked::profile_name(&name) {
+            return fail(e);
+        }
+        let command = helper_command(&helper, &args.endpoint, &args);
+        // Without --region, the service says which region its buckets are in (the helper
+        // checks that it is a region name before printing it).
+        let region = match asked_region {
+            Some(r) => r,
+            None => match run_helper(&helper, &command[1..], &["--format", "env"]) {
+                Ok(out) => match out
+                    .lines()
+                    .find_map(|l| l.strip_prefix("export AWS_REGION="))
+                    .map(|v| checked::Region::parse(v.trim_matches('\'')))
+                {
+                    Some(Ok(r)) => r,
+                    Some(Err(e)) => return fail(format!("the service's region: {e}")),
+                    None => return fail("the service did not say its region: give --region"),
+                },
+                Err(e) => return fail(e),
+            },
+        };
+        let profile = configure::Profile {
+            name: &name,
+            region: Some(&region),
+            command,
+        };
+        match proved(&config, old, &profile, args.force) {
+            Ok(after) => (after, vec![name]),
+            Err(NotWritten::Refused(e) | NotWritten::Fails(e)) => return fail(e),
+        }
     };
-    // What the SDK will run is what botocore reads back from the new text: that command is
-    // the one proved to work, before anything is written.
-    let words = match configure::read_back(old, &after, &profile) {
-        Ok(w) => w,
-        Err(e) => return fail(format!("{}: {e}; nothing written", config.display())),
-    };
-    if let Err(e) = run_helper(std::path::Path::new(&words[0]), &words[1..], &[]) {
-        return fail(format!(
-            "the profile's credential_process fails ({e}); nothing written to {}",
-            config.display()
-        ));
-    }
     let backup = match configure::write(&config, before.as_deref(), &after) {
         Ok(b) => b,
         Err(e) => return fail(format!("cannot write {}: {e}", config.display())),
     };
     eprintln!(
-        "stsvend: profile {} written to {}{}; it works: aws --profile {} s3 ls",
-        args.profile,
+        "stsvend: profile{} {} written to {}{}; it works: aws --profile {} s3 ls",
+        if written.len() > 1 { "s" } else { "" },
+        written.join(", "),
         config.display(),
         backup
             .map(|b| format!(" (the previous file is {})", b.display()))
             .unwrap_or_default(),
-        args.profile
+        written.first().map_or("", String::as_str),
     );
     ExitCode::SUCCESS
+}
+
+/// `--all-archives`: a profile for each archive the service lists whose credential the user
+/// gets; the others are skipped, saying why. Err when none works.
+fn every_archive(
+    config: &std::path::Path,
+    old: &str,
+    helper: &std::path::Path,
+    args: &ConfigureArgs,
+    region: Option<&stsvend::client::checked::Region>,
+) -> Result<(String, Vec<String>), String> {
+    use stsvend::client::{archives, checked, configure};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start: {e}"))?;
+    let listed = runtime.block_on(archives::fetch(&args.endpoint))?;
+    let mut text = old.to_owned();
+    let mut written = Vec::new();
+    for archive in &listed {
+        let name = format!("{}{}", args.profile_prefix, archive.name);
+        checked::profile_name(&name)?;
+        let profile = configure::Profile {
+            name: &name,
+            region: Some(region.unwrap_or(&archive.region)),
+            command: helper_command(helper, &archive.endpoint, args),
+        };
+        match proved(config, &text, &profile, args.force) {
+            Ok(after) => {
+                text = after;
+                written.push(name);
+            }
+            Err(NotWritten::Refused(e)) => return Err(e),
+            Err(NotWritten::Fails(e)) => {
+                eprintln!("stsvend: archive {} skipped: {e}", archive.name)
+            }
+        }
+    }
+    if written.is_empty() {
+        return Err(format!(
+            "no archive of {} gave you a credential; nothing written",
+            checked::shown(args.endpoint.as_str())
+        ));
+    }
+    Ok((text, written))
 }
 
 /// Runs the helper (this program) with `args` and `extra`: its stdout, or its one-line error.

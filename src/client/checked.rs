@@ -83,7 +83,8 @@ pub fn config_text(what: &str, s: &str) -> Result<(), String> {
 }
 
 /// A value quoted in a one-line message: its control characters shown escaped, short.
-fn shown(s: &str) -> String {
+/// A value from the network or the user, quoted and escaped for a one-line message.
+pub fn shown(s: &str) -> String {
     let escaped: String = s.chars().flat_map(char::escape_debug).take(120).collect();
     format!("\"{escaped}\"")
 }

@@ -4,6 +4,7 @@
 //! under `$XDG_CACHE_HOME/stsvend/`, and reuses it while more than 15 minutes remain, so
 //! hundreds of SDK processes do not each call the service.
 
+pub mod archives;
 pub mod botocore_ini;
 pub mod checked;
 pub mod configure;

@@ -19,6 +19,21 @@ use crate::vend::format::{Bundle, BundleEntry, Format};
 use crate::vend::narrow::{self, Target};
 use crate::vend::scope::{Narrowing, SessionScope};
 
+/// The query of `/s3credentials/bundle`, as OpenAPI describes it (read by `Ask::parse`).
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct BundleQuery {
+    /// What the bundle is for (`s3://bucket/prefix`, repeatable, at most 20): each in any
+    /// archive; one credential per archive touched, each for just its targets.
+    #[param(explode, style = Form, min_items = 1, max_items = 20, pattern = r#"^(s3://)?[a-z0-9][a-z0-9-]{1,61}[a-z0-9](/([ !#%-)+-.0->@-\[\]-~\u00a0-\u00ff][ !#%-)+->@-\[\]-~\u00a0-\u00ff]{0,254})?)?\*?$"#)]
+    pub target: Vec<String>,
+    /// A shorter lifetime, in seconds: from 900 to each archive's `duration_seconds`, rounded
+    /// up to a multiple of 900.
+    #[param(minimum = 900, maximum = 43200)]
+    pub duration_seconds: Option<u32>,
+}
+
 /// What one archive's part of a bundle is: its targets, the scope for them, the lifetime.
 struct Part<'a> {
     archive: &'a Archive,

@@ -29,9 +29,13 @@ const MAX_KEY: usize = 1024;
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub struct LocateQuery {
-    /// `s3://bucket/key` (the key may be left out).
+    /// `s3://bucket/key` (the key may be left out). Exactly one of `url` and `bucket_name`.
+    #[param(
+        pattern = r#"^s3://[a-z0-9][a-z0-9-]{1,61}[a-z0-9](/[^\u0000-\u001f\u007f-\u009f]{0,256})?$"#
+    )]
     pub url: Option<String>,
     /// Just the bucket, as NASA's thin-egress-app asks.
+    #[param(pattern = r#"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"#)]
     pub bucket_name: Option<String>,
 }
 

@@ -7,9 +7,10 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
 use crate::http::auth::WhoAmI;
+use crate::http::catalog::{Access, Catalog, ListedArchive, ListedBucket, Located};
 use crate::http::credentials::{Scope, ScopeBucket};
 use crate::http::objects::Link;
-use crate::vend::format::{Container, CredentialProcess, Earthdata};
+use crate::vend::format::{Bundle, BundleEntry, Container, CredentialProcess, Earthdata};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,12 +20,12 @@ use crate::vend::format::{Container, CredentialProcess, Earthdata};
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(
-        s3credentials, scope, link, readme, login, logout, logout_post, whoami, healthz, readyz, openapi_json,
-        favicon
+        s3credentials, scope, bundle, locate, archives, link, readme, login, logout, logout_post, whoami,
+        healthz, readyz, openapi_json, favicon
     ),
     components(schemas(
         Earthdata, CredentialProcess, Container, ErrorBody, Scope, ScopeBucket, Link, WhoAmI, Health,
-        Ready, Credentials
+        Ready, Credentials, Bundle, BundleEntry, Located, Access, Catalog, ListedArchive, ListedBucket
     )),
     modifiers(&Security),
 )]
@@ -57,18 +58,62 @@ impl Modify for Security {
     }
 }
 
-/// The document for a deployment whose longest lifetime is `max_duration` seconds (what
-/// `duration_seconds` may ask for), rendered once at startup.
-pub fn document(max_duration: u32) -> String {
+/// One archive's own endpoints in the document: where, and its longest lifetime.
+pub struct ArchivePaths<'a> {
+    pub path: &'a str,
+    pub max_duration: u32,
+}
+
+/// The document for this deployment, rendered once at startup: what `duration_seconds` may ask
+/// for (`max_duration`: the longest of any archive, which `/s3credentials` may route to), and
+/// each archive's own endpoints, described as the service's are.
+pub fn document(max_duration: u32, archives: &[ArchivePaths<'_>]) -> String {
     let Ok(mut doc) = serde_json::to_value(ApiDoc::openapi()) else {
         return "{}".to_owned();
     };
-    for path in ["/s3credentials", "/s3credentials/scope"] {
-        let params = doc["paths"][path]["get"]["parameters"].as_array_mut();
+    let set_max = |doc: &mut serde_json::Value, path: &str, max: u32| {
+        let params = doc
+            .pointer_mut(&format!(
+                "/paths/{}/get/parameters",
+                path.replace('~', "~0").replace('/', "~1")
+            ))
+            .and_then(|p| p.as_array_mut());
         for p in params.into_iter().flatten() {
             if p["name"] == "duration_seconds" {
-                p["schema"]["maximum"] = max_duration.into();
+                p["schema"]["maximum"] = max.into();
             }
+        }
+    };
+    for path in [
+        "/s3credentials",
+        "/s3credentials/scope",
+        "/s3credentials/bundle",
+    ] {
+        set_max(&mut doc, path, max_duration);
+    }
+    for archive in archives {
+        for own in [
+            "/s3credentials",
+            "/s3credentials/scope",
+            "/s3credentialsREADME",
+        ] {
+            let mut item = doc["paths"][own].clone();
+            if let Some(get) = item.get_mut("get") {
+                get["tags"] = serde_json::json!(["archives"]);
+                if let Some(id) = get.get("operationId").and_then(|v| v.as_str()) {
+                    get["operationId"] = format!(
+                        "{id}_{}",
+                        archive
+                            .path
+                            .trim_start_matches('/')
+                            .replace(['/', '.', '~'], "_")
+                    )
+                    .into();
+                }
+            }
+            let at = format!("{}{own}", archive.path);
+            doc["paths"][&at] = item;
+            set_max(&mut doc, &at, archive.max_duration);
         }
     }
     doc.to_string()
@@ -118,7 +163,7 @@ pub struct Ready {
             )),
         (status = 302, description = "No credentials: sent to the identity provider to log in (scripts get Earthdata's `app_type=401`).",
             headers(("Location" = String), ("Set-Cookie" = String), ("Cache-Control" = String))),
-        (status = 400, description = "Unknown `format`, a `target` that is not a bucket or a safe key prefix, more than 20 targets, targets too many for one session policy, or `duration_seconds` out of range.", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 400, description = "Unknown `format`, a `target` that is not a bucket or a safe key prefix, more than 20 targets, targets too many for one session policy, targets in more than one archive (`targets_in_several_archives`: ask `/s3credentials/bundle`), or `duration_seconds` out of range.", content((ErrorBody = "application/json"), (String = "text/html"))),
         (status = 401, description = "Bad or expired bearer token, or no credentials and the client asked for JSON only.",
             content((ErrorBody = "application/json"), (String = "text/html")),
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"stsvend\"[, error=\"invalid_token\", ...]`"))),
@@ -151,6 +196,57 @@ fn s3credentials() {}
 )]
 #[allow(dead_code)]
 fn scope() {}
+
+#[utoipa::path(
+    get, path = "/s3credentials/bundle", tag = "credentials",
+    params(crate::http::bundle::BundleQuery),
+    security(("bearer" = []), ("session" = []), ()),
+    responses(
+        (status = 200, description = "One credential per archive the targets touch, each for just its targets (from its archive's cache). `Cache-Control: no-store`.", body = Bundle,
+            headers(("Cache-Control" = String), ("Pragma" = String))),
+        (status = 302, description = "Sent to log in.", headers(("Location" = String), ("Set-Cookie" = String), ("Cache-Control" = String))),
+        (status = 400, description = "No `target`, a bad `target` or `duration_seconds`, more than 20 targets, or a `format` (a bundle has one).", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 401, description = "Bad token, or JSON-only client without credentials.", content((ErrorBody = "application/json"), (String = "text/html")),
+            headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "A target the caller may not read (each is named): nothing is issued.", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 429, description = "Rate limited.", content((ErrorBody = "application/json"), (String = "text/html")), headers(("Retry-After" = String))),
+        (status = 502, description = "STS refused to issue a credential.", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 503, description = "STS or the identity provider cannot be reached.", content((ErrorBody = "application/json"), (String = "text/html")), headers(("Retry-After" = String))),
+    )
+)]
+#[allow(dead_code)]
+fn bundle() {}
+
+#[utoipa::path(
+    get, path = "/s3credentials/locate", tag = "archives",
+    params(crate::http::catalog::LocateQuery),
+    security(("bearer" = []), ("session" = []), ()),
+    responses(
+        (status = 200, description = "The archive that serves the bucket, where its credentials come from, and (signed-in callers) whether they may read it and why not.", body = Located,
+            headers(("Cache-Control" = String), ("Vary" = String))),
+        (status = 400, description = "Neither or both of `url` and `bucket_name`, or not an `s3://` URL of a valid bucket.", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 401, description = "A bearer token that is not valid.", content((ErrorBody = "application/json"), (String = "text/html")), headers(("WWW-Authenticate" = String))),
+        (status = 404, description = "No archive here serves the bucket.", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 429, description = "Rate limited.", content((ErrorBody = "application/json"), (String = "text/html")), headers(("Retry-After" = String))),
+        (status = 503, description = "The identity provider cannot be reached.", content((ErrorBody = "application/json"), (String = "text/html")), headers(("Retry-After" = String))),
+    )
+)]
+#[allow(dead_code)]
+fn locate() {}
+
+#[utoipa::path(
+    get, path = "/s3credentials/archives", tag = "archives",
+    security(("bearer" = []), ("session" = []), ()),
+    responses(
+        (status = 200, description = "Every archive: its endpoints, region and buckets (and for a signed-in caller, which they may read).", body = Catalog,
+            headers(("Cache-Control" = String), ("Vary" = String))),
+        (status = 401, description = "A bearer token that is not valid.", content((ErrorBody = "application/json"), (String = "text/html")), headers(("WWW-Authenticate" = String))),
+        (status = 429, description = "Rate limited.", content((ErrorBody = "application/json"), (String = "text/html")), headers(("Retry-After" = String))),
+        (status = 503, description = "The identity provider cannot be reached.", content((ErrorBody = "application/json"), (String = "text/html")), headers(("Retry-After" = String))),
+    )
+)]
+#[allow(dead_code)]
+fn archives() {}
 
 #[utoipa::path(
     method(get, head), path = "/s3/{bucket}/{key}", tag = "links",
@@ -280,7 +376,14 @@ mod tests {
     /// Schema-valid means accepted: the document says this deployment's range.
     #[test]
     fn the_document_says_this_deployments_longest_lifetime() {
-        let d: serde_json::Value = serde_json::from_str(&super::document(2700)).unwrap();
+        let d: serde_json::Value = serde_json::from_str(&super::document(
+            2700,
+            &[super::ArchivePaths {
+                path: "/archives/second",
+                max_duration: 900,
+            }],
+        ))
+        .unwrap();
         for path in ["/s3credentials", "/s3credentials/scope"] {
             let params = d["paths"][path]["get"]["parameters"].as_array().unwrap();
             let duration = params
@@ -291,5 +394,13 @@ mod tests {
             let target = params.iter().find(|p| p["name"] == "target").unwrap();
             assert_eq!(target["schema"]["maxItems"], 20, "{path}");
         }
+        let own = &d["paths"]["/archives/second/s3credentials"]["get"]["parameters"];
+        let duration = own
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "duration_seconds")
+            .unwrap();
+        assert_eq!(duration["schema"]["maximum"], 900);
     }
 }

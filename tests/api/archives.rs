@@ -560,3 +560,64 @@ async fn the_default_archive_is_a_setting() {
     let (_, listed) = json_of(app.get("/s3credentials/archives").await).await;
     assert_eq!(listed["archives"][1]["default"], true);
 }
+
+#[tokio::test]
+async fn credential_process_profiles_with_targets_read_both_archives_through_the_aws_cli() {
+    let app = spawn_ready_app().await;
+    let (_, token) = unique_user(&app, "awscli", json!(["science"])).await;
+    let home = tempfile::tempdir().unwrap();
+    let token_file = home.path().join("token");
+    std::fs::write(&token_file, &token).unwrap();
+    let config = home.path().join("aws-config");
+    let helper = env!("CARGO_BIN_EXE_stsvend");
+    let endpoint = app.url("/s3credentials");
+    let mut text = String::new();
+    for (profile, bucket) in [("one", "demo-inregion"), ("two", "demo-second")] {
+        text.push_str(&format!(
+            "[profile {profile}]\nregion = us-west-2\ncredential_process = {helper} credential-process --endpoint {endpoint} --token-file {} --target s3://{bucket}/\n",
+            token_file.display()
+        ));
+    }
+    std::fs::write(&config, text).unwrap();
+    for (profile, bucket, says) in [
+        (
+            "one",
+            "demo-inregion",
+            "hello from demo-inregion (us-west-2)",
+        ),
+        ("two", "demo-second", "account 210987654321"),
+    ] {
+        let out = tokio::task::spawn_blocking({
+            let (home, config) = (home.path().to_owned(), config.clone());
+            move || {
+                std::process::Command::new(repo_root().join("deploy/local/.venv/bin/aws"))
+                    .args([
+                        "--profile",
+                        profile,
+                        "s3",
+                        "cp",
+                        &format!("s3://{bucket}/hello.txt"),
+                        "-",
+                    ])
+                    .env("HOME", &home)
+                    .env("AWS_CONFIG_FILE", &config)
+                    .env("AWS_ENDPOINT_URL_S3", &components().moto_endpoint)
+                    .env("XDG_CACHE_HOME", home.join("cache"))
+                    .env_remove("AWS_ACCESS_KEY_ID")
+                    .env_remove("AWS_SECRET_ACCESS_KEY")
+                    .env_remove("AWS_SESSION_TOKEN")
+                    .env_remove("AWS_PROFILE")
+                    .output()
+                    .unwrap()
+            }
+        })
+        .await
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains(says),
+            "{profile}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -316,3 +316,98 @@ fn the_config_reader_agrees_with_botocore() {
         assert_eq!(ours, theirs, "case {i}: {text:?}");
     }
 }
+
+/// The AWS config as botocore reads it, through the test venv's Python: profile -> region
+/// and credential_process.
+async fn profiles_read_back(config: &std::path::Path) -> serde_json::Value {
+    let script = "import botocore.session, json, sys\n\
+         s = botocore.session.Session()\n\
+         print(json.dumps({n: s.full_config['profiles'][n] for n in s.available_profiles}))\n";
+    let mut python = Command::new(repo_root().join("deploy/local/.venv/bin/python"));
+    python.args(["-c", script]).env("AWS_CONFIG_FILE", config);
+    let out = run(python).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn configure_all_archives_writes_a_working_profile_for_each_archive_the_user_may_read() {
+    let app = spawn_ready_app().await;
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("aws-config");
+    let before = "[profile work]\nregion = eu-west-1\n";
+    for (groups, expected, skipped) in [
+        (json!(["science"]), vec!["data-main", "data-second"], None),
+        (
+            json!(["restricted"]),
+            vec!["data-main"],
+            Some("archive second skipped"),
+        ),
+    ] {
+        std::fs::write(&config, before).unwrap();
+        let (_, token) = unique_user(&app, "configure-all", groups.clone()).await;
+        let token_file = home.path().join("token");
+        std::fs::write(&token_file, &token).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_stsvend"));
+        cmd.args(["configure", "--endpoint", &app.url("/s3credentials")])
+            .args([
+                "--all-archives",
+                "--profile-prefix",
+                "data-",
+                "--token-file",
+            ])
+            .arg(&token_file)
+            .env("HOME", home.path())
+            .env("AWS_CONFIG_FILE", &config)
+            .env_remove("XDG_CACHE_HOME");
+        let out = run(cmd).await;
+        let err = stderr(&out);
+        assert!(out.status.success(), "{groups}: {err}");
+        match skipped {
+            Some(says) => assert!(err.contains(says), "{err}"),
+            None => assert!(!err.contains("skipped"), "{err}"),
+        }
+        let seen = profiles_read_back(&config).await;
+        let mut names: Vec<&str> = seen
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .filter(|n| n.starts_with("data-"))
+            .collect();
+        names.sort_unstable();
+        assert_eq!(names, expected, "{seen}");
+        assert_eq!(seen["work"]["region"], "eu-west-1");
+        // Each profile names its archive's own endpoint and that archive's region.
+        for name in expected {
+            let archive = name.trim_start_matches("data-");
+            let process = seen[name]["credential_process"].as_str().unwrap();
+            assert!(
+                process.contains(&app.url(&format!("/archives/{archive}/s3credentials"))),
+                "{process}"
+            );
+            assert_eq!(seen[name]["region"], "us-west-2");
+        }
+    }
+
+    // Nothing the user may read: nothing written, one line.
+    std::fs::remove_file(&config).unwrap();
+    let (_, token) = unique_user(&app, "configure-none", json!([])).await;
+    let token_file = home.path().join("token");
+    std::fs::write(&token_file, &token).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stsvend"));
+    cmd.args(["configure", "--endpoint", &app.url("/s3credentials")])
+        .args(["--all-archives", "--token-file"])
+        .arg(&token_file)
+        .env("HOME", home.path())
+        .env("AWS_CONFIG_FILE", &config)
+        .env_remove("XDG_CACHE_HOME");
+    let out = run(cmd).await;
+    assert!(!out.status.success());
+    assert!(!config.exists(), "{}", stderr(&out));
+    assert!(stderr(&out)
+        .lines()
+        .last()
+        .unwrap()
+        .contains("nothing written"));
+}

@@ -37,33 +37,43 @@ curl -fsS -o /dev/null --cacert "$work/tls/ca.pem" "$app/readyz" || { echo "[cli
 
 token="$(curl -fsS -u alice:alice-pw -X POST "$issuer/api/users/find_or_create_token" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')"
-curl -fsS --cacert "$work/tls/ca.pem" "$app/s3credentialsREADME" >"$work/page.html"
-# The object the recipes read (moto takes unsigned writes).
+# The service's page (the default archive's recipes) and the second archive's own page, whose
+# recipes name its own endpoint (another role, in another account).
+curl -fsS --cacert "$work/tls/ca.pem" "$app/s3credentialsREADME" >"$work/page-main.html"
+curl -fsS --cacert "$work/tls/ca.pem" "$app/archives/second/s3credentialsREADME" >"$work/page-second.html"
+# The objects the recipes read (moto takes unsigned writes; a header names the account).
 curl -fsS -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' --data-binary 'granule bytes' "$moto/demo-inregion/path/to/file"
+curl -fsS -o /dev/null -X PUT -H 'x-moto-account-id: 210987654321' -H 'Content-Type: application/octet-stream' \
+  --data-binary 'second granule' "$moto/demo-second/path/to/file"
 
 export HOME="$work/home" EARTHDATA_TOKEN="$token" REQUESTS_CA_BUNDLE="$work/tls/ca.pem" \
   SSL_CERT_FILE="$work/tls/ca.pem" AWS_ENDPOINT_URL_S3="$moto" AWS_ALLOW_HTTP=true
 mkdir -p "$HOME"
 unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_PROFILE
 status=0
-for recipe in earthaccess obstore; do
-  python3 - "$work/page.html" "$recipe" >"$work/recipe_$recipe.py" <<'PY'
+for case in main/earthaccess main/obstore second/earthaccess second/obstore; do
+  archive="${case%/*}" recipe="${case#*/}"
+  case "$archive" in
+    main) own="$app/s3credentials" bytes="b'granule bytes'" ;;
+    second) own="$app/archives/second/s3credentials" bytes="b'second granule'" ;;
+  esac
+  python3 - "$work/page-$archive.html" "$recipe" >"$work/recipe_$recipe.py" <<'PY'
 import html, re, sys
 page = open(sys.argv[1]).read()
 m = re.search(r'<pre id="recipe-%s">(.*?)</pre>' % re.escape(sys.argv[2]), page, re.S)
 assert m, f"no {sys.argv[2]} recipe on the page"
 print(html.unescape(m.group(1)))
 PY
-  grep -q "$app/s3credentials" "$work/recipe_$recipe.py" || { echo "[clients] the $recipe recipe does not name this deployment" >&2; status=1; }
+  grep -q "\"$own\"" "$work/recipe_$recipe.py" || { echo "[clients] the $case recipe does not name $own" >&2; status=1; }
   if out="$(cd "$HOME" && timeout 120 "$venv/bin/python" "$work/recipe_$recipe.py" 2>"$work/$recipe.err")"; then
-    echo "[clients] $recipe: $out" | sed 's/ASIA[A-Z0-9]*/ASIA…/' >&2
+    echo "[clients] $case: $out" | sed 's/ASIA[A-Z0-9]*/ASIA…/' >&2
   else
-    echo "[clients] $recipe failed:" >&2; tail -5 "$work/$recipe.err" >&2; status=1; continue
+    echo "[clients] $case failed:" >&2; tail -5 "$work/$recipe.err" >&2; status=1; continue
   fi
   case "$recipe" in
     # The Earthdata credential's key and expiry, then the object read with it.
-    earthaccess) [[ "$out" =~ ^ASIA[A-Z0-9]+\ [0-9]{4}-[0-9]{2}-[0-9]{2}\ [0-9:]{8}\+00:00$'\n'"b'granule bytes'"$ ]] || { echo "[clients] earthaccess printed: $out" >&2; status=1; } ;;
-    obstore) [ "$out" = "b'granule bytes'" ] || { echo "[clients] obstore printed: $out" >&2; status=1; } ;;
+    earthaccess) [[ "$out" =~ ^ASIA[A-Z0-9]+\ [0-9]{4}-[0-9]{2}-[0-9]{2}\ [0-9:]{8}\+00:00$'\n'"$bytes"$ ]] || { echo "[clients] $case printed: $out" >&2; status=1; } ;;
+    obstore) [ "$out" = "$bytes" ] || { echo "[clients] $case printed: $out" >&2; status=1; } ;;
   esac
 done
 exit "$status"
