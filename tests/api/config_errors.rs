@@ -495,3 +495,135 @@ fn one_users_share_of_sts_must_leave_room_for_everyone_else() {
         "",
     );
 }
+
+/// A second archive, as the test configuration has, with `extra` lines in its table.
+fn with_archive(extra: &str) -> String {
+    format!(
+        "[[archives]]\nname = \"other\"\n{extra}\n[[archives.buckets]]\nname = \"other-bucket\"\nregion = \"us-west-2\"\n"
+    )
+}
+
+#[test]
+fn archives_are_refused_by_the_key_that_is_wrong() {
+    let role = "sts = { role_arn = \"arn:aws:iam::210987654321:role/r\" }";
+    // The base configuration already has archive "second" with demo-second.
+    assert_rejected(
+        "[[archives]]\nname = \"other\"\nsts = { role_arn = \"arn:aws:iam::210987654321:role/r\" }\n[[archives.buckets]]\nname = \"demo-inregion\"\nregion = \"us-west-2\"\n",
+        "archives[0].buckets",
+        "also in archive \"main\"",
+    );
+    assert_rejected(
+        &with_archive(""),
+        "archives[0].sts.role_arn",
+        "each archive assumes its own role",
+    );
+    assert_rejected(
+        &with_archive(&format!("{role}\nname2 = 1")),
+        "archives[0].name2",
+        "unknown key",
+    );
+    assert_rejected(
+        &with_archive("sts = { role_arn = \"arn:aws:iam::210987654321:role/r\", regoin = \"x\" }"),
+        "archives[0].sts",
+        "regoin",
+    );
+    assert_rejected(
+        &with_archive("sts = { role_arn = \"not an arn\" }"),
+        "archives[0].sts.role_arn",
+        "not an ARN",
+    );
+    assert_rejected(
+        &with_archive(&format!("{role}\npath = \"/s3/other\"")),
+        "archives[0].path",
+        "would hide the service's own /s3",
+    );
+    assert_rejected(
+        &with_archive(&format!("{role}\npath = \"/login\"")),
+        "archives[0].path",
+        "would hide",
+    );
+    assert_rejected(
+        &with_archive(&format!("{role}\npath = \"/a/../b\"")),
+        "archives[0].path",
+        "must be a path",
+    );
+    assert_rejected(
+        &with_archive(&format!("{role}\npath = \"/archives/main\"")),
+        "archives[0].path",
+        "already the path of archive",
+    );
+    assert_rejected(
+        "[archive]\nname = \"Main Archive\"\n",
+        "archive.name",
+        "lowercase",
+    );
+    assert_rejected(
+        "[[archives]]\nname = \"main\"\nsts = { role_arn = \"arn:aws:iam::210987654321:role/r\" }\n",
+        "archives[0].name",
+        "already the name",
+    );
+    assert_rejected(
+        "[archive]\ndefault = \"nope\"\n",
+        "archive.default",
+        "main, second",
+    );
+    assert_rejected(
+        &with_archive(
+            "sts = { role_arn = \"arn:aws:iam::210987654321:role/r\", external_id = \"x\" }",
+        ),
+        "archives[0].sts.external_id",
+        "2-1224",
+    );
+    // What the deployment-wide sections require of [sts], each archive's [sts] meets too.
+    assert_rejected(
+        &with_archive(
+            "sts = { role_arn = \"arn:aws:iam::210987654321:role/r\", max_in_flight = 4 }",
+        ),
+        "archives[0].sts",
+        "more than half of sts.max_in_flight",
+    );
+}
+
+#[test]
+fn an_archive_inherits_the_top_level_sections_but_never_the_roles_external_id() {
+    let figment = test_figment(8080, "http://127.0.0.1:9400", "http://127.0.0.1:9500")
+        .merge(Toml::string(
+            "[sts]\nexternal_id = \"top-level-id\"\nduration_seconds = 7200\n[policy]\nmode = \"tags\"\n",
+        ))
+        .merge(Toml::string(&with_archive(
+            "sts = { role_arn = \"arn:aws:iam::210987654321:role/r\", region = \"eu-west-1\" }\npolicy = { mode = \"inline\" }",
+        )));
+    let (_, settings) = config::from_figment(figment).unwrap();
+    let other = &settings.archives[1];
+    assert_eq!(other.name, "other");
+    assert_eq!(other.path, "/archives/other");
+    assert_eq!(other.sts.region, "eu-west-1");
+    assert_eq!(other.sts.duration_seconds, 7200);
+    assert_eq!(
+        other.sts.endpoint_url.as_ref().map(url::Url::as_str),
+        Some("http://127.0.0.1:9500/")
+    );
+    assert_eq!(other.sts.external_id, None);
+    assert_eq!(other.policy.mode.as_str(), "inline");
+    assert_eq!(
+        settings.archives[0].sts.external_id.as_deref(),
+        Some("top-level-id")
+    );
+    assert_eq!(settings.archives[0].policy.mode.as_str(), "tags");
+}
+
+#[test]
+fn an_archive_whose_worst_case_policy_aws_would_refuse_is_named() {
+    let mut buckets = String::new();
+    for i in 0..60 {
+        buckets.push_str(&format!(
+            "[[archives.buckets]]\nname = \"big-bucket-{i:02}\"\nregion = \"us-west-2\"\nprefixes = [\"some/rather/long/prefix/{i}/\"]\n"
+        ));
+    }
+    let err = load_with(&format!(
+        "[[archives]]\nname = \"big\"\nsts = {{ role_arn = \"arn:aws:iam::210987654321:role/r\" }}\n{buckets}"
+    ))
+    .unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("archives[0].buckets"), "{err}");
+    assert!(err.message.contains("over AWS's limit"), "{err}");
+}
