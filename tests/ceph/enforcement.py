@@ -23,6 +23,10 @@ from botocore.exceptions import ClientError
 REGION = "us-west-2"
 ROLE = "stsvend-read"
 BUCKETS = ["demo-inregion", "demo-restricted"]
+# The second archive: its own role (tests/ceph/run.sh points the archive at it) and buckets,
+# one of them requester-pays.
+SECOND_ROLE = "stsvend-read-second"
+SECOND_BUCKETS = ["demo-second", "demo-second-rp"]
 # Readable by `science` under public/ only (tests/ceph/run.sh adds it to the configuration).
 PREFIXED = "demo-prefixed"
 LINK_KEYS = ["links/with space.txt", "links/plus+sign.txt", "links/100%.txt", "links/é ü 雪.txt"]
@@ -51,19 +55,25 @@ def seed():
         ],
     }
     # Ceph rejects policies with spaces: send compact JSON.
-    iam.create_role(
-        RoleName=ROLE,
-        AssumeRolePolicyDocument=json.dumps(trust, separators=(",", ":")),
-        MaxSessionDuration=43200,
-    )
     allow_all = {
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Action": ["s3:*"], "Resource": ["arn:aws:s3:::*"]}],
     }
-    iam.put_role_policy(
-        RoleName=ROLE, PolicyName="all-s3", PolicyDocument=json.dumps(allow_all, separators=(",", ":"))
-    )
+    # Both roles may do anything: what a session may do is the session policy's doing.
+    for role in (ROLE, SECOND_ROLE):
+        iam.create_role(
+            RoleName=role,
+            AssumeRolePolicyDocument=json.dumps(trust, separators=(",", ":")),
+            MaxSessionDuration=43200,
+        )
+        iam.put_role_policy(
+            RoleName=role, PolicyName="all-s3", PolicyDocument=json.dumps(allow_all, separators=(",", ":"))
+        )
     s3 = client("s3")
+    for bucket in SECOND_BUCKETS:
+        s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key="hello.txt", Body=f"hello from {bucket}\n".encode())
+    s3.put_bucket_request_payment(Bucket="demo-second-rp", RequestPaymentConfiguration={"Payer": "Requester"})
     for bucket in BUCKETS:
         s3.create_bucket(Bucket=bucket)
         s3.put_object(Bucket=bucket, Key="hello.txt", Body=f"hello from {bucket}\n".encode())
@@ -102,9 +112,9 @@ def token(user, password):
     return body["access_token"]
 
 
-def credentials(user, password, query=""):
+def credentials(user, password, query="", path="/s3credentials"):
     status, body = http_json(
-        f"{os.environ['STSVEND_URL']}/s3credentials{query}",
+        f"{os.environ['STSVEND_URL']}{path}{query}",
         headers={"Authorization": f"Bearer {token(user, password)}", "Accept": "application/json"},
     )
     return status, body
@@ -265,6 +275,40 @@ def check():
     allowed = s3_for(full).generate_presigned_url(
         "get_object", Params={"Bucket": "demo-inregion", "Key": "hello.txt"}, ExpiresIn=300)
     c.equal("(the same crafting for an allowed object works)", fetch(allowed)[0], 200)
+
+    # The second archive: a target there is answered by its role's session, which reads that
+    # archive's target and nothing else; its own endpoint's credential reads its buckets only.
+    status, second = credentials("alice", "alice-pw", "?target=s3://demo-second/")
+    c.equal("alice gets a credential for a target in the second archive", status, 200)
+    s3 = s3_for(second)
+    c.expect("routed GET demo-second/hello.txt", True,
+             lambda: s3.get_object(Bucket="demo-second", Key="hello.txt")["Body"].read())
+    c.expect("routed GET demo-second-rp/hello.txt (not asked)", False,
+             lambda: s3.get_object(Bucket="demo-second-rp", Key="hello.txt", RequestPayer="requester")["Body"].read())
+    c.expect("routed GET demo-inregion/hello.txt (the other archive)", False,
+             lambda: s3.get_object(Bucket="demo-inregion", Key="hello.txt")["Body"].read())
+    c.expect("routed PUT demo-second", False,
+             lambda: s3.put_object(Bucket="demo-second", Key="new.txt", Body=b"x"))
+    status, whole = credentials("alice", "alice-pw", "", path="/archives/second/s3credentials")
+    c.equal("the second archive's own endpoint answers", status, 200)
+    s3 = s3_for(whole)
+    c.expect("second archive GET demo-second-rp/hello.txt as requester", True,
+             lambda: s3.get_object(Bucket="demo-second-rp", Key="hello.txt", RequestPayer="requester")["Body"].read())
+    # (Ceph, like S3, does not make the bucket owner's own sessions pay: a request without
+    # the payer would succeed here, so it proves nothing and is not checked.)
+    c.expect("second archive GET demo-inregion/hello.txt", False,
+             lambda: s3.get_object(Bucket="demo-inregion", Key="hello.txt")["Body"].read())
+    c.expect("second archive GET demo-restricted/hello.txt", False,
+             lambda: s3.get_object(Bucket="demo-restricted", Key="hello.txt")["Body"].read())
+    s3 = s3_for(full)
+    c.expect("the main archive's credential GET demo-second/hello.txt", False,
+             lambda: s3.get_object(Bucket="demo-second", Key="hello.txt")["Body"].read())
+    status, location = link("alice", "alice-pw", "demo-second/hello.txt")
+    c.equal("a link into the second archive reads it", (status, fetch(location or "")), (307, (200, b"hello from demo-second\n")))
+    status, location = link("alice", "alice-pw", "demo-second-rp/hello.txt")
+    c.equal("a link into a requester-pays bucket carries the payer and reads it",
+            (status, "x-amz-request-payer=requester" in (location or ""), fetch(location or "")),
+            (307, True, (200, b"hello from demo-second-rp\n")))
 
     status, carol = credentials("carol", "carol-pw")
     c.equal("carol gets credentials", status, 200)

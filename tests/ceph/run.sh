@@ -59,9 +59,13 @@ for _ in $(seq 1 300); do curl -fsS -o /dev/null "$IDP_ISSUER/.well-known/openid
 curl -fsS -o /dev/null "$IDP_ISSUER/.well-known/openid-configuration" \
   || { echo "[ceph] the IdP did not come up; log:" >&2; cat "$work/idp.log" >&2; exit 1; }
 
-# The local stack's buckets plus one readable under a prefix only.
+# The local stack's archives plus a bucket readable under a prefix only.
 config="$work/stsvend.toml"
-sed "s|\.\./deploy/local/secrets/|$root/deploy/local/secrets/|" "$root/config/local.toml" >"$config"
+# The second archive's role is Ceph's (account-less) second role.
+sed -e "s|\.\./deploy/local/secrets/|$root/deploy/local/secrets/|" \
+  -e 's|arn:aws:iam::210987654321:role/stsvend-read|arn:aws:iam:::role/stsvend-read-second|' \
+  "$root/config/local.toml" >"$config"
+grep -q 'role/stsvend-read-second' "$config" || { echo "[ceph] config/local.toml has no second archive to point at Ceph" >&2; exit 1; }
 cat >>"$config" <<'TOML'
 
 [[buckets]]
