@@ -101,6 +101,13 @@ if [ "$fleet" = 1 ]; then
     replicas  127.0.0.1:8081-8083 (internal listeners :9081-9083; logs $run/stsvend-N.log)
     Redis     127.0.0.1:9600        IdP $ISSUER        moto http://127.0.0.1:$MOTO_PORT
 
+  Two archives in two accounts (moto keeps them apart):
+    main    $APP_URL/archives/main/s3credentials   account 123456789012: demo-inregion, demo-restricted
+    second  $APP_URL/archives/second/s3credentials account 210987654321: demo-second, demo-second-rp (requester pays)
+    One endpoint routes any s3:// URL:  $APP_URL/s3credentials?target=s3://demo-second/
+    Which archive serves an object:     $APP_URL/s3credentials/locate?url=s3://demo-second/hello.txt
+    All of them:                        $APP_URL/s3credentials/archives
+
   Try it:
     TOKEN=\$(curl -s -u alice:alice-pw -X POST $ISSUER/api/users/find_or_create_token \\
       | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
@@ -150,7 +157,14 @@ cat <<MSG
     stsvend   $APP_URL            (readiness: $APP_URL/readyz)
               $HTTPS_URL           (https; Secure cookies; log in $run/stsvend-https.log)
     IdP       $ISSUER            (discovery: $ISSUER/.well-known/openid-configuration)
-    moto      http://127.0.0.1:$MOTO_PORT            (STS + S3; buckets demo-inregion, demo-restricted, demo-elsewhere)
+    moto      http://127.0.0.1:$MOTO_PORT            (STS + S3 for both archives' accounts)
+
+  Two archives in two accounts (moto keeps them apart):
+    main    $APP_URL/archives/main/s3credentials   account 123456789012: demo-inregion, demo-restricted
+    second  $APP_URL/archives/second/s3credentials account 210987654321: demo-second, demo-second-rp (requester pays)
+    One endpoint routes any s3:// URL:  $APP_URL/s3credentials?target=s3://demo-second/
+    Which archive serves an object:     $APP_URL/s3credentials/locate?url=s3://demo-second/hello.txt
+    All of them:                        $APP_URL/s3credentials/archives
 
   Demo users (password):  alice (alice-pw) groups [science]
                           bob   (bob-pw)   no groups
@@ -161,6 +175,8 @@ cat <<MSG
     TOKEN=\$(curl -s -u alice:alice-pw -X POST $ISSUER/api/users/find_or_create_token \\
       | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
     curl -s -H "Authorization: Bearer \$TOKEN" $APP_URL/s3credentials
+    curl -s -H "Authorization: Bearer \$TOKEN" "$APP_URL/s3credentials?target=s3://demo-second/"   # the second archive's role
+    curl -s -H "Authorization: Bearer \$TOKEN" "$APP_URL/s3credentials/bundle?target=s3://demo-inregion/&target=s3://demo-second/"
 
   With a .netrc instead (the Earthdata redirect chain):
     printf 'machine 127.0.0.1 login alice password alice-pw\\n' > /tmp/stsvend-netrc

@@ -194,6 +194,44 @@ async fn the_fleet_shares_narrowed_credentials_apart_from_full_ones() {
     );
 }
 
+/// Each archive's credentials are shared across the fleet apart from the others': one
+/// AssumeRole per archive and ask for the whole fleet, whichever replica is asked.
+#[tokio::test]
+async fn the_fleet_shares_each_archives_credentials_apart() {
+    let (_redis, redis_port) = crate::helpers::start_redis_anywhere();
+    let apps = [
+        patient_replica(redis_port).await,
+        patient_replica(redis_port).await,
+    ];
+    wait_for_redis(&apps.iter().collect::<Vec<_>>(), "ok").await;
+    let (user, token) =
+        unique_user(&apps[0], "fleet-archives", serde_json::json!(["science"])).await;
+    let own = |app: &TestApp, path: &'static str| {
+        let token = token.clone();
+        let url = app.url(path);
+        let http = app.http.clone();
+        async move {
+            let res = http.get(url).bearer_auth(token).send().await.unwrap();
+            assert_eq!(res.status(), 200, "{path}");
+            let body: Value = res.json().await.unwrap();
+            body["accessKeyId"].as_str().unwrap().to_owned()
+        }
+    };
+    let routed = "?target=s3://demo-second/";
+    let first = access_key_for(&apps[0], &token, routed).await;
+    assert_eq!(access_key_for(&apps[1], &token, routed).await, first);
+    let whole = own(&apps[1], "/archives/second/s3credentials").await;
+    assert_eq!(own(&apps[0], "/archives/second/s3credentials").await, whole);
+    let main = access_key(&apps[0], &token).await;
+    assert_eq!(access_key(&apps[1], &token).await, main);
+    assert!(first != whole && whole != main && first != main);
+    assert_eq!(
+        assume_role_calls(&user).await,
+        3,
+        "one AssumeRole per archive and ask for the fleet"
+    );
+}
+
 /// Redis hung (SIGSTOP) or gone (SIGKILL): cached users and users STS can serve get their
 /// credentials, within milliseconds of the command timeout; readiness stays 200 and says
 /// Redis is unavailable; when Redis answers again the replica shares again by itself.
