@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Instructions per request (valgrind --tool=callgrind), which do not move with the machine's
 # load: the bare actix ceiling, a cached bearer request, a cached session-cookie request, an
-# object link (presigned redirect) from a cached credential, and the 401 error path. One worker each, one keep-alive connection, N requests after WARMUP.
+# object link (presigned redirect) from a cached credential, the 401 error path, a target
+# routed to the second archive and a bundle of two archives (both cached). One worker each, one keep-alive connection, N requests after WARMUP.
 # Prints one JSON line per case; tests/bench/run.sh puts them in results.md.
 #
 #   tests/bench/instructions.sh OUT_DIR      (needs a release build; N=1000 WARMUP=200)
@@ -50,6 +51,9 @@ py="$root/deploy/local/.venv/bin/python"
   "$py" "$here/instructions.py" cookie "$app_pid" "http://127.0.0.1:$app/s3credentials" "Cookie: stsvend_session=$cookie"
   "$py" "$here/instructions.py" link "$app_pid" "http://127.0.0.1:$app/s3/demo-inregion/hello.txt" "Authorization: Bearer $token"
   "$py" "$here/instructions.py" error-401 "$app_pid" "http://127.0.0.1:$app/s3credentials" "Accept: application/json"
+  # Several archives: a target routed to the second archive, and a bundle of both, cached.
+  "$py" "$here/instructions.py" routed "$app_pid" "http://127.0.0.1:$app/s3credentials?target=s3://demo-second/" "Authorization: Bearer $token"
+  "$py" "$here/instructions.py" bundle-2 "$app_pid" "http://127.0.0.1:$app/s3credentials/bundle?target=s3://demo-inregion/&target=s3://demo-second/" "Authorization: Bearer $token"
 } | tee "$out/instructions.jsonl"
 # Keep the dumps for callgrind_annotate when asked (KEEP_CALLGRIND=DIR).
 if [ -n "${KEEP_CALLGRIND:-}" ]; then mkdir -p "$KEEP_CALLGRIND"; cp "$work"/callgrind.out.* "$KEEP_CALLGRIND"/; fi

@@ -1,4 +1,5 @@
-"""The IAM policy documents of deploy/aws/iam.yaml, resolved for example parameter values.
+"""The IAM policy documents of deploy/aws/iam.yaml and archive-role.yaml, resolved for example
+parameter values (a deployment with a second archive in account 210987654321).
 
     iam_documents.py --check deploy/aws   # each deploy/aws/<name>.json equals the template's
     iam_documents.py --write deploy/aws   # regenerate them
@@ -17,13 +18,19 @@ from cfnlint.decode import decode
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "aws" / "iam.yaml"
+ARCHIVE_TEMPLATE = ROOT / "deploy" / "aws" / "archive-role.yaml"
+SECOND_ACCOUNT = "210987654321"
 PSEUDO = {"AWS::AccountId": "123456789012", "AWS::Partition": "aws", "AWS::Region": "us-west-2"}
-EXAMPLE = {"EksOidcProvider": "oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"}
+EXAMPLE = {
+    "EksOidcProvider": "oidc.eks.us-west-2.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE",
+    "OtherArchiveRoleArns": f"arn:aws:iam::{SECOND_ACCOUNT}:role/stsvend-read",
+}
 
 
 class Resolver:
-    def __init__(self, template, overrides):
+    def __init__(self, template, overrides, account=None):
         self.t = template
+        self.account = account or PSEUDO["AWS::AccountId"]
         self.params = {k: v.get("Default") for k, v in template["Parameters"].items()}
         self.params.update(overrides)
         for k, v in template["Parameters"].items():
@@ -31,6 +38,8 @@ class Resolver:
                 self.params[k] = self.params[k].split(",")
 
     def ref(self, name):
+        if name == "AWS::AccountId":
+            return self.account
         if name in PSEUDO:
             return PSEUDO[name]
         if name in self.params:
@@ -63,12 +72,14 @@ class Resolver:
                 return self.value(arg[1]).split(arg[0])
             if fn == "Fn::Equals":
                 return self.value(arg[0]) == self.value(arg[1])
+            if fn == "Fn::Not":
+                return not self.value(arg[0])
             if fn == "Fn::If":
                 return self.value(arg[1] if self.condition(arg[0]) else arg[2])
             if fn == "Fn::GetAtt":
                 name, attr = arg if isinstance(arg, list) else arg.split(".")
                 assert attr == "Arn" and self.t["Resources"][name]["Type"] == "AWS::IAM::Role"
-                return f"arn:aws:iam::{PSEUDO['AWS::AccountId']}:role/{self.ref(name)}"
+                return f"arn:aws:iam::{self.account}:role/{self.ref(name)}"
         return {k: self.value(v) for k, v in node.items()}
 
 
@@ -88,6 +99,15 @@ def documents():
     (policy,) = read_only["Policies"]
     docs["read-only-role-policy"] = policy["PolicyDocument"]
     docs["service-role-policy"] = r.value(res["ServiceRolePolicy"]["Properties"]["PolicyDocument"])
+    # The second archive's role, made in its own account.
+    archive, matches = decode(str(ARCHIVE_TEMPLATE))
+    if matches:
+        sys.exit(f"{ARCHIVE_TEMPLATE}: {matches}")
+    r = Resolver(archive, {}, account=SECOND_ACCOUNT)
+    role = r.value(archive["Resources"]["ArchiveReadOnlyRole"]["Properties"])
+    docs["archive-role-trust"] = role["AssumeRolePolicyDocument"]
+    (policy,) = role["Policies"]
+    docs["archive-role-policy"] = policy["PolicyDocument"]
     return docs
 
 

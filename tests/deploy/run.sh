@@ -17,8 +17,8 @@ export CONTAINERS_CONF="$root/tests/deploy/containers.conf"
 step() { printf '[deploy] %s\n' "$*" >&2; }
 scratch deploy
 
-step "cfn-lint deploy/aws/iam.yaml"
-"$ops/cfn-lint" deploy/aws/iam.yaml
+step "cfn-lint deploy/aws/iam.yaml deploy/aws/archive-role.yaml"
+"$ops/cfn-lint" deploy/aws/iam.yaml deploy/aws/archive-role.yaml
 "$ops/python" tests/deploy/iam_documents.py --check deploy/aws
 step "parliament"
 "$ops/python" tests/deploy/parliament_check.py deploy/aws/*.json
