@@ -621,3 +621,42 @@ async fn credential_process_profiles_with_targets_read_both_archives_through_the
         );
     }
 }
+
+/// What NASA's thin-egress-app checks of `/s3credentials` end to end (its
+/// `tests_e2e/test_s3credentials.py`), as python-requests does it, on the service's endpoint
+/// and on each archive's own: without a login the redirect chain ends in 401; after the
+/// `.netrc` (Basic) chain, 200 with Earthdata's keys in Earthdata's order.
+#[tokio::test]
+async fn teas_end_to_end_checks_hold_on_the_service_and_every_archive_endpoint() {
+    let app = spawn_ready_app().await;
+    for path in [
+        "/s3credentials",
+        "/archives/main/s3credentials",
+        "/archives/second/s3credentials",
+    ] {
+        let client = jar_client(SCRIPT_UA);
+        let (hops, res) = follow(&client, &app.url(path), &app.issuer, None).await;
+        assert_eq!(res.status(), 401, "{path}: {hops:#?}");
+        let (hops, res) = follow(
+            &client,
+            &app.url(path),
+            &app.issuer,
+            Some(("alice", "alice-pw")),
+        )
+        .await;
+        assert_eq!(res.status(), 200, "{path}: {hops:#?}");
+        let text = res.text().await.unwrap();
+        let keys: Vec<usize> = [
+            "accessKeyId",
+            "secretAccessKey",
+            "sessionToken",
+            "expiration",
+        ]
+        .iter()
+        .map(|k| text.find(&format!("\"{k}\":")).unwrap())
+        .collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{path}: {text}");
+        let body: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(body.as_object().unwrap().len(), 4, "{path}");
+    }
+}
