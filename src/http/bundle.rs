@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::http::audit;
 use crate::http::credentials::{sts_failure, Ask};
 use crate::http::state::AppState;
-use crate::vend::format::{Bundle, BundleEntry, Format};
+use crate::vend::format::{BundleEntry, Format};
 use crate::vend::narrow::{self, Target};
 use crate::vend::scope::{Narrowing, SessionScope};
 
@@ -129,14 +129,7 @@ pub async fn bundle(
             &v.credentials,
         ));
     }
-    let body = serde_json::to_string(&Bundle { credentials }).map_err(|e| {
-        tracing::error!(error = %e, "bundle did not serialize");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "the bundle could not be written",
-        )
-    })?;
+    let body = crate::vend::format::render_bundle(&credentials);
     Ok(HttpResponse::Ok()
         .insert_header((
             header::CONTENT_TYPE,

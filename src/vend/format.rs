@@ -146,6 +146,61 @@ impl<'a> BundleEntry<'a> {
     }
 }
 
+/// The bundle's body: the `Bundle` shape above, written by hand like `render` (a test holds
+/// it to serde_json's bytes).
+pub fn render_bundle(entries: &[BundleEntry<'_>]) -> String {
+    use crate::json::write_escaped;
+    let size = 24
+        + entries
+            .iter()
+            .map(|e| {
+                180 + e.archive.len()
+                    + e.region.len()
+                    + e.targets.iter().map(|t| t.len() + 3).sum::<usize>()
+                    + e.access_key_id.len()
+                    + e.secret_access_key.len()
+                    + e.session_token.len()
+                    + e.expiration.len()
+            })
+            .sum::<usize>();
+    let mut out = String::with_capacity(size);
+    // Writing into a String cannot fail.
+    let _ = (|| -> std::fmt::Result {
+        out.push_str("{\"credentials\":[");
+        for (i, e) in entries.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"archive\":\"");
+            write_escaped(&mut out, e.archive)?;
+            out.push_str("\",\"region\":\"");
+            write_escaped(&mut out, e.region)?;
+            out.push_str("\",\"targets\":[");
+            for (j, t) in e.targets.iter().enumerate() {
+                if j > 0 {
+                    out.push(',');
+                }
+                out.push('"');
+                write_escaped(&mut out, t)?;
+                out.push('"');
+            }
+            out.push(']');
+            for (key, value) in [
+                ("accessKeyId", e.access_key_id),
+                ("secretAccessKey", e.secret_access_key),
+                ("sessionToken", e.session_token),
+                ("expiration", e.expiration),
+            ] {
+                crate::json::write_member(&mut out, key, value)?;
+            }
+            out.push('}');
+        }
+        out.push_str("]}");
+        Ok(())
+    })();
+    out
+}
+
 /// The response body for `format`: the serde shapes above, written by hand (this runs on
 /// every credential response; the test below holds it to serde_json's bytes).
 pub fn render(format: Format, c: &StsCredentials) -> String {
@@ -208,6 +263,44 @@ mod tests {
     use secrecy::SecretString;
 
     use super::*;
+
+    #[test]
+    fn the_bundle_is_written_as_serde_writes_it() {
+        let at = chrono::Utc.with_ymd_and_hms(2026, 1, 27, 0, 50, 9).unwrap();
+        let c = StsCredentials::new(
+            "ASIAEXAMPLE".into(),
+            SecretString::from("se/cr+et".to_owned()),
+            SecretString::from("to\"ken\\with\u{1}odd".to_owned()),
+            at,
+            None,
+        );
+        for entries in [
+            vec![],
+            vec![BundleEntry::new(
+                "main",
+                "us-west-2",
+                vec!["s3://a-b/c/".into()],
+                &c,
+            )],
+            vec![
+                BundleEntry::new(
+                    "main",
+                    "us-west-2",
+                    vec!["s3://a-b/\"q\"/".into(), "s3://c-d/".into()],
+                    &c,
+                ),
+                BundleEntry::new("second", "eu-west-1", vec![], &c),
+            ],
+        ] {
+            let bundle = Bundle {
+                credentials: entries,
+            };
+            assert_eq!(
+                render_bundle(&bundle.credentials),
+                serde_json::to_string(&bundle).unwrap()
+            );
+        }
+    }
 
     #[test]
     fn an_unknown_format_of_unassigned_characters_gets_a_short_error() {
