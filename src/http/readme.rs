@@ -66,7 +66,7 @@ fn render(
         .map(|u| policy::allowed_buckets(settings, &u.groups))
         .unwrap_or_default()
         .into_iter()
-        .map(|b| context! { name => b.name.clone(), prefixes => b.prefixes.clone() })
+        .map(|b| context! { name => b.name.clone(), prefixes => b.prefixes.clone(), requester_pays => b.requester_pays })
         .collect();
     let endpoint = match pinned {
         Some(a) => state.login.absolute(&format!("{}/s3credentials", a.path)),

@@ -660,3 +660,72 @@ async fn teas_end_to_end_checks_hold_on_the_service_and_every_archive_endpoint()
         assert_eq!(body.as_object().unwrap().len(), 4, "{path}");
     }
 }
+
+#[tokio::test]
+async fn the_pages_list_the_archives_and_a_requester_pays_archives_recipes_say_so() {
+    use crate::clients::{assert_valid_html, unescape};
+    let app = spawn_app_with(|f| {
+        f.merge(Toml::string(
+            r#"
+[[archives]]
+name = "paying"
+title = "Readers pay"
+sts = { role_arn = "arn:aws:iam::210987654321:role/stsvend-read", external_id = "stsvend-local" }
+[[archives.buckets]]
+name = "demo-second-rp"
+region = "us-west-2"
+groups = ["science"]
+requester_pays = true
+"#,
+        ))
+    })
+    .await;
+    assert!(app.wait_ready(std::time::Duration::from_secs(15)).await);
+    let token = idp_token(&app.issuer, "alice", "alice-pw").await;
+    // The service's page: both archives, alice may read both.
+    let page = unescape(
+        &app.get_as("/s3credentialsREADME", &token)
+            .await
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert!(
+        page.contains("Readers pay</a> (<code>paying</code>)"),
+        "{page}"
+    );
+    assert!(
+        page.contains(&app.url("/archives/paying/s3credentialsREADME")),
+        "{page}"
+    );
+    assert!(
+        !page.contains("RequestPayer"),
+        "the main archive's recipes: {page}"
+    );
+    assert_valid_html(&page);
+    // The paying archive's page: its bucket marked, its recipes with the option set.
+    let page = unescape(
+        &app.get_as("/archives/paying/s3credentialsREADME", &token)
+            .await
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert!(
+        page.contains("<code>demo-second-rp</code> (requester pays)"),
+        "{page}"
+    );
+    for recipe in [
+        "RequestPayer=\"requester\"",
+        "requester_pays=True",
+        "export AWS_REQUEST_PAYER=requester",
+        "--request-payer requester",
+    ] {
+        assert!(page.contains(recipe), "{recipe}: {page}");
+    }
+    assert!(
+        page.contains(&app.url("/archives/paying/s3credentials")),
+        "{page}"
+    );
+    assert_valid_html(&page);
+}

