@@ -35,18 +35,6 @@ SECOND_BUCKETS = {
 # demo-second-rp is requester-pays in stsvend's configuration (its links and recipes send
 # the option); moto neither stores nor enforces that for a bucket outside us-east-1.
 
-# The role stsvend assumes: read-only on every demo bucket. Session policies narrow it per user.
-ROLE_POLICY = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Action": ["s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation"],
-            "Resource": [f"arn:aws:s3:::{b}" for b in BUCKETS]
-            + [f"arn:aws:s3:::{b}/*" for b in BUCKETS],
-        }
-    ],
-}
 TRUST_POLICY = {
     "Version": "2012-10-17",
     "Statement": [
@@ -89,6 +77,10 @@ def role_policy(buckets):
             }
         ],
     }
+
+
+# The role stsvend assumes: read-only on every demo bucket. Session policies narrow it per user.
+ROLE_POLICY = role_policy(BUCKETS)
 
 
 def seed_second(endpoint):

@@ -71,6 +71,19 @@ wait_for "$ISSUER/.well-known/openid-configuration" "the IdP"
 for _ in $(seq 1 150); do grep -q '"event": "ready"' "$run/moto.log" && break; sleep 0.2; done
 grep -q '"event": "ready"' "$run/moto.log" || { echo "up.sh: moto did not come up; see $run/moto.log" >&2; exit 1; }
 
+# What both stacks serve: the two archives of config/local.toml (and local-fleet.toml).
+archives() {
+  cat <<MSG
+
+  Two archives in two accounts (moto keeps them apart):
+    main    $APP_URL/archives/main/s3credentials   account 123456789012: demo-inregion, demo-restricted
+    second  $APP_URL/archives/second/s3credentials account 210987654321: demo-second, demo-second-rp (requester pays)
+    One endpoint routes any s3:// URL:  $APP_URL/s3credentials?target=s3://demo-second/
+    Which archive serves an object:     $APP_URL/s3credentials/locate?url=s3://demo-second/hello.txt
+    All of them:                        $APP_URL/s3credentials/archives
+MSG
+}
+
 if [ "$fleet" = 1 ]; then
   echo "[up] starting Redis on 127.0.0.1:9600" >&2
   redis-server --port 9600 --bind 127.0.0.1 --save '' --appendonly no >"$run/redis.log" 2>&1 &
@@ -100,13 +113,7 @@ if [ "$fleet" = 1 ]; then
     HAProxy   $APP_URL  and  $HTTPS_URL (local CA $tls/ca.pem)
     replicas  127.0.0.1:8081-8083 (internal listeners :9081-9083; logs $run/stsvend-N.log)
     Redis     127.0.0.1:9600        IdP $ISSUER        moto http://127.0.0.1:$MOTO_PORT
-
-  Two archives in two accounts (moto keeps them apart):
-    main    $APP_URL/archives/main/s3credentials   account 123456789012: demo-inregion, demo-restricted
-    second  $APP_URL/archives/second/s3credentials account 210987654321: demo-second, demo-second-rp (requester pays)
-    One endpoint routes any s3:// URL:  $APP_URL/s3credentials?target=s3://demo-second/
-    Which archive serves an object:     $APP_URL/s3credentials/locate?url=s3://demo-second/hello.txt
-    All of them:                        $APP_URL/s3credentials/archives
+$(archives)
 
   Try it:
     TOKEN=\$(curl -s -u alice:alice-pw -X POST $ISSUER/api/users/find_or_create_token \\
@@ -158,13 +165,7 @@ cat <<MSG
               $HTTPS_URL           (https; Secure cookies; log in $run/stsvend-https.log)
     IdP       $ISSUER            (discovery: $ISSUER/.well-known/openid-configuration)
     moto      http://127.0.0.1:$MOTO_PORT            (STS + S3 for both archives' accounts)
-
-  Two archives in two accounts (moto keeps them apart):
-    main    $APP_URL/archives/main/s3credentials   account 123456789012: demo-inregion, demo-restricted
-    second  $APP_URL/archives/second/s3credentials account 210987654321: demo-second, demo-second-rp (requester pays)
-    One endpoint routes any s3:// URL:  $APP_URL/s3credentials?target=s3://demo-second/
-    Which archive serves an object:     $APP_URL/s3credentials/locate?url=s3://demo-second/hello.txt
-    All of them:                        $APP_URL/s3credentials/archives
+$(archives)
 
   Demo users (password):  alice (alice-pw) groups [science]
                           bob   (bob-pw)   no groups

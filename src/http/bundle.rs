@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -13,7 +12,7 @@ use crate::archive::Archive;
 use crate::auth::AuthenticatedUser;
 use crate::error::ApiError;
 use crate::http::audit;
-use crate::http::credentials::{sts_failure, Ask};
+use crate::http::credentials::{carrying_credentials, sts_failure, Ask};
 use crate::http::state::AppState;
 use crate::vend::format::{BundleEntry, Format};
 use crate::vend::narrow::{self, Target};
@@ -129,13 +128,7 @@ pub async fn bundle(
             &v.credentials,
         ));
     }
-    let body = crate::vend::format::render_bundle(&credentials);
-    Ok(HttpResponse::Ok()
-        .insert_header((
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        ))
-        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-        .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")))
-        .body(body))
+    Ok(carrying_credentials(crate::vend::format::render_bundle(
+        &credentials,
+    )))
 }

@@ -147,14 +147,22 @@ pub async fn s3credentials(
         .await
         .map_err(|e| sts_failure(&e))?;
     audit::vended(&req, &user, archive, &scope, &vended, format.name());
-    Ok(HttpResponse::Ok()
+    Ok(carrying_credentials(format::render(
+        format,
+        &vended.credentials,
+    )))
+}
+
+/// A 200 whose JSON body carries credentials: never stored by any cache.
+pub(crate) fn carrying_credentials(body: String) -> HttpResponse {
+    HttpResponse::Ok()
         .insert_header((
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         ))
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")))
-        .body(format::render(format, &vended.credentials)))
+        .body(body)
 }
 
 /// What goes to STS for this user (for just `targets` when there are any); a clear refusal

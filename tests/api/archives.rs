@@ -35,21 +35,7 @@ async fn caller_identity(creds: &Value) -> (String, String) {
 
 /// The object's text, read with a vended credential.
 async fn read(creds: &Value, bucket: &str, key: &str) -> Result<String, String> {
-    let credentials = aws_sdk_s3::config::Credentials::new(
-        creds["accessKeyId"].as_str().unwrap(),
-        creds["secretAccessKey"].as_str().unwrap(),
-        Some(creds["sessionToken"].as_str().unwrap().to_owned()),
-        None,
-        "stsvend",
-    );
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .region(aws_sdk_s3::config::Region::new("us-west-2"))
-        .endpoint_url(&components().moto_endpoint)
-        .force_path_style(true)
-        .credentials_provider(credentials)
-        .build();
-    match aws_sdk_s3::Client::from_conf(config)
+    match crate::credentials::s3_client(&components().moto_endpoint, creds)
         .get_object()
         .bucket(bucket)
         .key(key)

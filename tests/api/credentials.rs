@@ -39,7 +39,7 @@ async fn assume_calls_for(endpoint: &str, user: &str) -> Vec<Value> {
         .collect()
 }
 
-fn s3_client(endpoint: &str, creds: &Value) -> aws_sdk_s3::Client {
+pub(crate) fn s3_client(endpoint: &str, creds: &Value) -> aws_sdk_s3::Client {
     let credentials = aws_sdk_s3::config::Credentials::new(
         creds["accessKeyId"].as_str().unwrap(),
         creds["secretAccessKey"].as_str().unwrap(),
