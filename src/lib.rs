@@ -4,6 +4,7 @@
 
 #[cfg(feature = "server")]
 pub mod archive;
+#[cfg(feature = "server")]
 pub mod auth;
 pub mod client;
 #[cfg(feature = "server")]
