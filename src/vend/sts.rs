@@ -3,7 +3,6 @@
 //! (env, profile, web identity, ECS, IMDS) with the configured region, endpoint and timeouts.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
@@ -150,15 +149,11 @@ pub trait StsApi: Send + Sync + 'static {
         &'a self,
         request: &'a AssumeRoleRequest,
     ) -> BoxFuture<'a, Result<StsCredentials, StsError>>;
-
-    /// How many AssumeRole calls were sent (for metrics and tests).
-    fn calls(&self) -> u64;
 }
 
 /// The real STS client.
 pub struct AwsSts {
     client: aws_sdk_sts::Client,
-    calls: AtomicU64,
 }
 
 impl AwsSts {
@@ -182,7 +177,6 @@ impl AwsSts {
         let shared = loader.load().await;
         Self {
             client: aws_sdk_sts::Client::new(&shared),
-            calls: AtomicU64::new(0),
         }
     }
 }
@@ -271,12 +265,7 @@ impl StsApi for AwsSts {
                 }
                 None => output.send().await,
             }
-            .map_err(map_error);
-            // Counted once sent: one that missed its slot never left.
-            if !matches!(output, Err(StsError::Busy { .. })) {
-                self.calls.fetch_add(1, Ordering::Relaxed);
-            }
-            let output = output?;
+            .map_err(map_error)?;
             let creds = output
                 .credentials()
                 .ok_or_else(|| StsError::Unavailable("no credentials in the response".into()))?;
@@ -297,10 +286,6 @@ impl StsApi for AwsSts {
                 packed_policy_size,
             ))
         })
-    }
-
-    fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
     }
 }
 

@@ -783,7 +783,9 @@ mod tests {
                 ))
             })
         }
+    }
 
+    impl FakeSts {
         fn calls(&self) -> u64 {
             self.calls.load(Ordering::SeqCst)
         }

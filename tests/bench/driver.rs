@@ -175,10 +175,6 @@ impl StsApi for FakeSts {
             ))
         })
     }
-
-    fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
-    }
 }
 
 fn rss_kib() -> u64 {
