@@ -77,3 +77,44 @@ pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     }
     builder.create(dir)
 }
+
+/// Every `error` code the service answers with (`[help] urls` may point each at a page; a
+/// code not listed here is a bug, caught in debug builds where errors are made).
+pub const ERROR_CODES: &[&str] = &[
+    "access_denied",
+    "credential_service_error",
+    "cross_site_request",
+    "idp_unavailable",
+    "invalid_admin_token",
+    "invalid_duration",
+    "invalid_expires_in",
+    "invalid_expiry",
+    "invalid_format",
+    "invalid_grant",
+    "invalid_id_token",
+    "invalid_key",
+    "invalid_reason",
+    "invalid_request",
+    "invalid_target",
+    "invalid_token",
+    "invalid_url",
+    "invalid_user",
+    "login_failed",
+    "login_required",
+    "method_not_allowed",
+    "missing_target",
+    "not_found",
+    "not_ready",
+    "not_revoked",
+    "out_of_region",
+    "rate_limited",
+    "revoked",
+    "scope_too_large",
+    "server_error",
+    "targets_in_several_archives",
+    "targets_too_large",
+    "temporarily_unavailable",
+    "too_many_new_credentials",
+    "too_many_targets",
+    "unknown_bucket",
+];

@@ -1,12 +1,13 @@
 //! The one JSON error shape every 4xx/5xx response uses:
-//! `{"error": "<code>", "error_description": "<human text>", "request_id": "<id>"}`.
+//! `{"error": "<code>", "error_description": "<human text>", "request_id": "<id>"}`, and
+//! `"help_url"` when the operator points that code at a page (`[help] urls`).
 
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::telemetry::{current_prefers_html, current_request_id};
+use crate::telemetry::{current_help_url, current_prefers_html, current_request_id};
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -23,10 +24,17 @@ pub(crate) struct ErrorBody<'a> {
     error: &'a str,
     error_description: &'a str,
     request_id: Option<String>,
+    /// Where to read about this error and what to do (when the operator configured one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    help_url: Option<String>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
+        debug_assert!(
+            crate::common::ERROR_CODES.contains(&code),
+            "error code {code} is not in common::ERROR_CODES"
+        );
         Self {
             status,
             code,
@@ -98,15 +106,17 @@ impl ResponseError for ApiError {
             res.append_header((name.clone(), value.clone()));
         }
         let request_id = current_request_id();
+        let help_url = current_help_url(self.code);
         if current_prefers_html() {
             return res
                 .content_type("text/html; charset=utf-8")
-                .body(error_page(self, request_id.as_deref()));
+                .body(error_page(self, request_id.as_deref(), help_url.as_deref()));
         }
         res.json(ErrorBody {
             error: self.code,
             error_description: &self.description,
             request_id,
+            help_url,
         })
     }
 }
@@ -141,12 +151,18 @@ pub fn escape_html(s: &str) -> String {
     out
 }
 
-fn error_page(err: &ApiError, request_id: Option<&str>) -> String {
+fn error_page(err: &ApiError, request_id: Option<&str>, help_url: Option<&str>) -> String {
+    let help = help_url.map_or(String::new(), |u| {
+        format!(
+            "<p><a id=\"help\" href=\"{u}\">What to do about it</a></p>",
+            u = escape_html(u)
+        )
+    });
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
 <title>{status} {code}</title></head><body><h1>{status}: {code}</h1><p>{description}</p>\
-<p><small>Request id: <code>{id}</code></small></p></body></html>",
+{help}<p><small>Request id: <code>{id}</code></small></p></body></html>",
         status = err.status.as_u16(),
         code = escape_html(err.code),
         description = escape_html(&err.description),

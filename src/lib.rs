@@ -27,6 +27,8 @@ pub mod metrics;
 #[cfg(feature = "server")]
 pub mod negotiate;
 #[cfg(feature = "server")]
+pub mod network;
+#[cfg(feature = "server")]
 pub mod revoke;
 #[cfg(feature = "server")]
 pub mod startup;

@@ -17,30 +17,20 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use crate::config::Settings;
 use crate::error::ApiError;
 
-/// The client's address: the TCP peer, or the last `X-Forwarded-For` entry (the one the
-/// trusted proxy appended) when `server.trust_x_forwarded_for` is on.
-pub fn client_ip(req: &HttpRequest, trust_forwarded_for: bool) -> IpAddr {
-    if trust_forwarded_for {
-        let last = req
-            .headers()
-            .get_all("x-forwarded-for")
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .next_back()
-            .and_then(|s| s.trim().parse::<IpAddr>().ok());
-        if let Some(ip) = last {
-            return ip;
-        }
+/// Who may speak for clients in `X-Forwarded-For`: `network.trusted_proxies`, or any peer
+/// with `server.trust_x_forwarded_for`.
+pub fn proxies(settings: &Settings) -> crate::network::Proxies {
+    crate::network::Proxies {
+        trusted: settings.network.trusted_proxies.clone(),
+        any: settings.server.trust_x_forwarded_for,
     }
-    req.peer_addr()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip())
 }
 
 pub struct IdpLimiter {
     limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
     /// Login starts: no IdP call, but each hands out a sealed login state.
     starts: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    trust_forwarded_for: bool,
+    proxies: crate::network::Proxies,
 }
 
 impl IdpLimiter {
@@ -55,12 +45,12 @@ impl IdpLimiter {
         Self {
             limiter: keyed(limits.idp_requests_per_minute, limits.idp_burst),
             starts: keyed(limits.login_starts_per_minute, limits.login_start_burst),
-            trust_forwarded_for: settings.server.trust_x_forwarded_for,
+            proxies: proxies(settings),
         }
     }
 
     pub fn client_ip(&self, req: &HttpRequest) -> IpAddr {
-        client_ip(req, self.trust_forwarded_for)
+        self.proxies.client(req)
     }
 
     /// Ok when `client` may make one more IdP-bound request now; otherwise how long to wait.

@@ -39,6 +39,7 @@ struct VendCollector {
     sts_errors: IntCounterVec,
     asked_less: IntCounterVec,
     presigned: IntCounterVec,
+    callers: IntCounterVec,
 }
 
 impl VendCollector {
@@ -117,6 +118,11 @@ impl VendCollector {
                 "stsvend_presigned_links_total",
                 "Object links signed (GET/HEAD /s3/<bucket>/<key>)",
             )?,
+            callers: counter_by(
+                "stsvend_credential_requests_by_caller_total",
+                "Credential requests by where the caller was: in the archive's region, outside it, or unknown (no AWS ranges)",
+                "caller",
+            )?,
         })
     }
 
@@ -148,6 +154,12 @@ impl VendCollector {
             ("rejected", &stats.sts_rejected),
         ] {
             two(&self.sts_errors, kind, n.load(Relaxed));
+        }
+        for (caller, n) in ["in_region", "out_of_region", "unknown"]
+            .into_iter()
+            .zip(&stats.callers)
+        {
+            two(&self.callers, caller, n.load(Relaxed));
         }
         for (asked, n) in [
             ("narrowed", &stats.narrowed),
@@ -205,6 +217,7 @@ impl Collector for VendCollector {
             self.sts_errors.desc(),
             self.asked_less.desc(),
             self.presigned.desc(),
+            self.callers.desc(),
             self.ready.desc(),
         ]
         .concat()
@@ -230,6 +243,7 @@ impl Collector for VendCollector {
             self.sts_errors.collect(),
             self.asked_less.collect(),
             self.presigned.collect(),
+            self.callers.collect(),
             self.ready.collect(),
         ]
         .concat()

@@ -28,6 +28,15 @@ pub fn preflight(settings: &Settings) -> Result<Vec<String>, crate::config::Conf
         crate::tls::check_files(tls)?;
     }
     let mut notes = Vec::new();
+    if let Some(path) = &settings.network.aws_ip_ranges_file {
+        let file = crate::network::RangesFile::open(path.clone())
+            .map_err(|e| crate::config::ConfigError::key("network.aws_ip_ranges_file", e))?;
+        let ranges = file.ranges();
+        notes.push(format!(
+            "AWS ip ranges: {} networks, made {}",
+            ranges.prefixes, ranges.created
+        ));
+    }
     for (i, archive) in settings.archives.iter().enumerate() {
         let view = settings.for_archive(i);
         let checked = crate::vend::scope::check_settings(&view).map_err(|e| {
@@ -151,6 +160,18 @@ impl Application {
         )
         .map_err(StartupError::CookieKey)?;
         let idp_limiter = Arc::new(crate::limits::IdpLimiter::new(&settings));
+        let ranges = match &settings.network.aws_ip_ranges_file {
+            Some(path) => {
+                Some(crate::network::RangesFile::open(path.clone()).map_err(|e| {
+                    crate::config::ConfigError::key("network.aws_ip_ranges_file", e)
+                })?)
+            }
+            None => None,
+        };
+        let network = Arc::new(crate::network::Network::new(
+            crate::limits::proxies(&settings),
+            ranges.clone(),
+        ));
         let bearer =
             BearerVerifier::new(settings.oidc.clone(), settings.cache.max_entries.max(1000));
         let fleet = settings.cluster.as_ref().map(|cluster| {
@@ -214,6 +235,8 @@ impl Application {
         let public_registry = metrics_on && internal_listener.is_none();
 
         let tuning = Tuning {
+            // Kept for the process: each request's context carries a reference to it.
+            help: Box::leak(Box::new(settings.help_urls.clone())),
             workers: settings.server.workers,
             head_timeout: settings.server.request_head_timeout,
             keep_alive: settings.server.keep_alive,
@@ -234,6 +257,7 @@ impl Application {
             loaded,
         );
         revocations.start_sync();
+        let settings_ranges_reload = settings.network.aws_ip_ranges_reload;
         let settings = Arc::new(settings);
         let login = crate::auth::login::Login::new(
             settings.clone(),
@@ -269,8 +293,12 @@ impl Application {
             consumed_logins: Default::default(),
             idp_limiter,
             revocations,
+            network,
         });
         let mut background = vec![discovery_task, sweep_task];
+        if let Some(file) = ranges {
+            background.push(tokio::spawn(file.watch(settings_ranges_reload)));
+        }
         let tls = match tls {
             Some((reloader, every)) => {
                 let config = crate::tls::server_config(reloader.clone())?;
@@ -378,6 +406,8 @@ type Routes = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
 /// How a listener serves connections (`[server]`).
 #[derive(Clone, Copy)]
 struct Tuning {
+    /// Where each error code points users (`[help] urls`).
+    help: &'static crate::telemetry::HelpUrls,
     /// 0: one per core.
     workers: usize,
     head_timeout: std::time::Duration,
@@ -395,6 +425,7 @@ fn serve(
     (metrics, measured): (crate::metrics::HttpMetrics, bool),
     routes: Routes,
 ) -> Result<Server, StartupError> {
+    let help = tuning.help;
     let mut server = HttpServer::new(move || {
         let routes = routes.clone();
         App::new()
@@ -402,7 +433,9 @@ fn serve(
                 measured,
                 metrics.clone(),
             ))
-            .wrap(from_fn(request_id_middleware))
+            .wrap(from_fn(move |req, next| {
+                request_id_middleware(req, next, help)
+            }))
             .app_data(state.clone())
             .app_data(web::QueryConfig::default().error_handler(|err, _| {
                 ApiError::bad_request("invalid_request", err.to_string()).into()

@@ -43,4 +43,6 @@ pub struct AuthenticatedUser {
     /// The injected clock's reading when the caller was authenticated: the rest of the
     /// request decides with the same instant (and does not read the clock again).
     pub at: DateTime<Utc>,
+    /// Where the request came from (`network::Proxies::client`), read once here.
+    pub client: std::net::IpAddr,
 }

@@ -246,7 +246,11 @@ pub async fn run(options: Options) -> Result<String, ClientError> {
             return Ok(render(&cached, options.format));
         }
     }
-    let fresh = fetch(&options).await?;
+    let (fresh, warning) = fetch(&options).await?;
+    // Once, when the credential is fetched (not on every cached run the SDK makes).
+    if let Some(w) = warning {
+        eprintln!("stsvend: warning: {w}");
+    }
     if let Some(path) = &cache_file {
         // A cache that cannot be written only costs a round trip next time.
         if let Err(e) = write_cache(path, &fresh) {
@@ -283,7 +287,8 @@ fn with_format(endpoint: &url::Url) -> url::Url {
     url
 }
 
-async fn fetch(options: &Options) -> Result<Cached, ClientError> {
+/// A fresh credential, and the service's warning about it (`stsvend-warning`), made printable.
+async fn fetch(options: &Options) -> Result<(Cached, Option<String>), ClientError> {
     let http = http_client()?;
     let url = with_format(&options.endpoint);
     let res = match &options.auth {
@@ -304,13 +309,19 @@ async fn fetch(options: &Options) -> Result<Cached, ClientError> {
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let warning = res
+        .headers()
+        .get("stsvend-warning")
+        .and_then(|v| v.to_str().ok())
+        .map(printable)
+        .filter(|w| !w.is_empty());
     let text = res.text().await.unwrap_or_default();
     let mut cached = parse_response(status, request_id.as_deref(), &text)?;
     cached.region = match &options.region {
         Some(r) => Some(r.clone()),
         None => fetch_region(&http, options).await?,
     };
-    Ok(cached)
+    Ok((cached, warning))
 }
 
 /// Text from the service shown on the user's terminal: no control characters (escape
@@ -328,7 +339,17 @@ pub fn parse_response(
 ) -> Result<Cached, ClientError> {
     if status != 200 {
         let body: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
-        let description = printable(body["error_description"].as_str().unwrap_or(""));
+        let mut description = printable(body["error_description"].as_str().unwrap_or(""));
+        // Where the operator says to read about it: an http(s) URL only, shown as text.
+        if let Some(help) = body["help_url"]
+            .as_str()
+            .and_then(|u| url::Url::parse(u).ok())
+            .filter(|u| matches!(u.scheme(), "https" | "http"))
+        {
+            description.push_str(" (see ");
+            description.push_str(&printable(help.as_str()));
+            description.push(')');
+        }
         let request_id = request_id.map(printable);
         return Err(match status {
             401 => ClientError::TokenRejected(description),

@@ -13,6 +13,7 @@ mod archives;
 mod buckets;
 mod cluster;
 mod minor;
+mod network;
 mod oidc;
 mod s3;
 mod server;
@@ -30,6 +31,7 @@ pub use minor::{
     CacheSettings, CorsSettings, LimitSettings, RawAdmin, RawCache, RawCors, RawLimits,
     RawRevocations, RevocationSettings,
 };
+pub use network::{NetworkSettings, OutOfRegion, RawHelp, RawNetwork};
 pub use oidc::{token_type, OidcSettings, RawOidc};
 pub use s3::{RawS3, S3Settings};
 pub use server::{LogFormat, RawServer, RawTls, ServerSettings, TlsSettings};
@@ -69,6 +71,8 @@ pub struct RawSettings {
     pub archive: RawArchiveMain,
     #[serde(default)]
     pub archives: Vec<RawArchive>,
+    pub network: RawNetwork,
+    pub help: RawHelp,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -217,6 +221,9 @@ pub struct Settings {
     pub archives: Vec<ArchiveSettings>,
     /// The archive `/s3credentials` serves when a request names no target.
     pub default_archive: usize,
+    pub network: NetworkSettings,
+    /// `[help] urls`: where each error code points users.
+    pub help_urls: std::collections::BTreeMap<String, url::Url>,
 }
 
 impl Settings {
@@ -254,6 +261,8 @@ impl Settings {
             all.push(archive);
         }
         let default_archive = archives::check_all(&all, &raw.archive.default)?;
+        let network = network::validate(&raw.network)?;
+        let help_urls = network::validate_help(&raw.help, crate::common::ERROR_CODES)?;
         let admin_token = match &raw.admin {
             Some(a) => Some(minor::validate_admin(a, &server)?),
             None => None,
@@ -274,6 +283,8 @@ impl Settings {
             limits,
             archives: all,
             default_archive,
+            network,
+            help_urls,
         };
         Ok(settings)
     }

@@ -12,8 +12,11 @@ use crate::archive::Archive;
 use crate::auth::AuthenticatedUser;
 use crate::error::ApiError;
 use crate::http::audit;
-use crate::http::credentials::{carrying_credentials, sts_failure, Ask};
+use crate::http::credentials::{
+    carrying_credentials, placed, sts_failure, warn_out_of_region, Ask,
+};
 use crate::http::state::AppState;
+use crate::network::Placement;
 use crate::vend::format::{BundleEntry, Format};
 use crate::vend::narrow::{self, Target};
 use crate::vend::scope::{Narrowing, SessionScope};
@@ -99,6 +102,15 @@ pub async fn bundle(
             ),
         ));
     }
+    // Every part's region, before anything is issued.
+    let mut outside: Vec<&str> = Vec::new();
+    for p in &parts {
+        if placed(&state, p.archive, &user)? == Placement::OutOfRegion {
+            outside.push(&p.archive.settings.sts.region);
+        }
+    }
+    outside.sort_unstable();
+    outside.dedup();
     let cache = &state.settings.cache;
     let vended = futures_util::future::try_join_all(parts.iter().map(|p| {
         let max = p.archive.settings.sts.duration_seconds;
@@ -128,7 +140,9 @@ pub async fn bundle(
             &v.credentials,
         ));
     }
-    Ok(carrying_credentials(crate::vend::format::render_bundle(
-        &credentials,
-    )))
+    let mut res = carrying_credentials(crate::vend::format::render_bundle(&credentials));
+    if !outside.is_empty() {
+        warn_out_of_region(&mut res, user.client, &outside);
+    }
+    Ok(res)
 }

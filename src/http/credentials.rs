@@ -11,6 +11,7 @@ use crate::config::Settings;
 use crate::error::ApiError;
 use crate::http::audit;
 use crate::http::state::AppState;
+use crate::network::Placement;
 use crate::telemetry::capped;
 use crate::vend::format::{self, Format};
 use crate::vend::narrow::{self, Target};
@@ -127,6 +128,7 @@ pub async fn s3credentials(
     let max = settings.sts.duration_seconds;
     let lifetime = ask.lifetime(max)?;
     let scope = scope_of(archive, &user, &ask.targets)?;
+    let placement = placed(&state, archive, &user)?;
     // The SDK's own operation timeout is the same; this also bounds a hung connection.
     let overall = settings.sts.timeout;
     let min_remaining = narrow::min_remaining(
@@ -147,11 +149,57 @@ pub async fn s3credentials(
         .await
         .map_err(|e| sts_failure(&e))?;
     audit::vended(&req, &user, archive, &scope, &vended, format.name());
-    Ok(carrying_credentials(format::render(
-        format,
-        &vended.credentials,
-    )))
+    let mut res = carrying_credentials(format::render(format, &vended.credentials));
+    if placement == Placement::OutOfRegion {
+        warn_out_of_region(&mut res, user.client, &[&settings.sts.region]);
+    }
+    Ok(res)
 }
+
+/// Where the caller is relative to `archive`'s region, counted per archive; Err when the
+/// deployment refuses callers outside it (`network.out_of_region = "refuse"`).
+pub(crate) fn placed(
+    state: &AppState,
+    archive: &Archive,
+    user: &AuthenticatedUser,
+) -> Result<Placement, ApiError> {
+    let region = &archive.settings.sts.region;
+    let placement = state.network.placement(user.client, region);
+    archive.vendor.stats.count_caller(placement);
+    if placement == Placement::OutOfRegion
+        && state.settings.network.out_of_region == crate::config::OutOfRegion::Refuse
+    {
+        tracing::info!(user = %capped(&user.user_id), client = %user.client, region = %region, "out-of-region caller refused");
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "out_of_region",
+            format!(
+                "you are calling from {}, outside AWS {region}: credentials for this archive work only in {region}, so none are issued here. Run your code in {region}, or ask for object links (GET /s3/<bucket>/<key>), which work wherever the bucket allows",
+                user.client
+            ),
+        ));
+    }
+    Ok(placement)
+}
+
+/// The `stsvend-warning` header of a credential issued to a caller outside its region(s):
+/// the body stays what clients parse, the header is what they can show.
+pub(crate) fn warn_out_of_region(
+    res: &mut HttpResponse,
+    client: std::net::IpAddr,
+    regions: &[&str],
+) {
+    let regions = regions.join(", ");
+    let text = format!(
+        "out_of_region: you are calling from {client}, outside AWS {regions}; these credentials work only in {regions}"
+    );
+    if let Ok(value) = HeaderValue::from_str(&text) {
+        res.headers_mut().insert(WARNING_HEADER, value);
+    }
+}
+
+/// The response header that carries a warning about the credential (`stsvend-warning`).
+pub const WARNING_HEADER: header::HeaderName = header::HeaderName::from_static("stsvend-warning");
 
 /// A 200 whose JSON body carries credentials: never stored by any cache.
 pub(crate) fn carrying_credentials(body: String) -> HttpResponse {
@@ -273,6 +321,13 @@ pub struct Scope {
     pub region: String,
     pub buckets: Vec<ScopeBucket>,
     pub duration_seconds: u32,
+    /// Whether the caller's address is in `region` (only when the deployment knows AWS's
+    /// ranges): the credentials work only there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_region: Option<bool>,
+    /// What to do about it, when `in_region` is false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -313,11 +368,25 @@ pub async fn scope(
             .map(listed)
             .collect()
     };
+    let region = &settings.sts.region;
+    let (in_region, hint) = match state.network.placement(user.client, region) {
+        Placement::Unknown => (None, None),
+        Placement::InRegion => (Some(true), None),
+        Placement::OutOfRegion => (
+            Some(false),
+            Some(format!(
+                "you are calling from {}, outside AWS {region}: these credentials work only in {region}. Run your code there, or use object links (GET /s3/<bucket>/<key>)",
+                user.client
+            )),
+        ),
+    };
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(Scope {
-            region: settings.sts.region.clone(),
+            region: region.clone(),
             buckets,
             duration_seconds: lifetime,
+            in_region,
+            hint,
         }))
 }

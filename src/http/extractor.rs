@@ -124,6 +124,7 @@ async fn identify(
                     method: AuthMethod::Bearer,
                     expires_at: v.expires_at,
                     at: now,
+                    client: state.network.proxies.client(req),
                 }))
             }
             Err(TokenError::RateLimited(wait)) => Err(crate::limits::too_many(wait).into()),
@@ -152,6 +153,7 @@ async fn identify(
                 method: AuthMethod::Session,
                 expires_at: chrono::DateTime::from_timestamp(session.exp, 0),
                 at: now,
+                client: state.network.proxies.client(req),
             }));
         }
         tracing::debug!("session cookie invalid or expired; treated as anonymous");

@@ -40,7 +40,11 @@ pub async fn page(
     let pinned = req
         .app_data::<crate::http::credentials::Pinned>()
         .map(|p| &*p.0);
-    let html = render(&state, pinned, user.0.as_ref()).map_err(|e| {
+    let client = match &user.0 {
+        Some(u) => u.client,
+        None => state.network.proxies.client(&req),
+    };
+    let html = render(&state, pinned, user.0.as_ref(), client).map_err(|e| {
         tracing::error!(error = %e, "README page did not render");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -59,9 +63,12 @@ fn render(
     state: &AppState,
     pinned: Option<&Archive>,
     user: Option<&AuthenticatedUser>,
+    client: std::net::IpAddr,
 ) -> Result<String, minijinja::Error> {
     let archive = pinned.unwrap_or_else(|| state.archives.default_archive());
     let settings = &*archive.settings;
+    let out_of_region = state.network.placement(client, &settings.sts.region)
+        == crate::network::Placement::OutOfRegion;
     let buckets: Vec<_> = user
         .map(|u| policy::allowed_buckets(settings, &u.groups))
         .unwrap_or_default()
@@ -104,6 +111,9 @@ fn render(
         routed => state.login.absolute("/s3credentials"),
         archives => archives,
         requester_pays => requester_pays,
+        out_of_region => out_of_region,
+        client => client.to_string(),
+        locate => state.login.absolute("/s3credentials/locate"),
         links => state.login.absolute("/s3"),
         helper_wheel_url => settings.server.helper_wheel_url.as_ref().map(url::Url::as_str),
         region => settings.sts.region,

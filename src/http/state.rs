@@ -29,4 +29,6 @@ pub struct AppState {
     pub consumed_logins: crate::auth::login::ConsumedLogins,
     pub idp_limiter: Arc<crate::limits::IdpLimiter>,
     pub revocations: Arc<crate::revoke::Revocations>,
+    /// Where callers are (their address, and their region with AWS's ranges).
+    pub network: Arc<crate::network::Network>,
 }

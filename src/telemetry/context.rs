@@ -24,6 +24,19 @@ struct RequestContext {
     method: actix_web::http::Method,
     uri: actix_web::http::Uri,
     accept: Option<HeaderValue>,
+    help: &'static HelpUrls,
+}
+
+/// Where each error code points users (`[help] urls`), for error bodies. Made once at
+/// startup and kept for the process (a reference costs a request nothing to carry).
+pub type HelpUrls = std::collections::BTreeMap<String, url::Url>;
+
+/// The help URL for error `code` in the request being served on this task, if configured.
+pub fn current_help_url(code: &str) -> Option<String> {
+    REQUEST
+        .try_with(|r| r.help.get(code).map(|u| u.as_str().to_owned()))
+        .ok()
+        .flatten()
 }
 
 tokio::task_local! {
@@ -92,9 +105,11 @@ pub fn sane_request_id(value: &HeaderValue) -> Option<String> {
     ok.then(|| s.to_owned())
 }
 
+/// The middleware every request passes, for a deployment with these help URLs.
 pub async fn request_id_middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
+    help: &'static HelpUrls,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let id = req
         .headers()
@@ -113,6 +128,7 @@ pub async fn request_id_middleware(
         method: req.method().clone(),
         uri: req.uri().clone(),
         accept: req.headers().get(header::ACCEPT).cloned(),
+        help,
     };
     // The pretty format shows spans; the JSON format names the request from `context`.
     let span = REQUEST_SPANS.load(Ordering::Relaxed).then(|| {

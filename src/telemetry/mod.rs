@@ -12,8 +12,8 @@ use std::sync::atomic::Ordering;
 use tracing_subscriber::EnvFilter;
 
 pub use context::{
-    capped, current_prefers_html, current_request_id, request_id_middleware, sane_request_id,
-    MAX_LOGGED_FIELD, REQUEST_ID_HEADER,
+    capped, current_help_url, current_prefers_html, current_request_id, request_id_middleware,
+    sane_request_id, HelpUrls, MAX_LOGGED_FIELD, REQUEST_ID_HEADER,
 };
 
 use crate::config::LogFormat;

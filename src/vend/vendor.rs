@@ -124,9 +124,22 @@ pub struct CacheStats {
     pub short_lifetime: AtomicU64,
     /// Object links signed (`GET /s3/...`).
     pub presigned: AtomicU64,
+    /// Credential requests by where the caller was: in the archive's region, outside it,
+    /// unknown (no AWS ranges).
+    pub callers: [AtomicU64; 3],
 }
 
 impl CacheStats {
+    pub fn count_caller(&self, placement: crate::network::Placement) {
+        use crate::network::Placement;
+        let i = match placement {
+            Placement::InRegion => 0,
+            Placement::OutOfRegion => 1,
+            Placement::Unknown => 2,
+        };
+        self.callers[i].fetch_add(1, Ordering::Relaxed);
+    }
+
     fn count_failure(&self, error: &StsError) {
         let counter = match error {
             StsError::Throttled => &self.sts_throttled,

@@ -627,3 +627,42 @@ fn an_archive_whose_worst_case_policy_aws_would_refuse_is_named() {
     assert_eq!(err.key.as_deref(), Some("archives[0].buckets"), "{err}");
     assert!(err.message.contains("over AWS's limit"), "{err}");
 }
+
+#[test]
+fn network_and_help_settings_are_refused_by_the_key_that_is_wrong() {
+    assert_rejected(
+        "[network]\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
+        "network.trusted_proxies",
+        "not an address or CIDR",
+    );
+    assert_rejected(
+        "[network]\nout_of_region = \"block\"\n",
+        "network.out_of_region",
+        "\"warn\", \"refuse\"",
+    );
+    assert_rejected(
+        "[network]\nout_of_region = \"refuse\"\n",
+        "network.out_of_region",
+        "needs network.aws_ip_ranges_file",
+    );
+    assert_rejected(
+        "[network]\naws_ip_ranges_file = \"/nonexistent/ip-ranges.json\"\n",
+        "network.aws_ip_ranges_file",
+        "cannot read",
+    );
+    assert_rejected(
+        "[help.urls]\naccess_denide = \"https://example.org/x\"\n",
+        "help.urls.access_denide",
+        "not an error code",
+    );
+    assert_rejected(
+        "[help.urls]\naccess_denied = \"http://example.org/x\"\n",
+        "help.urls.access_denied",
+        "must use https",
+    );
+    load_with(&format!(
+        "[network]\naws_ip_ranges_file = \"{}\"\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.1\", \"2001:db8::/32\"]\n[help.urls]\naccess_denied = \"https://example.org/request-access\"\n",
+        repo_root().join("deploy/local/ip-ranges.json").display()
+    ))
+    .unwrap();
+}

@@ -16,5 +16,6 @@ mod lifecycle;
 mod links;
 mod login;
 mod narrowing;
+mod placement;
 mod secrets_in_logs;
 mod tls;

@@ -1,0 +1,336 @@
+//! Where a caller is: their address (the TCP peer, or what a trusted proxy says in
+//! `X-Forwarded-For`), and whether it lies in an AWS region according to AWS's published
+//! `ip-ranges.json` (a file the operator refreshes; re-read when it changes, never fetched).
+//! A leaf: it knows HTTP requests and IP networks, nothing of the service.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use iprange::IpRange;
+use serde::Deserialize;
+
+/// Who may speak for the client in `X-Forwarded-For`.
+#[derive(Debug, Clone, Default)]
+pub struct Proxies {
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted: Vec<IpNet>,
+    /// Believe any peer's last entry (`server.trust_x_forwarded_for`, for a proxy that is
+    /// the only way in).
+    pub any: bool,
+}
+
+impl Proxies {
+    fn trusts(&self, ip: IpAddr) -> bool {
+        self.any || self.trusted.iter().any(|n| n.contains(&ip))
+    }
+
+    /// The client's address: the TCP peer, unless the peer is a trusted proxy; then the
+    /// right-most `X-Forwarded-For` entry that is not itself a trusted proxy (entries further
+    /// left were written by whoever the client is, and prove nothing).
+    pub fn client(&self, req: &actix_web::HttpRequest) -> IpAddr {
+        let peer = req
+            .peer_addr()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+        if !self.trusts(peer) {
+            return peer;
+        }
+        let mut hops = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .rev();
+        for hop in hops.by_ref() {
+            let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+                // Garbage where an address should be: nothing left of it can be believed.
+                return peer;
+            };
+            if self.any || !self.trusts(ip) {
+                return ip;
+            }
+        }
+        peer
+    }
+}
+
+/// Where a caller is, relative to a region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    InRegion,
+    OutOfRegion,
+    /// No ranges file, or it names no network of that region.
+    Unknown,
+}
+
+impl Placement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InRegion => "in_region",
+            Self::OutOfRegion => "out_of_region",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// One region's networks.
+#[derive(Default)]
+struct Networks {
+    v4: IpRange<Ipv4Net>,
+    v6: IpRange<Ipv6Net>,
+}
+
+/// AWS's published ranges, by region.
+#[derive(Default)]
+pub struct Ranges {
+    by_region: HashMap<String, Networks>,
+    /// When AWS made this file (`createDate`), as it says.
+    pub created: String,
+    pub prefixes: usize,
+}
+
+#[derive(Deserialize)]
+struct Published {
+    #[serde(rename = "createDate", default)]
+    create_date: String,
+    prefixes: Vec<V4>,
+    #[serde(default)]
+    ipv6_prefixes: Vec<V6>,
+}
+
+#[derive(Deserialize)]
+struct V4 {
+    ip_prefix: Ipv4Net,
+    region: String,
+}
+
+#[derive(Deserialize)]
+struct V6 {
+    ipv6_prefix: Ipv6Net,
+    region: String,
+}
+
+impl Ranges {
+    /// The file's text, in AWS's format (`prefixes[].ip_prefix`, `ipv6_prefixes[].ipv6_prefix`,
+    /// each with its `region`; every service counts: any of them is in the region).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let published: Published =
+            serde_json::from_str(text).map_err(|e| format!("not AWS's ip-ranges.json: {e}"))?;
+        let mut by_region: HashMap<String, Networks> = HashMap::new();
+        let prefixes = published.prefixes.len() + published.ipv6_prefixes.len();
+        for p in published.prefixes {
+            by_region.entry(p.region).or_default().v4.add(p.ip_prefix);
+        }
+        for p in published.ipv6_prefixes {
+            by_region.entry(p.region).or_default().v6.add(p.ipv6_prefix);
+        }
+        for n in by_region.values_mut() {
+            n.v4.simplify();
+            n.v6.simplify();
+        }
+        Ok(Self {
+            by_region,
+            created: published.create_date,
+            prefixes,
+        })
+    }
+
+    pub fn placement(&self, ip: IpAddr, region: &str) -> Placement {
+        let Some(n) = self.by_region.get(region) else {
+            return Placement::Unknown;
+        };
+        let inside = match ip {
+            IpAddr::V4(v4) => n.v4.contains(&v4),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => n.v4.contains(&v4),
+                None => n.v6.contains(&v6),
+            },
+        };
+        if inside {
+            Placement::InRegion
+        } else {
+            Placement::OutOfRegion
+        }
+    }
+}
+
+/// The ranges file, re-read when it changes.
+pub struct RangesFile {
+    path: PathBuf,
+    current: RwLock<(Option<SystemTime>, Arc<Ranges>)>,
+}
+
+impl RangesFile {
+    /// Read at startup: a file that is missing or not AWS's format stops startup.
+    pub fn open(path: PathBuf) -> Result<Arc<Self>, String> {
+        let (modified, ranges) = Self::read(&path)?;
+        Ok(Arc::new(Self {
+            path,
+            current: RwLock::new((modified, Arc::new(ranges))),
+        }))
+    }
+
+    fn read(path: &std::path::Path) -> Result<(Option<SystemTime>, Ranges), String> {
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Ok((modified, Ranges::parse(&text)?))
+    }
+
+    pub fn ranges(&self) -> Arc<Ranges> {
+        self.current.read().map(|c| c.1.clone()).unwrap_or_default()
+    }
+
+    /// Re-read the file every `every` when its modification time changed; a file that no
+    /// longer reads keeps the ranges in use (and says so in the log).
+    pub async fn watch(self: Arc<Self>, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let modified = std::fs::metadata(&self.path)
+                .and_then(|m| m.modified())
+                .ok();
+            let known = self.current.read().map(|c| c.0).unwrap_or(None);
+            if modified == known {
+                continue;
+            }
+            match Self::read(&self.path) {
+                Ok((modified, ranges)) => {
+                    tracing::info!(file = %self.path.display(), created = %ranges.created, prefixes = ranges.prefixes, "AWS ip ranges reloaded");
+                    if let Ok(mut c) = self.current.write() {
+                        *c = (modified, Arc::new(ranges));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "AWS ip ranges not reloaded; the previous ones stay");
+                    if let Ok(mut c) = self.current.write() {
+                        c.0 = modified;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Where callers are: their address, and (with AWS's ranges) their region.
+pub struct Network {
+    pub proxies: Proxies,
+    ranges: Option<Arc<RangesFile>>,
+}
+
+impl Network {
+    pub fn new(proxies: Proxies, ranges: Option<Arc<RangesFile>>) -> Self {
+        Self { proxies, ranges }
+    }
+
+    /// Whether `ip` is in `region`; `Unknown` without a ranges file.
+    pub fn placement(&self, ip: IpAddr, region: &str) -> Placement {
+        match &self.ranges {
+            Some(file) => file.ranges().placement(ip, region),
+            None => Placement::Unknown,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const FIXTURE: &str = r#"{"syncToken":"1","createDate":"2026-12-01-00-00-00","prefixes":[
+        {"ip_prefix":"3.5.76.0/22","region":"us-west-2","service":"AMAZON","network_border_group":"us-west-2"},
+        {"ip_prefix":"3.5.80.0/21","region":"us-west-2","service":"EC2","network_border_group":"us-west-2"},
+        {"ip_prefix":"52.95.0.0/20","region":"us-east-1","service":"S3","network_border_group":"us-east-1"}],
+        "ipv6_prefixes":[{"ipv6_prefix":"2600:1f14::/35","region":"us-west-2","service":"EC2","network_border_group":"us-west-2"}]}"#;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn request(peer: &str, forwarded: Option<&str>) -> actix_web::HttpRequest {
+        let mut r = actix_web::test::TestRequest::default().peer_addr(peer.parse().unwrap());
+        if let Some(f) = forwarded {
+            r = r.insert_header(("x-forwarded-for", f));
+        }
+        r.to_http_request()
+    }
+
+    #[test]
+    fn x_forwarded_for_is_believed_only_from_a_trusted_proxy() {
+        let proxies = Proxies {
+            trusted: vec!["10.0.0.0/8".parse().unwrap()],
+            any: false,
+        };
+        // From a trusted proxy: the right-most entry that is not a proxy.
+        let via = request("10.1.2.3:4000", Some("198.51.100.7, 3.5.77.9, 10.9.9.9"));
+        assert_eq!(proxies.client(&via), ip("3.5.77.9"));
+        // From anyone else: the header is theirs to forge, and ignored.
+        let forged = request("203.0.113.5:4000", Some("3.5.77.9"));
+        assert_eq!(proxies.client(&forged), ip("203.0.113.5"));
+        // A proxy without the header, or with garbage in it: the peer.
+        assert_eq!(proxies.client(&request("10.1.2.3:1", None)), ip("10.1.2.3"));
+        assert_eq!(
+            proxies.client(&request("10.1.2.3:1", Some("not-an-ip, 3.5.77.9"))),
+            ip("3.5.77.9")
+        );
+        assert_eq!(
+            proxies.client(&request("10.1.2.3:1", Some("3.5.77.9, junk"))),
+            ip("10.1.2.3")
+        );
+        // Nobody trusted: always the peer.
+        let none = Proxies::default();
+        assert_eq!(none.client(&via), ip("10.1.2.3"));
+        // Any peer trusted (server.trust_x_forwarded_for): its last entry.
+        let any = Proxies {
+            trusted: vec![],
+            any: true,
+        };
+        assert_eq!(any.client(&via), ip("10.9.9.9"));
+    }
+
+    #[test]
+    fn addresses_are_placed_by_the_published_ranges_of_their_region() {
+        let r = Ranges::parse(FIXTURE).unwrap();
+        assert_eq!(r.prefixes, 4);
+        assert_eq!(
+            r.placement(ip("3.5.77.9"), "us-west-2"),
+            Placement::InRegion
+        );
+        assert_eq!(
+            r.placement(ip("3.5.87.255"), "us-west-2"),
+            Placement::InRegion
+        );
+        assert_eq!(
+            r.placement(ip("3.5.88.0"), "us-west-2"),
+            Placement::OutOfRegion
+        );
+        assert_eq!(
+            r.placement(ip("52.95.1.1"), "us-west-2"),
+            Placement::OutOfRegion
+        );
+        assert_eq!(
+            r.placement(ip("52.95.1.1"), "us-east-1"),
+            Placement::InRegion
+        );
+        assert_eq!(
+            r.placement(ip("2600:1f14::1"), "us-west-2"),
+            Placement::InRegion
+        );
+        assert_eq!(
+            r.placement(ip("::ffff:3.5.77.9"), "us-west-2"),
+            Placement::InRegion
+        );
+        assert_eq!(
+            r.placement(ip("3.5.77.9"), "eu-north-1"),
+            Placement::Unknown
+        );
+        assert!(Ranges::parse("{}").is_err());
+        assert!(
+            Ranges::parse(r#"{"prefixes":[{"ip_prefix":"3.5.76.0/33","region":"x"}]}"#).is_err()
+        );
+    }
+}
