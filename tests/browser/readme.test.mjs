@@ -61,3 +61,24 @@ test('signed in, the README page lists the buckets the user can read', async () 
   assert.match(await page.locator('body').innerText(), /not signed in/);
   await context.close();
 });
+
+// The local stack knows AWS's ranges (a fixture): the browser, on 127.0.0.1, is outside
+// us-west-2 and is told so before it fetches a credential that would not work.
+test('a visitor outside the region sees the banner, and the page checks an s3:// URL', async () => {
+  const context = await env.browser.newContext();
+  const { page, problems } = await open(context, '/s3credentialsREADME');
+  const banner = page.locator('#out-of-region');
+  assert.equal(await banner.isVisible(), true);
+  const said = await banner.innerText();
+  assert.match(said, /outside us-west-2/);
+  assert.match(said, /127\.0\.0\.1/);
+  await page.screenshot({ path: join(artifacts, 'readme-out-of-region.png'), fullPage: true });
+  // "Can I read this?": the form asks /s3credentials/locate.
+  await page.fill('#locate-url', 's3://demo-second/hello.txt');
+  await Promise.all([page.waitForURL(/\/s3credentials\/locate\?url=/), page.click('#locate-form button')]);
+  const located = JSON.parse(await page.locator('body').innerText());
+  assert.equal(located.archive, 'second');
+  assert.equal(located.bucket, 'demo-second');
+  assert.deepEqual(problems, []);
+  await context.close();
+});
