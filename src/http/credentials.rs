@@ -189,11 +189,23 @@ pub(crate) fn warn_out_of_region(
     client: std::net::IpAddr,
     regions: &[&str],
 ) {
-    let regions = regions.join(", ");
-    let text = format!(
-        "out_of_region: you are calling from {client}, outside AWS {regions}; these credentials work only in {regions}"
-    );
-    if let Ok(value) = HeaderValue::from_str(&text) {
+    // Written piece by piece: this runs on every credential an out-of-region caller gets.
+    let mut text = String::with_capacity(160);
+    text.push_str("out_of_region: you are calling from ");
+    let _ = crate::json::write_ip(&mut text, client);
+    text.push_str(", outside AWS ");
+    let join = |text: &mut String| {
+        for (i, r) in regions.iter().enumerate() {
+            if i > 0 {
+                text.push_str(", ");
+            }
+            text.push_str(r);
+        }
+    };
+    join(&mut text);
+    text.push_str("; these credentials work only in ");
+    join(&mut text);
+    if let Ok(value) = HeaderValue::try_from(text) {
         res.headers_mut().insert(WARNING_HEADER, value);
     }
 }

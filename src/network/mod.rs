@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -86,7 +86,7 @@ struct Networks {
 /// AWS's published ranges, by region.
 #[derive(Default)]
 pub struct Ranges {
-    by_region: HashMap<String, Networks>,
+    by_region: HashMap<String, Networks, foldhash::fast::RandomState>,
     /// When AWS made this file (`createDate`), as it says.
     pub created: String,
     pub prefixes: usize,
@@ -119,7 +119,8 @@ impl Ranges {
     pub fn parse(text: &str) -> Result<Self, String> {
         let published: Published =
             serde_json::from_str(text).map_err(|e| format!("not AWS's ip-ranges.json: {e}"))?;
-        let mut by_region: HashMap<String, Networks> = HashMap::new();
+        let mut by_region: HashMap<String, Networks, foldhash::fast::RandomState> =
+            HashMap::default();
         let prefixes = published.prefixes.len() + published.ipv6_prefixes.len();
         for p in published.prefixes {
             by_region.entry(p.region).or_default().v4.add(p.ip_prefix);
@@ -160,7 +161,10 @@ impl Ranges {
 /// The ranges file, re-read when it changes.
 pub struct RangesFile {
     path: PathBuf,
-    current: RwLock<(Option<SystemTime>, Arc<Ranges>)>,
+    /// Read on every placed request: a lock-free load.
+    current: arc_swap::ArcSwap<Ranges>,
+    /// The modification time last read (or last found unreadable).
+    modified: Mutex<Option<SystemTime>>,
 }
 
 impl RangesFile {
@@ -169,7 +173,8 @@ impl RangesFile {
         let (modified, ranges) = Self::read(&path)?;
         Ok(Arc::new(Self {
             path,
-            current: RwLock::new((modified, Arc::new(ranges))),
+            current: arc_swap::ArcSwap::from_pointee(ranges),
+            modified: Mutex::new(modified),
         }))
     }
 
@@ -180,8 +185,8 @@ impl RangesFile {
         Ok((modified, Ranges::parse(&text)?))
     }
 
-    pub fn ranges(&self) -> Arc<Ranges> {
-        self.current.read().map(|c| c.1.clone()).unwrap_or_default()
+    pub fn ranges(&self) -> arc_swap::Guard<Arc<Ranges>> {
+        self.current.load()
     }
 
     /// Re-read the file every `every` when its modification time changed; a file that no
@@ -194,22 +199,21 @@ impl RangesFile {
             let modified = std::fs::metadata(&self.path)
                 .and_then(|m| m.modified())
                 .ok();
-            let known = self.current.read().map(|c| c.0).unwrap_or(None);
-            if modified == known {
+            let Ok(mut known) = self.modified.lock() else {
+                continue;
+            };
+            if modified == *known {
                 continue;
             }
+            *known = modified;
+            drop(known);
             match Self::read(&self.path) {
-                Ok((modified, ranges)) => {
+                Ok((_, ranges)) => {
                     tracing::info!(file = %self.path.display(), created = %ranges.created, prefixes = ranges.prefixes, "AWS ip ranges reloaded");
-                    if let Ok(mut c) = self.current.write() {
-                        *c = (modified, Arc::new(ranges));
-                    }
+                    self.current.store(Arc::new(ranges));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "AWS ip ranges not reloaded; the previous ones stay");
-                    if let Ok(mut c) = self.current.write() {
-                        c.0 = modified;
-                    }
                 }
             }
         }
@@ -332,5 +336,42 @@ mod tests {
         assert!(
             Ranges::parse(r#"{"prefixes":[{"ip_prefix":"3.5.76.0/33","region":"x"}]}"#).is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn a_changed_file_is_read_again_and_a_broken_one_keeps_the_ranges_in_use() {
+        let dir = std::env::temp_dir().join(format!("stsvend-ranges-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ip-ranges.json");
+        std::fs::write(&path, FIXTURE).unwrap();
+        let file = RangesFile::open(path.clone()).unwrap();
+        tokio::spawn(file.clone().watch(Duration::from_millis(20)));
+        assert_eq!(
+            file.ranges().placement(ip("3.5.77.9"), "us-west-2"),
+            Placement::InRegion
+        );
+        let moved = FIXTURE.replace("3.5.76.0/22", "198.51.100.0/24");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        std::fs::write(&path, moved).unwrap();
+        let placed_new = async {
+            while file.ranges().placement(ip("198.51.100.9"), "us-west-2") != Placement::InRegion {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), placed_new)
+            .await
+            .unwrap();
+        assert_eq!(
+            file.ranges().placement(ip("3.5.77.9"), "us-west-2"),
+            Placement::OutOfRegion
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        std::fs::write(&path, "{ not json").unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            file.ranges().placement(ip("198.51.100.9"), "us-west-2"),
+            Placement::InRegion
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
