@@ -24,6 +24,8 @@ pub struct Archive {
     pub settings: Arc<Settings>,
     pub scopes: Scoper,
     pub vendor: Arc<Vendor>,
+    /// What a caller outside the archive's region is told (`stsvend-warning`), made once.
+    pub out_of_region_warning: actix_web::http::header::HeaderValue,
 }
 
 impl Archive {
@@ -96,6 +98,7 @@ impl Archives {
                 settings: Arc::new(view),
                 scopes,
                 vendor: Arc::new(vendor),
+                out_of_region_warning: crate::network::out_of_region_warning(&[&a.sts.region]),
             }));
         }
         Ok(Self {

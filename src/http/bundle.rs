@@ -12,11 +12,10 @@ use crate::archive::Archive;
 use crate::auth::AuthenticatedUser;
 use crate::error::ApiError;
 use crate::http::audit;
-use crate::http::credentials::{
-    carrying_credentials, placed, sts_failure, warn_out_of_region, Ask,
-};
+use crate::http::credentials::{carrying_credentials, placed, sts_failure, Ask};
 use crate::http::state::AppState;
 use crate::network::Placement;
+use crate::network::{out_of_region_warning, WARNING_HEADER};
 use crate::vend::format::{BundleEntry, Format};
 use crate::vend::narrow::{self, Target};
 use crate::vend::scope::{Narrowing, SessionScope};
@@ -142,7 +141,8 @@ pub async fn bundle(
     }
     let mut res = carrying_credentials(crate::vend::format::render_bundle(&credentials));
     if !outside.is_empty() {
-        warn_out_of_region(&mut res, user.client, &outside);
+        res.headers_mut()
+            .insert(WARNING_HEADER, out_of_region_warning(&outside));
     }
     Ok(res)
 }

@@ -151,7 +151,10 @@ pub async fn s3credentials(
     audit::vended(&req, &user, archive, &scope, &vended, format.name());
     let mut res = carrying_credentials(format::render(format, &vended.credentials));
     if placement == Placement::OutOfRegion {
-        warn_out_of_region(&mut res, user.client, &[&settings.sts.region]);
+        res.headers_mut().insert(
+            crate::network::WARNING_HEADER,
+            archive.out_of_region_warning.clone(),
+        );
     }
     Ok(res)
 }
@@ -181,37 +184,6 @@ pub(crate) fn placed(
     }
     Ok(placement)
 }
-
-/// The `stsvend-warning` header of a credential issued to a caller outside its region(s):
-/// the body stays what clients parse, the header is what they can show.
-pub(crate) fn warn_out_of_region(
-    res: &mut HttpResponse,
-    client: std::net::IpAddr,
-    regions: &[&str],
-) {
-    // Written piece by piece: this runs on every credential an out-of-region caller gets.
-    let mut text = String::with_capacity(160);
-    text.push_str("out_of_region: you are calling from ");
-    let _ = crate::json::write_ip(&mut text, client);
-    text.push_str(", outside AWS ");
-    let join = |text: &mut String| {
-        for (i, r) in regions.iter().enumerate() {
-            if i > 0 {
-                text.push_str(", ");
-            }
-            text.push_str(r);
-        }
-    };
-    join(&mut text);
-    text.push_str("; these credentials work only in ");
-    join(&mut text);
-    if let Ok(value) = HeaderValue::try_from(text) {
-        res.headers_mut().insert(WARNING_HEADER, value);
-    }
-}
-
-/// The response header that carries a warning about the credential (`stsvend-warning`).
-pub const WARNING_HEADER: header::HeaderName = header::HeaderName::from_static("stsvend-warning");
 
 /// A 200 whose JSON body carries credentials: never stored by any cache.
 pub(crate) fn carrying_credentials(body: String) -> HttpResponse {

@@ -220,6 +220,21 @@ impl RangesFile {
     }
 }
 
+/// The response header that warns about a credential (`stsvend-warning`).
+pub const WARNING_HEADER: actix_web::http::header::HeaderName =
+    actix_web::http::header::HeaderName::from_static("stsvend-warning");
+
+/// What a credential issued to a caller outside its region(s) carries in `WARNING_HEADER`:
+/// the body stays what clients parse, the header is what they can show. The same text for
+/// every caller of a region (where they are is in `/scope`'s hint), so it is made once.
+pub fn out_of_region_warning(regions: &[&str]) -> actix_web::http::header::HeaderValue {
+    let regions = regions.join(", ");
+    actix_web::http::header::HeaderValue::try_from(format!(
+        "out_of_region: your address is outside AWS {regions}; these credentials work only in {regions}"
+    ))
+    .unwrap_or_else(|_| actix_web::http::header::HeaderValue::from_static("out_of_region"))
+}
+
 /// Where callers are: their address, and (with AWS's ranges) their region.
 pub struct Network {
     pub proxies: Proxies,
