@@ -8,7 +8,9 @@ use figment::Figment;
 use futures_util::future::join_all;
 use serde_json::Value;
 
-use crate::helpers::{components, in_fleet, spawn_app_with, start_redis, unique_user, TestApp};
+use crate::helpers::{
+    assume_role_calls, components, in_fleet, spawn_app_with, start_redis, unique_user, TestApp,
+};
 
 async fn replica(redis_port: u16) -> TestApp {
     let app = spawn_app_with(in_fleet(redis_port)).await;
@@ -44,27 +46,6 @@ async fn wait_for_redis(apps: &[&TestApp], want: &str) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-}
-
-async fn assume_role_calls(user: &str) -> usize {
-    let data: Value = reqwest::get(format!("{}/moto-api/data.json", components().moto_endpoint))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    data["sts"]["AssumedRole"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter(|r| {
-                    r["session_name"]
-                        .as_str()
-                        .is_some_and(|s| s.starts_with(&format!("{user}@")))
-                })
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 async fn access_key(app: &TestApp, token: &str) -> String {

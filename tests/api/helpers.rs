@@ -957,3 +957,26 @@ pub async fn serve_process(toml: &str, env: &[(&str, &str)]) -> Served {
     };
     served
 }
+
+/// The AssumeRole calls the shared moto has answered for `user` (session names `<user>@...`).
+pub async fn assume_role_calls(user: &str) -> usize {
+    let data: serde_json::Value =
+        reqwest::get(format!("{}/moto-api/data.json", components().moto_endpoint))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    data["sts"]["AssumedRole"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|r| {
+                    r["session_name"]
+                        .as_str()
+                        .is_some_and(|s| s.starts_with(&format!("{user}@")))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}

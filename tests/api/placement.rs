@@ -151,30 +151,11 @@ async fn the_refusal_mode_answers_out_of_region_and_points_at_object_links() {
         200
     );
     // Refused before STS: the out-of-region asks made no AssumeRole.
-    let metrics = app_metrics(&app, &user).await;
-    assert_eq!(metrics, 1, "one AssumeRole, for the in-region caller");
-}
-
-/// AssumeRole calls moto saw for `user`.
-async fn app_metrics(_app: &TestApp, user: &str) -> usize {
-    let data: Value = reqwest::get(format!("{}/moto-api/data.json", components().moto_endpoint))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    data["sts"]["AssumedRole"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter(|r| {
-                    r["session_name"]
-                        .as_str()
-                        .is_some_and(|s| s.starts_with(&format!("{user}@")))
-                })
-                .count()
-        })
-        .unwrap_or(0)
+    assert_eq!(
+        assume_role_calls(&user).await,
+        1,
+        "one AssumeRole, for the in-region caller"
+    );
 }
 
 #[tokio::test]
