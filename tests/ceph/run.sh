@@ -62,7 +62,7 @@ curl -fsS -o /dev/null "$IDP_ISSUER/.well-known/openid-configuration" \
 # The local stack's archives plus a bucket readable under a prefix only.
 config="$work/stsvend.toml"
 # The second archive's role is Ceph's (account-less) second role.
-sed -e "s|\.\./deploy/local/secrets/|$root/deploy/local/secrets/|" \
+sed -e "s|\.\./deploy/local/|$root/deploy/local/|g" \
   -e 's|arn:aws:iam::210987654321:role/stsvend-read|arn:aws:iam:::role/stsvend-read-second|' \
   "$root/config/local.toml" >"$config"
 grep -q 'role/stsvend-read-second' "$config" || { echo "[ceph] config/local.toml has no second archive to point at Ceph" >&2; exit 1; }

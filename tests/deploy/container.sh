@@ -41,9 +41,13 @@ port=$(free_port); internal=$(free_port)
 mkdir -p "$work/etc" "$work/secrets"
 cp "$root/deploy/local/secrets/oidc-client-secret" "$root/deploy/local/secrets/session-key.b64" "$work/secrets/"
 chmod 0755 "$work/etc" "$work/secrets"; chmod 0644 "$work/secrets/"*
+# AWS's ranges (refreshed by the operator) come with the config, as a second ConfigMap key.
+cp "$root/deploy/local/ip-ranges.json" "$work/etc/ip-ranges.json"
 sed -e 's|^client_secret_file = .*|client_secret_file = "/run/secrets/stsvend/oidc-client-secret"|' \
     -e 's|^key_file = .*|key_file = "/run/secrets/stsvend/session-key.b64"|' \
+    -e 's|^aws_ip_ranges_file = .*|aws_ip_ranges_file = "/etc/stsvend/ip-ranges.json"|' \
     "$root/config/local.toml" >"$work/etc/stsvend.toml"
+chmod 0644 "$work/etc/ip-ranges.json"
 chmod 0644 "$work/etc/stsvend.toml"
 
 # revocations.file's default place, as a pod's volume: writable by uid 65532 only.

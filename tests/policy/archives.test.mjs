@@ -44,10 +44,9 @@ function bucketsToml(table, list) {
 
 function configFile() {
   const dir = mkdtempSync(join(tmpdir(), 'stsvend-archives-'));
-  const secrets = join(root, 'deploy', 'local', 'secrets');
   const head = readFileSync(join(root, 'config', 'local.toml'), 'utf8')
     .split('[[buckets]]')[0]
-    .replaceAll('../deploy/local/secrets', secrets);
+    .replaceAll('../deploy/local/', join(root, 'deploy', 'local') + '/');
   let text = `${head}\n${bucketsToml('buckets', BUCKETS.main)}\n[policy]\nmode = "inline"\n`;
   for (const name of ['ocean', 'land']) {
     const a = ARCHIVES[name];

@@ -30,10 +30,9 @@ buckets.push({ name: 'archive-elsewhere', region: 'us-east-1', prefixes: [], gro
 
 function configFile(mode) {
   const dir = mkdtempSync(join(tmpdir(), 'stsvend-large-'));
-  const secrets = join(root, 'deploy', 'local', 'secrets');
   const head = readFileSync(join(root, 'config', 'local.toml'), 'utf8')
     .split('[[buckets]]')[0]
-    .replaceAll('../deploy/local/secrets', secrets);
+    .replaceAll('../deploy/local/', join(root, 'deploy', 'local') + '/');
   const body = buckets.map((b) => `[[buckets]]\nname = "${b.name}"\nregion = "${b.region}"\nprefixes = ${JSON.stringify(b.prefixes)}\ngroups = ${JSON.stringify(b.groups)}\n`).join('\n');
   const path = join(dir, `${mode}.toml`);
   writeFileSync(path, `${head}\n${body}\n[policy]\nmode = "${mode}"\n`);

@@ -97,10 +97,9 @@ test('bob (no groups) gets no policy at all: the service answers 403', () => {
 
 test('prefixes limit objects and listings; a VPC endpoint condition applies to everything', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'stsvend-policy-'));
-  const secrets = join(root, 'deploy', 'local', 'secrets');
   const config = join(dir, 'prefixes.toml');
   writeFileSync(config, readFileSync(local, 'utf8')
-    .replaceAll('../deploy/local/secrets', secrets)
+    .replaceAll('../deploy/local/', join(root, 'deploy', 'local') + '/')
     + `
 [[buckets]]
 name = "demo-prefixed"
