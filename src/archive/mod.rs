@@ -202,3 +202,140 @@ fn on_archive(settings: &Settings, i: usize, e: ConfigError) -> ConfigError {
         format!("archive {name:?}: {message}"),
     )
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use futures_util::future::BoxFuture;
+
+    use super::*;
+    use crate::vend::sts::{AssumeRoleRequest, StsCredentials, StsError};
+
+    struct NoSts;
+
+    impl StsApi for NoSts {
+        fn assume_role<'a>(
+            &'a self,
+            _: &'a AssumeRoleRequest,
+        ) -> BoxFuture<'a, Result<StsCredentials, StsError>> {
+            Box::pin(async { Err(StsError::Unavailable("not in this test".into())) })
+        }
+    }
+
+    async fn three() -> Archives {
+        use figment::providers::{Format, Toml};
+        let (_, settings) = crate::config::from_figment(
+            figment::Figment::from(Toml::string(crate::config::DEFAULT_TOML))
+                .merge(Toml::string(
+                    r#"
+[server]
+public_url = "http://127.0.0.1:1"
+[oidc]
+issuer = "http://127.0.0.1:2"
+client_id = "c"
+[session]
+secure = false
+[sts]
+role_arn = "arn:aws:iam::123456789012:role/r"
+[[buckets]]
+name = "main-a"
+region = "us-west-2"
+[[archives]]
+name = "two"
+sts = { role_arn = "arn:aws:iam::210987654321:role/r" }
+[[archives.buckets]]
+name = "two-a"
+region = "us-west-2"
+[[archives]]
+name = "three"
+sts = { role_arn = "arn:aws:iam::210987654321:role/r3" }
+[[archives.buckets]]
+name = "three-a"
+region = "us-west-2"
+"#,
+                ))
+                .merge(figment::providers::Serialized::default(
+                    "session.key",
+                    "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKg==",
+                )),
+        )
+        .unwrap();
+        Archives::build(
+            &settings,
+            Clients {
+                sts: Some(Arc::new(NoSts)),
+                aws_credentials: None,
+            },
+            Arc::new(crate::clock::SystemClock),
+            None,
+        )
+        .await
+        .unwrap()
+    }
+
+    fn t(s: &str) -> Target {
+        Target::parse(s).unwrap()
+    }
+
+    /// Where `targets` go: the one archive's name, or the archives they span.
+    fn routed(a: &Archives, targets: &[Target]) -> Result<String, Vec<String>> {
+        a.route(targets)
+            .map(|one| one.name.to_string())
+            .map_err(|several| several.iter().map(|x| x.name.to_string()).collect())
+    }
+
+    #[tokio::test]
+    async fn targets_route_to_the_archive_that_owns_them_and_several_are_named() {
+        let a = three().await;
+        assert_eq!(routed(&a, &[]), Ok("main".into()));
+        assert_eq!(routed(&a, &[t("s3://two-a/x/")]), Ok("two".into()));
+        // Unknown buckets do not count: the owner of the others answers (and refuses them).
+        assert_eq!(
+            routed(&a, &[t("s3://nobody-here/"), t("s3://three-a/")]),
+            Ok("three".into())
+        );
+        assert_eq!(routed(&a, &[t("s3://nobody-here/")]), Ok("main".into()));
+        assert_eq!(
+            routed(
+                &a,
+                &[t("s3://three-a/"), t("s3://main-a/"), t("s3://three-a/p/")]
+            ),
+            Err(vec!["main".into(), "three".into()])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bundle_splits_targets_by_archive_in_configuration_order() {
+        let a = three().await;
+        let targets = [
+            t("s3://three-a/"),
+            t("s3://main-a/x/"),
+            t("s3://nobody-here/"),
+            t("s3://main-a/y/"),
+        ];
+        let (parts, unknown) = a.split(&targets);
+        let shown: Vec<(String, Vec<String>)> = parts
+            .iter()
+            .map(|(a, ts)| {
+                (
+                    a.name.to_string(),
+                    ts.iter().map(Target::to_string).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (
+                    "main".to_owned(),
+                    vec!["s3://main-a/x/".to_owned(), "s3://main-a/y/".to_owned()]
+                ),
+                ("three".to_owned(), vec!["s3://three-a/".to_owned()]),
+            ]
+        );
+        assert_eq!(unknown.len(), 1);
+        assert_eq!(&*a.owner("two-a").unwrap().name, "two");
+        assert!(a.owner("nobody-here").is_none());
+        assert_eq!(a.vendors().len(), 3);
+    }
+}

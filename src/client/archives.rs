@@ -53,8 +53,14 @@ pub fn parse(body: &[u8], endpoint: &url::Url) -> Result<Vec<Listed>, String> {
     if body.len() > MAX_BYTES {
         return Err("the service's archive list is too large".into());
     }
-    let raw: Raw = serde_json::from_slice(body)
-        .map_err(|e| format!("the service's archive list is not what stsvend serves ({e})"))?;
+    // Where, not what: serde's message would quote the service's text back at length.
+    let raw: Raw = serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "the service's archive list is not what stsvend serves (at line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
     if raw.archives.is_empty() || raw.archives.len() > MAX_ARCHIVES {
         return Err(format!(
             "the service lists {} archives (expected 1 to {MAX_ARCHIVES})",
@@ -173,6 +179,16 @@ mod tests {
 
     /// A compromised service must not get a login sent elsewhere, a line into the AWS config,
     /// or a profile name that reads back as something else.
+    /// Found by the archive_list fuzz target: serde's message quoted the offending value, so a
+    /// hostile list made the one-line error as long as it liked.
+    #[test]
+    fn a_refused_list_is_named_in_a_short_line() {
+        let long = format!("[\"{}\"]", "x".repeat(5000));
+        let e = parse(long.as_bytes(), &endpoint()).unwrap_err();
+        assert!(e.len() < 200, "{} bytes: {e}", e.len());
+        assert!(!e.contains("xxxx"), "{e}");
+    }
+
     #[test]
     fn a_hostile_list_is_refused() {
         let ok = "https://data.example.org/archives/a/s3credentials";
