@@ -28,41 +28,43 @@ pub fn preflight(settings: &Settings) -> Result<Vec<String>, crate::config::Conf
         crate::tls::check_files(tls)?;
     }
     let mut notes = Vec::new();
-    if let Some(path) = &settings.network.aws_ip_ranges_file {
-        let file = crate::network::RangesFile::open(path.clone())
-            .map_err(|e| crate::config::ConfigError::key("network.aws_ip_ranges_file", e))?;
+    if let Some(file) = ranges_file(settings)? {
         let ranges = file.ranges();
         notes.push(format!(
-            "AWS ip ranges: {} networks, made {}",
+            "AWS ip ranges: {} networks, made {} (network.aws_ip_ranges_file)",
             ranges.prefixes, ranges.created
         ));
     }
     for (i, archive) in settings.archives.iter().enumerate() {
         let view = settings.for_archive(i);
-        let checked = crate::vend::scope::check_settings(&view).map_err(|e| {
-            if i == 0 {
-                e
-            } else {
-                let key = e.key.clone().unwrap_or_else(|| "buckets".into());
-                let message = e
-                    .message
-                    .strip_prefix(&format!("`{key}`: "))
-                    .unwrap_or(&e.message)
-                    .to_owned();
-                crate::config::ConfigError::key(&format!("archives[{}].{key}", i - 1), message)
-            }
-        })?;
+        let checked = crate::vend::scope::check_settings(&view).map_err(|e| e.in_archive(i))?;
         if settings.archives.len() == 1 {
-            notes.extend(checked);
+            notes.extend(checked.into_iter().map(|n| format!("session scope: {n}")));
         } else {
             notes.extend(
                 checked
                     .into_iter()
-                    .map(|n| format!("archive {:?}: {n}", archive.name)),
+                    .map(|n| format!("archive {:?}: session scope: {n}", archive.name)),
             );
         }
     }
     Ok(notes)
+}
+
+/// AWS's ranges (`network.aws_ip_ranges_file`), read; a file that does not read is refused
+/// naming the key.
+fn ranges_file(
+    settings: &Settings,
+) -> Result<Option<Arc<crate::network::RangesFile>>, crate::config::ConfigError> {
+    settings
+        .network
+        .aws_ip_ranges_file
+        .as_ref()
+        .map(|path| {
+            crate::network::RangesFile::open(path.clone())
+                .map_err(|e| crate::config::ConfigError::key("network.aws_ip_ranges_file", e))
+        })
+        .transpose()
 }
 
 /// What tests and embedders may replace; everything else comes from the settings.
@@ -160,14 +162,7 @@ impl Application {
         )
         .map_err(StartupError::CookieKey)?;
         let idp_limiter = Arc::new(crate::limits::IdpLimiter::new(&settings));
-        let ranges = match &settings.network.aws_ip_ranges_file {
-            Some(path) => {
-                Some(crate::network::RangesFile::open(path.clone()).map_err(|e| {
-                    crate::config::ConfigError::key("network.aws_ip_ranges_file", e)
-                })?)
-            }
-            None => None,
-        };
+        let ranges = ranges_file(&settings)?;
         let network = Arc::new(crate::network::Network::new(
             crate::limits::proxies(&settings),
             ranges.clone(),

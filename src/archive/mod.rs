@@ -70,7 +70,7 @@ impl Archives {
         let mut by_bucket = HashMap::with_hasher(foldhash::fast::RandomState::default());
         for (i, a) in settings.archives.iter().enumerate() {
             let view = settings.for_archive(i);
-            let scopes = Scoper::new(&view).map_err(|e| on_archive(settings, i, e))?;
+            let scopes = Scoper::new(&view).map_err(|e| e.in_archive(i))?;
             let sts: Arc<dyn StsApi> = match &clients.sts {
                 Some(sts) => sts.clone(),
                 None => Arc::new(
@@ -184,23 +184,6 @@ impl Archives {
     pub fn vendors(&self) -> Vec<Arc<Vendor>> {
         self.list.iter().map(|a| a.vendor.clone()).collect()
     }
-}
-
-/// A startup refusal about archive `i`, said where its configuration is.
-fn on_archive(settings: &Settings, i: usize, e: ConfigError) -> ConfigError {
-    if i == 0 {
-        return e;
-    }
-    let key = e.key.as_deref().unwrap_or("buckets");
-    let name = settings.archives.get(i).map_or("", |a| a.name.as_str());
-    let message = e
-        .message
-        .strip_prefix(&format!("`{key}`: "))
-        .unwrap_or(&e.message);
-    ConfigError::key(
-        &format!("archives[{}].{key}", i - 1),
-        format!("archive {name:?}: {message}"),
-    )
 }
 
 #[cfg(test)]

@@ -146,7 +146,7 @@ pub fn run(command: ServerCommand) -> ExitCode {
                         );
                     }
                     for note in notes {
-                        eprintln!("stsvend: session scope: {note}");
+                        eprintln!("stsvend: {note}");
                     }
                     eprintln!("stsvend: configuration is valid");
                     ExitCode::SUCCESS

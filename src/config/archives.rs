@@ -120,21 +120,6 @@ fn check_path(key: &str, path: &str, name: &str, callback: &str) -> Result<Strin
     Ok(path.to_owned())
 }
 
-/// A ConfigError about `[sts]` (say) reported where the archive's table is.
-fn within(at: &str, e: ConfigError) -> ConfigError {
-    match &e.key {
-        Some(key) => {
-            let message = e
-                .message
-                .strip_prefix(&format!("`{key}`: "))
-                .unwrap_or(&e.message)
-                .to_owned();
-            ConfigError::key(&format!("{at}.{key}"), message)
-        }
-        None => e,
-    }
-}
-
 /// `base` with `over`'s keys in place of its own, read back as `T` (which rejects unknown keys).
 fn overlay<T: Serialize + DeserializeOwned>(
     base: &T,
@@ -207,10 +192,10 @@ pub(super) fn other(
             raw.title.clone()
         },
         path,
-        sts: sts::validate(&raw_sts).map_err(|e| within(&at, e))?,
+        sts: sts::validate(&raw_sts).map_err(|e| e.within(&at))?,
         buckets: buckets::validate_at(&format!("{at}.buckets"), &raw.buckets)?,
-        policy: buckets::validate_policy(&raw_policy).map_err(|e| within(&at, e))?,
-        s3: s3::validate(&raw_s3).map_err(|e| within(&at, e))?,
+        policy: buckets::validate_policy(&raw_policy).map_err(|e| e.within(&at))?,
+        s3: s3::validate(&raw_s3).map_err(|e| e.within(&at))?,
     })
 }
 

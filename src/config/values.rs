@@ -29,6 +29,31 @@ impl ConfigError {
         }
     }
 
+    /// The same error reported under `at` (e.g. `archives[1]`): its key becomes `at.key`.
+    pub fn within(self, at: &str) -> Self {
+        match &self.key {
+            Some(key) => {
+                let message = self
+                    .message
+                    .strip_prefix(&format!("`{key}`: "))
+                    .unwrap_or(&self.message)
+                    .to_owned();
+                Self::key(&format!("{at}.{key}"), message)
+            }
+            None => self,
+        }
+    }
+
+    /// An error about archive `i`'s view of the settings (`Settings::for_archive`), said
+    /// where that archive is configured: the first is the top-level sections, the others
+    /// `[[archives]]` entries.
+    pub fn in_archive(self, i: usize) -> Self {
+        match i {
+            0 => self,
+            _ => self.within(&format!("archives[{}]", i - 1)),
+        }
+    }
+
     pub(super) fn general(message: impl Into<String>) -> Self {
         Self {
             key: None,
