@@ -29,6 +29,8 @@ pub mod negotiate;
 #[cfg(feature = "server")]
 pub mod network;
 #[cfg(feature = "server")]
+pub mod replicated;
+#[cfg(feature = "server")]
 pub mod revoke;
 #[cfg(feature = "server")]
 pub mod startup;

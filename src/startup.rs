@@ -242,15 +242,16 @@ impl Application {
         let cors_origins = settings.cors.allowed_origins.clone();
         let templates = http::readme::environment()?;
         // Before anything is served: a restart must not lift a revocation.
-        let (store, loaded) = crate::revoke::Store::open(&settings.revocations.file)
-            .map_err(|e| crate::config::ConfigError::key("revocations.file", e))?;
-        let revocations = crate::revoke::Revocations::new(
+        let (store, loaded) =
+            crate::replicated::Store::open(&settings.revocations.file, crate::revoke::FILE_KIND)
+                .map_err(|e| crate::config::ConfigError::key("revocations.file", e))?;
+        let revocations = Arc::new(crate::revoke::Revocations::new(
             archives.vendors(),
             fleet.clone(),
             clock.clone(),
             store,
             loaded,
-        );
+        ));
         revocations.start_sync();
         let settings_ranges_reload = settings.network.aws_ip_ranges_reload;
         let settings = Arc::new(settings);

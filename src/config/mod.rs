@@ -19,6 +19,7 @@ mod s3;
 mod server;
 mod session;
 mod sts;
+mod tickets;
 mod values;
 
 pub use archives::{ArchiveSettings, RawArchive, RawArchiveMain};
@@ -37,6 +38,9 @@ pub use s3::{RawS3, S3Settings};
 pub use server::{LogFormat, RawServer, RawTls, ServerSettings, TlsSettings};
 pub use session::{CookieKey, RawSession, SessionSettings};
 pub use sts::{RawSts, RoleArn, StsSettings};
+pub use tickets::{
+    Platform, RawPlatform, RawTickets, TicketSettings, LONGEST_TICKET, MAX_PLATFORM_NAME,
+};
 pub use values::{is_loopback, ConfigError, ENV_PREFIX};
 
 /// The defaults every configuration starts from; also the documented reference of every key.
@@ -73,6 +77,9 @@ pub struct RawSettings {
     pub archives: Vec<RawArchive>,
     pub network: RawNetwork,
     pub help: RawHelp,
+    pub tickets: RawTickets,
+    #[serde(default)]
+    pub platforms: Vec<RawPlatform>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -224,6 +231,8 @@ pub struct Settings {
     pub network: NetworkSettings,
     /// `[help] urls`: where each error code points users.
     pub help_urls: std::collections::BTreeMap<String, url::Url>,
+    pub tickets: TicketSettings,
+    pub platforms: Vec<Platform>,
 }
 
 impl Settings {
@@ -263,6 +272,9 @@ impl Settings {
         let default_archive = archives::check_all(&all, &raw.archive.default)?;
         let network = network::validate(&raw.network)?;
         let help_urls = network::validate_help(&raw.help, crate::common::ERROR_CODES)?;
+        let tickets = tickets::validate(&raw.tickets, &revocations.file)?;
+        let platforms =
+            tickets::validate_platforms(&raw.platforms, &oidc.client_id, &oidc.audiences)?;
         let admin_token = match &raw.admin {
             Some(a) => Some(minor::validate_admin(a, &server)?),
             None => None,
@@ -285,6 +297,8 @@ impl Settings {
             default_archive,
             network,
             help_urls,
+            tickets,
+            platforms,
         };
         Ok(settings)
     }

@@ -1,7 +1,8 @@
 //! Fleet mode (`[cluster]`): the replicas' shared Redis. This module holds the connection and
 //! its outage handling; `credentials` the shared credential cache and the lock that makes one
 //! AssumeRole per user serve every replica, `budget` the fleet-wide AssumeRole budget,
-//! `revocations` the revocation records and their channel, `logins` the login-replay claims.
+//! `records` the replicated sets (revocations, tickets) and their channels, `logins` the
+//! login-replay claims.
 //!
 //! Entries are AES-256-GCM encrypted with the cache key as associated data (an entry cannot be
 //! moved to another key) and stored under an HMAC of the cache key: Redis never holds a user
@@ -13,7 +14,9 @@
 pub mod budget;
 pub mod credentials;
 pub mod logins;
-pub mod revocations;
+pub mod records;
+
+pub use records::RecordSet;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

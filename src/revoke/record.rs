@@ -17,7 +17,7 @@ pub struct Revocation {
 }
 
 impl Revocation {
-    pub(super) fn active(&self, now: DateTime<Utc>) -> bool {
+    pub fn active(&self, now: DateTime<Utc>) -> bool {
         self.lifted_at.is_none() && self.expires_at.is_none_or(|e| now < e)
     }
 
@@ -40,5 +40,27 @@ impl Revocation {
             std::cmp::Ordering::Less => false,
             std::cmp::Ordering::Equal => self.lifted_at.is_none() && other.lifted_at.is_some(),
         }
+    }
+}
+
+impl crate::replicated::Record for Revocation {
+    fn key(&self) -> &str {
+        &self.user
+    }
+
+    fn join(&self, other: &Self) -> Self {
+        if self.supersedes(other) {
+            self.clone()
+        } else {
+            other.clone()
+        }
+    }
+
+    fn relevant(&self, now: DateTime<Utc>) -> bool {
+        Revocation::relevant(self, now)
+    }
+
+    fn effective(&self, now: DateTime<Utc>) -> bool {
+        self.active(now)
     }
 }

@@ -1,14 +1,13 @@
-//! The replica's durable copy of the revocations it knows (`revocations.file`): read once
-//! before the replica serves, replaced whole (`common::replace_file`) on every change, so
+//! A replica's durable copy of a replicated set (`revocations.file`, `tickets.file`): read
+//! once before the replica serves, replaced whole (`common::replace_file`) on every change, so
 //! that a restart (a deploy, an OOM kill, a rescheduling onto the same volume) never lifts a
-//! revocation.
+//! revocation nor brings back a deleted ticket.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-
-use super::record::Revocation;
 
 const VERSION: u8 = 1;
 
@@ -23,30 +22,33 @@ struct OnDisk<R> {
 }
 
 /// What the file held when the replica started.
-pub struct Loaded {
-    pub records: Vec<Revocation>,
+pub struct Loaded<R> {
+    pub records: Vec<R>,
     pub fleet_synced: bool,
 }
 
-pub struct Store {
+pub struct Store<R> {
     path: PathBuf,
     /// One writer at a time: each write takes the newest state under this lock.
     writing: Mutex<()>,
+    records: std::marker::PhantomData<fn() -> R>,
 }
 
-impl Store {
+impl<R: Serialize + DeserializeOwned> Store<R> {
     /// Opens (or, the first time, creates) the file: an unreadable or unwritable place, or a
     /// file that does not parse, stops startup rather than starting without revocations.
-    pub fn open(path: &Path) -> Result<(Self, Loaded), String> {
+    /// `what` names the file in errors ("a revocations file").
+    pub fn open(path: &Path, what: &'static str) -> Result<(Self, Loaded<R>), String> {
         let store = Self {
             path: path.to_path_buf(),
             writing: Mutex::new(()),
+            records: std::marker::PhantomData,
         };
         let loaded = match std::fs::read(path) {
             Ok(bytes) => {
-                let on_disk: OnDisk<Revocation> = serde_json::from_slice(&bytes).map_err(|e| {
+                let on_disk: OnDisk<R> = serde_json::from_slice(&bytes).map_err(|e| {
                     format!(
-                        "{} is not a revocations file stsvend wrote ({e}); move it aside only after checking it",
+                        "{} is not {what} stsvend wrote ({e}); move it aside only after checking it",
                         path.display()
                     )
                 })?;
@@ -83,7 +85,7 @@ impl Store {
     }
 
     /// Replaces the file with `records`.
-    pub fn save(&self, records: Vec<&Revocation>, fleet_synced: bool) -> std::io::Result<()> {
+    pub fn save(&self, records: Vec<&R>, fleet_synced: bool) -> std::io::Result<()> {
         let _one = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         let bytes = serde_json::to_vec(&OnDisk {
             version: VERSION,
@@ -102,6 +104,9 @@ impl Store {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::revoke::Revocation;
+
+    const WHAT: &str = "a revocations file";
 
     fn record(user: &str) -> Revocation {
         Revocation {
@@ -117,7 +122,7 @@ mod tests {
     fn what_is_saved_is_what_the_next_start_reads() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state/revocations.json");
-        let (store, loaded) = Store::open(&path).unwrap();
+        let (store, loaded) = Store::<Revocation>::open(&path, WHAT).unwrap();
         assert!(loaded.records.is_empty() && !loaded.fleet_synced);
         assert!(
             path.exists(),
@@ -125,7 +130,7 @@ mod tests {
         );
         let (a, b) = (record("a"), record("b"));
         store.save(vec![&a, &b], true).unwrap();
-        let (_, again) = Store::open(&path).unwrap();
+        let (_, again) = Store::<Revocation>::open(&path, WHAT).unwrap();
         assert_eq!(again.records, vec![a, b]);
         assert!(again.fleet_synced);
     }
@@ -135,7 +140,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("revocations.json");
         std::fs::write(&path, "{half").unwrap();
-        let e = Store::open(&path).err().unwrap();
+        let e = Store::<Revocation>::open(&path, WHAT).err().unwrap();
         assert!(e.contains("not a revocations file"), "{e}");
     }
 
@@ -145,7 +150,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let blocker = dir.path().join("file");
         std::fs::write(&blocker, "").unwrap();
-        let e = Store::open(&blocker.join("revocations.json"))
+        let e = Store::<Revocation>::open(&blocker.join("revocations.json"), WHAT)
             .err()
             .unwrap();
         assert!(
