@@ -82,6 +82,7 @@ pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
 /// code not listed here is a bug, caught in debug builds where errors are made).
 pub const ERROR_CODES: &[&str] = &[
     "access_denied",
+    "beyond_ticket",
     "credential_service_error",
     "cross_site_request",
     "idp_unavailable",
@@ -93,6 +94,7 @@ pub const ERROR_CODES: &[&str] = &[
     "invalid_grant",
     "invalid_id_token",
     "invalid_key",
+    "invalid_label",
     "invalid_reason",
     "invalid_request",
     "invalid_target",
@@ -114,7 +116,11 @@ pub const ERROR_CODES: &[&str] = &[
     "targets_in_several_archives",
     "targets_too_large",
     "temporarily_unavailable",
+    "ticket_not_allowed",
     "too_many_new_credentials",
     "too_many_targets",
+    "too_many_tickets",
     "unknown_bucket",
+    "unknown_platform",
+    "unknown_ticket",
 ];

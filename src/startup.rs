@@ -253,6 +253,18 @@ impl Application {
             loaded,
         ));
         revocations.start_sync();
+        let (store, loaded) =
+            crate::replicated::Store::open(&settings.tickets.file, crate::tickets::FILE_KIND)
+                .map_err(|e| crate::config::ConfigError::key("tickets.file", e))?;
+        let tickets = Arc::new(crate::tickets::Tickets::new(
+            settings.tickets.clone(),
+            crate::auth::ticket::TicketCodec::new(&settings.session),
+            fleet.clone(),
+            clock.clone(),
+            store,
+            loaded,
+        ));
+        tickets.start_sync();
         let settings_ranges_reload = settings.network.aws_ip_ranges_reload;
         let settings = Arc::new(settings);
         let login = crate::auth::login::Login::new(
@@ -289,6 +301,7 @@ impl Application {
             consumed_logins: Default::default(),
             idp_limiter,
             revocations,
+            tickets,
             network,
         });
         let mut background = vec![discovery_task, sweep_task];

@@ -30,6 +30,11 @@ pub struct Archive {
 
 impl Archive {
     /// Whether `bucket` is one of this archive's, in its region (the only ones ever granted).
+    /// Whether `bucket` is one of this archive's.
+    pub fn serves(&self, bucket: &str) -> bool {
+        self.settings.buckets.iter().any(|b| b.name == bucket)
+    }
+
     pub fn serves_in_region(&self, bucket: &str) -> bool {
         self.settings
             .buckets

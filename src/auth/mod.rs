@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod login;
 pub mod redirect;
 pub mod session;
+pub mod ticket;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -17,6 +18,8 @@ use serde::Serialize;
 pub enum AuthMethod {
     Session,
     Bearer,
+    /// A ticket the user made for machines that cannot log in (`auth::ticket`).
+    Ticket,
 }
 
 impl AuthMethod {
@@ -25,6 +28,7 @@ impl AuthMethod {
         match self {
             Self::Session => "Session",
             Self::Bearer => "Bearer",
+            Self::Ticket => "Ticket",
         }
     }
 }
@@ -45,4 +49,9 @@ pub struct AuthenticatedUser {
     pub at: DateTime<Utc>,
     /// Where the request came from (`network::Proxies::client`), read once here.
     pub client: std::net::IpAddr,
+    /// The ticket the request came with: what it may read and for how long bound every
+    /// route (`http::credentials::asked`).
+    pub ticket: Option<std::sync::Arc<ticket::Opened>>,
+    /// The platform acting for the user (`[[platforms]]`), when it is one.
+    pub via: Option<std::sync::Arc<str>>,
 }

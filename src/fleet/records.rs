@@ -111,4 +111,40 @@ impl Fleet {
             .map_err(|e| e.to_string())?;
         Ok(pubsub)
     }
+
+    /// Where a ticket's last use is kept: a key of its own that expires with the ticket.
+    fn ticket_use_key(&self, id: &str) -> String {
+        format!(
+            "{}tickets:used:{}",
+            self.settings.key_prefix,
+            self.text_name(id)
+        )
+    }
+
+    /// Note that ticket `id` was used at `at` (Unix seconds), kept for `ttl_seconds` (the
+    /// ticket's remaining life): the later of this and what another replica noted stays.
+    pub async fn note_ticket_use(&self, id: &str, at: i64, ttl_seconds: i64) {
+        let mut command = redis::cmd("EVAL");
+        command
+            .arg("local t = tonumber(redis.call('GET', KEYS[1]) or '0') if tonumber(ARGV[1]) > t then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end return 0")
+            .arg(1)
+            .arg(self.ticket_use_key(id))
+            .arg(at)
+            .arg(ttl_seconds.max(1));
+        let _ = self.run::<i64>(command).await;
+    }
+
+    /// When each of `ids` was last used anywhere in the fleet, as far as Redis knows.
+    pub async fn ticket_uses(&self, ids: &[&str]) -> Vec<Option<i64>> {
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        let mut command = redis::cmd("MGET");
+        for id in ids {
+            command.arg(self.ticket_use_key(id));
+        }
+        self.run::<Vec<Option<i64>>>(command)
+            .await
+            .unwrap_or_else(|| vec![None; ids.len()])
+    }
 }

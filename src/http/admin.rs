@@ -117,12 +117,15 @@ pub async fn revoke(
     let now = state.clock.now();
     let revocation = RevokeRequest::parse(&body, now)?;
     let (revocation, fleet) = state.revocations.revoke(revocation).await;
+    // Their tickets end for good: a lift later gives the user back, not what they handed out.
+    let tickets = state.tickets.end_user(&revocation.user).await;
     tracing::info!(
         target: "stsvend::audit",
         user = %capped(&revocation.user),
         reason = %capped(revocation.reason.as_deref().unwrap_or("")),
         expires_at = ?revocation.expires_at,
         fleet,
+        tickets_ended = tickets,
         "user revoked"
     );
     Ok(HttpResponse::Created()
@@ -130,6 +133,7 @@ pub async fn revoke(
         .json(serde_json::json!({
             "revocation": revocation,
             "applies_to": if fleet { "fleet" } else { "this replica" },
+            "tickets_ended": tickets,
             "deny_statement": deny_statement(&state.settings, &revocation.user, revocation.revoked_at),
         })))
 }

@@ -22,6 +22,8 @@ pub fn vended(
         user: &user.user_id,
         archive: &archive.name,
         authenticated_by: user.method,
+        ticket: user.ticket.as_ref().map(|t| t.claims.id.as_str()),
+        via: user.via.as_deref(),
         session_name: &vended.session_name,
         scope,
         credentials: &vended.credentials,
@@ -48,6 +50,10 @@ struct Audit<'a> {
     user: &'a str,
     archive: &'a str,
     authenticated_by: crate::auth::AuthMethod,
+    /// The ticket's id (never the ticket), when the request came with one.
+    ticket: Option<&'a str>,
+    /// The platform acting for the user.
+    via: Option<&'a str>,
     session_name: &'a str,
     scope: &'a crate::vend::scope::SessionScope,
     credentials: &'a crate::vend::sts::StsCredentials,
@@ -103,6 +109,12 @@ impl Audit<'_> {
         }
         out.push_str(tail);
         write_static_member(out, "authenticated_by", self.authenticated_by.name())?;
+        if let Some(id) = self.ticket {
+            write_member(out, "ticket", id)?;
+        }
+        if let Some(via) = self.via {
+            write_member(out, "via", via)?;
+        }
         write_static_member(out, "cache", self.cache)?;
         write_static_member(out, "format", self.format)?;
         out.push_str(",\"client\":\"");

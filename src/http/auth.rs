@@ -52,6 +52,7 @@ pub async fn callback(
         .session_cookie(&session, now)
         .ok_or_else(|| ApiError::unavailable("could not create the session"))?;
     tracing::info!(user = %crate::telemetry::capped(&session.sub), groups = ?session.groups, "login");
+    state.tickets.observe(&session.sub, &session.groups);
     let mut res = HttpResponse::Found();
     res.insert_header((header::LOCATION, state.login.absolute(&return_to)))
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -142,10 +143,22 @@ pub struct WhoAmI {
     pub user_id: String,
     /// The user's groups that this deployment's bucket rules mention.
     pub groups: Vec<String>,
-    #[schema(value_type = String, pattern = "^(session|bearer)$")]
+    #[schema(value_type = String, pattern = "^(session|bearer|ticket)$")]
     pub authenticated_by: crate::auth::AuthMethod,
-    /// When the session or token stops being accepted (RFC 3339).
+    /// When the session, token or ticket stops being accepted (RFC 3339).
     pub expires_at: Option<String>,
+    /// The ticket the request came with, and what it may read (empty: whatever the user may).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<TicketShown>,
+    /// The platform acting for the user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct TicketShown {
+    pub id: String,
+    pub targets: Vec<String>,
 }
 
 /// Who the caller is, as stsvend sees it.
@@ -157,5 +170,10 @@ pub async fn whoami(user: AuthenticatedUser) -> HttpResponse {
             groups: user.groups.to_vec(),
             authenticated_by: user.method,
             expires_at: user.expires_at.map(|t| t.to_rfc3339()),
+            ticket: user.ticket.as_ref().map(|t| TicketShown {
+                id: t.claims.id.clone(),
+                targets: t.claims.tgt.clone(),
+            }),
+            via: user.via.as_deref().map(str::to_owned),
         })
 }

@@ -12,7 +12,7 @@ use crate::archive::Archive;
 use crate::auth::AuthenticatedUser;
 use crate::error::ApiError;
 use crate::http::audit;
-use crate::http::credentials::{carrying_credentials, placed, sts_failure, Ask};
+use crate::http::credentials::{carrying_credentials, placed, sts_failure};
 use crate::http::state::AppState;
 use crate::network::Placement;
 use crate::network::{out_of_region_warning, WARNING_HEADER};
@@ -48,7 +48,7 @@ pub async fn bundle(
     user: AuthenticatedUser,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let ask = Ask::parse(req.query_string())?;
+    let ask = super::credentials::asked(&req, &user)?;
     if ask.format.is_some() {
         return Err(ApiError::bad_request(
             "invalid_format",

@@ -46,6 +46,8 @@ pub struct Ask {
     /// Canonical (`narrow::canonical`); empty: everything the user may read.
     pub(crate) targets: Vec<Target>,
     duration_seconds: Option<u32>,
+    /// The lifetime the ticket the request came with gives, when none is asked for.
+    ticket_duration: Option<u32>,
 }
 
 impl Ask {
@@ -80,13 +82,80 @@ impl Ask {
         Ok(ask)
     }
 
+    /// The ask as a ticket bounds it: no targets means the ticket's, any target must lie
+    /// inside one of the ticket's, no lifetime beyond the ticket's; on an archive's own
+    /// endpoint (`pinned`), the ticket's targets in that archive.
+    fn within_ticket(
+        &mut self,
+        opened: &crate::auth::ticket::Opened,
+        pinned: Option<&Archive>,
+    ) -> Result<(), ApiError> {
+        let beyond = |what: String| ApiError::new(StatusCode::FORBIDDEN, "beyond_ticket", what);
+        let covered: Vec<String> = opened.targets.iter().map(ToString::to_string).collect();
+        if !opened.targets.is_empty() {
+            if self.targets.is_empty() {
+                self.targets = opened
+                    .targets
+                    .iter()
+                    .filter(|t| pinned.is_none_or(|a| a.serves(&t.bucket)))
+                    .cloned()
+                    .collect();
+                if self.targets.is_empty() {
+                    return Err(beyond(format!(
+                        "this ticket reads nothing in this archive; it covers {}",
+                        covered.join(", ")
+                    )));
+                }
+            } else {
+                let outside: Vec<String> = self
+                    .targets
+                    .iter()
+                    .filter(|t| !opened.targets.iter().any(|mine| mine.covers(t)))
+                    .map(ToString::to_string)
+                    .collect();
+                if !outside.is_empty() {
+                    return Err(beyond(format!(
+                        "this ticket covers only {}; beyond it: {}",
+                        covered.join(", "),
+                        outside.join(", ")
+                    )));
+                }
+            }
+        }
+        if let Some(most) = opened.claims.dur {
+            match self.duration_seconds {
+                Some(asked) if asked > most => {
+                    return Err(beyond(format!(
+                        "this ticket gives credentials of at most {most} seconds"
+                    )));
+                }
+                _ => self.ticket_duration = Some(most),
+            }
+        }
+        Ok(())
+    }
+
     /// A shorter lifetime than the deployment's, checked against `max`; None: the
     /// deployment's (asked for or not: the same credential).
     pub(crate) fn lifetime(&self, max: u32) -> Result<Option<u32>, ApiError> {
-        narrow::lifetime(self.duration_seconds, max)
+        // A ticket's lifetime is at most any archive's longest.
+        let asked = self
+            .duration_seconds
+            .or(self.ticket_duration.map(|t| t.min(max)));
+        narrow::lifetime(asked, max)
             .map(|l| (l < max).then_some(l))
             .map_err(|e| ApiError::bad_request("invalid_duration", e))
     }
+}
+
+/// What a credential request asks for, bounded by the ticket it came with (if any).
+pub(crate) fn asked(req: &HttpRequest, user: &AuthenticatedUser) -> Result<Ask, ApiError> {
+    let mut ask = Ask::parse(req.query_string())?;
+    if let Some(opened) = &user.ticket {
+        let pinned = req.app_data::<Pinned>().map(|p| &*p.0);
+        ask.within_ticket(opened, pinned)?;
+    }
+    Ok(ask)
 }
 
 /// An archive's own endpoints (`<archive path>/s3credentials`, ...) answer for it alone.
@@ -121,7 +190,7 @@ pub async fn s3credentials(
     user: AuthenticatedUser,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let ask = Ask::parse(req.query_string())?;
+    let ask = asked(&req, &user)?;
     let format = Format::parse(ask.format.as_deref())?;
     let archive = archive_for(&req, &state, &ask.targets)?;
     let settings = &*archive.settings;
@@ -329,7 +398,7 @@ pub async fn scope(
     user: AuthenticatedUser,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let ask = Ask::parse(req.query_string())?;
+    let ask = asked(&req, &user)?;
     // The same query as the credential it describes, refused the same way.
     Format::parse(ask.format.as_deref())?;
     let archive = archive_for(&req, &state, &ask.targets)?;

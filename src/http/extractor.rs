@@ -12,6 +12,7 @@ use futures_util::future::LocalBoxFuture;
 use crate::auth::bearer::TokenError;
 use crate::auth::redirect::safe_return_path;
 use crate::auth::session::MAX_RETURN_TO;
+use crate::auth::ticket::TicketError;
 use crate::auth::{claims, login, AuthMethod, AuthenticatedUser};
 use crate::error::ApiError;
 use crate::http::state::AppState;
@@ -107,6 +108,9 @@ async fn identify(
     // An explicit bearer token decides alone: a bad one is a 401, never a login redirect.
     // Other schemes (a .netrc's Basic header reaching us on a shared host) mean "no token".
     if let Some(token) = bearer_token(req) {
+        if token.starts_with(crate::auth::ticket::PREFIX) {
+            return by_ticket(req, state, token, now).map(Some);
+        }
         let permit = || state.idp_limiter.check(state.idp_limiter.client_ip(req));
         return match state
             .bearer
@@ -116,6 +120,8 @@ async fn identify(
             Ok(v) => {
                 let (user_id, groups) = v.principal.get_or_init(|| {
                     let groups = claims::relevant_groups(&state.settings, &v.groups);
+                    // Groups just read at the IdP: the user's tickets lose any they lost.
+                    state.tickets.observe(&v.user_id, &groups);
                     (v.user_id.as_str().into(), groups.into())
                 });
                 Ok(Some(AuthenticatedUser {
@@ -125,6 +131,8 @@ async fn identify(
                     expires_at: v.expires_at,
                     at: now,
                     client: state.network.proxies.client(req),
+                    ticket: None,
+                    via: None,
                 }))
             }
             Err(TokenError::RateLimited(wait)) => Err(crate::limits::too_many(wait).into()),
@@ -154,11 +162,62 @@ async fn identify(
                 expires_at: chrono::DateTime::from_timestamp(session.exp, 0),
                 at: now,
                 client: state.network.proxies.client(req),
+                ticket: None,
+                via: None,
             }));
         }
         tracing::debug!("session cookie invalid or expired; treated as anonymous");
     }
     Ok(None)
+}
+
+/// A request that came with a ticket: who made it, limited to what it was made for.
+fn by_ticket(
+    req: &HttpRequest,
+    state: &AppState,
+    token: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<AuthenticatedUser, AuthRejection> {
+    // Like revocations: a fleet replica that has not yet read which tickets were deleted
+    // takes none.
+    if !state.tickets.synced() {
+        return Err(ApiError::unavailable(
+            "this replica has not yet read which tickets were deleted; retry shortly",
+        )
+        .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+        .into());
+    }
+    let refused = |e: TicketError| -> AuthRejection {
+        tracing::info!(reason = %e, "ticket refused");
+        let challenge =
+            format!("Bearer realm=\"stsvend\", error=\"invalid_token\", error_description=\"{e}\"");
+        ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", e.to_string())
+            .with_header(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_str(&challenge)
+                    .unwrap_or_else(|_| HeaderValue::from_static("Bearer error=\"invalid_token\"")),
+            )
+            .into()
+    };
+    let (opened, narrowed) = state.tickets.authenticate(token, now).map_err(refused)?;
+    // What was given out before a revocation ends with it, lifted since or not.
+    if state
+        .revocations
+        .revoked_since(&opened.user, opened.claims.issued_at())
+        && state.revocations.standing(&opened.user, now) != Standing::Revoked
+    {
+        return Err(refused(TicketError::Revoked));
+    }
+    Ok(AuthenticatedUser {
+        user_id: opened.user.clone(),
+        groups: narrowed.map_or_else(|| opened.groups.clone(), Into::into),
+        method: AuthMethod::Ticket,
+        expires_at: Some(opened.claims.expires_at()),
+        at: now,
+        client: state.network.proxies.client(req),
+        via: opened.via.clone(),
+        ticket: Some(opened),
+    })
 }
 
 /// The value of cookie `name`, read straight from the `Cookie` headers. Sealed session

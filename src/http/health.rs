@@ -43,6 +43,11 @@ fn readiness(state: &AppState, detailed: bool) -> Result<HttpResponse, ApiError>
             "the fleet's revocations have not been read from Redis yet (and this replica has no copy of its own from an earlier read)".to_owned(),
         );
     }
+    if !state.tickets.synced() {
+        missing.push(
+            "the fleet's tickets have not been read from Redis yet (and this replica has no copy of its own from an earlier read)".to_owned(),
+        );
+    }
     let oidc = match (&last_error, shown) {
         (_, Some(e)) => format!("degraded: {e}"),
         (Some(_), None) => "degraded".to_owned(),

@@ -14,6 +14,7 @@ pub mod objects;
 pub mod openapi;
 pub mod readme;
 pub mod state;
+pub mod tickets;
 
 use actix_web::web;
 
@@ -108,7 +109,18 @@ pub fn public_routes(
     .service(shared(
         "/s3credentials/archives",
         web::get().to(catalog::archives),
-    ));
+    ))
+    .service(
+        web::resource("/s3credentials/tickets")
+            .route(web::get().to(tickets::list))
+            .route(web::post().to(tickets::mint))
+            .default_service(web::to(get_or_post_only)),
+    )
+    .service(
+        web::resource("/s3credentials/tickets/{id}")
+            .route(web::delete().to(tickets::delete))
+            .default_service(web::to(delete_only)),
+    );
     // Each archive's own Earthdata-compatible endpoints, under its path.
     for archive in archives.all() {
         cfg.service(
@@ -200,6 +212,10 @@ async fn get_only() -> Result<actix_web::HttpResponse, ApiError> {
 
 async fn get_or_post_only() -> Result<actix_web::HttpResponse, ApiError> {
     Err(method_not_allowed("GET, POST"))
+}
+
+async fn delete_only() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(method_not_allowed("DELETE"))
 }
 
 async fn get_or_head_only() -> Result<actix_web::HttpResponse, ApiError> {

@@ -82,6 +82,15 @@ async fn signed_link(
         bucket: bucket.clone(),
         prefix: key.clone(),
     };
+    if let Some(opened) = user.ticket.as_ref().filter(|o| !o.targets.is_empty()) {
+        if !opened.targets.iter().any(|t| t.covers(&wanted)) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "beyond_ticket",
+                format!("this ticket does not cover {}", capped(&wanted.to_string())),
+            ));
+        }
+    }
     let allowed = policy::allowed_buckets(settings, &user.groups);
     if narrow::narrow(&allowed, std::slice::from_ref(&wanted)).is_err() {
         tracing::info!(user = %capped(&user.user_id), bucket = %bucket, "link outside scope");
@@ -193,6 +202,8 @@ fn audit(
         target: "stsvend::audit",
         user = %capped(&user.user_id),
         authenticated_by = user.method.name(),
+        ticket = user.ticket.as_ref().map_or("", |t| t.claims.id.as_str()),
+        via = user.via.as_deref().unwrap_or(""),
         session_name,
         archive,
         bucket = %object.bucket,

@@ -29,6 +29,8 @@ pub struct AppState {
     pub consumed_logins: crate::auth::login::ConsumedLogins,
     pub idp_limiter: Arc<crate::limits::IdpLimiter>,
     pub revocations: Arc<crate::revoke::Revocations>,
+    /// Every ticket made, and which were deleted.
+    pub tickets: Arc<crate::tickets::Tickets>,
     /// Where callers are (their address, and their region with AWS's ranges).
     pub network: Arc<crate::network::Network>,
 }

@@ -262,6 +262,34 @@ impl<R: Record> Set<R> {
         (record, told)
     }
 
+    /// Change the record the set holds for `key` (after reading the fleet's set): the stored
+    /// record and whether the fleet was told; None when there is none.
+    pub async fn update(&self, key: &str, change: impl Fn(&R) -> R) -> Option<(R, bool)> {
+        self.resync().await;
+        let mut stored = None;
+        self.local.rcu(|m| {
+            stored = None;
+            let Some(known) = m.get(key) else {
+                return HashMap::clone(m);
+            };
+            let record = change(&known.record);
+            stored = Some(record.clone());
+            let mut m = HashMap::clone(m);
+            m.insert(
+                key.to_owned(),
+                Known {
+                    record,
+                    in_redis: false,
+                },
+            );
+            m
+        });
+        let record = stored?;
+        self.persist();
+        let told = self.publish(std::slice::from_ref(&record), &[]).await;
+        Some((record, told))
+    }
+
     /// Write records to Redis; on success they are known to be there.
     async fn publish(&self, records: &[R], stale: &[String]) -> bool {
         let Some((shared, set)) = self.fleet.as_ref() else {

@@ -26,7 +26,7 @@ fn patient(f: Figment) -> Figment {
     f.merge(Serialized::default("cluster.command_timeout_ms", 2000))
 }
 
-async fn patient_replica(redis_port: u16) -> TestApp {
+pub(crate) async fn patient_replica(redis_port: u16) -> TestApp {
     let fleet = in_fleet(redis_port);
     let app = spawn_app_with(move |f| patient(fleet(f))).await;
     assert!(app.wait_ready(Duration::from_secs(15)).await);
@@ -38,7 +38,7 @@ async fn readiness(app: &TestApp) -> Value {
 }
 
 /// Until every replica has its Redis connection.
-async fn wait_for_redis(apps: &[&TestApp], want: &str) {
+pub(crate) async fn wait_for_redis(apps: &[&TestApp], want: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     for app in apps {
         while readiness(app).await["checks"]["redis"] != want {
@@ -367,7 +367,7 @@ async fn the_fleet_wide_sts_budget_holds_in_every_second() {
     );
 }
 
-const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
+pub(crate) const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
 
 async fn admin_replica(redis_port: Option<u16>) -> TestApp {
     admin_replica_with(redis_port, |f| f).await
@@ -376,7 +376,7 @@ async fn admin_replica(redis_port: Option<u16>) -> TestApp {
 /// An admin replica with more settings (`more` is merged last). Patient with Redis like the
 /// coalescing replicas: these tests are about revocations while Redis answers (or is gone),
 /// not about a reply slower than 100 ms under the suite's load.
-async fn admin_replica_with(
+pub(crate) async fn admin_replica_with(
     redis_port: Option<u16>,
     more: impl Fn(Figment) -> Figment + Send + Sync + 'static,
 ) -> TestApp {
@@ -403,7 +403,7 @@ async fn admin_replica_unready(
 }
 
 /// `n` admin replicas on the Redis at `redis_port`, each connected to it.
-async fn admin_fleet(redis_port: u16, n: usize) -> Vec<TestApp> {
+pub(crate) async fn admin_fleet(redis_port: u16, n: usize) -> Vec<TestApp> {
     let mut apps = Vec::new();
     for _ in 0..n {
         apps.push(admin_replica(Some(redis_port)).await);
@@ -412,7 +412,11 @@ async fn admin_fleet(redis_port: u16, n: usize) -> Vec<TestApp> {
     apps
 }
 
-fn admin(app: &TestApp, method: reqwest::Method, query: &str) -> reqwest::RequestBuilder {
+pub(crate) fn admin(
+    app: &TestApp,
+    method: reqwest::Method,
+    query: &str,
+) -> reqwest::RequestBuilder {
     reqwest::Client::new()
         .request(
             method,
@@ -637,7 +641,12 @@ async fn status_for(app: &TestApp, token: &str) -> u16 {
 }
 
 /// Until every replica answers `token` with `want` (or `within` passes: a failure).
-async fn until_every_replica_says(apps: &[&TestApp], token: &str, want: u16, within: Duration) {
+pub(crate) async fn until_every_replica_says(
+    apps: &[&TestApp],
+    token: &str,
+    want: u16,
+    within: Duration,
+) {
     let deadline = Instant::now() + within;
     for app in apps {
         loop {
@@ -656,7 +665,12 @@ async fn until_every_replica_says(apps: &[&TestApp], token: &str, want: u16, wit
 }
 
 /// For `span`, every replica keeps answering `token` with `want` (several resyncs).
-async fn every_replica_keeps_saying(apps: &[&TestApp], token: &str, want: u16, span: Duration) {
+pub(crate) async fn every_replica_keeps_saying(
+    apps: &[&TestApp],
+    token: &str,
+    want: u16,
+    span: Duration,
+) {
     let until = Instant::now() + span;
     while Instant::now() < until {
         for app in apps {
@@ -666,7 +680,7 @@ async fn every_replica_keeps_saying(apps: &[&TestApp], token: &str, want: u16, s
     }
 }
 
-fn redis_cli(port: u16, args: &[&str]) -> String {
+pub(crate) fn redis_cli(port: u16, args: &[&str]) -> String {
     let out = std::process::Command::new("redis-cli")
         .args(["-p", &port.to_string()])
         .args(args)
@@ -676,7 +690,7 @@ fn redis_cli(port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-async fn revoke_on(app: &TestApp, user: &str) -> Value {
+pub(crate) async fn revoke_on(app: &TestApp, user: &str) -> Value {
     let res = admin(app, reqwest::Method::POST, "")
         .json(&serde_json::json!({"user": user}))
         .send()
@@ -1180,7 +1194,9 @@ async fn a_request_prepared_after_its_budget_slot_is_never_sent() {
 }
 
 /// Settings that keep a replica's revocations in `file` (a restart names the same file).
-fn keeping_revocations_in(file: &std::path::Path) -> impl Fn(Figment) -> Figment + Send + Sync {
+pub(crate) fn keeping_revocations_in(
+    file: &std::path::Path,
+) -> impl Fn(Figment) -> Figment + Send + Sync {
     let file = file.display().to_string();
     move |f| f.merge(Serialized::default("revocations.file", file.clone()))
 }

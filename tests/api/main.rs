@@ -18,4 +18,5 @@ mod login;
 mod narrowing;
 mod placement;
 mod secrets_in_logs;
+mod tickets;
 mod tls;
