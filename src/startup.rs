@@ -167,8 +167,11 @@ impl Application {
             crate::limits::proxies(&settings),
             ranges.clone(),
         ));
-        let bearer =
-            BearerVerifier::new(settings.oidc.clone(), settings.cache.max_entries.max(1000));
+        let bearer = BearerVerifier::new(
+            settings.oidc.clone(),
+            settings.platforms.clone(),
+            settings.cache.max_entries.max(1000),
+        );
         let fleet = settings.cluster.as_ref().map(|cluster| {
             // Redis's TLS (rediss://) builds its rustls config from the process default.
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

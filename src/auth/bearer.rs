@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use super::claims;
 use super::discovery::{find_key, Discovery};
-use crate::config::OidcSettings;
+use crate::config::{OidcSettings, Platform};
 
 /// Clock skew tolerated on `exp` and `nbf`.
 pub const LEEWAY_SECONDS: i64 = 60;
@@ -98,6 +98,9 @@ pub struct VerifiedToken {
     /// The key it was verified with (JWTs only): a cached verification holds only while the
     /// IdP still publishes that key.
     pub kid: Option<String>,
+    /// The platform whose client the token was issued to (`[[platforms]]`): the user acts
+    /// through it.
+    pub via: Option<Arc<str>>,
 }
 
 /// A verified token's groups: young enough (or re-read recently enough) to trust, or to be
@@ -109,6 +112,10 @@ enum Standing {
 
 pub struct BearerVerifier {
     settings: OidcSettings,
+    /// Platforms whose clients' tokens are accepted as their users' (`[[platforms]]`).
+    platforms: Vec<Platform>,
+    /// This service's audiences and every platform's client id: what `aud` may name.
+    audiences: Vec<String>,
     /// Keyed by the whole token: a hit compares it byte for byte, so the cheap seeded hash
     /// moka buckets by is only a lookup aid (a collision is a miss, never a wrong user).
     verified: Cache<Arc<str>, Arc<VerifiedToken>, foldhash::fast::RandomState>,
@@ -174,8 +181,16 @@ fn looks_like_jwt(token: &str) -> bool {
 }
 
 impl BearerVerifier {
-    pub fn new(settings: OidcSettings, max_entries: u64) -> Self {
+    pub fn new(settings: OidcSettings, platforms: Vec<Platform>, max_entries: u64) -> Self {
+        let audiences = settings
+            .audiences
+            .iter()
+            .cloned()
+            .chain(platforms.iter().map(|p| p.client_id.clone()))
+            .collect();
         Self {
+            platforms,
+            audiences,
             verified: Cache::builder()
                 .max_capacity(max_entries)
                 .time_to_live(VERIFIED_TTL)
@@ -421,7 +436,7 @@ impl BearerVerifier {
 
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[self.settings.issuer.as_str()]);
-        validation.set_audience(&self.settings.audiences);
+        validation.set_audience(&self.audiences);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         // Time is checked below against the injected clock.
         validation.validate_exp = false;
@@ -483,7 +498,43 @@ impl BearerVerifier {
             .and_then(|s| DateTime::from_timestamp(s, 0));
         let mut verified = self.identity(claims, Some(exp))?;
         verified.issued_at = issued_at;
+        verified.via = self.platform_of(claims);
         Ok(verified)
+    }
+
+    fn platform(&self, client_id: &str) -> Option<Arc<str>> {
+        self.platforms
+            .iter()
+            .find(|p| p.client_id == client_id)
+            .map(|p| p.name.as_str().into())
+    }
+
+    /// The platform a token was issued to: its client (`azp`, or RFC 9068's `client_id`) is
+    /// a platform's, or its audience names a platform and not this service. None: the
+    /// user's own token (its audience was checked to be this service's or a platform's).
+    fn platform_of(&self, claims: &Map<String, Value>) -> Option<Arc<str>> {
+        if self.platforms.is_empty() {
+            return None;
+        }
+        let by_client = ["azp", "client_id"]
+            .iter()
+            .filter_map(|c| claims.get(*c)?.as_str())
+            .find_map(|id| self.platform(id));
+        if by_client.is_some() {
+            return by_client;
+        }
+        let audiences: Vec<&str> = match claims.get("aud") {
+            Some(Value::String(a)) => vec![a.as_str()],
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        if audiences
+            .iter()
+            .any(|a| self.settings.audiences.iter().any(|ours| ours == a))
+        {
+            return None;
+        }
+        audiences.iter().find_map(|a| self.platform(a))
     }
 
     /// The user id and groups of verified claims.
@@ -502,6 +553,7 @@ impl BearerVerifier {
             issued_at: None,
             principal: std::sync::OnceLock::new(),
             kid: None,
+            via: None,
         })
     }
 
@@ -560,6 +612,7 @@ impl BearerVerifier {
             return Err(TokenError::Audience);
         }
         let mut verified = self.identity(&answer, None)?;
+        verified.via = self.platform_of(&answer);
         if claims::groups(&answer, &self.settings.groups_claim).is_none() {
             let info = self.userinfo(token, discovery, http).await?;
             if claims::user_id(&info, &self.settings.user_id_claim).as_deref()
@@ -583,9 +636,10 @@ impl BearerVerifier {
             _ => Vec::new(),
         };
         client == Some(self.settings.client_id.as_str())
+            || client.is_some_and(|c| self.platform(c).is_some())
             || audiences
                 .iter()
-                .any(|a| self.settings.audiences.iter().any(|ours| ours == a))
+                .any(|a| self.audiences.iter().any(|ours| ours == a))
     }
 
     /// The userinfo endpoint's claims for `token`.

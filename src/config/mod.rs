@@ -273,8 +273,12 @@ impl Settings {
         let network = network::validate(&raw.network)?;
         let help_urls = network::validate_help(&raw.help, crate::common::ERROR_CODES)?;
         let tickets = tickets::validate(&raw.tickets, &revocations.file)?;
-        let platforms =
-            tickets::validate_platforms(&raw.platforms, &oidc.client_id, &oidc.audiences)?;
+        let platforms = tickets::validate_platforms(
+            &raw.platforms,
+            &oidc.client_id,
+            &oidc.audiences,
+            &server.app_name,
+        )?;
         let admin_token = match &raw.admin {
             Some(a) => Some(minor::validate_admin(a, &server)?),
             None => None,

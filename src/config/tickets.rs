@@ -122,10 +122,15 @@ pub struct Platform {
 /// in 64 characters).
 pub const MAX_PLATFORM_NAME: usize = 24;
 
+/// `server.app_name` and a platform's name together, at most: the session name
+/// `<user>@<app>+<platform>` keeps 22 of its 64 characters for the user.
+const APP_AND_PLATFORM: usize = 40;
+
 pub(super) fn validate_platforms(
     raw: &[RawPlatform],
     own_client_id: &str,
     audiences: &[String],
+    app_name: &str,
 ) -> Result<Vec<Platform>, ConfigError> {
     let mut out: Vec<Platform> = Vec::with_capacity(raw.len());
     for (i, p) in raw.iter().enumerate() {
@@ -139,6 +144,12 @@ pub(super) fn validate_platforms(
             return Err(ConfigError::key(
                 &at("name"),
                 format!("must be 1-{MAX_PLATFORM_NAME} characters of a-z, 0-9 and -"),
+            ));
+        }
+        if app_name.len() + p.name.len() > APP_AND_PLATFORM {
+            return Err(ConfigError::key(
+                &at("name"),
+                format!("with server.app_name ({app_name:?}) is over {APP_AND_PLATFORM} characters: STS session names (<user>@<app>+<platform>) would leave too little for the user"),
             ));
         }
         let id = p.client_id.trim();

@@ -119,7 +119,7 @@ pub async fn bundle(
             max,
         );
         p.archive.vendor.vend_for(
-            &user.user_id,
+            crate::http::credentials::principal(&user),
             &p.scope,
             p.lifetime,
             min_remaining,

@@ -208,7 +208,7 @@ pub async fn s3credentials(
     let vended = archive
         .vendor
         .vend_for(
-            &user.user_id,
+            crate::http::credentials::principal(&user),
             &scope,
             lifetime,
             min_remaining,
@@ -252,6 +252,14 @@ pub(crate) fn placed(
         ));
     }
     Ok(placement)
+}
+
+/// Whom the credential is for: the user, through the platform acting for them if any.
+pub(crate) fn principal(user: &AuthenticatedUser) -> crate::vend::vendor::Principal<'_> {
+    crate::vend::vendor::Principal {
+        user: &user.user_id,
+        via: user.via.as_deref(),
+    }
 }
 
 /// A 200 whose JSON body carries credentials: never stored by any cache.

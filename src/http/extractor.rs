@@ -107,10 +107,20 @@ async fn identify(
     let now = state.clock.now();
     // An explicit bearer token decides alone: a bad one is a 401, never a login redirect.
     // Other schemes (a .netrc's Basic header reaching us on a shared host) mean "no token".
-    if let Some(token) = bearer_token(req) {
-        if token.starts_with(crate::auth::ticket::PREFIX) {
-            return by_ticket(req, state, token, now).map(Some);
-        }
+    let bearer = bearer_token(req);
+    if let Some(token) = bearer.filter(|t| t.starts_with(crate::auth::ticket::PREFIX)) {
+        return by_ticket(req, state, token, now).map(Some);
+    }
+    // Cumulus's spelling of a platform's call: `EDL-Client-Id` names the platform,
+    // `EDL-Token` carries the user's token issued to it.
+    let (bearer, platform) = match bearer {
+        Some(token) => (Some(token), None),
+        None => match edl_token(req) {
+            Some((client, token)) => (Some(token), Some(edl_platform(state, client)?)),
+            None => (None, None),
+        },
+    };
+    if let Some(token) = bearer {
         let permit = || state.idp_limiter.check(state.idp_limiter.client_ip(req));
         return match state
             .bearer
@@ -124,6 +134,16 @@ async fn identify(
                     state.tickets.observe(&v.user_id, &groups);
                     (v.user_id.as_str().into(), groups.into())
                 });
+                if let Some(named) = platform {
+                    if v.via.as_deref() != Some(named) {
+                        let e = ApiError::new(
+                            StatusCode::UNAUTHORIZED,
+                            "invalid_token",
+                            "the EDL-Token was not issued to the client EDL-Client-Id names",
+                        );
+                        return Err(e.into());
+                    }
+                }
                 Ok(Some(AuthenticatedUser {
                     user_id: user_id.clone(),
                     groups: groups.clone(),
@@ -132,7 +152,7 @@ async fn identify(
                     at: now,
                     client: state.network.proxies.client(req),
                     ticket: None,
-                    via: None,
+                    via: v.via.clone(),
                 }))
             }
             Err(TokenError::RateLimited(wait)) => Err(crate::limits::too_many(wait).into()),
@@ -169,6 +189,36 @@ async fn identify(
         tracing::debug!("session cookie invalid or expired; treated as anonymous");
     }
     Ok(None)
+}
+
+/// The `EDL-Client-Id` and `EDL-Token` headers, when a request has the token.
+fn edl_token(req: &HttpRequest) -> Option<(&str, &str)> {
+    let token = visible_ascii(req.headers().get("edl-token")?)?.trim();
+    let client = req
+        .headers()
+        .get("edl-client-id")
+        .and_then(visible_ascii)
+        .unwrap_or("")
+        .trim();
+    Some((client, token))
+}
+
+/// The configured platform `client_id` names (its name); an unknown one is refused.
+fn edl_platform<'s>(state: &'s AppState, client_id: &str) -> Result<&'s str, AuthRejection> {
+    state
+        .settings
+        .platforms
+        .iter()
+        .find(|p| p.client_id == client_id)
+        .map(|p| p.name.as_str())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unknown_platform",
+                "EDL-Client-Id does not name a platform this service accepts tokens from",
+            )
+            .into()
+        })
 }
 
 /// A request that came with a ticket: who made it, limited to what it was made for.

@@ -109,7 +109,7 @@ async fn signed_link(
     let vended = archive
         .vendor
         .vend_for(
-            &user.user_id,
+            crate::http::credentials::principal(&user),
             &scope,
             None,
             settings.cache.min_remaining,

@@ -195,7 +195,25 @@ pub fn deny_statement(settings: &Settings, user: &str, at: DateTime<Utc>) -> ser
     let who = if settings.sts.source_identity {
         serde_json::json!({ "StringEquals": { "aws:SourceIdentity": session_name::source_identity(user) } })
     } else {
-        serde_json::json!({ "StringLike": { "aws:userid": format!("*:{}", session_name::role_session_name(user, &settings.server.app_name)) } })
+        let app = &settings.server.app_name;
+        let own = format!("*:{}", session_name::role_session_name(user, app));
+        // The sessions platforms made for the user are named for them too.
+        let mut names: Vec<String> = settings
+            .platforms
+            .iter()
+            .map(|p| {
+                format!(
+                    "*:{}",
+                    session_name::role_session_name_via(user, app, Some(&p.name))
+                )
+            })
+            .collect();
+        if names.is_empty() {
+            serde_json::json!({ "StringLike": { "aws:userid": own } })
+        } else {
+            names.insert(0, own);
+            serde_json::json!({ "StringLike": { "aws:userid": names } })
+        }
     };
     let mut condition = who;
     condition["DateLessThan"] = serde_json::json!({ "aws:TokenIssueTime": issued_before });

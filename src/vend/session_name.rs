@@ -78,6 +78,19 @@ pub fn role_session_name(user_id: &str, app_name: &str) -> String {
     format!("{}@{app_name}", fit(user_id, budget))
 }
 
+/// `RoleSessionName` of a user acting through a platform (`[[platforms]]`):
+/// `<user>@<app>+<platform>`, so that CloudTrail and S3's access logs say who acted for whom.
+/// The configuration keeps `app_name` and the platform's name to 40 characters together,
+/// which leaves the user part at least 22. A session name without a platform never has a
+/// `+` after its last `@` (app names cannot hold one), so the two kinds cannot meet.
+pub fn role_session_name_via(user_id: &str, app_name: &str, via: Option<&str>) -> String {
+    let Some(platform) = via else {
+        return role_session_name(user_id, app_name);
+    };
+    let budget = MAX.saturating_sub(app_name.len() + platform.len() + 2);
+    format!("{}@{app_name}+{platform}", fit(user_id, budget))
+}
+
 /// `SourceIdentity`: the user id itself when it is valid and unambiguous. It can never start
 /// with `aws:` because `:` is not an allowed character.
 pub fn source_identity(user_id: &str) -> String {
@@ -92,6 +105,25 @@ mod tests {
 
     fn valid(name: &str) -> bool {
         (2..=64).contains(&name.len()) && name.chars().all(allowed) && !name.starts_with("aws:")
+    }
+
+    #[test]
+    fn a_platforms_sessions_name_it_and_stay_valid() {
+        assert_eq!(
+            role_session_name_via("alice", "stsvend", Some("hub")),
+            "alice@stsvend+hub"
+        );
+        assert_eq!(
+            role_session_name_via("alice", "stsvend", None),
+            role_session_name("alice", "stsvend")
+        );
+        let app = "a".repeat(16);
+        let platform = "p".repeat(24);
+        for user in ["x".repeat(200), "alice".into(), "ü|ñ".into()] {
+            let name = role_session_name_via(&user, &app, Some(&platform));
+            assert!(valid(&name), "{name}");
+            assert!(name.ends_with(&format!("@{app}+{platform}")), "{name}");
+        }
     }
 
     #[test]

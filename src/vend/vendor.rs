@@ -22,6 +22,20 @@ use crate::fleet::credentials::{Lock, Waited};
 /// fallback while STS is down.
 pub const FALLBACK_MIN_REMAINING: Duration = Duration::from_secs(900);
 
+/// Whom a credential is for: a user, acting on their own or through a platform.
+#[derive(Debug, Clone, Copy)]
+pub struct Principal<'a> {
+    pub user: &'a str,
+    /// The platform's name (`[[platforms]]`).
+    pub via: Option<&'a str>,
+}
+
+impl<'a> Principal<'a> {
+    pub fn user(user: &'a str) -> Self {
+        Self { user, via: None }
+    }
+}
+
 /// A cache key: the user, and a digest of everything else that shapes their credential.
 /// Compared whole, so users never share an entry; moka buckets keys with a cheap seeded hash.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -242,15 +256,20 @@ impl CallShape {
 
     fn request(
         &self,
-        user_id: &str,
+        who: Principal<'_>,
         scope: &crate::vend::scope::SessionScope,
         lifetime: u32,
     ) -> AssumeRoleRequest {
+        let user_id = who.user;
         AssumeRoleRequest {
             user_id: user_id.to_owned(),
             role_arn: self.role_arn.clone(),
             external_id: self.external_id.clone(),
-            role_session_name: session_name::role_session_name(user_id, &self.app_name),
+            role_session_name: session_name::role_session_name_via(
+                user_id,
+                &self.app_name,
+                who.via,
+            ),
             source_identity: self
                 .source_identity
                 .then(|| session_name::source_identity(user_id)),
@@ -270,10 +289,24 @@ impl CallShape {
     /// The key of `user_id`'s credential for `scope`: the same inputs as the request
     /// `request` builds (the rest is this shape, the same for every entry), without building
     /// it: this runs on every credential request.
-    fn key(&self, user_id: &str, scope: &crate::vend::scope::SessionScope, lifetime: u32) -> Key {
+    fn key(
+        &self,
+        who: Principal<'_>,
+        scope: &crate::vend::scope::SessionScope,
+        lifetime: u32,
+    ) -> Key {
+        // A platform's sessions are named for it: an entry of their own (the user's still,
+        // so a revocation forgets them too).
+        let shape = match who.via {
+            None => scope.digest,
+            Some(platform) => super::Fields::default()
+                .field(&scope.digest)
+                .field(platform.as_bytes())
+                .digest(),
+        };
         Key {
-            user: user_id.into(),
-            shape: scope.digest,
+            user: who.user.into(),
+            shape,
             lifetime,
         }
     }
@@ -453,7 +486,7 @@ impl Vendor {
         scope: &crate::vend::scope::SessionScope,
     ) -> AssumeRoleRequest {
         let shape = CallShape::new(settings);
-        shape.request(user_id, scope, shape.duration_seconds)
+        shape.request(Principal::user(user_id), scope, shape.duration_seconds)
     }
 
     /// Credentials for `user_id` with `scope` and `lifetime` seconds (None: the deployment's),
@@ -461,7 +494,7 @@ impl Vendor {
     /// when STS is called.
     pub async fn vend_for(
         &self,
-        user_id: &str,
+        who: Principal<'_>,
         scope: &crate::vend::scope::SessionScope,
         lifetime: Option<u32>,
         min_remaining: Duration,
@@ -478,8 +511,8 @@ impl Vendor {
             }
             None => self.shape.duration_seconds,
         };
-        let key = self.shape.key(user_id, scope, lifetime);
-        let request = || self.shape.request(user_id, scope, lifetime);
+        let key = self.shape.key(who, scope, lifetime);
+        let request = || self.shape.request(who, scope, lifetime);
         self.vend_keyed(key, request, min_remaining, now, overall_timeout)
             .await
     }

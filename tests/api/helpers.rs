@@ -419,6 +419,10 @@ name = "demo-second-rp"
 region = "us-west-2"
 groups = ["science"]
 requester_pays = true
+
+[[platforms]]
+name = "demo"
+client_id = "demo-platform"
 "#
     )
 }

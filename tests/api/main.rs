@@ -17,6 +17,7 @@ mod links;
 mod login;
 mod narrowing;
 mod placement;
+mod platforms;
 mod secrets_in_logs;
 mod tickets;
 mod tls;

@@ -5,7 +5,8 @@
 //   * HTTP Basic credentials sent during the authorize step log the user in without a form
 //     (what `curl -n` and Python `requests` with a .netrc do);
 //   * `app_type=401` on the authorize request and no credentials -> 401 with a Basic challenge;
-//   * POST /api/users/find_or_create_token (Basic auth) -> a signed JWT access token;
+//   * POST /api/users/find_or_create_token (Basic auth) -> a signed JWT access token
+//     (`?client_id=demo-platform`: the token the demo platform holds for the user);
 //   * userinfo also accepts those JWT user tokens and answers with the account's current
 //     groups (Earthdata's profile API does the same), so a service can re-read the groups of
 //     a long-lived token.
@@ -25,6 +26,9 @@ const ISSUER = env.IDP_ISSUER ?? `http://${HOST}:${PORT}`;
 const CLIENT_ID = env.IDP_CLIENT_ID ?? 'stsvend-local';
 const CLIENT_SECRET = env.IDP_CLIENT_SECRET ?? 'stsvend-local-secret';
 const AUDIENCE = env.IDP_TOKEN_AUDIENCE ?? CLIENT_ID;
+// A platform (a JupyterHub, a tile server) with an OIDC client of its own: stsvend accepts
+// tokens issued to it as its users' own, acting through it (stsvend's `[[platforms]]`).
+const PLATFORM_CLIENT_ID = env.IDP_PLATFORM_CLIENT_ID ?? 'demo-platform';
 // Earthdata user tokens live 60 days; the demo mirrors that unless told otherwise.
 const TOKEN_TTL = Number(env.IDP_TOKEN_TTL ?? 60 * 24 * 3600);
 // Loopback redirect URIs of a native client match on any port (RFC 8252 section 7.3), which is
@@ -114,6 +118,13 @@ const provider = new Provider(ISSUER, {
     response_types: ['code'],
     token_endpoint_auth_method: 'client_secret_basic',
     id_token_signed_response_alg: 'RS256',
+  }, {
+    client_id: PLATFORM_CLIENT_ID,
+    client_secret: 'demo-platform-secret',
+    redirect_uris: ['https://platform.example/callback'],
+    grant_types: ['authorization_code'],
+    response_types: ['code'],
+    token_endpoint_auth_method: 'client_secret_basic',
   }, {
     // Another application at the same IdP: its tokens must not work at stsvend.
     client_id: 'other-app',
@@ -302,9 +313,14 @@ async function tokenApi(ctx) {
     ctx.body = { error: 'invalid_credentials', error_description: 'Basic authentication with a valid username and password is required' };
     return;
   }
-  const client = await provider.Client.find(CLIENT_ID);
-  const resourceServer = new provider.ResourceServer(AUDIENCE, {
-    audience: AUDIENCE,
+  // ?client_id= the platform: the token a platform holds for its user (issued to the
+  // platform's client, for the platform's audience); otherwise stsvend's own.
+  const forPlatform = ctx.query.client_id === PLATFORM_CLIENT_ID;
+  const clientId = forPlatform ? PLATFORM_CLIENT_ID : CLIENT_ID;
+  const audience = forPlatform ? PLATFORM_CLIENT_ID : AUDIENCE;
+  const client = await provider.Client.find(clientId);
+  const resourceServer = new provider.ResourceServer(audience, {
+    audience,
     scope: 'openid groups',
     accessTokenFormat: 'jwt',
     accessTokenTTL: TOKEN_TTL,
@@ -314,7 +330,7 @@ async function tokenApi(ctx) {
     accountId: user, client, scope: 'openid groups', resourceServer, expiresIn: TOKEN_TTL,
   });
   const accessToken = await token.save();
-  log('token issued', { user });
+  log('token issued', { user, client: clientId });
   ctx.set('Cache-Control', 'no-store');
   ctx.body = {
     access_token: accessToken,
@@ -401,7 +417,8 @@ function verifiedUserToken(token) {
     const ok = verify('RSA-SHA256', Buffer.from(`${parts[0]}.${parts[1]}`),
       createPublicKey({ key: pub, format: 'jwk' }), Buffer.from(parts[2], 'base64url'));
     const now = Math.floor(Date.now() / 1000);
-    if (!ok || payload.iss !== ISSUER || payload.aud !== AUDIENCE || !(payload.exp > now)) return undefined;
+    const audiences = [AUDIENCE, PLATFORM_CLIENT_ID];
+    if (!ok || payload.iss !== ISSUER || !audiences.includes(payload.aud) || !(payload.exp > now)) return undefined;
     return typeof payload.sub === 'string' ? payload.sub : undefined;
   } catch {
     return undefined;

@@ -17,7 +17,7 @@ fn verifier() -> &'static (BearerVerifier, jsonwebtoken::jwk::JwkSet) {
         let mut oidc = common::settings().oidc.clone();
         oidc.issuer = "https://idp.example".into();
         let keys = serde_json::from_str(include_str!("../jwks.json")).expect("jwks");
-        (BearerVerifier::new(oidc, 1000), keys)
+        (BearerVerifier::new(oidc, Vec::new(), 1000), keys)
     })
 }
 

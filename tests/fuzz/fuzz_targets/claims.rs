@@ -14,7 +14,7 @@ use stsvend::auth::bearer::{self, BearerVerifier};
 
 fn verifier() -> &'static BearerVerifier {
     static V: OnceLock<BearerVerifier> = OnceLock::new();
-    V.get_or_init(|| BearerVerifier::new(common::settings().oidc.clone(), 1000))
+    V.get_or_init(|| BearerVerifier::new(common::settings().oidc.clone(), Vec::new(), 1000))
 }
 
 fuzz_target!(|data: &[u8]| {
