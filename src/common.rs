@@ -4,6 +4,9 @@ use url::{Host, Url};
 
 /// Text from elsewhere (the IdP, the service, a query string) echoed back to a person: without
 /// control characters (no terminal escapes, no forged lines) and at most `max` characters.
+/// What every ticket starts with (the service's `auth::ticket`, the helper's `client::tickets`).
+pub const TICKET_PREFIX: &str = "stsvend_tk1_";
+
 pub fn printable(s: &str, max: usize) -> String {
     s.chars().filter(|c| !c.is_control()).take(max).collect()
 }

@@ -22,6 +22,9 @@ enum Command {
     /// Write (or update) an AWS profile whose credential_process is this helper, then check
     /// that it works.
     Configure(cli::helper::ConfigureArgs),
+    /// Make, list or delete tickets: credentials for machines that cannot log in (Dask
+    /// workers, batch jobs), each bound to what you name.
+    Ticket(cli::helper::TicketArgs),
     #[cfg(feature = "server")]
     #[command(flatten)]
     Server(cli::server::ServerCommand),
@@ -31,6 +34,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::CredentialProcess(args) => cli::helper::credential_process_command(args),
         Command::Configure(args) => cli::helper::configure_command(args),
+        Command::Ticket(args) => cli::helper::ticket_command(args),
         #[cfg(feature = "server")]
         Command::Server(command) => cli::server::run(command),
     }

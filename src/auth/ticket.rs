@@ -19,7 +19,7 @@ use sha2::Sha256;
 use crate::config::SessionSettings;
 
 /// What every ticket starts with.
-pub const PREFIX: &str = "stsvend_tk1_";
+pub const PREFIX: &str = crate::common::TICKET_PREFIX;
 /// Bound into the encryption: a ticket cannot be replayed as anything else sealed elsewhere.
 const AAD: &[u8] = b"stsvend ticket v1";
 /// The longest ticket accepted (a user id, groups and 20 targets fit well within it).

@@ -18,6 +18,9 @@ pub struct CredentialProcessArgs {
     /// Environment variable holding a bearer token.
     #[arg(long, group = "auth")]
     token_env: Option<String>,
+    /// File holding a ticket (`stsvend ticket create`): for machines that cannot log in.
+    #[arg(long, group = "auth")]
+    ticket_file: Option<PathBuf>,
     /// Log in through the IdP with the credentials in ~/.netrc (or $NETRC).
     #[arg(long, group = "auth")]
     netrc: bool,
@@ -90,11 +93,39 @@ impl Asking {
     }
 }
 
+/// A ticket from `path`, checked to be one.
+fn read_ticket(path: &std::path::Path) -> Result<String, stsvend::client::ClientError> {
+    use stsvend::client::ClientError;
+    let path = expand_home(path);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        ClientError::Usage(format!(
+            "cannot read the ticket file {}: {e}",
+            path.display()
+        ))
+    })?;
+    stsvend::client::tickets::ticket_secret(text.trim())
+        .map(str::to_owned)
+        .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))
+}
+
+/// A bearer token from `path` (an IdP token, or a ticket).
+fn read_token(path: &std::path::Path) -> Result<String, stsvend::client::ClientError> {
+    let path = expand_home(path);
+    let token = std::fs::read_to_string(&path).map_err(|e| {
+        stsvend::client::ClientError::Usage(format!(
+            "cannot read the token file {}: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(token.trim().to_owned())
+}
+
 #[allow(clippy::too_many_arguments)]
 fn credential_process(
     endpoint: url::Url,
     token_file: Option<PathBuf>,
     token_env: Option<String>,
+    ticket_file: Option<PathBuf>,
     netrc: bool,
     netrc_file: Option<PathBuf>,
     format: HelperFormat,
@@ -115,14 +146,9 @@ fn credential_process(
         ));
     }
     let auth = if let Some(path) = token_file {
-        let path = expand_home(&path);
-        let token = std::fs::read_to_string(&path).map_err(|e| {
-            ClientError::Usage(format!(
-                "cannot read the token file {}: {e}",
-                path.display()
-            ))
-        })?;
-        Auth::Bearer(token.trim().to_owned())
+        Auth::Bearer(read_token(&path)?)
+    } else if let Some(path) = ticket_file {
+        Auth::Bearer(read_ticket(&path)?)
     } else if let Some(var) = token_env {
         let token = std::env::var(&var).map_err(|_| {
             ClientError::Usage(format!("the environment variable {var} is not set"))
@@ -137,7 +163,7 @@ fn credential_process(
         Auth::Netrc(path)
     } else {
         return Err(ClientError::Usage(
-            "give --token-file, --token-env, --netrc or --netrc-file".into(),
+            "give --token-file, --token-env, --ticket-file, --netrc or --netrc-file".into(),
         ));
     };
     if matches!(&auth, Auth::Bearer(t) if t.is_empty()) {
@@ -165,6 +191,7 @@ pub fn credential_process_command(args: CredentialProcessArgs) -> ExitCode {
         endpoint,
         token_file,
         token_env,
+        ticket_file,
         netrc,
         netrc_file,
         format,
@@ -176,6 +203,7 @@ pub fn credential_process_command(args: CredentialProcessArgs) -> ExitCode {
         asking.query(endpoint),
         token_file,
         token_env,
+        ticket_file,
         netrc,
         netrc_file,
         format,
@@ -217,6 +245,9 @@ pub struct ConfigureArgs {
     /// File holding a bearer token (e.g. an Earthdata Login user token).
     #[arg(long, group = "login")]
     token_file: Option<PathBuf>,
+    /// File holding a ticket (`stsvend ticket create`): a worker's profile.
+    #[arg(long, group = "login")]
+    ticket_file: Option<PathBuf>,
     /// Log in through the IdP with the credentials in ~/.netrc (or $NETRC).
     #[arg(long, group = "login")]
     netrc: bool,
@@ -258,6 +289,11 @@ fn helper_command(
     ];
     if let Some(f) = &args.token_file {
         command.extend(["--token-file".to_owned(), absolute(f).display().to_string()]);
+    } else if let Some(f) = &args.ticket_file {
+        command.extend([
+            "--ticket-file".to_owned(),
+            absolute(f).display().to_string(),
+        ]);
     } else if let Some(f) = &args.netrc_file {
         command.extend(["--netrc-file".to_owned(), absolute(f).display().to_string()]);
     } else if args.netrc {
@@ -449,4 +485,175 @@ fn run_helper(helper: &std::path::Path, args: &[String], extra: &[&str]) -> Resu
         .unwrap_or("failed")
         .trim_start_matches("stsvend: ")
         .to_owned())
+}
+
+/// `stsvend ticket`: tickets for machines that cannot log in.
+#[derive(clap::Args)]
+pub struct TicketArgs {
+    #[command(subcommand)]
+    action: TicketAction,
+}
+
+/// Who is asking: the service and your own token (tickets are made with a token, not with
+/// a ticket or a .netrc login).
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("who").required(true)))]
+struct TicketLogin {
+    /// The service's credentials URL, e.g. https://data.example.org/s3credentials
+    #[arg(long)]
+    endpoint: url::Url,
+    /// File holding your bearer token (e.g. an Earthdata Login user token).
+    #[arg(long, group = "who")]
+    token_file: Option<PathBuf>,
+    /// Environment variable holding your bearer token.
+    #[arg(long, group = "who")]
+    token_env: Option<String>,
+}
+
+impl TicketLogin {
+    fn token(&self) -> Result<String, stsvend::client::ClientError> {
+        use stsvend::client::ClientError;
+        if self.endpoint.scheme() != "https"
+            && !(self.endpoint.scheme() == "http" && stsvend::common::is_loopback(&self.endpoint))
+        {
+            return Err(ClientError::Usage(
+                "--endpoint must be https (plain http only to a loopback address)".into(),
+            ));
+        }
+        let token = match (&self.token_file, &self.token_env) {
+            (Some(path), _) => read_token(path)?,
+            (None, Some(var)) => std::env::var(var)
+                .map_err(|_| {
+                    ClientError::Usage(format!("the environment variable {var} is not set"))
+                })?
+                .trim()
+                .to_owned(),
+            (None, None) => {
+                return Err(ClientError::Usage(
+                    "give --token-file or --token-env".into(),
+                ))
+            }
+        };
+        if token.is_empty() {
+            return Err(ClientError::Usage("the bearer token is empty".into()));
+        }
+        Ok(token)
+    }
+}
+
+#[derive(clap::Subcommand)]
+enum TicketAction {
+    /// Make a ticket: print it (or write it to --output), shown this once.
+    Create {
+        #[command(flatten)]
+        login: TicketLogin,
+        /// Only this bucket or key prefix (`s3://bucket/prefix`); repeat for several.
+        #[arg(long = "target")]
+        targets: Vec<String>,
+        /// The lifetime of the credentials it gets, in seconds (900 upward).
+        #[arg(long)]
+        duration_seconds: Option<u32>,
+        /// How long the ticket lives, in seconds (default: the service's).
+        #[arg(long)]
+        expires_in: Option<u64>,
+        /// A name to recognise it by in `stsvend ticket list`.
+        #[arg(long)]
+        label: Option<String>,
+        /// Write the ticket to this file (mode 0600) instead of printing it.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// List your live tickets (never their secrets).
+    List {
+        #[command(flatten)]
+        login: TicketLogin,
+    },
+    /// End a ticket, on every replica of the service within a second.
+    Delete {
+        #[command(flatten)]
+        login: TicketLogin,
+        /// The ticket's id (from `stsvend ticket list`).
+        id: String,
+    },
+}
+
+fn block_on<T>(
+    work: impl std::future::Future<Output = Result<T, stsvend::client::ClientError>>,
+) -> Result<T, stsvend::client::ClientError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| stsvend::client::ClientError::Usage(format!("cannot start: {e}")))?
+        .block_on(work)
+}
+
+pub fn ticket_command(args: TicketArgs) -> ExitCode {
+    use stsvend::client::tickets;
+    let result = match args.action {
+        TicketAction::Create {
+            login,
+            targets,
+            duration_seconds,
+            expires_in,
+            label,
+            output,
+        } => login.token().and_then(|token| {
+            let mut request = serde_json::json!({});
+            if !targets.is_empty() {
+                request["targets"] = serde_json::json!(targets);
+            }
+            if let Some(d) = duration_seconds {
+                request["duration_seconds"] = serde_json::json!(d);
+            }
+            if let Some(e) = expires_in {
+                request["expires_in"] = serde_json::json!(e);
+            }
+            if let Some(l) = &label {
+                request["label"] = serde_json::json!(l);
+            }
+            let made = block_on(tickets::create(&login.endpoint, &token, &request))?;
+            let expires = made.expires_at.format("%Y-%m-%d %H:%M UTC");
+            match output {
+                Some(path) => {
+                    let path = expand_home(&path);
+                    stsvend::common::replace_file(&path, format!("{}\n", made.ticket).as_bytes(), 0o600)
+                        .map_err(|e| {
+                            stsvend::client::ClientError::Usage(format!(
+                                "cannot write {}: {e}",
+                                path.display()
+                            ))
+                        })?;
+                    eprintln!(
+                        "stsvend: ticket {} written to {} (expires {expires}); `stsvend ticket delete {}` ends it",
+                        made.id,
+                        path.display(),
+                        made.id
+                    );
+                    Ok(String::new())
+                }
+                None => {
+                    eprintln!(
+                        "stsvend: ticket {} (expires {expires}); keep it like a password, `stsvend ticket delete {}` ends it",
+                        made.id, made.id
+                    );
+                    Ok(format!("{}\n", made.ticket))
+                }
+            }
+        }),
+        TicketAction::List { login } => login
+            .token()
+            .and_then(|token| block_on(tickets::list(&login.endpoint, &token)))
+            .map(|list| tickets::render_list(&list)),
+        TicketAction::Delete { login, id } => login.token().and_then(|token| {
+            block_on(tickets::delete(&login.endpoint, &token, &id))?;
+            Ok(format!("ticket {id} deleted\n"))
+        }),
+    };
+    match result {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
 }

@@ -9,6 +9,7 @@ pub mod botocore_ini;
 pub mod checked;
 pub mod configure;
 pub mod netrc;
+pub mod tickets;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -260,7 +261,7 @@ pub async fn run(options: Options) -> Result<String, ClientError> {
     Ok(render(&fresh, options.format))
 }
 
-fn http_client() -> Result<reqwest::Client, ClientError> {
+pub(crate) fn http_client() -> Result<reqwest::Client, ClientError> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .cookie_store(true)
@@ -330,6 +331,42 @@ fn printable(s: &str) -> String {
     crate::common::printable(s, 300)
 }
 
+/// The one-line error the user sees for an answer that is not a success: the service's
+/// sentence and help page, made printable.
+pub(crate) fn refusal(status: u16, request_id: Option<&str>, text: &str) -> ClientError {
+    let body: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+    let mut description = printable(body["error_description"].as_str().unwrap_or(""));
+    // Where the operator says to read about it: an http(s) URL only, shown as text.
+    if let Some(help) = body["help_url"]
+        .as_str()
+        .and_then(|u| url::Url::parse(u).ok())
+        .filter(|u| matches!(u.scheme(), "https" | "http"))
+    {
+        description.push_str(" (see ");
+        description.push_str(&printable(help.as_str()));
+        description.push(')');
+    }
+    let request_id = request_id.map(printable);
+    match status {
+        401 => ClientError::TokenRejected(description),
+        403 => ClientError::Forbidden(description),
+        _ => ClientError::Service {
+            status,
+            detail: match request_id {
+                Some(id) => format!(
+                    " (request id {id}){}",
+                    if description.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {description}")
+                    }
+                ),
+                None => String::new(),
+            },
+        },
+    }
+}
+
 /// The service's answer as a credential, or the one-line error the user sees. Everything in
 /// it comes from the network, so nothing is trusted: sizes, characters and shapes are checked.
 pub fn parse_response(
@@ -338,37 +375,7 @@ pub fn parse_response(
     text: &str,
 ) -> Result<Cached, ClientError> {
     if status != 200 {
-        let body: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
-        let mut description = printable(body["error_description"].as_str().unwrap_or(""));
-        // Where the operator says to read about it: an http(s) URL only, shown as text.
-        if let Some(help) = body["help_url"]
-            .as_str()
-            .and_then(|u| url::Url::parse(u).ok())
-            .filter(|u| matches!(u.scheme(), "https" | "http"))
-        {
-            description.push_str(" (see ");
-            description.push_str(&printable(help.as_str()));
-            description.push(')');
-        }
-        let request_id = request_id.map(printable);
-        return Err(match status {
-            401 => ClientError::TokenRejected(description),
-            403 => ClientError::Forbidden(description),
-            _ => ClientError::Service {
-                status,
-                detail: match request_id {
-                    Some(id) => format!(
-                        " (request id {id}){}",
-                        if description.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": {description}")
-                        }
-                    ),
-                    None => String::new(),
-                },
-            },
-        });
+        return Err(refusal(status, request_id, text));
     }
     let not_a_document = || ClientError::Service {
         status,

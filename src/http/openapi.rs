@@ -6,10 +6,12 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
-use crate::http::auth::WhoAmI;
+use crate::http::auth::{TicketShown, WhoAmI};
 use crate::http::catalog::{Access, Catalog, ListedArchive, ListedBucket, Located};
 use crate::http::credentials::{Scope, ScopeBucket};
 use crate::http::objects::Link;
+use crate::http::tickets::{MintRequest, Minted, TicketList};
+use crate::tickets::Listed;
 use crate::vend::format::{Bundle, BundleEntry, Container, CredentialProcess, Earthdata};
 
 #[derive(OpenApi)]
@@ -20,12 +22,14 @@ use crate::vend::format::{Bundle, BundleEntry, Container, CredentialProcess, Ear
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(
-        s3credentials, scope, bundle, locate, archives, link, readme, login, logout, logout_post, whoami,
+        s3credentials, scope, bundle, locate, archives, tickets_list, tickets_mint, tickets_delete,
+        link, readme, login, logout, logout_post, whoami,
         healthz, readyz, openapi_json, favicon
     ),
     components(schemas(
         Earthdata, CredentialProcess, Container, ErrorBody, Scope, ScopeBucket, Link, WhoAmI, Health,
-        Ready, Credentials, Bundle, BundleEntry, Located, Access, Catalog, ListedArchive, ListedBucket
+        Ready, Credentials, Bundle, BundleEntry, Located, Access, Catalog, ListedArchive, ListedBucket,
+        MintRequest, Minted, TicketList, Listed, TicketShown
     )),
     modifiers(&Security),
 )]
@@ -43,7 +47,7 @@ impl Modify for Security {
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
                     .description(Some(
-                        "An access token from the identity provider (Earthdata Login: Generate Token).",
+                        "An access token from the identity provider (Earthdata Login: Generate Token), a platform's token for its user (`[[platforms]]`), or a ticket (`stsvend_tk1_...`, from POST /s3credentials/tickets).",
                     ))
                     .build(),
             ),
@@ -249,6 +253,65 @@ fn locate() {}
 )]
 #[allow(dead_code)]
 fn archives() {}
+
+#[utoipa::path(
+    get, path = "/s3credentials/tickets", tag = "tickets",
+    security(("bearer" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "The caller's live tickets, newest first (never their secrets). `Cache-Control: no-store`.", body = TicketList,
+            headers(("Cache-Control" = String))),
+        (status = 302, description = "Sent to log in.", headers(("Location" = String), ("Set-Cookie" = String), ("Cache-Control" = String))),
+        (status = 401, description = "Bad token or ticket, or JSON-only client without credentials.", content((ErrorBody = "application/json"), (String = "text/html")),
+            headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "A ticket cannot list tickets (`ticket_not_allowed`), or the user is revoked.", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 404, description = "Tickets are turned off in this deployment.", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 429, description = "Rate limited.", content((ErrorBody = "application/json"), (String = "text/html")), headers(("Retry-After" = String))),
+        (status = 503, description = "The identity provider cannot be reached, or this replica has not yet read the fleet's tickets.", content((ErrorBody = "application/json"), (String = "text/html")), headers(("Retry-After" = String))),
+    )
+)]
+#[allow(dead_code)]
+fn tickets_list() {}
+
+#[utoipa::path(
+    post, path = "/s3credentials/tickets", tag = "tickets",
+    request_body(content((MintRequest = "application/json"), (MintRequest = "application/x-www-form-urlencoded")),
+        description = "What the ticket may read, for how long. A browser session must post from this service's page (same `Origin`, the form's `csrf`)."),
+    security(("bearer" = []), ("session" = [])),
+    responses(
+        (status = 201, description = "The ticket, shown this once: machines send it as `Authorization: Bearer <ticket>` to `/s3credentials` and object links. `Cache-Control: no-store`.", body = Minted,
+            headers(("Cache-Control" = String), ("Pragma" = String))),
+        (status = 302, description = "Sent to log in.", headers(("Location" = String), ("Set-Cookie" = String), ("Cache-Control" = String))),
+        (status = 400, description = "A body that is not a ticket request, a bad `target`, more than 20 targets, a `duration_seconds` or `expires_in` out of range, or a bad `label`.", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 401, description = "Bad token or ticket, or JSON-only client without credentials.", content((ErrorBody = "application/json"), (String = "text/html")),
+            headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "A target the caller may not read (each is named), a ticket asking for a ticket (`ticket_not_allowed`), a session's post from another page (`cross_site_request`), or the user is revoked.", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 404, description = "Tickets are turned off in this deployment.", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 409, description = "The caller already holds the most live tickets one user may (`too_many_tickets`): delete one.", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 415, description = "A body that is neither JSON nor a form.", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 429, description = "Rate limited.", content((ErrorBody = "application/json"), (String = "text/html")), headers(("Retry-After" = String))),
+        (status = 503, description = "The identity provider cannot be reached, or this replica has not yet read the fleet's tickets.", content((ErrorBody = "application/json"), (String = "text/html")), headers(("Retry-After" = String))),
+    )
+)]
+#[allow(dead_code)]
+fn tickets_mint() {}
+
+#[utoipa::path(
+    delete, path = "/s3credentials/tickets/{id}", tag = "tickets",
+    params(("id" = String, Path, description = "The ticket's id (from the list, or the answer that made it).", max_length = 64)),
+    security(("bearer" = []), ("session" = [])),
+    responses(
+        (status = 204, description = "The ticket is ended, on every replica within a second (and for good)."),
+        (status = 302, description = "Sent to log in.", headers(("Location" = String), ("Set-Cookie" = String), ("Cache-Control" = String))),
+        (status = 401, description = "Bad token or ticket, or JSON-only client without credentials.", content((ErrorBody = "application/json"), (String = "text/html")),
+            headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "A ticket cannot delete tickets, a session's request from another page, or the user is revoked.", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 404, description = "The caller has no live ticket with this id (`unknown_ticket`), or tickets are turned off.", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 429, description = "Rate limited.", content((ErrorBody = "application/json"), (String = "text/html")), headers(("Retry-After" = String))),
+        (status = 503, description = "The identity provider cannot be reached, or this replica has not yet read the fleet's tickets.", content((ErrorBody = "application/json"), (String = "text/html")), headers(("Retry-After" = String))),
+    )
+)]
+#[allow(dead_code)]
+fn tickets_delete() {}
 
 #[utoipa::path(
     method(get, head), path = "/s3/{bucket}/{key}", tag = "links",

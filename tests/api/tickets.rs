@@ -565,3 +565,177 @@ async fn one_ticket_on_many_workers_makes_one_assume_role_fleet_wide() {
     assert_eq!(keys.len(), 1, "one credential for all: {keys:?}");
     assert_eq!(assume_role_calls(&user).await - before, 1);
 }
+
+fn helper(args: &[&str], home: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_stsvend"))
+        .args(args)
+        .env("HOME", home)
+        .env("AWS_CONFIG_FILE", home.join("aws-config"))
+        .env_remove("XDG_CACHE_HOME")
+        .output()
+        .unwrap()
+}
+
+/// The helper's side: `ticket create` writes the ticket (0600) and says its id, `ticket list`
+/// shows it, a worker's profile made by `configure --ticket-file` reads through botocore, and
+/// after `ticket delete` the worker's helper is refused with one clear line.
+#[tokio::test]
+async fn the_helper_makes_a_ticket_a_worker_reads_with_until_it_is_deleted() {
+    let app = spawn_ready_app().await;
+    let (_, token) = unique_user(&app, "helper-ticket", json!(["science"])).await;
+    let home = tempfile::tempdir().unwrap();
+    let token_file = home.path().join("token");
+    std::fs::write(&token_file, &token).unwrap();
+    let endpoint = app.url("/s3credentials");
+    let ticket_file = home.path().join("job.ticket");
+    let (home_path, tf, tk) = (
+        home.path().to_path_buf(),
+        token_file.display().to_string(),
+        ticket_file.display().to_string(),
+    );
+    let run = move |args: Vec<String>| {
+        let home = home_path.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            helper(&args, &home)
+        })
+    };
+    let words = |s: &[&str]| s.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>();
+    let out = run(words(&[
+        "ticket",
+        "create",
+        "--endpoint",
+        &endpoint,
+        "--token-file",
+        &tf,
+        "--target",
+        "s3://demo-inregion/",
+        "--label",
+        "dask workers",
+        "--output",
+        &tk,
+    ]))
+    .await
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    assert!(out.stdout.is_empty(), "the ticket went to stdout too");
+    let ticket = std::fs::read_to_string(&ticket_file).unwrap();
+    assert!(ticket.starts_with("stsvend_tk1_"), "{ticket}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&ticket_file)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let id = err.split_whitespace().nth(2).unwrap().to_owned();
+    let out = run(words(&[
+        "ticket",
+        "list",
+        "--endpoint",
+        &endpoint,
+        "--token-file",
+        &tf,
+    ]))
+    .await
+    .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        listed.contains(&id) && listed.contains("dask workers"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(&ticket.trim()[12..]),
+        "the list shows the secret"
+    );
+
+    // A worker: a profile that runs the helper with the ticket.
+    let out = run(words(&[
+        "configure",
+        "--endpoint",
+        &endpoint,
+        "--profile",
+        "worker",
+        "--ticket-file",
+        &tk,
+    ]))
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let script = format!(
+        "import boto3\n\
+         s3 = boto3.Session(profile_name='worker').client('s3', endpoint_url='{}', region_name='us-west-2')\n\
+         print(s3.get_object(Bucket='demo-inregion', Key='hello.txt')['Body'].read().decode() != '')\n",
+        components().moto_endpoint
+    );
+    let out = std::process::Command::new(repo_root().join("deploy/local/.venv/bin/python"))
+        .args(["-c", &script])
+        .env("HOME", home.path())
+        .env("AWS_CONFIG_FILE", home.path().join("aws-config"))
+        .env_remove("XDG_CACHE_HOME")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "True");
+
+    let out = run(words(&[
+        "ticket",
+        "delete",
+        "--endpoint",
+        &endpoint,
+        "--token-file",
+        &tf,
+        &id,
+    ]))
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fresh_cache = home.path().join("fresh-cache");
+    let out = run(words(&[
+        "credential-process",
+        "--endpoint",
+        &endpoint,
+        "--ticket-file",
+        &tk,
+        "--cache-dir",
+        &fresh_cache.display().to_string(),
+    ]))
+    .await
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("deleted"), "{err}");
+    // A file that holds no ticket is refused before anything is sent.
+    let out = run(words(&[
+        "credential-process",
+        "--endpoint",
+        &endpoint,
+        "--ticket-file",
+        &tf,
+    ]))
+    .await
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.contains("not an stsvend ticket"), "{err}");
+}

@@ -238,7 +238,7 @@ async fn memory(users: usize) -> Value {
         let user = format!("user-{i:07}@example.org");
         let vended = vendor
             .vend_for(
-                &user,
+                stsvend::vend::vendor::Principal::user(&user),
                 &scope,
                 None,
                 Duration::from_secs(900),
