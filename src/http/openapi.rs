@@ -278,7 +278,8 @@ fn tickets_list() {}
         description = "What the ticket may read, for how long. A browser session must post from this service's page (same `Origin`, the form's `csrf`)."),
     security(("bearer" = []), ("session" = [])),
     responses(
-        (status = 201, description = "The ticket, shown this once: machines send it as `Authorization: Bearer <ticket>` to `/s3credentials` and object links. `Cache-Control: no-store`.", body = Minted,
+        (status = 201, description = "The ticket, shown this once: machines send it as `Authorization: Bearer <ticket>` to `/s3credentials` and object links (a page showing it, for the page's form in a browser). `Cache-Control: no-store`.",
+            content((Minted = "application/json"), (String = "text/html")),
             headers(("Cache-Control" = String), ("Pragma" = String))),
         (status = 302, description = "Sent to log in.", headers(("Location" = String), ("Set-Cookie" = String), ("Cache-Control" = String))),
         (status = 400, description = "A body that is not a ticket request, a bad `target`, more than 20 targets, a `duration_seconds` or `expires_in` out of range, or a bad `label`.", content((ErrorBody = "application/json"), (String = "text/html"))),

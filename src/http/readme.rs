@@ -102,6 +102,7 @@ fn render(
         .buckets
         .iter()
         .any(|b| b.name == example && b.requester_pays);
+    let tickets = tickets(state, user);
     let idp_host = url::Url::parse(&settings.oidc.issuer)
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
@@ -127,7 +128,64 @@ fn render(
         logout_url => state.login.absolute("/logout"),
         idp_host => idp_host,
         example_bucket => example,
+        tickets => tickets,
     })
+}
+
+/// The page's ticket section: where to post, the form's CSRF token (a browser session only:
+/// a token's holder uses the helper), the lifetimes to choose from.
+fn tickets(state: &AppState, user: Option<&AuthenticatedUser>) -> Option<minijinja::Value> {
+    let settings = &state.settings.tickets;
+    if !settings.enabled {
+        return None;
+    }
+    let form_token = user
+        .filter(|u| u.method == crate::auth::AuthMethod::Session)
+        .map(|u| {
+            let exp = u.expires_at.map_or(0, |t| t.timestamp());
+            state.tickets.codec().form_token(&u.user_id, exp)
+        });
+    let longest = settings.max_lifetime.as_secs();
+    let default = settings.default_lifetime.as_secs();
+    let mut choices: Vec<u64> = [
+        3600,
+        6 * 3600,
+        86400,
+        3 * 86400,
+        7 * 86400,
+        default,
+        longest,
+    ]
+    .into_iter()
+    .filter(|s| *s <= longest)
+    .collect();
+    choices.sort_unstable();
+    choices.dedup();
+    let lifetimes: Vec<_> = choices
+        .into_iter()
+        .map(|s| context! { seconds => s, text => span(s), default => s == default })
+        .collect();
+    Some(context! {
+        url => state.login.absolute("/s3credentials/tickets"),
+        form_token => form_token,
+        lifetimes => lifetimes,
+        longest => span(longest),
+    })
+}
+
+/// A ticket's life in words.
+fn span(seconds: u64) -> String {
+    match seconds {
+        s if s % 86400 == 0 => match s / 86400 {
+            1 => "1 day".to_owned(),
+            d => format!("{d} days"),
+        },
+        s if s % 3600 == 0 => match s / 3600 {
+            1 => "1 hour".to_owned(),
+            h => format!("{h} hours"),
+        },
+        s => format!("{} minutes", s / 60),
+    }
 }
 
 /// A bucket for the recipes: one open to everyone, else any in-region one.
@@ -145,8 +203,8 @@ fn example_bucket(settings: &Settings) -> String {
         .unwrap_or_else(|| "your-bucket".to_owned())
 }
 
-/// The one form is the sign-out button: it posts here and is sent on to the IdP's logout
-/// (browsers hold the redirect to form-action too).
+/// Forms post here only: the sign-out button (sent on to the IdP's logout: browsers hold
+/// the redirect to form-action too) and the ticket form.
 fn csp(state: &AppState) -> String {
     let idp_origin = state
         .discovery

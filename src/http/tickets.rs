@@ -235,6 +235,7 @@ pub async fn mint(
     disabled(&state)?;
     not_by_ticket(&user)?;
     let ask = parse(&req, &body)?;
+    let from_page = ask.csrf.is_some();
     if user.method == AuthMethod::Session {
         same_origin(&req, &state)?;
         let exp = user.expires_at.map_or(0, |t| t.timestamp());
@@ -319,19 +320,58 @@ pub async fn mint(
         via = user.via.as_deref().unwrap_or(""),
         "ticket made"
     );
-    Ok(HttpResponse::Created()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::PRAGMA, "no-cache"))
-        .json(Minted {
-            expires_at: record
-                .expires_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            id: record.id,
-            ticket: secret,
-            targets: record.targets,
-            label: record.label,
-            duration_seconds: record.duration_seconds,
-        }))
+    let minted = Minted {
+        expires_at: record
+            .expires_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        id: record.id,
+        ticket: secret,
+        targets: record.targets,
+        label: record.label,
+        duration_seconds: record.duration_seconds,
+    };
+    let mut res = HttpResponse::Created();
+    res.insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"));
+    // The page's form: the browser shows a page, not JSON.
+    if from_page && crate::negotiate::prefers_html(&req) {
+        return Ok(res
+            .content_type("text/html; charset=utf-8")
+            .insert_header((header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"))
+            .body(made_page(&minted, &state)));
+    }
+    Ok(res.json(minted))
+}
+
+/// The page a browser sees after making a ticket with the form: the ticket, once.
+fn made_page(m: &Minted, state: &AppState) -> String {
+    use crate::error::escape_html as e;
+    let endpoint = state.login.absolute("/s3credentials");
+    let readme = state.login.absolute("/s3credentialsREADME#tickets");
+    let targets = if m.targets.is_empty() {
+        "everything you may read".to_owned()
+    } else {
+        m.targets
+            .iter()
+            .map(|t| format!("<code>{}</code>", e(t)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Your ticket</title>\
+<style>body{{font-family:system-ui,sans-serif;max-width:60em;margin:1em auto;padding:0 1em}}pre{{white-space:pre-wrap;word-break:break-all;background:#f4f4f4;padding:.5em}}</style></head><body><main>\
+<h1>Your ticket</h1><p>Copy it now: it is shown this once. Keep it like a password.</p>\
+<pre id=\"ticket\">{ticket}</pre>\
+<p>Id <code id=\"ticket-id\">{id}</code>{label}, reads {targets}, until {expires}.</p>\
+<pre>curl -H \"Authorization: Bearer $(cat job.ticket)\" {endpoint}</pre>\
+<p><a href=\"{readme}\">Back to the recipes</a></p></main></body></html>",
+        ticket = e(&m.ticket),
+        id = e(&m.id),
+        label = if m.label.is_empty() { String::new() } else { format!(" (<em>{}</em>)", e(&m.label)) },
+        expires = e(&m.expires_at),
+        endpoint = e(&endpoint),
+        readme = e(&readme),
+    )
 }
 
 fn refusal(e: Refusal) -> ApiError {

@@ -739,3 +739,91 @@ async fn the_helper_makes_a_ticket_a_worker_reads_with_until_it_is_deleted() {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(err.contains("not an stsvend ticket"), "{err}");
 }
+
+/// A browser session makes tickets only from the service's own page: the form's token of
+/// that session, posted from this origin. Another site's post (which a Lax cookie would not
+/// carry anyway), a post without the token, and one with another session's token are refused.
+#[tokio::test]
+async fn a_browser_session_makes_tickets_only_from_the_page() {
+    let app = spawn_ready_app().await;
+    let browser = jar_client(BROWSER_UA);
+    browser_login(&app, &browser, "/whoami", "carol", "carol-pw").await;
+    let page = browser
+        .get(app.url("/s3credentialsREADME"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page has the form's token")
+        .to_owned();
+    let post = |origin: &'static str, csrf: String| {
+        let (browser, url, origin) = (
+            browser.clone(),
+            app.url("/s3credentials/tickets"),
+            if origin == "ours" {
+                app.url("")
+            } else {
+                origin.to_owned()
+            },
+        );
+        async move {
+            browser
+                .post(url)
+                .header("origin", origin)
+                .header("accept", BROWSER_ACCEPT)
+                .form(&[
+                    ("csrf", csrf.as_str()),
+                    ("targets", "s3://demo-inregion/"),
+                    ("label", "page"),
+                    ("expires_in", "3600"),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for (origin, token) in [
+        ("https://evil.example", csrf.clone()),
+        ("null", csrf.clone()),
+        ("ours", String::new()),
+        ("ours", "AAAA".to_owned()),
+    ] {
+        let res = post(origin, token.clone()).await;
+        assert_eq!(res.status(), 403, "{origin} {token}");
+    }
+    let res = post("ours", csrf.clone()).await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let shown = res.text().await.unwrap();
+    assert!(shown.contains("id=\"ticket\">stsvend_tk1_"), "{shown}");
+    // Deleting from a session follows the same rule about origins.
+    let (_, list) = json_of(
+        browser
+            .get(app.url("/s3credentials/tickets"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let id = list["tickets"][0]["id"].as_str().unwrap().to_owned();
+    let gone = browser
+        .delete(app.url(&format!("/s3credentials/tickets/{id}")))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 403);
+    let gone = browser
+        .delete(app.url(&format!("/s3credentials/tickets/{id}")))
+        .header("origin", app.url(""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 204);
+}
