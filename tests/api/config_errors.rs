@@ -666,3 +666,49 @@ fn network_and_help_settings_are_refused_by_the_key_that_is_wrong() {
     ))
     .unwrap();
 }
+
+#[test]
+fn ticket_and_platform_settings_are_refused_by_the_key_that_is_wrong() {
+    assert_rejected(
+        "[tickets]\nmax_lifetime_seconds = 9999999\n",
+        "tickets.max_lifetime_seconds",
+        "out of range",
+    );
+    assert_rejected(
+        "[tickets]\ndefault_lifetime_seconds = 200000\nmax_lifetime_seconds = 100000\n",
+        "tickets.default_lifetime_seconds",
+        "longer than",
+    );
+    assert_rejected(
+        "[tickets]\nmax_per_user = 0\n",
+        "tickets.max_per_user",
+        "out of range",
+    );
+    // A file's [[platforms]] replaces the test config's list.
+    let demo = "[[platforms]]\nname = \"demo\"\nclient_id = \"demo-platform\"\n";
+    assert_rejected(
+        "[[platforms]]\nname = \"Hub!\"\nclient_id = \"hub\"\n",
+        "platforms[0].name",
+        "a-z, 0-9 and -",
+    );
+    assert_rejected(
+        "[[platforms]]\nname = \"mine\"\nclient_id = \"stsvend-local\"\n",
+        "platforms[0].client_id",
+        "own client id",
+    );
+    assert_rejected(
+        &format!("{demo}[[platforms]]\nname = \"demo\"\nclient_id = \"another\"\n"),
+        "platforms[1].name",
+        "another platform",
+    );
+    assert_rejected(
+        &format!("{demo}[[platforms]]\nname = \"second\"\nclient_id = \"demo-platform\"\n"),
+        "platforms[1].client_id",
+        "another platform",
+    );
+    assert_rejected(
+        "[server]\napp_name = \"an-app-name-of-thirty-characters\"\n[[platforms]]\nname = \"a-long-platform-name\"\nclient_id = \"x\"\n",
+        "platforms[0].name",
+        "session names",
+    );
+}

@@ -59,3 +59,25 @@ test("the deny statement ends the revoked user's earlier sessions and nobody els
     }
   }
 });
+
+// Without SourceIdentity the statement names sessions by `aws:userid`: the user's own
+// (`<user>@<app>`) and those each configured platform made for them (`<user>@<app>+<platform>`,
+// the local stack's `demo`), and no other user's.
+test("without SourceIdentity the deny statement ends the user's own and their platforms' sessions", async () => {
+  const out = spawnSync(bin, ['deny-statement', '--config', config, '--user', 'alice', '--revoked-at', REVOKED_AT], {
+    encoding: 'utf8',
+    env: { ...process.env, STSVEND_STS__SOURCE_IDENTITY: 'false' },
+  });
+  assert.equal(out.status, 0, out.stderr);
+  const statement = JSON.parse(out.stdout);
+  const app = /^app_name\s*=\s*"([^"]+)"/m.exec(readFileSync(config, 'utf8'))?.[1]
+    ?? /^app_name\s*=\s*"([^"]+)"/m.exec(readFileSync(join(root, 'config', 'default.toml'), 'utf8'))[1];
+  const role = { ...roleDoc, Statement: [...roleDoc.Statement, statement] };
+  const session = (name) => ({ 'aws:userid': `AROAEXAMPLEROLEID:${name}`, 'aws:TokenIssueTime': '2026-11-27T12:30:00Z' });
+  for (const name of [`alice@${app}`, `alice@${app}+demo`]) {
+    assert.equal(await read([role], session(name)), 'ExplicitlyDenied', name);
+  }
+  for (const name of [`bob@${app}`, `bob@${app}+demo`, `alice2@${app}+demo`, `malice@${app}`]) {
+    assert.equal(await read([role], session(name)), 'Allowed', name);
+  }
+});
