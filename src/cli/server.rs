@@ -145,6 +145,24 @@ pub fn run(command: ServerCommand) -> ExitCode {
                             a.path,
                         );
                     }
+                    let t = &settings.tickets;
+                    if t.enabled {
+                        eprintln!(
+                            "stsvend: tickets: on, kept in {}, {} s by default, at most {} s, {} per user",
+                            t.file.display(),
+                            t.default_lifetime.as_secs(),
+                            t.max_lifetime.as_secs(),
+                            t.max_per_user
+                        );
+                    } else {
+                        eprintln!("stsvend: tickets: off");
+                    }
+                    for p in &settings.platforms {
+                        eprintln!(
+                            "stsvend: platform {:?}: tokens issued to client {:?} act for their users (sessions <user>@{}+{})",
+                            p.name, p.client_id, settings.server.app_name, p.name
+                        );
+                    }
                     for note in notes {
                         eprintln!("stsvend: {note}");
                     }

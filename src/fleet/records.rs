@@ -36,6 +36,18 @@ impl Fleet {
         format!("{}{}", self.settings.key_prefix, set.name())
     }
 
+    fn set_version_key(&self, set: RecordSet) -> String {
+        format!("{}{}:version", self.settings.key_prefix, set.name())
+    }
+
+    /// The set's version: Some(None) when Redis has none (never written, or lost); None when
+    /// Redis is not usable.
+    pub async fn set_version(&self, set: RecordSet) -> Option<Option<i64>> {
+        let mut command = redis::cmd("GET");
+        command.arg(self.set_version_key(set));
+        self.run::<Option<i64>>(command).await
+    }
+
     pub fn set_channel(&self, set: RecordSet) -> String {
         format!("{}{}:changed", self.settings.key_prefix, set.name())
     }
@@ -68,6 +80,9 @@ impl Fleet {
         if !deletes.is_empty() {
             pipe.cmd("HDEL").arg(&key).arg(deletes).ignore();
         }
+        // Every change moves the set's version, so replicas re-read the whole set only when it
+        // moved (or went missing: a flush).
+        pipe.cmd("INCR").arg(self.set_version_key(set)).ignore();
         if !records.is_empty() {
             pipe.cmd("PUBLISH")
                 .arg(self.set_channel(set))

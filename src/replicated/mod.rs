@@ -30,8 +30,10 @@ use crate::fleet::{Fleet, RecordSet};
 mod store;
 pub use store::{Loaded, Store};
 
-/// Longest gap between two full reads of the fleet's set.
+/// Longest gap between two looks at the fleet's set (its version: a full read when it moved).
 pub const RESYNC: Duration = Duration::from_millis(500);
+/// Longest gap between two full reads, moved or not (a hash deleted by hand, say).
+const FULL_RESYNC: Duration = Duration::from_secs(30);
 
 /// What one record of a replicated set must say about itself.
 pub trait Record:
@@ -149,6 +151,8 @@ pub struct Set<R: Record> {
     /// The copy on disk was written after such a read (by an earlier run of this replica).
     started_synced: bool,
     on_effective: OnEffective,
+    /// The set's version at the last full read, and when that was.
+    read_at: std::sync::Mutex<(Option<i64>, std::time::Instant)>,
 }
 
 impl<R: Record> Set<R> {
@@ -181,6 +185,7 @@ impl<R: Record> Set<R> {
             synced: AtomicBool::new(false),
             started_synced: loaded.fleet_synced,
             on_effective,
+            read_at: std::sync::Mutex::new((None, std::time::Instant::now())),
         }
     }
 
@@ -318,13 +323,13 @@ impl<R: Record> Set<R> {
     }
 
     /// Merge the fleet's set (when Redis answers) with the local one, and put back in Redis
-    /// what it lacks.
-    pub async fn resync(&self) {
+    /// what it lacks: whether Redis's set was read.
+    pub async fn resync(&self) -> bool {
         let Some((shared, set)) = self.fleet.as_ref() else {
-            return;
+            return false;
         };
         let Some(stored) = shared.all_records(*set).await else {
-            return;
+            return false;
         };
         let now = self.clock.now();
         let mut fleet: InRedis<R> = HashMap::new();
@@ -401,9 +406,33 @@ impl<R: Record> Set<R> {
         if !plan.publish.is_empty() || !stale.is_empty() {
             self.publish(&plan.publish, &stale).await;
         }
+        true
     }
 
-    /// Fleet mode: follow the set's channel, and re-read the set every `RESYNC`.
+    /// Re-read the fleet's set when its version moved (or is missing, or `FULL_RESYNC` passed):
+    /// a replica looks every `RESYNC`, and a large set costs a read only when it changed.
+    async fn resync_if_moved(&self) {
+        let Some((shared, set)) = self.fleet.as_ref() else {
+            return;
+        };
+        let Some(version) = shared.set_version(*set).await else {
+            return;
+        };
+        let due = self.read_at.lock().map_or(true, |last| {
+            !self.synced.load(Ordering::Relaxed)
+                || version.is_none()
+                || last.0 != version
+                || last.1.elapsed() >= FULL_RESYNC
+        });
+        // The version read before the full read: a change in between is read next time.
+        if due && self.resync().await {
+            if let Ok(mut last) = self.read_at.lock() {
+                *last = (version, std::time::Instant::now());
+            }
+        }
+    }
+
+    /// Fleet mode: follow the set's channel, and look at the set every `RESYNC`.
     pub fn start_sync(self: &Arc<Self>) {
         let Some((shared, set)) = self.fleet.clone() else {
             return;
@@ -411,7 +440,7 @@ impl<R: Record> Set<R> {
         let me = self.clone();
         tokio::spawn(async move {
             loop {
-                me.resync().await;
+                me.resync_if_moved().await;
                 // Until the first read, try again soon: readiness waits for it.
                 let pause = if me.synced.load(Ordering::Relaxed) {
                     RESYNC
@@ -428,7 +457,7 @@ impl<R: Record> Set<R> {
                 if let Ok(pubsub) = shared.subscribe(set).await {
                     let mut messages = pubsub.into_on_message();
                     while messages.next().await.is_some() {
-                        me.resync().await;
+                        me.resync_if_moved().await;
                     }
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;

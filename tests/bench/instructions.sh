@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Instructions per request (valgrind --tool=callgrind), which do not move with the machine's
-# load: the bare actix ceiling, a cached bearer request, a cached session-cookie request, an
+# load: the bare actix ceiling, a cached bearer request, a cached ticket request, a cached
+# session-cookie request, an
 # object link (presigned redirect) from a cached credential, the 401 error path, a target
 # routed to the second archive and a bundle of two archives (both cached). One worker each, one keep-alive connection, N requests after WARMUP.
 # Prints one JSON line per case; tests/bench/run.sh puts them in results.md.
@@ -43,11 +44,16 @@ printf 'machine 127.0.0.1 login alice password alice-pw\n' >"$work/netrc"
 curl -fsS -o /dev/null --netrc-file "$work/netrc" -L -c "$work/jar" -b "$work/jar" --max-time 120 \
   "http://127.0.0.1:$app/s3credentials"
 cookie=$(awk '$6 == "stsvend_session" {print $7}' "$work/jar")
+# A ticket for the user's whole reach: a worker's request.
+ticket=$(curl -fsS -X POST -H "Authorization: Bearer $token" -H "Content-Type: application/json" \
+  -d '{"label":"bench"}' "http://127.0.0.1:$app/s3credentials/tickets" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["ticket"])')
 
 py="$root/deploy/local/.venv/bin/python"
 {
   "$py" "$here/instructions.py" ceiling "$ceiling_pid" "http://127.0.0.1:$ceiling/s3credentials" "Accept: */*"
   "$py" "$here/instructions.py" bearer "$app_pid" "http://127.0.0.1:$app/s3credentials" "Authorization: Bearer $token"
+  "$py" "$here/instructions.py" ticket "$app_pid" "http://127.0.0.1:$app/s3credentials" "Authorization: Bearer $ticket"
   "$py" "$here/instructions.py" cookie "$app_pid" "http://127.0.0.1:$app/s3credentials" "Cookie: stsvend_session=$cookie"
   "$py" "$here/instructions.py" link "$app_pid" "http://127.0.0.1:$app/s3/demo-inregion/hello.txt" "Authorization: Bearer $token"
   "$py" "$here/instructions.py" error-401 "$app_pid" "http://127.0.0.1:$app/s3credentials" "Accept: application/json"
