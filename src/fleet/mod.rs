@@ -16,8 +16,6 @@ pub mod credentials;
 pub mod logins;
 pub mod records;
 
-pub use records::RecordSet;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -25,7 +25,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::clock::Clock;
-use crate::fleet::{Fleet, RecordSet};
+use crate::fleet::records::RecordSet;
+use crate::fleet::Fleet;
 
 mod store;
 pub use store::{Loaded, Store};

@@ -14,7 +14,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::fleet::{Fleet, RecordSet};
+use crate::fleet::records::RecordSet;
+use crate::fleet::Fleet;
 use crate::replicated::{Loaded, Set, Store};
 use crate::vend::session_name;
 use crate::vend::vendor::Vendor;

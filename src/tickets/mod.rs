@@ -15,7 +15,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::auth::ticket::{self, Opened, TicketClaims, TicketCodec, TicketError};
 use crate::clock::Clock;
 use crate::config::TicketSettings;
-use crate::fleet::{Fleet, RecordSet};
+use crate::fleet::records::RecordSet;
+use crate::fleet::Fleet;
 use crate::replicated::{Loaded, Set, Store};
 pub use record::TicketRecord;
 

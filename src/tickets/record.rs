@@ -29,6 +29,33 @@ pub struct TicketRecord {
 /// a deleted ticket is deleted while it would still take it as live.
 const KEPT_AFTER_EXPIRY: TimeDelta = TimeDelta::minutes(10);
 
+/// The fields fixed when a ticket is made.
+type Fixed<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a [String],
+    Option<u32>,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    Option<&'a str>,
+);
+
+impl TicketRecord {
+    fn fixed(&self) -> Fixed<'_> {
+        (
+            &self.id,
+            &self.user,
+            &self.label,
+            &self.targets,
+            self.duration_seconds,
+            self.created_at,
+            self.expires_at,
+            self.via.as_deref(),
+        )
+    }
+}
+
 impl crate::replicated::Record for TicketRecord {
     fn key(&self) -> &str {
         &self.id
@@ -49,9 +76,11 @@ impl crate::replicated::Record for TicketRecord {
             .collect();
         groups.sort();
         groups.dedup();
-        // The fixed fields are the same in both; the smaller record is taken so that even
-        // two that differ meet in one place.
-        let base = if serde_json::to_vec(self).ok() <= serde_json::to_vec(other).ok() {
+        // The fixed fields are the same in both; should two ever differ, the smaller record's
+        // are taken, so that they still meet in one place.
+        let base = if self.fixed() == other.fixed()
+            || serde_json::to_vec(self).ok() <= serde_json::to_vec(other).ok()
+        {
             self
         } else {
             other

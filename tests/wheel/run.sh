@@ -96,6 +96,17 @@ print(s3.get_object(Bucket='demo-inregion', Key='hello.txt')['Body'].read().deco
 [ "$got" = "hello from demo-inregion (us-west-2)" ] || { echo "[wheel] boto3 read: $got" >&2; exit 1; }
 echo "[wheel] boto3 through the profile: ok" >&2
 
+# A worker's side from the wheel: the user makes a ticket, a worker's profile uses it.
+"$helper" ticket create --endpoint "http://127.0.0.1:$app_port/s3credentials" --token-file "$HOME/.edl_token" \
+  --target s3://demo-inregion/ --label wheel --output "$HOME/job.ticket" 2>/dev/null
+PATH="$work/user/bin:$PATH" stsvend configure --endpoint "http://127.0.0.1:$app_port/s3credentials" \
+  --profile worker --ticket-file "$HOME/job.ticket"
+"$work/user/bin/aws" --profile worker --endpoint-url "$moto" s3 ls s3://demo-inregion/ | grep -q hello.txt \
+  || { echo "[wheel] the AWS CLI did not list the bucket with the ticket's profile" >&2; exit 1; }
+"$helper" ticket list --endpoint "http://127.0.0.1:$app_port/s3credentials" --token-file "$HOME/.edl_token" | grep -q wheel \
+  || { echo "[wheel] ticket list does not show the ticket" >&2; exit 1; }
+echo "[wheel] a ticket's profile through the AWS CLI: ok" >&2
+
 "$work/user/bin/pip" uninstall -q -y stsvend >&2
 left="$(find "$work/user" -name 'stsvend*' -not -path '*/__pycache__/*' | sed "s|$work/user/||")"
 [ -z "$left" ] || { echo "[wheel] left behind after uninstall: $left" >&2; exit 1; }
