@@ -69,6 +69,21 @@ pub fn replace_file(dest: &std::path::Path, bytes: &[u8], mode: u32) -> std::io:
     Ok(())
 }
 
+/// The user's home folder: `HOME`, else (Windows, where Python's `~` and the AWS tools use
+/// it) `USERPROFILE`.
+pub fn home_dir() -> Option<std::path::PathBuf> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    var("HOME")
+        .or_else(|| {
+            if cfg!(windows) {
+                var("USERPROFILE")
+            } else {
+                None
+            }
+        })
+        .map(std::path::PathBuf::from)
+}
+
 /// Creates `dir` and its parents (mode 0700 on unix for what is created).
 pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();

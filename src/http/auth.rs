@@ -114,20 +114,23 @@ pub async fn logout(
         .json(json!({"status": "logged_out"})))
 }
 
-/// A logout `POST` must come from this service's own pages (or from no page at all: scripts
-/// send no `Origin`).
-fn refuse_cross_site(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    let origin = req
-        .headers()
-        .get(header::ORIGIN)
-        .map(|o| o.to_str().unwrap_or("invalid"));
+/// Whether the request's `Origin` is this service's own: None when it sends none (scripts;
+/// browsers send one on every POST and DELETE).
+pub(crate) fn origin_is_ours(req: &HttpRequest, state: &AppState) -> Option<bool> {
+    let origin = req.headers().get(header::ORIGIN)?;
     let ours = state
         .settings
         .server
         .public_url
         .origin()
         .ascii_serialization();
-    if origin.is_some_and(|o| o != ours) {
+    Some(origin.to_str().is_ok_and(|o| o == ours))
+}
+
+/// A logout `POST` must come from this service's own pages (or from no page at all: scripts
+/// send no `Origin`).
+fn refuse_cross_site(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    if origin_is_ours(req, state) == Some(false) {
         return Err(ApiError::new(
             actix_web::http::StatusCode::FORBIDDEN,
             "cross_site_request",

@@ -117,6 +117,7 @@ fn render(
         locate => state.login.absolute("/s3credentials/locate"),
         links => state.login.absolute("/s3"),
         helper_wheel_url => settings.server.helper_wheel_url.as_ref().map(url::Url::as_str),
+        helper_index => settings.server.helper_wheel_url.as_ref().is_some_and(|u| u.path().ends_with('/')),
         region => settings.sts.region,
         lifetime => lifetime(settings.sts.duration_seconds),
         vpce => !settings.policy.source_vpce.is_empty(),

@@ -90,17 +90,7 @@ fn not_by_ticket(user: &AuthenticatedUser) -> Result<(), ApiError> {
 /// A browser session's change must come from this service's own pages: the `Origin` is
 /// ours (browsers send it on every POST and DELETE).
 fn same_origin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    let ours = state
-        .settings
-        .server
-        .public_url
-        .origin()
-        .ascii_serialization();
-    let origin = req
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|o| o.to_str().ok());
-    if origin == Some(ours.as_str()) {
+    if super::auth::origin_is_ours(req, state) == Some(true) {
         return Ok(());
     }
     Err(ApiError::new(

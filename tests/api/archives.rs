@@ -49,15 +49,6 @@ async fn read(creds: &Value, bucket: &str, key: &str) -> Result<String, String> 
     }
 }
 
-async fn json_of(res: reqwest::Response) -> (u16, Value) {
-    let status = res.status().as_u16();
-    let text = res.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")),
-    )
-}
-
 #[tokio::test]
 async fn a_target_is_answered_by_the_archive_that_owns_its_bucket_with_a_session_of_its_role() {
     let app = spawn_ready_app().await;

@@ -565,6 +565,28 @@ async fn the_readme_page_names_this_deployment_and_the_users_buckets() {
     let html = unescape(&app.get("/s3credentialsREADME").await.text().await.unwrap());
     assert!(html.contains(&format!("pip install {wheel}")), "{html}");
     assert!(!html.contains("maturin build"), "{html}");
+    assert!(
+        html.contains("not a supported wheel on this platform"),
+        "{html}"
+    );
+    assert_valid_html(&html);
+
+    // One that hosts an index of every platform's wheels and the sdist says how to use it,
+    // and what happens on a platform without a wheel.
+    let index = "https://downloads.example.org/helper/";
+    let app = crate::helpers::spawn_app_with(move |f| {
+        f.merge(figment::providers::Serialized::default(
+            "server.helper_wheel_url",
+            index,
+        ))
+    })
+    .await;
+    let html = unescape(&app.get("/s3credentialsREADME").await.text().await.unwrap());
+    assert!(
+        html.contains(&format!("pip install --index-url {index} stsvend")),
+        "{html}"
+    );
+    assert!(html.contains("needs a Rust toolchain"), "{html}");
     assert_valid_html(&html);
 }
 

@@ -131,6 +131,11 @@ fn invalid_buckets_urls_and_types_are_rejected() {
         "https",
     );
     assert_rejected(
+        "[server]\nhelper_wheel_url = \"https://downloads.example.org/stsvend\"\n",
+        "server.helper_wheel_url",
+        "index folder",
+    );
+    assert_rejected(
         "[s3]\nendpoint_url = \"http://rgw.example.org\"\n",
         "s3.endpoint_url",
         "https",

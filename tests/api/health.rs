@@ -248,6 +248,13 @@ async fn the_openapi_document_describes_every_route() {
     assert!(creds["401"]["headers"]["WWW-Authenticate"].is_object());
     assert!(creds["503"]["headers"]["Retry-After"].is_object());
     assert!(creds["200"]["headers"]["Cache-Control"].is_object());
+    let tickets = &doc["paths"]["/s3credentials/tickets"];
+    assert!(tickets["get"].is_object() && tickets["post"].is_object());
+    assert_eq!(
+        tickets["post"]["requestBody"]["required"], false,
+        "an empty POST makes a ticket for everything"
+    );
+    assert!(doc["paths"]["/s3credentials/tickets/{id}"]["delete"].is_object());
 }
 
 #[tokio::test]

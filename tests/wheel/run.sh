@@ -9,6 +9,10 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 venv="$root/deploy/local/.venv"
 bin="${STSVEND_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/stsvend-target}/debug/stsvend}"
+# The Rust toolchain stays where it is when HOME moves to the test's folder below (the sdist
+# is built by pip with it, as on a user's machine).
+export RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}" CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}"
+export BULLSEYE_CACHE="${BULLSEYE_CACHE:-$HOME/.cache/stsvend-bullseye}"
 # Its own target dir: a client-only build in the service's would replace its debug binary.
 export CARGO_TARGET_DIR="${WHEEL_TARGET_DIR:-$HOME/.cache/stsvend-wheel-target}"
 # shellcheck source=../components.sh
@@ -106,6 +110,42 @@ PATH="$work/user/bin:$PATH" stsvend configure --endpoint "http://127.0.0.1:$app_
 "$helper" ticket list --endpoint "http://127.0.0.1:$app_port/s3credentials" --token-file "$HOME/.edl_token" | grep -q wheel \
   || { echo "[wheel] ticket list does not show the ticket" >&2; exit 1; }
 echo "[wheel] a ticket's profile through the AWS CLI: ok" >&2
+
+# The sdist, for platforms without a wheel: `pip install stsvend-<v>.tar.gz` with a Rust
+# toolchain compiles the helper alone (the crate without its service), as pip does on a
+# laptop: in a fresh venv, through the sdist's own build backend (maturin from PyPI, in pip's
+# isolated build environment). The dev profile keeps CI's time.
+echo "[wheel] sdist: maturin sdist, then pip install it in a fresh venv" >&2
+(cd "$root/deploy/python" && "$venv/bin/maturin" sdist --out "$work/sdist") >"$work/sdist.log" 2>&1 \
+  || { cat "$work/sdist.log" >&2; exit 1; }
+sdist="$(ls "$work"/sdist/stsvend-*.tar.gz)"
+listed="$(tar tzf "$sdist")"
+for must in Cargo.toml Cargo.lock pyproject.toml src/main.rs src/client/mod.rs; do
+  grep -qx "stsvend-$version/$must" <<<"$listed" || { echo "[wheel] the sdist lacks $must" >&2; exit 1; }
+done
+if grep -Eq "^stsvend-$version/(tests|deploy|\.ci|\.github)/" <<<"$listed"; then
+  echo "[wheel] the sdist carries the repository's tests or deployment files" >&2; exit 1
+fi
+python3 -m venv "$work/from-sdist"
+started=$(date +%s)
+# A target folder of its own, as on a user's machine: the sdist's files are dated 2006
+# (reproducible builds), older than any build of the same crate here, which cargo takes as fresh.
+CARGO_TARGET_DIR="$work/sdist-target" MATURIN_PEP517_ARGS="--profile dev" \
+  "$work/from-sdist/bin/pip" install -q --disable-pip-version-check "$sdist" \
+  >"$work/sdist-install.log" 2>&1 || { tail -30 "$work/sdist-install.log" >&2; exit 1; }
+"$work/from-sdist/bin/stsvend" --version | grep -qx "stsvend $version" \
+  || { echo "[wheel] the sdist's stsvend: $("$work/from-sdist/bin/stsvend" --version)" >&2; exit 1; }
+serve_err="$("$work/from-sdist/bin/stsvend" serve 2>&1 >/dev/null || true)"
+grep -q "unrecognized subcommand 'serve'" <<<"$serve_err" \
+  || { echo "[wheel] the sdist built the service too: $serve_err" >&2; exit 1; }
+"$work/from-sdist/bin/stsvend" credential-process --endpoint "http://127.0.0.1:$app_port/s3credentials" \
+  --ticket-file "$HOME/job.ticket" | grep -q '"AccessKeyId"' \
+  || { echo "[wheel] the sdist's helper did not fetch credentials" >&2; exit 1; }
+echo "[wheel] sdist ($(du -k "$sdist" | cut -f1) KiB) installs in $(( $(date +%s) - started ))s, helper only, fetches credentials: ok" >&2
+
+# An older Linux than this machine's: Debian bullseye (glibc 2.31) in a chroot.
+"$here/bullseye.sh" "$wheel" "http://127.0.0.1:$app_port/s3credentials" "$moto" \
+  "$HOME/.edl_token" "$HOME/job.ticket" "$work"
 
 "$work/user/bin/pip" uninstall -q -y stsvend >&2
 left="$(find "$work/user" -name 'stsvend*' -not -path '*/__pycache__/*' | sed "s|$work/user/||")"
