@@ -13,6 +13,8 @@
 # Needs root (chroot) and mmdebstrap (Debian package); caches the root under
 # ~/.cache/stsvend-bullseye (rebuilt when this script's package list changes).
 set -euo pipefail
+# This machine's pip settings are not the bullseye root's.
+unset PIP_FIND_LINKS
 wheel="$1" endpoint="$2" moto="$3" token_file="$4" ticket_file="$5" work="$6"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 say() { printf '[bullseye] %s\n' "$*" >&2; }
@@ -22,7 +24,7 @@ cache="${BULLSEYE_CACHE:-$HOME/.cache/stsvend-bullseye}"
 packages="python3,python3-venv,python3-pip,ca-certificates"
 # The root with the AWS CLI already in a venv of its own (what a cluster image would have):
 # keyed by the package list and the test requirements, so a change rebuilds it.
-key="$(printf '%s\n' "$packages" | cat - "$here/requirements.txt" | sha256sum | cut -c1-16)"
+key="$(printf '%s\n' "$packages" | cat - "$here/requirements-py39.txt" | sha256sum | cut -c1-16)"
 ready="$cache/bullseye-$key.tar"
 mkdir -p "$cache"
 if [ ! -f "$ready" ]; then
@@ -35,9 +37,12 @@ if [ ! -f "$ready" ]; then
   mkdir -p "$base"
   tar -xf "$cache/base.tar.part" -C "$base"
   cp /etc/resolv.conf "$base/etc/resolv.conf"
-  cp "$here/requirements.txt" "$base/tmp/requirements.txt"
+  # This machine's trust (an egress proxy may sign PyPI's certificate), as its own pip has it.
+  cp /etc/ssl/certs/ca-certificates.crt "$base/etc/ssl/certs/ca-certificates.crt"
+  cp "$here/requirements-py39.txt" "$base/tmp/requirements.txt"
   chroot "$base" /usr/bin/python3 -m venv /opt/aws
-  chroot "$base" /opt/aws/bin/pip install -q --disable-pip-version-check -r /tmp/requirements.txt >&2
+  chroot "$base" /usr/bin/env PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
+    /opt/aws/bin/pip install -q --disable-pip-version-check -r /tmp/requirements.txt >&2
   tar -cf "$ready.part" -C "$base" .
   mv "$ready.part" "$ready"
   rm -rf "$base" "$cache/base.tar.part"
@@ -45,6 +50,9 @@ fi
 root="$work/bullseye"
 mkdir -p "$root"
 tar -xf "$ready" -C "$root"
+# `configure` finds its own path in /proc, as everywhere; unmounted before anything is removed.
+mount -t proc proc "$root/proc"
+trap 'umount -l "$root/proc" 2>/dev/null || true' EXIT
 glibc="$(chroot "$root" /usr/bin/ldd --version | head -1 | awk '{print $NF}')"
 python="$(chroot "$root" /usr/bin/python3 -c 'import platform; print(platform.python_version())')"
 say "Debian $(cat "$root/etc/debian_version"), glibc $glibc, Python $python"
