@@ -119,7 +119,7 @@ fn parse(req: &HttpRequest, body: &[u8]) -> Result<MintRequest, ApiError> {
         .trim()
         .to_ascii_lowercase();
     match kind.as_str() {
-        "application/x-www-form-urlencoded" => Ok(from_form(body)),
+        "application/x-www-form-urlencoded" => from_form(body),
         "application/json" | "" if body.iter().all(u8::is_ascii_whitespace) => {
             Ok(MintRequest::default())
         }
@@ -141,11 +141,23 @@ fn parse(req: &HttpRequest, body: &[u8]) -> Result<MintRequest, ApiError> {
     }
 }
 
-fn from_form(body: &[u8]) -> MintRequest {
+fn from_form(body: &[u8]) -> Result<MintRequest, ApiError> {
     let mut out = MintRequest::default();
     let mut targets = Vec::new();
+    // Each field is one item of the list (an empty one, the page's empty box, names none):
+    // more fields than a list may hold is refused as JSON's longer list is.
+    let mut fields = 0usize;
     for (name, value) in url::form_urlencoded::parse(body) {
         let value = value.trim();
+        if matches!(&*name, "target" | "targets") {
+            fields += 1;
+            if fields > narrow::MAX_TARGETS {
+                return Err(ApiError::bad_request(
+                    "too_many_targets",
+                    format!("at most {} targets in one ticket", narrow::MAX_TARGETS),
+                ));
+            }
+        }
         match &*name {
             "target" if !value.is_empty() => targets.push(value.to_owned()),
             "targets" => targets.extend(value.split_whitespace().map(str::to_owned)),
@@ -158,13 +170,23 @@ fn from_form(body: &[u8]) -> MintRequest {
             }
             "label" => out.label = Some(value.to_owned()),
             "csrf" => out.csrf = Some(value.to_owned()),
-            _ => {}
+            "target" | "targets" | "duration_seconds" | "expires_in" => {}
+            // Like JSON's: a field this request does not have is a mistake, not ignored.
+            other => {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    format!(
+                        "the form has a field a ticket request does not: {}",
+                        crate::error::quoted(other, 40)
+                    ),
+                ))
+            }
         }
     }
     if !targets.is_empty() {
         out.targets = Some(targets);
     }
-    out
+    Ok(out)
 }
 
 /// The targets, each inside what the user may read in the archive that serves it.
