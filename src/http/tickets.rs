@@ -170,7 +170,8 @@ fn from_form(body: &[u8]) -> Result<MintRequest, ApiError> {
             }
             "label" => out.label = Some(value.to_owned()),
             "csrf" => out.csrf = Some(value.to_owned()),
-            "target" | "targets" | "duration_seconds" | "expires_in" => {}
+            // Left empty in the form: not given.
+            "target" | "duration_seconds" | "expires_in" => {}
             // Like JSON's: a field this request does not have is a mistake, not ignored.
             other => {
                 return Err(ApiError::bad_request(
