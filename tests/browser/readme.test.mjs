@@ -6,20 +6,11 @@ import { join } from 'node:path';
 
 import { devices } from 'playwright-core';
 
-import { artifacts, useStackAndBrowser } from './stack.mjs';
+import { artifacts, useStackAndBrowser, watchedPage } from './stack.mjs';
 
 const env = useStackAndBrowser({ before, after });
 
-async function open(context, path) {
-  const page = await context.newPage();
-  const problems = [];
-  page.on('console', (msg) => { if (msg.type() === 'error' || msg.type() === 'warning') problems.push(msg.text()); });
-  page.on('pageerror', (err) => problems.push(String(err)));
-  const foreign = [];
-  page.on('request', (req) => { if (!req.url().startsWith(env.stack.app) && !req.url().startsWith(env.stack.issuer)) foreign.push(req.url()); });
-  const res = await page.goto(`${env.stack.app}${path}`);
-  return { page, res, problems, foreign };
-}
+const open = (context, path) => watchedPage(env.stack, context, path);
 
 test('the README page renders for a signed-out visitor, desktop and phone', async () => {
   for (const [name, options] of [['desktop', {}], ['phone', devices['Pixel 7']]]) {

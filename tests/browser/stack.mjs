@@ -186,3 +186,16 @@ export function useStackAndBrowser({ before, after }, options = {}) {
   });
   return env;
 }
+
+// A page at `path` of the stack, recording console errors and warnings (`problems`) and any
+// request that leaves the service and the IdP (`foreign`).
+export async function watchedPage(stack, context, path) {
+  const page = await context.newPage();
+  const problems = [];
+  page.on('console', (msg) => { if (msg.type() === 'error' || msg.type() === 'warning') problems.push(msg.text()); });
+  page.on('pageerror', (err) => problems.push(String(err)));
+  const foreign = [];
+  page.on('request', (req) => { if (!req.url().startsWith(stack.app) && !req.url().startsWith(stack.issuer)) foreign.push(req.url()); });
+  const res = await page.goto(`${stack.app}${path}`);
+  return { page, res, problems, foreign };
+}

@@ -5,20 +5,11 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 
-import { artifacts, useStackAndBrowser } from './stack.mjs';
+import { artifacts, useStackAndBrowser, watchedPage } from './stack.mjs';
 
 const env = useStackAndBrowser({ before, after }, { moto: true });
 
-async function open(context, path) {
-  const page = await context.newPage();
-  const problems = [];
-  page.on('console', (msg) => { if (msg.type() === 'error' || msg.type() === 'warning') problems.push(msg.text()); });
-  page.on('pageerror', (err) => problems.push(String(err)));
-  const foreign = [];
-  page.on('request', (req) => { if (!req.url().startsWith(env.stack.app) && !req.url().startsWith(env.stack.issuer)) foreign.push(req.url()); });
-  await page.goto(`${env.stack.app}${path}`);
-  return { page, problems, foreign };
-}
+const open = (context, path) => watchedPage(env.stack, context, path);
 
 test('signed in, the page makes a ticket that a machine without a login can use', async () => {
   const context = await env.browser.newContext();

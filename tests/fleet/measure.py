@@ -82,9 +82,10 @@ def command_stats():
 
 
 def background_free(d):
-    """A delta without INFO (the measurement itself) and the replicas' periodic revocation
-    resync (HGETALL every 0.5 s), which run whatever the requests do."""
-    return {k: v for k, v in d.items() if k not in ("info", "hgetall")}
+    """A delta without INFO (the measurement itself) and the replicas' periodic look at the
+    replicated sets (revocations, tickets: HGET of their versions every 0.5 s, HGETALL when one
+    moved), which run whatever the requests do."""
+    return {k: v for k, v in d.items() if k not in ("info", "hgetall", "hget")}
 
 
 def delta(before, after):
