@@ -224,23 +224,23 @@ impl TicketCodec {
     /// The CSRF token of the page's ticket form for a session of `user` that ends at `exp`
     /// (Unix seconds): only this service can compute it, and it changes with each login.
     pub fn form_token(&self, user: &str, exp: i64) -> String {
-        let mut mac = self.forms.clone();
-        mac.update(&u64::try_from(user.len()).unwrap_or(0).to_be_bytes());
-        mac.update(user.as_bytes());
-        mac.update(&exp.to_be_bytes());
-        b64().encode(mac.finalize().into_bytes())
+        b64().encode(self.form_mac(user, exp).finalize().into_bytes())
     }
 
     /// Whether `token` is the form token for that session (compared in constant time).
     pub fn form_token_ok(&self, user: &str, exp: i64, token: &str) -> bool {
-        let Ok(given) = b64().decode(token) else {
-            return false;
-        };
+        b64()
+            .decode(token)
+            .is_ok_and(|given| self.form_mac(user, exp).verify_slice(&given).is_ok())
+    }
+
+    /// The MAC over a session: the user (length first, so no two sessions meet) and its end.
+    fn form_mac(&self, user: &str, exp: i64) -> Hmac<Sha256> {
         let mut mac = self.forms.clone();
         mac.update(&u64::try_from(user.len()).unwrap_or(0).to_be_bytes());
         mac.update(user.as_bytes());
         mac.update(&exp.to_be_bytes());
-        mac.verify_slice(&given).is_ok()
+        mac
     }
 }
 

@@ -93,31 +93,44 @@ impl Asking {
     }
 }
 
-/// A ticket from `path`, checked to be one.
-fn read_ticket(path: &std::path::Path) -> Result<String, stsvend::client::ClientError> {
-    use stsvend::client::ClientError;
+/// The trimmed text of `what` (a token file, a ticket file) at `path`.
+fn read_secret(path: &std::path::Path, what: &str) -> Result<String, stsvend::client::ClientError> {
     let path = expand_home(path);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        ClientError::Usage(format!(
-            "cannot read the ticket file {}: {e}",
-            path.display()
-        ))
-    })?;
-    stsvend::client::tickets::ticket_secret(text.trim())
-        .map(str::to_owned)
-        .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))
+    std::fs::read_to_string(&path)
+        .map(|t| t.trim().to_owned())
+        .map_err(|e| {
+            stsvend::client::ClientError::Usage(format!(
+                "cannot read the {what} {}: {e}",
+                path.display()
+            ))
+        })
 }
 
-/// A bearer token from `path` (an IdP token, or a ticket).
+/// A bearer token from `path` (an IdP token).
 fn read_token(path: &std::path::Path) -> Result<String, stsvend::client::ClientError> {
-    let path = expand_home(path);
-    let token = std::fs::read_to_string(&path).map_err(|e| {
-        stsvend::client::ClientError::Usage(format!(
-            "cannot read the token file {}: {e}",
-            path.display()
-        ))
-    })?;
-    Ok(token.trim().to_owned())
+    read_secret(path, "token file")
+}
+
+/// A ticket from `path`, checked to be one before it is sent anywhere.
+fn read_ticket(path: &std::path::Path) -> Result<String, stsvend::client::ClientError> {
+    let text = read_secret(path, "ticket file")?;
+    stsvend::client::tickets::ticket_secret(&text)
+        .map(str::to_owned)
+        .map_err(|e| {
+            stsvend::client::ClientError::Usage(format!("{}: {e}", expand_home(path).display()))
+        })
+}
+
+/// Credentials go only over https, or plain http to this machine.
+fn checked_endpoint(endpoint: &url::Url) -> Result<(), stsvend::client::ClientError> {
+    if endpoint.scheme() == "https"
+        || (endpoint.scheme() == "http" && stsvend::common::is_loopback(endpoint))
+    {
+        return Ok(());
+    }
+    Err(stsvend::client::ClientError::Usage(
+        "--endpoint must be https (plain http only to a loopback address)".into(),
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -138,13 +151,7 @@ fn credential_process(
         .transpose()
         .map_err(|e| stsvend::client::ClientError::Usage(format!("--region: {e}")))?;
     use stsvend::client::{self, Auth, ClientError, Options, OutputFormat};
-    if endpoint.scheme() != "https"
-        && !(endpoint.scheme() == "http" && stsvend::common::is_loopback(&endpoint))
-    {
-        return Err(ClientError::Usage(
-            "--endpoint must be https (plain http only to a loopback address)".into(),
-        ));
-    }
+    checked_endpoint(&endpoint)?;
     let auth = if let Some(path) = token_file {
         Auth::Bearer(read_token(&path)?)
     } else if let Some(path) = ticket_file {
@@ -525,13 +532,7 @@ struct TicketLogin {
 impl TicketLogin {
     fn token(&self) -> Result<String, stsvend::client::ClientError> {
         use stsvend::client::ClientError;
-        if self.endpoint.scheme() != "https"
-            && !(self.endpoint.scheme() == "http" && stsvend::common::is_loopback(&self.endpoint))
-        {
-            return Err(ClientError::Usage(
-                "--endpoint must be https (plain http only to a loopback address)".into(),
-            ));
-        }
+        checked_endpoint(&self.endpoint)?;
         let token = match (&self.token_file, &self.token_env) {
             (Some(path), _) => read_token(path)?,
             (None, Some(var)) => std::env::var(var)

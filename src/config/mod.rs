@@ -38,9 +38,7 @@ pub use s3::{RawS3, S3Settings};
 pub use server::{LogFormat, RawServer, RawTls, ServerSettings, TlsSettings};
 pub use session::{CookieKey, RawSession, SessionSettings};
 pub use sts::{RawSts, RoleArn, StsSettings};
-pub use tickets::{
-    Platform, RawPlatform, RawTickets, TicketSettings, LONGEST_TICKET, MAX_PLATFORM_NAME,
-};
+pub use tickets::{Platform, RawPlatform, RawTickets, TicketSettings};
 pub use values::{is_loopback, ConfigError, ENV_PREFIX};
 
 /// The defaults every configuration starts from; also the documented reference of every key.

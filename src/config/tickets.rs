@@ -12,7 +12,7 @@ use super::values::*;
 
 /// The longest a deployment may let a ticket live: a ticket is a bearer secret, and a week
 /// bounds what a leaked one can do even when nobody deletes it.
-pub const LONGEST_TICKET: Duration = Duration::from_secs(7 * 24 * 3600);
+const LONGEST_TICKET: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Live tickets one user may hold, at most, whatever the deployment says.
 const MOST_PER_USER: u32 = 1000;
 
@@ -120,7 +120,7 @@ pub struct Platform {
 
 /// The longest platform name (a session name holds the user, the service and the platform
 /// in 64 characters).
-pub const MAX_PLATFORM_NAME: usize = 24;
+const MAX_PLATFORM_NAME: usize = 24;
 
 /// `server.app_name` and a platform's name together, at most: the session name
 /// `<user>@<app>+<platform>` keeps 22 of its 64 characters for the user.

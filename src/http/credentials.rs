@@ -91,7 +91,11 @@ impl Ask {
         pinned: Option<&Archive>,
     ) -> Result<(), ApiError> {
         let beyond = |what: String| ApiError::new(StatusCode::FORBIDDEN, "beyond_ticket", what);
-        let covered: Vec<String> = opened.targets.iter().map(ToString::to_string).collect();
+        // Said only when refusing: a ticket's served request builds no text.
+        let covered = || {
+            let all: Vec<String> = opened.targets.iter().map(ToString::to_string).collect();
+            all.join(", ")
+        };
         if !opened.targets.is_empty() {
             if self.targets.is_empty() {
                 self.targets = opened
@@ -103,7 +107,7 @@ impl Ask {
                 if self.targets.is_empty() {
                     return Err(beyond(format!(
                         "this ticket reads nothing in this archive; it covers {}",
-                        covered.join(", ")
+                        covered()
                     )));
                 }
             } else {
@@ -116,7 +120,7 @@ impl Ask {
                 if !outside.is_empty() {
                     return Err(beyond(format!(
                         "this ticket covers only {}; beyond it: {}",
-                        covered.join(", "),
+                        covered(),
                         outside.join(", ")
                     )));
                 }

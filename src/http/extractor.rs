@@ -115,6 +115,8 @@ async fn identify(
     // `EDL-Token` carries the user's token issued to it.
     let (bearer, platform) = match bearer {
         Some(token) => (Some(token), None),
+        // Only where platforms are configured: other deployments do not look for the headers.
+        None if state.settings.platforms.is_empty() => (None, None),
         None => match edl_token(req) {
             Some((client, token)) => (Some(token), Some(edl_platform(state, client)?)),
             None => (None, None),
@@ -193,10 +195,12 @@ async fn identify(
 
 /// The `EDL-Client-Id` and `EDL-Token` headers, when a request has the token.
 fn edl_token(req: &HttpRequest) -> Option<(&str, &str)> {
-    let token = visible_ascii(req.headers().get("edl-token")?)?.trim();
+    static TOKEN: header::HeaderName = header::HeaderName::from_static("edl-token");
+    static CLIENT: header::HeaderName = header::HeaderName::from_static("edl-client-id");
+    let token = visible_ascii(req.headers().get(&TOKEN)?)?.trim();
     let client = req
         .headers()
-        .get("edl-client-id")
+        .get(&CLIENT)
         .and_then(visible_ascii)
         .unwrap_or("")
         .trim();

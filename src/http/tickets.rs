@@ -63,7 +63,7 @@ pub struct TicketList {
     pub max_per_user: u32,
 }
 
-fn disabled(state: &AppState) -> Result<(), ApiError> {
+fn enabled(state: &AppState) -> Result<(), ApiError> {
     if state.settings.tickets.enabled {
         Ok(())
     } else {
@@ -245,7 +245,7 @@ pub async fn mint(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    disabled(&state)?;
+    enabled(&state)?;
     not_by_ticket(&user)?;
     let ask = parse(&req, &body)?;
     let from_page = ask.csrf.is_some();
@@ -415,7 +415,7 @@ pub async fn list(
     user: AuthenticatedUser,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    disabled(&state)?;
+    enabled(&state)?;
     not_by_ticket(&user)?;
     let tickets = state.tickets.list(&user.user_id).await;
     Ok(HttpResponse::Ok()
@@ -433,7 +433,7 @@ pub async fn delete(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    disabled(&state)?;
+    enabled(&state)?;
     not_by_ticket(&user)?;
     if user.method == AuthMethod::Session {
         same_origin(&req, &state)?;

@@ -198,11 +198,6 @@ impl<R: Record> Set<R> {
         self.fleet.is_none() || self.started_synced || self.synced.load(Ordering::Relaxed)
     }
 
-    /// Whether the fleet's set has been read since this replica started (or there is none).
-    pub fn read_once(&self) -> bool {
-        self.fleet.is_none() || self.synced.load(Ordering::Relaxed)
-    }
-
     /// What the set holds for `key`, looked at without copying (the hot path).
     #[inline]
     pub fn with<T>(&self, key: &str, look: impl FnOnce(Option<&R>) -> T) -> T {
@@ -243,10 +238,9 @@ impl<R: Record> Set<R> {
 
     /// Put the record `make` returns (given what the set holds for `key`) in the local set,
     /// write it to disk and tell Redis: the stored record, and whether the fleet was told
-    /// (false: this replica only, until Redis answers again). Reads the fleet's set first, so
-    /// that `make` sees what the fleet has.
+    /// (false: this replica only, until Redis answers again). A caller whose record depends
+    /// on what the fleet has reads it first (`resync`), once for all its changes.
     pub async fn record(&self, key: &str, make: impl Fn(Option<&R>) -> R) -> (R, bool) {
-        self.resync().await;
         let mut stored = None;
         self.local.rcu(|m| {
             let mut m = HashMap::clone(m);
@@ -268,10 +262,10 @@ impl<R: Record> Set<R> {
         (record, told)
     }
 
-    /// Change the record the set holds for `key` (after reading the fleet's set): the stored
-    /// record and whether the fleet was told; None when there is none.
+    /// Change the record the set holds for `key` (as `record`, the caller having read the
+    /// fleet's set when that matters): the stored record and whether the fleet was told; None
+    /// when there is none.
     pub async fn update(&self, key: &str, change: impl Fn(&R) -> R) -> Option<(R, bool)> {
-        self.resync().await;
         let mut stored = None;
         self.local.rcu(|m| {
             stored = None;

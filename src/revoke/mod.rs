@@ -135,8 +135,9 @@ impl Revocations {
     /// Revoke (or re-revoke with a new reason/expiry): the stored revocation, and whether the
     /// fleet was told (false: this replica only, until Redis answers again).
     pub async fn revoke(&self, revocation: Revocation) -> (Revocation, bool) {
-        // Everything the fleet has is seen first (`record` reads it), so the new record is
-        // stamped after it even when this replica's clock runs behind the one that made it.
+        // Everything the fleet has is seen first, so the new record is stamped after it even
+        // when this replica's clock runs behind the one that made it.
+        self.set.resync().await;
         let (stored, told) = self
             .set
             .record(&revocation.user, |previous| Revocation {

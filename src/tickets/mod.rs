@@ -281,24 +281,25 @@ impl Tickets {
         if !self.settings.enabled {
             return;
         }
-        let now = self.clock.now();
-        let stale: Vec<String> = self
-            .set
-            .records(now, |r| {
-                r.user == user
-                    && r.deleted_at.is_none()
-                    && r.groups.iter().any(|g| !groups.contains(g))
-            })
-            .into_iter()
-            .map(|r| r.id)
-            .collect();
-        if stale.is_empty() {
-            return;
-        }
-        tracing::info!(user = %crate::telemetry::capped(user), tickets = stale.len(), "the user's groups shrank: narrowing their tickets");
+        // Looking through every ticket is work for the task, not for the request that read
+        // the groups.
         let me = self.clone();
-        let groups = groups.to_vec();
+        let (user, groups) = (user.to_owned(), groups.to_vec());
         tokio::spawn(async move {
+            let now = me.clock.now();
+            let stale: Vec<String> = me
+                .set
+                .records(now, |r| {
+                    r.user == user
+                        && r.deleted_at.is_none()
+                        && r.groups.iter().any(|g| !groups.contains(g))
+                })
+                .into_iter()
+                .map(|r| r.id)
+                .collect();
+            if !stale.is_empty() {
+                tracing::info!(user = %crate::telemetry::capped(&user), tickets = stale.len(), "the user's groups shrank: narrowing their tickets");
+            }
             for id in stale {
                 me.set
                     .update(&id, |r| {
