@@ -53,7 +53,8 @@ tar -xf "$ready" -C "$root"
 # `configure` finds its own path in /proc, as everywhere; unmounted before anything is removed.
 mount -t proc proc "$root/proc"
 trap 'umount -l "$root/proc" 2>/dev/null || true' EXIT
-glibc="$(chroot "$root" /usr/bin/ldd --version | head -1 | awk '{print $NF}')"
+# awk reads all of ldd's output: `head` would close the pipe early (SIGPIPE under pipefail).
+glibc="$(chroot "$root" /usr/bin/ldd --version | awk 'NR == 1 {print $NF}')"
 python="$(chroot "$root" /usr/bin/python3 -c 'import platform; print(platform.python_version())')"
 say "Debian $(cat "$root/etc/debian_version"), glibc $glibc, Python $python"
 

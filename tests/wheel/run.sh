@@ -5,6 +5,8 @@
 # read a bucket from moto through it; `pip uninstall` leaves nothing of it behind.
 # Needs deploy/local/setup.sh --for-tests (maturin) and the service's debug build (STSVEND_BIN).
 set -euo pipefail
+# Pipes end in a `grep` that reads all its input (`>/dev/null`, not `-q`): one that stops at
+# the first match can leave the writer with SIGPIPE, which pipefail makes a failure.
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 venv="$root/deploy/local/.venv"
@@ -54,7 +56,7 @@ PY
 
 # auditwheel reads the symbols the binary uses: glibc 2.17 must be enough for all of them.
 "$venv/bin/auditwheel" show "$wheel" >"$work/auditwheel.txt" 2>&1 || { cat "$work/auditwheel.txt" >&2; exit 1; }
-tr '\n' ' ' <"$work/auditwheel.txt" | grep -q 'consistent with the following platform tag: "manylinux_2_17_x86_64"' \
+tr '\n' ' ' <"$work/auditwheel.txt" | grep 'consistent with the following platform tag: "manylinux_2_17_x86_64"' >/dev/null \
   || { echo "[wheel] auditwheel disagrees with the manylinux2014 tag:" >&2; cat "$work/auditwheel.txt" >&2; exit 1; }
 echo "[wheel] auditwheel: consistent with manylinux_2_17_x86_64" >&2
 
@@ -63,7 +65,7 @@ python3 -m venv "$work/user"
 "$work/user/bin/pip" install -q --disable-pip-version-check "$wheel" -r "$here/requirements.txt" >&2
 helper="$work/user/bin/stsvend"
 [ -x "$helper" ] || { echo "[wheel] no stsvend on the venv's PATH" >&2; exit 1; }
-"$helper" --version | grep -qx "stsvend $version" || { echo "[wheel] wrong version: $("$helper" --version)" >&2; exit 1; }
+"$helper" --version | grep -x "stsvend $version" >/dev/null || { echo "[wheel] wrong version: $("$helper" --version)" >&2; exit 1; }
 # The service is not in the wheel: clap says `serve` is no subcommand of this build (a
 # service that merely failed to start would say something else).
 serve_err="$("$helper" serve 2>&1 >/dev/null || true)"
@@ -89,7 +91,7 @@ grep -q "^credential_process = $helper credential-process " "$AWS_CONFIG_FILE" \
 grep -q '^\[profile work\]' "$AWS_CONFIG_FILE"
 [ "$(cat "$HOME/.aws/config")" = "# default" ] || { echo "[wheel] ~/.aws/config was changed" >&2; exit 1; }
 
-"$work/user/bin/aws" --profile archive --endpoint-url "$moto" s3 ls s3://demo-inregion/ | grep -q hello.txt \
+"$work/user/bin/aws" --profile archive --endpoint-url "$moto" s3 ls s3://demo-inregion/ | grep hello.txt >/dev/null \
   || { echo "[wheel] the AWS CLI did not list the bucket" >&2; exit 1; }
 echo "[wheel] aws s3 ls through the profile: ok" >&2
 got="$("$work/user/bin/python" -c "
@@ -105,9 +107,9 @@ echo "[wheel] boto3 through the profile: ok" >&2
   --target s3://demo-inregion/ --label wheel --output "$HOME/job.ticket" 2>/dev/null
 PATH="$work/user/bin:$PATH" stsvend configure --endpoint "http://127.0.0.1:$app_port/s3credentials" \
   --profile worker --ticket-file "$HOME/job.ticket"
-"$work/user/bin/aws" --profile worker --endpoint-url "$moto" s3 ls s3://demo-inregion/ | grep -q hello.txt \
+"$work/user/bin/aws" --profile worker --endpoint-url "$moto" s3 ls s3://demo-inregion/ | grep hello.txt >/dev/null \
   || { echo "[wheel] the AWS CLI did not list the bucket with the ticket's profile" >&2; exit 1; }
-"$helper" ticket list --endpoint "http://127.0.0.1:$app_port/s3credentials" --token-file "$HOME/.edl_token" | grep -q wheel \
+"$helper" ticket list --endpoint "http://127.0.0.1:$app_port/s3credentials" --token-file "$HOME/.edl_token" | grep wheel >/dev/null \
   || { echo "[wheel] ticket list does not show the ticket" >&2; exit 1; }
 echo "[wheel] a ticket's profile through the AWS CLI: ok" >&2
 
@@ -133,13 +135,13 @@ started=$(date +%s)
 CARGO_TARGET_DIR="$work/sdist-target" MATURIN_PEP517_ARGS="--profile dev" \
   "$work/from-sdist/bin/pip" install -q --disable-pip-version-check "$sdist" \
   >"$work/sdist-install.log" 2>&1 || { tail -30 "$work/sdist-install.log" >&2; exit 1; }
-"$work/from-sdist/bin/stsvend" --version | grep -qx "stsvend $version" \
+"$work/from-sdist/bin/stsvend" --version | grep -x "stsvend $version" >/dev/null \
   || { echo "[wheel] the sdist's stsvend: $("$work/from-sdist/bin/stsvend" --version)" >&2; exit 1; }
 serve_err="$("$work/from-sdist/bin/stsvend" serve 2>&1 >/dev/null || true)"
 grep -q "unrecognized subcommand 'serve'" <<<"$serve_err" \
   || { echo "[wheel] the sdist built the service too: $serve_err" >&2; exit 1; }
 "$work/from-sdist/bin/stsvend" credential-process --endpoint "http://127.0.0.1:$app_port/s3credentials" \
-  --ticket-file "$HOME/job.ticket" | grep -q '"AccessKeyId"' \
+  --ticket-file "$HOME/job.ticket" | grep '"AccessKeyId"' >/dev/null \
   || { echo "[wheel] the sdist's helper did not fetch credentials" >&2; exit 1; }
 echo "[wheel] sdist ($(du -k "$sdist" | cut -f1) KiB) installs in $(( $(date +%s) - started ))s, helper only, fetches credentials: ok" >&2
 
