@@ -7,14 +7,18 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::telemetry::{current_help_url, current_prefers_html, current_request_id};
+use crate::telemetry::{current_request_id, error_view, write_request_id_json};
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
     status: StatusCode,
     code: &'static str,
-    description: String,
+    /// Most descriptions are the code's own text: borrowed, not copied.
+    description: std::borrow::Cow<'static, str>,
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// Known to be for a client that asked for JSON alone (its `Accept` need not be read
+    /// again).
+    json_client: bool,
 }
 
 /// The one error shape of every 4xx/5xx JSON response.
@@ -30,7 +34,11 @@ pub(crate) struct ErrorBody<'a> {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        description: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> Self {
         debug_assert!(
             crate::common::ERROR_CODES.contains(&code),
             "error code {code} is not in common::ERROR_CODES"
@@ -40,6 +48,7 @@ impl ApiError {
             code,
             description: description.into(),
             headers: Vec::new(),
+            json_client: false,
         }
     }
 
@@ -51,17 +60,26 @@ impl ApiError {
         )
     }
 
-    pub fn bad_request(code: &'static str, description: impl Into<String>) -> Self {
+    pub fn bad_request(
+        code: &'static str,
+        description: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, description)
     }
 
     /// 5xx: the description reaches the client, so it must never carry internals.
-    pub fn unavailable(description: impl Into<String>) -> Self {
+    pub fn unavailable(description: impl Into<std::borrow::Cow<'static, str>>) -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "temporarily_unavailable",
             description,
         )
+    }
+
+    /// For a client already known to want JSON alone (`negotiate::wants_json_only`).
+    pub fn answered_in_json(mut self) -> Self {
+        self.json_client = true;
+        self
     }
 
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
@@ -100,24 +118,60 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut res = HttpResponse::build(self.status);
-        res.insert_header((header::CACHE_CONTROL, "no-store"));
+        let (html, help_url) = error_view(self.code, !self.json_client);
+        let mut res = if html {
+            let page = error_page(self, current_request_id().as_deref(), help_url);
+            let mut res = HttpResponse::with_body(self.status, page);
+            res.headers_mut().append(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            res
+        } else {
+            let mut res = HttpResponse::with_body(self.status, self.json_body(help_url));
+            res.headers_mut().append(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            res
+        };
+        // A new response: its header map is empty (appending skips looking for old values).
+        let headers = res.headers_mut();
+        headers.append(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         for (name, value) in &self.headers {
-            res.append_header((name.clone(), value.clone()));
+            headers.append(name.clone(), value.clone());
         }
-        let request_id = current_request_id();
-        let help_url = current_help_url(self.code);
-        if current_prefers_html() {
-            return res
-                .content_type("text/html; charset=utf-8")
-                .body(error_page(self, request_id.as_deref(), help_url.as_deref()));
+        res.map_into_boxed_body()
+    }
+}
+
+impl ApiError {
+    /// The body serde_json would write for [`ErrorBody`], written by hand: an error is
+    /// answered on every refused request, and serde's string escaping costs several times
+    /// what the rest of the body does.
+    fn json_body(&self, help_url: Option<&str>) -> String {
+        use crate::json::write_escaped;
+        // The fixed text, a request id and the variable parts: one allocation.
+        let mut out = String::with_capacity(
+            192 + self.code.len() + self.description.len() + help_url.map_or(0, str::len),
+        );
+        // Writing into a String cannot fail.
+        // Codes are the code's own (`common::ERROR_CODES`): nothing to escape.
+        out.push_str("{\"error\":\"");
+        out.push_str(self.code);
+        out.push_str("\",\"error_description\":\"");
+        let _ = write_escaped(&mut out, &self.description);
+        out.push_str("\",\"request_id\":");
+        if !write_request_id_json(&mut out) {
+            out.push_str("null");
         }
-        res.json(ErrorBody {
-            error: self.code,
-            error_description: &self.description,
-            request_id,
-            help_url,
-        })
+        if let Some(url) = help_url {
+            out.push_str(",\"help_url\":\"");
+            let _ = write_escaped(&mut out, url);
+            out.push('"');
+        }
+        out.push('}');
+        out
     }
 }
 
@@ -168,4 +222,46 @@ fn error_page(err: &ApiError, request_id: Option<&str>, help_url: Option<&str>) 
         description = escape_html(&err.description),
         id = escape_html(request_id.unwrap_or("-")),
     )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_need_no_json_escaping() {
+        for code in crate::common::ERROR_CODES {
+            assert!(!crate::json::needs_escaping(code.as_bytes()), "{code}");
+        }
+    }
+
+    /// The body written by hand is byte for byte what serde_json writes for `ErrorBody`, with
+    /// and without a request and a help URL, whatever the description holds.
+    #[test]
+    fn the_json_body_is_what_serde_json_writes() {
+        let odd = "quote \" backslash \\ newline \n tab \t bell \u{7} é 🚀 \u{2028} </script>";
+        for description in ["no such resource", odd, ""] {
+            for help in [None, Some("https://help.example.org/errors?code=a&b=\"c\"")] {
+                for id in [None, Some("8d2c7a3e-5a0b-4a4e-9c55-0b9e4b0f8a11")] {
+                    let err =
+                        ApiError::new(StatusCode::UNAUTHORIZED, "login_required", description);
+                    let ours = match id {
+                        Some(id) => {
+                            crate::telemetry::context::in_test_request(id, || err.json_body(help))
+                        }
+                        None => err.json_body(help),
+                    };
+                    let theirs = serde_json::to_string(&ErrorBody {
+                        error: "login_required",
+                        error_description: description,
+                        request_id: id.map(str::to_owned),
+                        help_url: help.map(str::to_owned),
+                    })
+                    .unwrap();
+                    assert_eq!(ours, theirs);
+                }
+            }
+        }
+    }
 }

@@ -103,7 +103,7 @@ pub fn too_many(wait: Duration) -> ApiError {
 }
 
 /// 429 with this code and description, and `Retry-After` in whole seconds (at least 1).
-pub fn too_many_as(wait: Duration, code: &'static str, description: &str) -> ApiError {
+pub fn too_many_as(wait: Duration, code: &'static str, description: &'static str) -> ApiError {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     let value = HeaderValue::from_str(&secs.max(1).to_string())
         .unwrap_or_else(|_| HeaderValue::from_static("1"));

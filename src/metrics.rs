@@ -4,14 +4,10 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::future::{ready, Future, Ready};
-use std::pin::Pin;
-use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::Duration;
 
-use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::dev::ServiceResponse;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{
@@ -424,8 +420,8 @@ pub fn method_label(method: &actix_web::http::Method) -> &'static str {
 
 /// `stsvend_http_requests_total` and `stsvend_http_requests_duration_seconds` by route
 /// pattern, method and status (the names, labels, help and buckets actix-web-prom used).
-/// Each worker keeps the labelled series it has used, so a request costs a map lookup and
-/// two atomic updates instead of resolving label values in the registry every time.
+/// Each worker keeps the labelled series it has used ([`Recorder`]), so a request costs a map
+/// lookup and two atomic updates instead of resolving label values in the registry every time.
 #[derive(Clone)]
 pub struct HttpMetrics {
     total: IntCounterVec,
@@ -455,103 +451,104 @@ impl HttpMetrics {
 
 type Series = (IntCounter, Histogram);
 
-impl<S, B> Transform<S, ServiceRequest> for HttpMetrics
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
-{
-    type Response = ServiceResponse<B>;
-    type Error = actix_web::Error;
-    type Transform = HttpMetricsService<S>;
-    type InitError = ();
-    type Future = Ready<Result<Self::Transform, Self::InitError>>;
-
-    fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(HttpMetricsService {
-            service,
+impl HttpMetrics {
+    /// What one worker counts its requests with.
+    pub fn recorder(&self) -> Recorder {
+        Recorder {
             metrics: self.clone(),
-            series: Rc::new(RefCell::new(HashMap::default())),
-        }))
-    }
-}
-
-/// The series a worker has used, by (route pattern, method, status).
-type SeriesByLabels =
-    Rc<RefCell<HashMap<(String, &'static str, u16), Series, foldhash::fast::RandomState>>>;
-
-pub struct HttpMetricsService<S> {
-    service: S,
-    metrics: HttpMetrics,
-    series: SeriesByLabels,
-}
-
-impl<S, B> Service<ServiceRequest> for HttpMetricsService<S>
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
-{
-    type Response = ServiceResponse<B>;
-    type Error = actix_web::Error;
-    type Future = Recorded<S::Future>;
-
-    actix_web::dev::forward_ready!(service);
-
-    fn call(&self, req: ServiceRequest) -> Self::Future {
-        Recorded {
-            inner: self.service.call(req),
-            started: Instant::now(),
-            metrics: self.metrics.clone(),
-            series: self.series.clone(),
+            counted: RefCell::new(Counted::default()),
         }
     }
 }
 
-pin_project_lite::pin_project! {
-    /// The response future; counts the response once it is ready.
-    pub struct Recorded<F> {
-        #[pin]
-        inner: F,
-        started: Instant,
-        metrics: HttpMetrics,
-        series: SeriesByLabels,
-    }
+/// The most static routes a worker remembers (a deployment has a few dozen).
+const MAX_STATIC_PATHS: usize = 1024;
+
+type Hasher = foldhash::fast::RandomState;
+
+/// The series a worker has used, by (method, status).
+#[derive(Default)]
+struct ByOutcome {
+    /// The (method, status) counted last, looked at first: a route's requests mostly end
+    /// alike.
+    last: Option<(&'static str, u16, Series)>,
+    all: HashMap<(&'static str, u16), Series, Hasher>,
 }
 
-impl<F, B> Future for Recorded<F>
-where
-    F: Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
-{
-    type Output = F::Output;
+#[derive(Default)]
+struct Counted {
+    /// Static routes by their path, which is their pattern: counted without asking the
+    /// router again. Routing depends on the path alone and the routes never change, so the
+    /// answer is the router's.
+    static_paths: HashMap<String, ByOutcome, Hasher>,
+    /// Every other route by its pattern (and requests no route matched).
+    patterns: HashMap<String, ByOutcome, Hasher>,
+}
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let res = match this.inner.poll(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(res) => res,
+/// A worker's request counter: the series it has used, by (route pattern, method, status).
+pub struct Recorder {
+    metrics: HttpMetrics,
+    counted: RefCell<Counted>,
+}
+
+impl Recorder {
+    /// Counts a response and how long it took.
+    pub fn record<B>(&self, res: &ServiceResponse<B>, elapsed: Duration) {
+        // A worker records one response at a time; were it ever re-entered, the response
+        // would go uncounted rather than panic.
+        let Ok(mut counted) = self.counted.try_borrow_mut() else {
+            return;
         };
-        if let Ok(res) = &res {
-            let req = res.request();
-            let key = (
-                req.match_pattern().unwrap_or_else(|| {
-                    actix_web::HttpMessage::extensions(req)
-                        .get::<RouteLabel>()
-                        .map_or(UNMATCHED, |r| r.0)
-                        .to_owned()
-                }),
-                method_label(req.method()),
-                res.status().as_u16(),
-            );
-            let status = res.status();
-            let mut series = this.series.borrow_mut();
-            let (count, latency) = series.entry(key).or_insert_with_key(|(route, method, _)| {
-                let labels = [route.as_str(), *method, status.as_str()];
+        let counted = &mut *counted;
+        let req = res.request();
+        let path = req.path();
+        let method = method_label(req.method());
+        let status = res.status();
+        if let Some(by) = counted.static_paths.get_mut(path) {
+            return self.count(by, path, method, status, elapsed);
+        }
+        let pattern = req.match_pattern().unwrap_or_else(|| {
+            actix_web::HttpMessage::extensions(req)
+                .get::<RouteLabel>()
+                .map_or(UNMATCHED, |r| r.0)
+                .to_owned()
+        });
+        let map = if pattern == path && counted.static_paths.len() < MAX_STATIC_PATHS {
+            &mut counted.static_paths
+        } else {
+            &mut counted.patterns
+        };
+        if !map.contains_key(&pattern) {
+            map.insert(pattern.clone(), ByOutcome::default());
+        }
+        if let Some(by) = map.get_mut(&pattern) {
+            self.count(by, &pattern, method, status, elapsed);
+        }
+    }
+
+    fn count(
+        &self,
+        by: &mut ByOutcome,
+        route: &str,
+        method: &'static str,
+        status: actix_web::http::StatusCode,
+        elapsed: Duration,
+    ) {
+        let code = status.as_u16();
+        if !matches!(&by.last, Some((m, c, _)) if *m == method && *c == code) {
+            let series = by.all.entry((method, code)).or_insert_with(|| {
+                let labels = [route, method, status.as_str()];
                 (
-                    this.metrics.total.with_label_values(&labels),
-                    this.metrics.duration.with_label_values(&labels),
+                    self.metrics.total.with_label_values(&labels),
+                    self.metrics.duration.with_label_values(&labels),
                 )
             });
-            count.inc();
-            latency.observe(this.started.elapsed().as_secs_f64());
+            by.last = Some((method, code, series.clone()));
         }
-        Poll::Ready(res)
+        if let Some((_, _, (count, latency))) = &by.last {
+            count.inc();
+            latency.observe(elapsed.as_secs_f64());
+        }
     }
 }
 

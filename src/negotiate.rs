@@ -5,23 +5,51 @@
 use actix_web::http::header;
 use actix_web::HttpRequest;
 
-/// The highest q-value given to any of `types` in an Accept header (0 when absent).
-fn quality(accept: &str, types: &[&str]) -> f32 {
-    accept
-        .split(',')
-        .filter_map(|range| {
-            let mut parts = range.split(';');
-            let media = parts.next()?.trim().to_ascii_lowercase();
-            if !types.contains(&media.as_str()) {
-                return None;
-            }
-            let q = parts
-                .filter_map(|p| p.trim().strip_prefix("q="))
-                .find_map(|q| q.trim().parse::<f32>().ok())
-                .unwrap_or(1.0);
-            Some(q)
-        })
-        .fold(0.0, f32::max)
+/// The highest q-values an Accept header gives HTML (`text/html`, `application/xhtml+xml`)
+/// and JSON (`application/json`), 0 for either when absent. One pass over the header's bytes:
+/// an error answer reads it, and the text is visible ASCII (`to_str`), where `trim` and
+/// `trim_ascii` agree.
+fn qualities(accept: &str) -> (f32, f32) {
+    // One media range without parameters (`*/*`, `application/json`): what scripts send.
+    if !accept.bytes().any(|b| b == b',' || b == b';') {
+        let media = accept.as_bytes().trim_ascii();
+        let is = |types: &[&str]| {
+            types
+                .iter()
+                .any(|t| t.as_bytes().eq_ignore_ascii_case(media))
+        };
+        return (f32::from(u8::from(is(HTML))), f32::from(u8::from(is(JSON))));
+    }
+    let (mut html, mut json) = (0.0f32, 0.0f32);
+    for range in accept.as_bytes().split(|&b| b == b',') {
+        let mut parts = range.split(|&b| b == b';');
+        let media = parts.next().unwrap_or_default().trim_ascii();
+        let is_html = HTML
+            .iter()
+            .any(|t| t.as_bytes().eq_ignore_ascii_case(media));
+        if !is_html
+            && !JSON
+                .iter()
+                .any(|t| t.as_bytes().eq_ignore_ascii_case(media))
+        {
+            continue;
+        }
+        let q = parts
+            .filter_map(|p| p.trim_ascii().strip_prefix(b"q="))
+            .find_map(|q| {
+                std::str::from_utf8(q.trim_ascii())
+                    .ok()?
+                    .parse::<f32>()
+                    .ok()
+            })
+            .unwrap_or(1.0);
+        if is_html {
+            html = html.max(q);
+        } else {
+            json = json.max(q);
+        }
+    }
+    (html, json)
 }
 
 fn accept(req: &HttpRequest) -> &str {
@@ -35,8 +63,8 @@ const HTML: &[&str] = &["text/html", "application/xhtml+xml"];
 const JSON: &[&str] = &["application/json"];
 
 pub fn prefers_html_header(accept: &str) -> bool {
-    let html = quality(accept, HTML);
-    html > 0.0 && html >= quality(accept, JSON)
+    let (html, json) = qualities(accept);
+    html > 0.0 && html >= json
 }
 
 /// The client explicitly wants HTML (a browser navigating).
@@ -50,7 +78,8 @@ pub fn wants_json_only(req: &HttpRequest) -> bool {
 }
 
 pub fn wants_json_only_header(accept: &str) -> bool {
-    quality(accept, JSON) > 0.0 && quality(accept, HTML) == 0.0
+    let (html, json) = qualities(accept);
+    json > 0.0 && html == 0.0
 }
 
 /// Earthdata's convention: a User-Agent without `Mozilla` is a script, which gets the
@@ -74,7 +103,24 @@ mod tests {
         assert!(!prefers_html_header("application/json"));
         assert!(!prefers_html_header("application/json, text/html;q=0.5"));
         assert!(!prefers_html_header("text/html;q=0"));
-        assert!(quality("application/json", JSON) > 0.0);
-        assert_eq!(quality("*/*", JSON), 0.0);
+        assert_eq!(qualities("application/json"), (0.0, 1.0));
+        assert_eq!(qualities("*/*"), (0.0, 0.0));
+        assert_eq!(
+            qualities(
+                " text/html ; level=1 ; q=0.4,application/json;q=0.7 , application/xhtml+xml;q=0.5"
+            ),
+            (0.5, 0.7)
+        );
+        assert_eq!(qualities("application/json;q=x, text/html;q="), (1.0, 1.0));
+        assert_eq!(qualities(""), (0.0, 0.0));
+        assert_eq!(qualities(" Text/HTML "), (1.0, 0.0));
+        assert_eq!(qualities("application/xhtml+xml"), (1.0, 0.0));
+        assert_eq!(qualities("application/json;q=0"), (0.0, 0.0));
+        assert!(wants_json_only_header("application/json"));
+        assert!(!wants_json_only_header("*/*"));
+        // Media types are case-insensitive.
+        assert!(prefers_html_header("TEXT/HTML"));
+        assert!(wants_json_only_header("Application/JSON"));
+        assert!(!wants_json_only_header("application/json, Text/Html"));
     }
 }

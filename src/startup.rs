@@ -5,7 +5,6 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
-use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use tokio::task::JoinHandle;
 
@@ -15,8 +14,8 @@ use crate::auth::session::CookieCodec;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::error::ApiError;
+use crate::http::layer::RequestLayer;
 use crate::http::{self, state::AppState};
-use crate::telemetry::request_id_middleware;
 use crate::vend::sts::StsApi;
 
 /// What a valid configuration must also pass, checked by the code that will use it: the TLS
@@ -234,7 +233,7 @@ impl Application {
 
         let tuning = Tuning {
             // Kept for the process: each request's context carries a reference to it.
-            help: Box::leak(Box::new(settings.help_urls.clone())),
+            help: Box::leak(Box::new(settings.help_urls.clone().into_iter().collect())),
             workers: settings.server.workers,
             head_timeout: settings.server.request_head_timeout,
             keep_alive: settings.server.keep_alive,
@@ -428,7 +427,7 @@ struct Tuning {
     shutdown_seconds: u64,
 }
 
-/// One listener's server: the request-id middleware, the request metrics when `measured`, the shared state, query errors in the JSON error shape, `routes`, and the JSON 404.
+/// One listener's server: the request layer (id, outcome line, metrics when `measured`, headers), the shared state, query errors in the JSON error shape, `routes`, and the JSON 404.
 fn serve(
     listener: TcpListener,
     tls: Option<rustls::ServerConfig>,
@@ -441,13 +440,7 @@ fn serve(
     let mut server = HttpServer::new(move || {
         let routes = routes.clone();
         App::new()
-            .wrap(actix_web::middleware::Condition::new(
-                measured,
-                metrics.clone(),
-            ))
-            .wrap(from_fn(move |req, next| {
-                request_id_middleware(req, next, help)
-            }))
+            .wrap(RequestLayer::new(help, measured.then(|| metrics.clone())))
             .app_data(state.clone())
             .app_data(web::QueryConfig::default().error_handler(|err, _| {
                 ApiError::bad_request("invalid_request", err.to_string()).into()

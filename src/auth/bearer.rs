@@ -118,12 +118,120 @@ pub struct BearerVerifier {
     audiences: Vec<String>,
     /// Keyed by the whole token: a hit compares it byte for byte, so the cheap seeded hash
     /// moka buckets by is only a lookup aid (a collision is a miss, never a wrong user).
-    verified: Cache<Arc<str>, Arc<VerifiedToken>, foldhash::fast::RandomState>,
+    verified: TokenCache,
     opaque: Cache<[u8; 32], Arc<VerifiedToken>>,
     rejected: Cache<[u8; 32], TokenError>,
     /// Groups re-read at userinfo for JWTs older than `groups_max_age` (Earthdata's user
     /// tokens live for weeks, so this is the hot path of most scripts): keyed like `verified`.
-    regrouped: Cache<Arc<str>, Arc<VerifiedToken>, foldhash::fast::RandomState>,
+    regrouped: TokenCache,
+}
+
+/// A token as a cache key: its text, hashed and compared as bytes, so a request's header is
+/// looked up before it is read as text (a hit is, byte for byte, a token verified before).
+#[derive(Clone, PartialEq, Eq)]
+struct TokenKey(Arc<str>);
+
+impl std::hash::Hash for TokenKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        hash_token(self.0.as_bytes(), state);
+    }
+}
+
+/// A token looked up by its bytes.
+struct TokenBytes<'a>(&'a [u8]);
+
+impl std::hash::Hash for TokenBytes<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        hash_token(self.0, state);
+    }
+}
+
+impl quick_cache::Equivalent<TokenKey> for TokenBytes<'_> {
+    fn equivalent(&self, key: &TokenKey) -> bool {
+        key.0.as_bytes() == self.0
+    }
+}
+
+/// A token's length and last 64 bytes: a JWT's signature, which differs from token to token
+/// (it signs the rest), so the hash spreads tokens as the whole token would at a tenth of the
+/// cost. Only a lookup aid: a hit compares the whole token. Tokens enter the cache only once
+/// verified, so no one can fill a bucket with tokens that share a tail.
+fn hash_token<H: std::hash::Hasher>(token: &[u8], state: &mut H) {
+    state.write_usize(token.len());
+    state.write(&token[token.len().saturating_sub(64)..]);
+}
+
+/// A verification and until when it is trusted (None: for good).
+/// A verification, until when it is trusted (None: for good), when its groups may be taken
+/// as they are, and where the IdP's keys stood when it was made ([`Discovery::generation`]).
+type TrustedUntil = (Arc<VerifiedToken>, Option<DateTime<Utc>>, FreshWindow, u64);
+
+/// When a verified token may be taken with its own groups without a second look: from `.0` to
+/// `.1` it has not expired (with the leeway) and its groups are young enough. Worked out
+/// once, when the token is stored, so a request compares two instants. None: never on its
+/// own (no `iat`: see `standing`).
+type FreshWindow = Option<(DateTime<Utc>, DateTime<Utc>)>;
+
+/// Verified tokens by the whole token, each trusted for `ttl` from when it was stored (by
+/// the injected clock). Read on every bearer request: a lookup is a hash of the token, one
+/// shard's read lock and a comparison (moka's bookkeeping per read cost more than that).
+/// When full, the least used go first (S3-FIFO), so a flood of new tokens cannot evict the
+/// ones in use.
+struct TokenCache {
+    entries: quick_cache::sync::Cache<
+        TokenKey,
+        TrustedUntil,
+        quick_cache::UnitWeighter,
+        foldhash::fast::RandomState,
+    >,
+    ttl: TimeDelta,
+}
+
+impl TokenCache {
+    fn new(max_entries: u64, ttl: Duration) -> Self {
+        let items = usize::try_from(max_entries).unwrap_or(usize::MAX).max(1);
+        Self {
+            entries: quick_cache::sync::Cache::with(
+                items,
+                max_entries.max(1),
+                quick_cache::UnitWeighter,
+                foldhash::fast::RandomState::default(),
+                quick_cache::sync::DefaultLifecycle::default(),
+            ),
+            ttl: TimeDelta::from_std(ttl).unwrap_or(TimeDelta::MAX),
+        }
+    }
+
+    fn get(&self, token: &[u8], now: DateTime<Utc>) -> Option<Arc<VerifiedToken>> {
+        self.entry(token, now).map(|(hit, _, _)| hit)
+    }
+
+    fn entry(
+        &self,
+        token: &[u8],
+        now: DateTime<Utc>,
+    ) -> Option<(Arc<VerifiedToken>, FreshWindow, u64)> {
+        let (hit, until, window, keys) = self.entries.get(&TokenBytes(token))?;
+        if until.is_some_and(|until| now > until) {
+            self.entries.remove(&TokenBytes(token));
+            return None;
+        }
+        Some((hit, window, keys))
+    }
+
+    fn insert(
+        &self,
+        token: &str,
+        verified: Arc<VerifiedToken>,
+        window: FreshWindow,
+        keys: u64,
+        now: DateTime<Utc>,
+    ) {
+        // Trusted until then (None: a TTL beyond chrono's range, so for good).
+        let until = now.checked_add_signed(self.ttl);
+        self.entries
+            .insert(TokenKey(Arc::from(token)), (verified, until, window, keys));
+    }
 }
 
 /// Whether the caller may make stsvend send one more request to the IdP now (the per-client
@@ -176,6 +284,29 @@ pub fn groups_fresh(iat: DateTime<Utc>, now: DateTime<Utc>, max_age: Duration) -
     age <= max_age && age >= TimeDelta::seconds(-LEEWAY_SECONDS)
 }
 
+/// When a token issued at `iat` and expiring at `exp` is usable with its own groups:
+/// [`expired`] and [`groups_fresh`] as two instants (an end beyond chrono's range is no end).
+fn fresh_window(
+    iat: Option<DateTime<Utc>>,
+    exp: Option<DateTime<Utc>>,
+    max_age: Duration,
+) -> FreshWindow {
+    let iat = iat?;
+    let leeway = TimeDelta::seconds(LEEWAY_SECONDS);
+    let max_age = TimeDelta::from_std(max_age).unwrap_or(TimeDelta::MAX);
+    let groups_until = iat.checked_add_signed(max_age);
+    let usable_until = exp.and_then(|exp| exp.checked_add_signed(leeway));
+    let to = [groups_until, usable_until]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    let from = iat
+        .checked_sub_signed(leeway)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    Some((from, to))
+}
+
 fn looks_like_jwt(token: &str) -> bool {
     token.split('.').count() == 3
 }
@@ -191,10 +322,7 @@ impl BearerVerifier {
         Self {
             platforms,
             audiences,
-            verified: Cache::builder()
-                .max_capacity(max_entries)
-                .time_to_live(VERIFIED_TTL)
-                .build_with_hasher(foldhash::fast::RandomState::default()),
+            verified: TokenCache::new(max_entries, VERIFIED_TTL),
             opaque: Cache::builder()
                 .max_capacity(max_entries)
                 .time_to_live(OPAQUE_TTL)
@@ -203,10 +331,7 @@ impl BearerVerifier {
                 .max_capacity(max_entries)
                 .time_to_live(REJECTED_TTL)
                 .build(),
-            regrouped: Cache::builder()
-                .max_capacity(max_entries)
-                .time_to_live(settings.groups_max_age)
-                .build_with_hasher(foldhash::fast::RandomState::default()),
+            regrouped: TokenCache::new(max_entries, settings.groups_max_age),
             settings,
         }
     }
@@ -220,11 +345,11 @@ impl BearerVerifier {
         permit: IdpPermit<'_>,
     ) -> Result<Arc<VerifiedToken>, TokenError> {
         // A token verified before is taken as it is: the lookup compares it whole.
-        if let Some(hit) = self.cached(token, discovery) {
+        if let Some(hit) = self.cached(token.as_bytes(), discovery, now) {
             return match self.standing(token, hit, now)? {
                 Standing::Fresh(hit) => Ok(hit),
                 Standing::Stale(hit) => {
-                    Box::pin(self.regroup(token, hit, discovery, http, permit)).await
+                    Box::pin(self.regroup(token, hit, discovery, http, permit, now)).await
                 }
             };
         }
@@ -264,26 +389,67 @@ impl BearerVerifier {
         if let Some(e) = self.rejected.get(&key) {
             return Err(e);
         }
+        // Read before the keys the token is checked against (see `still_publishes`).
+        let keys = discovery.generation();
         let checked = self.verify_jwt(token, discovery, http, now).await;
         let verified = self.remember(key, checked, None)?;
-        self.verified.insert(Arc::from(token), verified.clone());
+        let window = self.fresh_window(&verified);
+        self.verified
+            .insert(token, verified.clone(), window, keys, now);
         match self.standing(token, verified, now)? {
             Standing::Fresh(verified) => Ok(verified),
             Standing::Stale(verified) => {
-                self.regroup(token, verified, discovery, http, permit).await
+                self.regroup(token, verified, discovery, http, permit, now)
+                    .await
             }
         }
     }
 
     /// A verified JWT, if this exact token was verified before with a key the IdP still
     /// publishes (a key the IdP withdrew takes its tokens with it, cached or not).
-    fn cached(&self, token: &str, discovery: &Discovery) -> Option<Arc<VerifiedToken>> {
+    fn cached(
+        &self,
+        token: &[u8],
+        discovery: &Discovery,
+        now: DateTime<Utc>,
+    ) -> Option<Arc<VerifiedToken>> {
         if token.len() > MAX_TOKEN_BYTES {
             return None;
         }
         self.verified
-            .get(token)
-            .filter(|hit| discovery.publishes(hit.kid.as_deref()))
+            .entry(token, now)
+            .filter(|(hit, _, keys)| discovery.still_publishes(hit.kid.as_deref(), *keys))
+            .map(|(hit, _, _)| hit)
+    }
+
+    /// The verification of a token sent before whose groups may still be trusted, looked up
+    /// by the header's bytes before they are read as text; None sends the request the whole
+    /// way ([`Self::verify`]), which also tells an expired token from an unknown one.
+    pub fn fresh(
+        &self,
+        token: &[u8],
+        discovery: &Discovery,
+        now: DateTime<Utc>,
+    ) -> Option<Arc<VerifiedToken>> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return None;
+        }
+        let (hit, window, keys) = self.verified.entry(token, now)?;
+        if !discovery.still_publishes(hit.kid.as_deref(), keys) {
+            return None;
+        }
+        // Within its window: not expired, and its own groups young enough.
+        if window.is_some_and(|(from, to)| from <= now && now <= to) {
+            return Some(hit);
+        }
+        if hit.expires_at.is_some_and(|exp| expired(exp, now)) {
+            return None;
+        }
+        self.regrouped.get(token, now)
+    }
+
+    fn fresh_window(&self, v: &VerifiedToken) -> FreshWindow {
+        fresh_window(v.issued_at, v.expires_at, self.settings.groups_max_age)
     }
 
     /// A verified JWT as it stands now: an error when it has expired; `Fresh` with its own
@@ -305,7 +471,7 @@ impl BearerVerifier {
         {
             return Ok(Standing::Fresh(verified));
         }
-        Ok(match self.regrouped.get(token) {
+        Ok(match self.regrouped.get(token.as_bytes(), now) {
             Some(regrouped) => Standing::Fresh(regrouped),
             None => Standing::Stale(verified),
         })
@@ -319,6 +485,7 @@ impl BearerVerifier {
         discovery: &Discovery,
         http: &reqwest::Client,
         permit: IdpPermit<'_>,
+        now: DateTime<Utc>,
     ) -> Result<Arc<VerifiedToken>, TokenError> {
         // Refused at the last re-read (a disabled account, removed groups): the token stays in
         // the verified cache, so its refusal is remembered here, not asked again.
@@ -346,7 +513,7 @@ impl BearerVerifier {
             Err(e) => Err(e),
         };
         let fresh = self.remember(key, fresh, None)?;
-        self.regrouped.insert(Arc::from(token), fresh.clone());
+        self.regrouped.insert(token, fresh.clone(), None, 0, now);
         Ok(fresh)
     }
 
@@ -669,5 +836,45 @@ impl BearerVerifier {
             _ => return Err(TokenError::IdpUnavailable),
         }
         res.json().await.map_err(|_| TokenError::Rejected)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The window decides as `expired` and `groups_fresh` do, at and around every edge.
+    #[test]
+    fn the_fresh_window_is_expired_and_groups_fresh_as_two_instants() {
+        use chrono::TimeZone;
+        let base = Utc.with_ymd_and_hms(2026, 12, 5, 12, 0, 0).unwrap();
+        let s = |n: i64| base + TimeDelta::seconds(n);
+        let ms = |n: i64| base + TimeDelta::milliseconds(n);
+        let max_age = Duration::from_secs(600);
+        let iats = [None, Some(s(0)), Some(s(-5000)), Some(s(500))];
+        let exps = [
+            None,
+            Some(s(300)),
+            Some(s(900)),
+            Some(DateTime::<Utc>::MAX_UTC),
+        ];
+        let mut nows: Vec<DateTime<Utc>> = Vec::new();
+        for edge in [
+            -61, -60, -59, 0, 299, 300, 359, 360, 361, 599, 600, 601, 959, 960, 961,
+        ] {
+            nows.extend([s(edge), ms(edge * 1000 - 1), ms(edge * 1000 + 1)]);
+        }
+        for iat in iats {
+            for exp in exps {
+                let window = fresh_window(iat, exp, max_age);
+                for &now in &nows {
+                    let by_window = window.is_some_and(|(from, to)| from <= now && now <= to);
+                    let by_rules = !exp.is_some_and(|e| expired(e, now))
+                        && iat.is_some_and(|i| groups_fresh(i, now, max_age));
+                    assert_eq!(by_window, by_rules, "iat {iat:?} exp {exp:?} now {now}");
+                }
+            }
+        }
     }
 }

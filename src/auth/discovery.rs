@@ -60,6 +60,9 @@ pub struct Provider {
 #[derive(Default)]
 pub struct Discovery {
     current: ArcSwapOption<Provider>,
+    /// Moves before each new provider is stored: a key found published when this read `n`
+    /// is still published while it reads `n` (see [`Discovery::still_publishes`]).
+    generation: std::sync::atomic::AtomicU64,
     last_error: ArcSwapOption<String>,
     last_key_refresh: Mutex<Option<Instant>>,
     /// Wakes the discovery loop early when a key refresh failed, so it retries (with
@@ -92,6 +95,26 @@ impl Discovery {
     /// tokens signed with known keys are still verified.
     pub fn last_error(&self) -> Option<Arc<String>> {
         self.last_error.load_full()
+    }
+
+    /// Stores a newly read provider (keys).
+    fn store(&self, provider: Provider) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.current.store(Some(Arc::new(provider)));
+    }
+
+    /// Where the provider (keys) stands: read it before reading the keys a token is checked
+    /// against, and give it to [`Self::still_publishes`] later.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// [`Self::publishes`] for a key that was published when [`Self::generation`] read
+    /// `seen`: nothing to look up while no new keys were stored since (every cached token
+    /// request asks).
+    pub fn still_publishes(&self, kid: Option<&str>, seen: u64) -> bool {
+        seen == self.generation() || self.publishes(kid)
     }
 
     /// Whether the key `kid` (or the only key, without a kid) is still published.
@@ -135,8 +158,7 @@ impl Discovery {
                 tracing::info!(keys = keys.keys.len(), "reloaded the IdP's signing keys");
                 self.last_error.store(None);
                 let metadata = current.metadata.clone().set_jwks(core);
-                self.current
-                    .store(Some(Arc::new(Provider { metadata, keys })));
+                self.store(Provider { metadata, keys });
                 true
             }
             Err(error) => {
@@ -224,7 +246,7 @@ pub async fn run(settings: OidcSettings, http: reqwest::Client, state: Arc<Disco
                 if state.last_error.load().is_some() {
                     tracing::info!(issuer = %settings.issuer, "the IdP answers again");
                 }
-                state.current.store(Some(Arc::new(provider)));
+                state.store(provider);
                 state.last_error.store(None);
                 backoff = FIRST_RETRY;
                 tokio::select! {

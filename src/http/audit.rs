@@ -9,7 +9,15 @@ use crate::telemetry::capped;
 use crate::vend::scope::SessionScope;
 use crate::vend::vendor::Vended;
 
-/// Writes the audit line for credentials handed to `user`.
+/// A constant: looking a header up by a `&str` parses the name on every call.
+static X_FORWARDED_FOR: actix_web::http::header::HeaderName =
+    actix_web::http::header::HeaderName::from_static("x-forwarded-for");
+
+/// The audit line's `format` member for a bundle of credentials.
+pub const BUNDLE_FORMAT: &str = ",\"format\":\"bundle\"";
+
+/// Writes the audit line for credentials handed to `user`; `format` is the whole member
+/// (`Format::audit_member`, or [`BUNDLE_FORMAT`]).
 pub fn vended(
     req: &HttpRequest,
     user: &AuthenticatedUser,
@@ -28,18 +36,35 @@ pub fn vended(
         scope,
         credentials: &vended.credentials,
         rendered: &vended.rendered,
-        cache: vended.outcome.as_str(),
+        cache: vended.outcome,
         format,
         client: req
             .peer_addr()
             .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip()),
         forwarded_for: req
             .headers()
-            .get("x-forwarded-for")
+            .get(&X_FORWARDED_FOR)
             .and_then(|v| v.to_str().ok())
             .unwrap_or(""),
     };
-    tracing::info!(target: "stsvend::audit", json_fields = ?audit, "credentials vended");
+    let callsite = tracing::callsite!(
+        name: "credentials vended",
+        kind: tracing::metadata::Kind::EVENT,
+        target: "stsvend::audit",
+        level: tracing::Level::INFO,
+        fields: json_fields
+    );
+    if !crate::telemetry::line::would_log(callsite) {
+        return;
+    }
+    // Straight to the log sink where there is one (one line per credential response).
+    let direct = crate::telemetry::line::audit("credentials vended", |line| {
+        // Writing into a String cannot fail.
+        let _ = audit.render(line);
+    });
+    if !direct {
+        tracing::info!(target: "stsvend::audit", json_fields = ?audit, "credentials vended");
+    }
 }
 
 /// The audit line's fields, as JSON members: user, session name, archive, scope, policy hash, buckets, access key id,
@@ -58,7 +83,7 @@ struct Audit<'a> {
     scope: &'a crate::vend::scope::SessionScope,
     credentials: &'a crate::vend::sts::StsCredentials,
     rendered: &'a std::sync::OnceLock<crate::vend::vendor::Rendered>,
-    cache: &'static str,
+    cache: crate::vend::vendor::CacheOutcome,
     format: &'static str,
     client: std::net::IpAddr,
     forwarded_for: &'a str,
@@ -100,7 +125,7 @@ impl Audit<'_> {
     }
 
     fn render(&self, out: &mut String) -> std::fmt::Result {
-        use crate::json::{write_ip, write_member, write_static_member};
+        use crate::json::{write_ip, write_member};
         let fixed = self.rendered.get_or_init(|| self.fixed());
         let (head, tail) = fixed.text.split_at(fixed.split.min(fixed.text.len()));
         out.push_str(head);
@@ -108,18 +133,22 @@ impl Audit<'_> {
             write_member(out, "narrowed_to", targets)?;
         }
         out.push_str(tail);
-        write_static_member(out, "authenticated_by", self.authenticated_by.name())?;
+        out.push_str(self.authenticated_by.audit_member());
         if let Some(id) = self.ticket {
             write_member(out, "ticket", id)?;
         }
         if let Some(via) = self.via {
             write_member(out, "via", via)?;
         }
-        write_static_member(out, "cache", self.cache)?;
-        write_static_member(out, "format", self.format)?;
+        out.push_str(self.cache.audit_member());
+        out.push_str(self.format);
         out.push_str(",\"client\":\"");
         write_ip(out, self.client)?;
         out.push('"');
+        if self.forwarded_for.is_empty() {
+            out.push_str(",\"forwarded_for\":\"\"");
+            return Ok(());
+        }
         write_member(out, "forwarded_for", &capped(self.forwarded_for))
     }
 }
@@ -144,5 +173,47 @@ impl std::fmt::Debug for Audit<'_> {
                 f.write_str(&own)
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::auth::AuthMethod;
+    use crate::vend::vendor::CacheOutcome;
+
+    /// The members written in one piece are what writing key and value would give.
+    #[test]
+    fn whole_members_are_key_and_value() {
+        for m in [AuthMethod::Session, AuthMethod::Bearer, AuthMethod::Ticket] {
+            let mut out = String::new();
+            crate::json::write_static_member(&mut out, "authenticated_by", m.name()).unwrap_or(());
+            assert_eq!(m.audit_member(), out);
+        }
+        for f in [
+            crate::vend::format::Format::Earthdata,
+            crate::vend::format::Format::CredentialProcess,
+            crate::vend::format::Format::Container,
+        ] {
+            let mut out = String::new();
+            crate::json::write_static_member(&mut out, "format", f.name()).unwrap_or(());
+            assert_eq!(f.audit_member(), out);
+        }
+        let mut bundle = String::new();
+        crate::json::write_static_member(&mut bundle, "format", "bundle").unwrap_or(());
+        assert_eq!(super::BUNDLE_FORMAT, bundle);
+        let mut empty = String::new();
+        crate::json::write_member(&mut empty, "forwarded_for", "").unwrap_or(());
+        assert_eq!(empty, ",\"forwarded_for\":\"\"");
+        for c in [
+            CacheOutcome::Hit,
+            CacheOutcome::Miss,
+            CacheOutcome::Fallback,
+            CacheOutcome::Disabled,
+            CacheOutcome::Shared,
+        ] {
+            let mut out = String::new();
+            crate::json::write_static_member(&mut out, "cache", c.as_str()).unwrap_or(());
+            assert_eq!(c.audit_member(), out);
+        }
     }
 }

@@ -131,7 +131,7 @@ pub async fn bundle(
     .map_err(|e| sts_failure(&e))?;
     let mut credentials = Vec::with_capacity(parts.len());
     for (p, v) in parts.iter().zip(&vended) {
-        audit::vended(&req, &user, p.archive, &p.scope, v, "bundle");
+        audit::vended(&req, &user, p.archive, &p.scope, v, audit::BUNDLE_FORMAT);
         credentials.push(BundleEntry::new(
             &p.archive.name,
             &p.archive.settings.sts.region,

@@ -221,10 +221,10 @@ pub async fn s3credentials(
         )
         .await
         .map_err(|e| sts_failure(&e))?;
-    audit::vended(&req, &user, archive, &scope, &vended, format.name());
+    audit::vended(&req, &user, archive, &scope, &vended, format.audit_member());
     let mut res = carrying_credentials(format::render(format, &vended.credentials));
     if placement == Placement::OutOfRegion {
-        res.headers_mut().insert(
+        res.headers_mut().append(
             crate::network::WARNING_HEADER,
             archive.out_of_region_warning.clone(),
         );
@@ -268,14 +268,17 @@ pub(crate) fn principal(user: &AuthenticatedUser) -> crate::vend::vendor::Princi
 
 /// A 200 whose JSON body carries credentials: never stored by any cache.
 pub(crate) fn carrying_credentials(body: String) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        ))
-        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-        .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")))
-        .body(body)
+    // Straight into the new response's empty header map (the builder converts each name and
+    // value again, and an insert looks for an old value first).
+    let mut res = HttpResponse::with_body(StatusCode::OK, body);
+    let headers = res.headers_mut();
+    headers.append(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.append(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.append(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    res.map_into_boxed_body()
 }
 
 /// What goes to STS for this user (for just `targets` when there are any); a clear refusal

@@ -7,7 +7,7 @@ use actix_web::dev::Payload;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
-use futures_util::future::LocalBoxFuture;
+use futures_util::future::{ready, Either, LocalBoxFuture, Ready};
 
 use crate::auth::bearer::TokenError;
 use crate::auth::redirect::safe_return_path;
@@ -98,13 +98,33 @@ pub fn bearer_from_header(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
+/// [`bearer_from_header`] on a header value's bytes, before they are read as text: the same
+/// token (header values hold no whitespace that `trim` and `trim_ascii` tell apart).
+pub fn bearer_bytes(value: &[u8]) -> Option<&[u8]> {
+    // What clients send: `Bearer <token>`, nothing around it.
+    if let Some(token) = value.strip_prefix(b"Bearer ") {
+        let plain = |b: Option<&u8>| b.is_some_and(|b| !b.is_ascii_whitespace());
+        if plain(token.first()) && plain(token.last()) {
+            return Some(token);
+        }
+    }
+    let value = value.trim_ascii();
+    let (scheme, rest) = match value.iter().position(|&b| b == b' ') {
+        Some(at) => (&value[..at], &value[at + 1..]),
+        None => (value, &[][..]),
+    };
+    scheme
+        .eq_ignore_ascii_case(b"bearer")
+        .then(|| rest.trim_ascii())
+}
+
 /// Who is asking, if anyone: a verified bearer token or a valid session cookie. A bad bearer
 /// token is an error; no credentials is `None`.
 async fn identify(
     req: &HttpRequest,
     state: &AppState,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Option<AuthenticatedUser>, AuthRejection> {
-    let now = state.clock.now();
     // An explicit bearer token decides alone: a bad one is a 401, never a login redirect.
     // Other schemes (a .netrc's Basic header reaching us on a shared host) mean "no token".
     let bearer = bearer_token(req);
@@ -130,12 +150,6 @@ async fn identify(
             .await
         {
             Ok(v) => {
-                let (user_id, groups) = v.principal.get_or_init(|| {
-                    let groups = claims::relevant_groups(&state.settings, &v.groups);
-                    // Groups just read at the IdP: the user's tickets lose any they lost.
-                    state.tickets.observe(&v.user_id, &groups);
-                    (v.user_id.as_str().into(), groups.into())
-                });
                 if let Some(named) = platform {
                     if v.via.as_deref() != Some(named) {
                         let e = ApiError::new(
@@ -146,16 +160,7 @@ async fn identify(
                         return Err(e.into());
                     }
                 }
-                Ok(Some(AuthenticatedUser {
-                    user_id: user_id.clone(),
-                    groups: groups.clone(),
-                    method: AuthMethod::Bearer,
-                    expires_at: v.expires_at,
-                    at: now,
-                    client: state.network.proxies.client(req),
-                    ticket: None,
-                    via: v.via.clone(),
-                }))
+                Ok(Some(bearer_user(req, state, &v, now)))
             }
             Err(TokenError::RateLimited(wait)) => Err(crate::limits::too_many(wait).into()),
             Err(e) if e.is_unavailable() => Err(ApiError::unavailable(e.to_string())
@@ -167,30 +172,63 @@ async fn identify(
             }
         };
     }
-    if let Some(cookie) = session_cookie(req, state.cookies.session_name()) {
-        let max_age = state.settings.oidc.groups_max_age.as_secs();
-        if let Some(session) = state.cookies.read_session(&cookie, now) {
-            // Groups older than we may trust: log in again (silent while the IdP session
-            // lasts), which reads them afresh.
-            let age = now.timestamp().saturating_sub(session.auth_time);
-            if u64::try_from(age).map_or(true, |age| age > max_age) {
-                tracing::debug!("session groups too old; logging in again");
-                return Ok(None);
-            }
-            return Ok(Some(AuthenticatedUser {
-                user_id: session.sub.clone(),
-                groups: session.groups.clone(),
-                method: AuthMethod::Session,
-                expires_at: chrono::DateTime::from_timestamp(session.exp, 0),
-                at: now,
-                client: state.network.proxies.client(req),
-                ticket: None,
-                via: None,
-            }));
-        }
+    Ok(by_session(req, state, now))
+}
+
+/// The user a valid session cookie names, if the request has one.
+fn by_session(
+    req: &HttpRequest,
+    state: &AppState,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<AuthenticatedUser> {
+    let cookie = session_cookie(req, state.cookies.session_name())?;
+    let max_age = state.settings.oidc.groups_max_age.as_secs();
+    let Some(session) = state.cookies.read_session(&cookie, now) else {
         tracing::debug!("session cookie invalid or expired; treated as anonymous");
+        return None;
+    };
+    // Groups older than we may trust: log in again (silent while the IdP session lasts),
+    // which reads them afresh.
+    let age = now.timestamp().saturating_sub(session.auth_time);
+    if u64::try_from(age).map_or(true, |age| age > max_age) {
+        tracing::debug!("session groups too old; logging in again");
+        return None;
     }
-    Ok(None)
+    Some(AuthenticatedUser {
+        user_id: session.sub.clone(),
+        groups: session.groups.clone(),
+        method: AuthMethod::Session,
+        expires_at: chrono::DateTime::from_timestamp(session.exp, 0),
+        at: now,
+        client: state.network.proxies.client(req),
+        ticket: None,
+        via: None,
+    })
+}
+
+/// The user a verified token names.
+fn bearer_user(
+    req: &HttpRequest,
+    state: &AppState,
+    v: &crate::auth::bearer::VerifiedToken,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AuthenticatedUser {
+    let (user_id, groups) = v.principal.get_or_init(|| {
+        let groups = claims::relevant_groups(&state.settings, &v.groups);
+        // Groups just read at the IdP: the user's tickets lose any they lost.
+        state.tickets.observe(&v.user_id, &groups);
+        (v.user_id.as_str().into(), groups.into())
+    });
+    AuthenticatedUser {
+        user_id: user_id.clone(),
+        groups: groups.clone(),
+        method: AuthMethod::Bearer,
+        expires_at: v.expires_at,
+        at: now,
+        client: state.network.proxies.client(req),
+        ticket: None,
+        via: v.via.clone(),
+    }
 }
 
 /// The `EDL-Client-Id` and `EDL-Token` headers, when a request has the token.
@@ -315,36 +353,74 @@ fn app_state(req: &HttpRequest) -> Result<web::Data<AppState>, AuthRejection> {
         })
 }
 
+/// A user let in, unless their account is revoked (or this replica cannot tell yet).
+fn admit(state: &AppState, user: AuthenticatedUser) -> Result<AuthenticatedUser, AuthRejection> {
+    match state.revocations.standing(&user.user_id, user.at) {
+        Standing::Clear => Ok(user),
+        Standing::Unknown => Err(ApiError::unavailable(
+            "this replica has not yet read which accounts are revoked; retry shortly",
+        )
+        .with_header(
+            actix_web::http::header::RETRY_AFTER,
+            actix_web::http::header::HeaderValue::from_static("1"),
+        )
+        .into()),
+        Standing::Revoked => {
+            tracing::info!(target: "stsvend::audit", user = %crate::telemetry::capped(&user.user_id), "refused: revoked");
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "revoked",
+                "access for this account has been revoked by the operators of this service",
+            )
+            .into())
+        }
+    }
+}
+
+/// What can be decided without waiting for anything: a bearer token sent before whose groups
+/// may still be trusted (most requests: scripts), a session cookie, or no credentials at all.
+/// None: the request goes the whole way ([`authenticate`]).
+fn authenticate_now(req: &HttpRequest) -> Option<Result<AuthenticatedUser, AuthRejection>> {
+    let state = req.app_data::<web::Data<AppState>>()?;
+    let now = state.clock.now();
+    if let Some(token) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| bearer_bytes(v.as_bytes()))
+    {
+        if token.starts_with(crate::auth::ticket::PREFIX.as_bytes()) {
+            return None;
+        }
+        let v = state.bearer.fresh(token, &state.discovery, now)?;
+        return Some(admit(state, bearer_user(req, state, &v, now)));
+    }
+    // Without a bearer token, only a platform's EDL headers would need the IdP.
+    if !state.settings.platforms.is_empty() && edl_token(req).is_some() {
+        return None;
+    }
+    Some(match by_session(req, state, now) {
+        Some(user) => admit(state, user),
+        None => Err(challenge(req, state, now)),
+    })
+}
+
 async fn authenticate(req: HttpRequest) -> Result<AuthenticatedUser, AuthRejection> {
     let state = app_state(&req)?;
-    if let Some(user) = identify(&req, &state).await? {
-        match state.revocations.standing(&user.user_id, user.at) {
-            Standing::Clear => {}
-            Standing::Unknown => {
-                return Err(ApiError::unavailable(
-                    "this replica has not yet read which accounts are revoked; retry shortly",
-                )
-                .with_header(
-                    actix_web::http::header::RETRY_AFTER,
-                    actix_web::http::header::HeaderValue::from_static("1"),
-                )
-                .into());
-            }
-            Standing::Revoked => {
-                tracing::info!(target: "stsvend::audit", user = %crate::telemetry::capped(&user.user_id), "refused: revoked");
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "revoked",
-                    "access for this account has been revoked by the operators of this service",
-                )
-                .into());
-            }
-        }
-        return Ok(user);
-    }
     let now = state.clock.now();
-    if negotiate::wants_json_only(&req) {
-        return Err(ApiError::new(
+    match identify(&req, &state, now).await? {
+        Some(user) => admit(&state, user),
+        None => Err(challenge(&req, &state, now)),
+    }
+}
+
+/// What an anonymous request is told: a 401 for API clients, the way to the IdP for the rest.
+fn challenge(
+    req: &HttpRequest,
+    state: &AppState,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AuthRejection {
+    if negotiate::wants_json_only(req) {
+        return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "login_required",
             "authenticate with `Authorization: Bearer <token>` from your identity provider",
@@ -353,8 +429,21 @@ async fn authenticate(req: HttpRequest) -> Result<AuthenticatedUser, AuthRejecti
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"stsvend\""),
         )
-        .into());
+        .answered_in_json()
+        .into();
     }
+    match login_redirect(req, state, now) {
+        Ok(login) => login,
+        Err(e) => e,
+    }
+}
+
+/// The way to the IdP, remembering where the user was going.
+fn login_redirect(
+    req: &HttpRequest,
+    state: &AppState,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<AuthRejection, AuthRejection> {
     let here = req
         .uri()
         .path_and_query()
@@ -367,18 +456,18 @@ async fn authenticate(req: HttpRequest) -> Result<AuthenticatedUser, AuthRejecti
         .filter(|p| p.len() <= MAX_RETURN_TO)
         .find_map(safe_return_path)
         .unwrap_or_else(|| login::DEFAULT_RETURN_PATH.into());
-    state.idp_limiter.check_login_start(&req)?;
+    state.idp_limiter.check_login_start(req)?;
     let index = req
         .cookie(state.cookies.index_name())
         .map(|c| c.value().to_owned());
     let (location, cookies) = state.login.start(
         &state.cookies,
         &return_to,
-        !negotiate::is_browser(&req),
+        !negotiate::is_browser(req),
         index.as_deref(),
         now,
     )?;
-    Err(AuthRejection::Login { location, cookies })
+    Ok(AuthRejection::Login { location, cookies })
 }
 
 /// The response that sends a user to the IdP with the login-state cookies set.
@@ -406,7 +495,7 @@ impl FromRequest for MaybeUser {
             let state = app_state(&req)?;
             // A revoked user is nobody here: the page must not show what they could read. Nor
             // is anyone while this replica does not yet know who is revoked.
-            let user = identify(&req, &state)
+            let user = identify(&req, &state, state.clock.now())
                 .await?
                 .filter(|u| state.revocations.standing(&u.user_id, u.at) == Standing::Clear);
             Ok(MaybeUser(user))
@@ -416,10 +505,17 @@ impl FromRequest for MaybeUser {
 
 impl FromRequest for AuthenticatedUser {
     type Error = AuthRejection;
-    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+    type Future = Either<
+        Ready<Result<Self, Self::Error>>,
+        LocalBoxFuture<'static, Result<Self, Self::Error>>,
+    >;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        Box::pin(authenticate(req.clone()))
+        // Most requests are answered at once, with nothing boxed.
+        match authenticate_now(req) {
+            Some(now) => Either::Left(ready(now)),
+            None => Either::Right(Box::pin(authenticate(req.clone()))),
+        }
     }
 }
 
@@ -485,6 +581,29 @@ mod tests {
             assert_eq!(visible_ascii(&v), v.to_str().ok(), "{value}");
         }
         let obs = HeaderValue::from_bytes(b"Bearer caf\xc3\xa9").unwrap();
+        // The bytes read the same token as the text, for any header value.
+        for value in [
+            "Bearer abc.def.ghi",
+            "Bearer \ttok",
+            "Bearer tok\t",
+            "Bearer x",
+            "bearer  tok ",
+            "BEARER\ttok",
+            " Bearer tok\t",
+            "Basic dXNlcg==",
+            "Bearer",
+            "Bearer ",
+            "Bearertok",
+            "Bearer a b",
+            "",
+        ] {
+            let v = HeaderValue::from_str(value).unwrap();
+            assert_eq!(
+                bearer_bytes(v.as_bytes()),
+                bearer_from_header(v.to_str().unwrap()).map(str::as_bytes),
+                "{value:?}"
+            );
+        }
         assert_eq!(visible_ascii(&obs), None);
         assert!(obs.to_str().is_err());
     }

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod credentials;
 pub mod extractor;
 pub mod health;
+pub mod layer;
 pub mod objects;
 pub mod openapi;
 pub mod readme;
@@ -70,47 +71,46 @@ pub fn public_routes(
     archives: &crate::archive::Archives,
     metrics: Option<web::Data<prometheus::Registry>>,
 ) {
-    if let Some(registry) = metrics {
-        cfg.app_data(registry)
-            .route("/metrics", web::get().to(health::metrics));
-    }
-    use actix_web::middleware::{from_fn, Condition};
     // No origin allowed: no CORS layer at all (browsers then refuse cross-origin reads just
-    // the same), and the credential route does not pay for one on every request.
+    // the same), and the credential routes do not pay for one on every request.
     let cors_on = !cors_origins.is_empty();
     // A browser app may call these from an allowed origin.
-    let shared = |path: &str, handler| {
-        web::resource(path)
-            .wrap(Condition::new(cors_on, cors(cors_origins)))
-            .wrap(Condition::new(cors_on, from_fn(only_full_cors)))
+    let shared = |cfg: &mut web::ServiceConfig, path: &str, handler: actix_web::Route| {
+        let resource = web::resource(path)
             .route(handler)
-            .default_service(web::to(get_only))
+            .default_service(web::to(get_only));
+        if cors_on {
+            cfg.service(
+                resource
+                    .wrap(cors(cors_origins))
+                    .wrap(actix_web::middleware::from_fn(only_full_cors)),
+            );
+        } else {
+            cfg.service(resource);
+        }
     };
-    cfg.service(shared(
+    shared(
+        cfg,
         "/s3credentials",
         web::get().to(credentials::s3credentials),
-    ))
-    .service(shared(
+    );
+    shared(
+        cfg,
         "/s3credentials/scope",
         web::get().to(credentials::scope),
-    ))
+    );
     // actix tries routes in order: the busiest first. A prefix, not a `{bucket}/{key:.*}`
     // pattern: routing by regex cost a link request a tenth of its instructions. The handler
     // splits the rest of the path itself.
-    .service(web::scope("/s3").default_service(web::to(objects::link)))
-    .service(shared(
-        "/s3credentials/bundle",
-        web::get().to(bundle::bundle),
-    ))
-    .service(shared(
-        "/s3credentials/locate",
-        web::get().to(catalog::locate),
-    ))
-    .service(shared(
+    cfg.service(web::scope("/s3").default_service(web::to(objects::link)));
+    shared(cfg, "/s3credentials/bundle", web::get().to(bundle::bundle));
+    shared(cfg, "/s3credentials/locate", web::get().to(catalog::locate));
+    shared(
+        cfg,
         "/s3credentials/archives",
         web::get().to(catalog::archives),
-    ))
-    .service(
+    );
+    cfg.service(
         web::resource("/s3credentials/tickets")
             .route(web::get().to(tickets::list))
             .route(web::post().to(tickets::mint))
@@ -126,15 +126,19 @@ pub fn public_routes(
         cfg.service(
             web::scope(&archive.path)
                 .app_data(credentials::Pinned(archive.clone()))
-                .service(shared(
-                    "/s3credentials",
-                    web::get().to(credentials::s3credentials),
-                ))
-                .service(shared(
-                    "/s3credentials/scope",
-                    web::get().to(credentials::scope),
-                ))
-                .service(get("/s3credentialsREADME", readme::page)),
+                .configure(|cfg| {
+                    shared(
+                        cfg,
+                        "/s3credentials",
+                        web::get().to(credentials::s3credentials),
+                    );
+                    shared(
+                        cfg,
+                        "/s3credentials/scope",
+                        web::get().to(credentials::scope),
+                    );
+                    cfg.service(get("/s3credentialsREADME", readme::page));
+                }),
         );
     }
     cfg.service(get("/s3credentialsREADME", readme::page))
@@ -160,6 +164,11 @@ pub fn public_routes(
                 .route(web::head().to(health::readyz))
                 .default_service(web::to(get_or_head_only)),
         );
+    // Last: actix tries routes in order, and scrapes are few.
+    if let Some(registry) = metrics {
+        cfg.app_data(registry)
+            .route("/metrics", web::get().to(health::metrics));
+    }
 }
 
 /// Every URL of the internal listener: probes, the admin API and (with `metrics`)

@@ -37,62 +37,92 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        writer.write_str("{\"timestamp\":\"")?;
-        write_timestamp(&mut writer)?;
-        writer.write_str("\",\"level\":\"")?;
-        writer.write_str(event.metadata().level().as_str())?;
-        writer.write_str("\",\"fields\":{")?;
-        let mut fields = Fields {
-            w: &mut writer,
-            first: true,
-            result: Ok(()),
-        };
-        event.record(&mut fields);
-        fields.result?;
-        writer.write_char('}')?;
-        // The request this line belongs to; otherwise the innermost tracing span, if any (the
-        // AWS SDK's, for its own warnings).
-        if !write_request_span(&mut writer)? {
-            if let Some(span) = ctx.lookup_current() {
-                writer.write_str(",\"span\":{")?;
-                let ext = span.extensions();
-                let members = ext
-                    .get::<FormattedFields<N>>()
-                    .map(|f| f.fields.as_str())
-                    .and_then(|f| f.strip_prefix('{')?.strip_suffix('}'))
-                    .unwrap_or("");
-                if !members.is_empty() {
-                    writer.write_str(members)?;
-                    writer.write_char(',')?;
-                }
-                writer.write_str("\"name\":\"")?;
-                write_escaped(&mut writer, span.name())?;
-                writer.write_str("\"}")?;
+        // The line is put together in a String of this thread and handed to the writer in one
+        // piece: each small write through tracing's `Writer` is a dynamic call, and a line is
+        // dozens of them.
+        LINE.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut line) => {
+                line.clear();
+                render(ctx, event, &mut line)?;
+                writer.write_str(&line)
             }
-        }
-        writer.write_str("}\n")
+            // Only if a field's formatting logged on this thread.
+            Err(_) => {
+                let mut line = String::new();
+                render(ctx, event, &mut line)?;
+                writer.write_str(&line)
+            }
+        })
     }
 }
 
+thread_local! {
+    /// Where a line is put together (its capacity is kept for the next line).
+    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+fn render<S, N>(ctx: &FmtContext<'_, S, N>, event: &Event<'_>, line: &mut String) -> fmt::Result
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    line.push_str("{\"timestamp\":\"");
+    write_timestamp(line)?;
+    line.push_str("\",\"level\":\"");
+    line.push_str(event.metadata().level().as_str());
+    line.push_str("\",\"fields\":{");
+    let mut fields = Fields {
+        w: line,
+        first: true,
+        result: Ok(()),
+    };
+    event.record(&mut fields);
+    fields.result?;
+    line.push('}');
+    // The request this line belongs to; otherwise the innermost tracing span, if any (the
+    // AWS SDK's, for its own warnings).
+    if !write_request_span(line)? {
+        if let Some(span) = ctx.lookup_current() {
+            line.push_str(",\"span\":{");
+            let ext = span.extensions();
+            let members = ext
+                .get::<FormattedFields<N>>()
+                .map(|f| f.fields.as_str())
+                .and_then(|f| f.strip_prefix('{')?.strip_suffix('}'))
+                .unwrap_or("");
+            if !members.is_empty() {
+                line.push_str(members);
+                line.push(',');
+            }
+            line.push_str("\"name\":\"");
+            write_escaped(line, span.name())?;
+            line.push_str("\"}");
+        }
+    }
+    line.push_str("}\n");
+    Ok(())
+}
+
 /// Writes each field as a JSON member.
-struct Fields<'w, 'a> {
-    w: &'w mut Writer<'a>,
+struct Fields<'w> {
+    w: &'w mut String,
     first: bool,
     result: fmt::Result,
 }
 
-impl Fields<'_, '_> {
+impl Fields<'_> {
     fn key(&mut self, field: &Field) -> fmt::Result {
         if !std::mem::take(&mut self.first) {
-            self.w.write_char(',')?;
+            self.w.push(',');
         }
         let name = field.name();
-        self.w.write_char('"')?;
+        self.w.push('"');
         write_escaped(self.w, name.strip_prefix("r#").unwrap_or(name))?;
-        self.w.write_str("\":")
+        self.w.push_str("\":");
+        Ok(())
     }
 
-    fn member(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+    fn member(&mut self, field: &Field, value: impl FnOnce(&mut String) -> fmt::Result) {
         if self.result.is_err() {
             return;
         }
@@ -100,7 +130,7 @@ impl Fields<'_, '_> {
     }
 }
 
-impl Visit for Fields<'_, '_> {
+impl Visit for Fields<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if field.name() == SPLICED {
             if self.result.is_ok() {
@@ -149,10 +179,9 @@ impl Visit for Fields<'_, '_> {
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        // serde_json's rendering (1.0 stays 1.0; NaN and infinities are null).
-        self.member(field, |w| match serde_json::Number::from_f64(value) {
-            Some(n) => write!(w, "{n}"),
-            None => w.write_str("null"),
+        self.member(field, |w| {
+            push_f64(w, value);
+            Ok(())
         });
     }
 
@@ -162,6 +191,16 @@ impl Visit for Fields<'_, '_> {
             write!(Escaped(w), "{value}")?;
             w.write_char('"')
         });
+    }
+}
+
+/// A float as serde_json writes it, with the crate serde_json writes floats with (1.0 stays
+/// 1.0; NaN and infinities are null).
+pub(crate) fn push_f64(w: &mut String, value: f64) {
+    if value.is_finite() {
+        w.push_str(zmij::Buffer::new().format_finite(value));
+    } else {
+        w.push_str("null");
     }
 }
 
@@ -190,16 +229,11 @@ pub fn write_timestamp<W: Write + ?Sized>(w: &mut W) -> fmt::Result {
         }
         w.write_str(&cached.1)
     })?;
-    let micros = since_epoch.subsec_micros();
-    let mut frac = [b'.', b'0', b'0', b'0', b'0', b'0', b'0', b'Z'];
-    let mut rest = micros;
-    for slot in frac[1..7].iter_mut().rev() {
-        // `rest % 10` is a single digit.
-        *slot = b'0' + u8::try_from(rest % 10).unwrap_or(0);
-        rest /= 10;
-    }
-    // ASCII digits by construction.
-    w.write_str(std::str::from_utf8(&frac).map_err(|_| fmt::Error)?)
+    // `.` and six digits, zero-padded, then `Z`.
+    let micros = since_epoch.subsec_micros() + 1_000_000;
+    w.write_char('.')?;
+    w.write_str(&itoa::Buffer::new().format(micros)[1..])?;
+    w.write_char('Z')
 }
 
 #[cfg(test)]
@@ -259,6 +293,14 @@ mod tests {
             "plain"
         );
         tracing::warn!(ratio = 1.0_f64, nan = f64::NAN, shown = %Odd, debug = ?Odd, "odd \"values\"");
+        tracing::info!(
+            small = 1e-7_f64,
+            frac = 12.345_678_9_f64,
+            big = 123_456_789.5_f64,
+            huge = 1e21_f64,
+            neg = -0.25_f64,
+            "floats"
+        );
         tracing::error!(
             error = &err as &(dyn std::error::Error + 'static),
             r#type = "raw",
@@ -289,7 +331,7 @@ mod tests {
             .finish();
         tracing::subscriber::with_default(sub, events);
         let (mut reference, mut ours) = (lines(&reference), lines(&ours));
-        assert_eq!(reference.len(), 4);
+        assert_eq!(reference.len(), 5);
         for line in &mut ours {
             let ts = line["timestamp"].as_str().unwrap().to_owned();
             assert_eq!(ts.len(), 27, "{ts}");

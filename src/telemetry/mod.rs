@@ -4,6 +4,7 @@
 
 pub mod context;
 pub mod format;
+pub mod line;
 pub mod queue;
 
 use std::io::IsTerminal;
@@ -12,8 +13,8 @@ use std::sync::atomic::Ordering;
 use tracing_subscriber::EnvFilter;
 
 pub use context::{
-    capped, current_help_url, current_prefers_html, current_request_id, request_id_middleware,
-    sane_request_id, HelpUrls, MAX_LOGGED_FIELD, REQUEST_ID_HEADER,
+    capped, current_request_id, error_view, sane_request_id, write_request_id_json, HelpUrls,
+    MAX_LOGGED_FIELD, REQUEST_ID_HEADER,
 };
 
 use crate::config::LogFormat;
@@ -45,7 +46,18 @@ pub fn init(format: LogFormat, queue_bytes: usize) -> queue::LogQueueGuard {
         .with_env_filter(filter)
         .with_ansi(terminal)
         .with_target(false)
-        .with_writer(writer);
+        .with_writer(writer.clone());
+    if json {
+        // The hot paths' lines go to the same queue, formatted alike (`line`).
+        let direct = writer.clone();
+        line::install(Box::new(move |line, audit| {
+            if audit {
+                direct.push_audit(line);
+            } else {
+                direct.push(line);
+            }
+        }));
+    }
     // A second init (tests start many apps in one process) is harmless.
     let _ = if json {
         builder

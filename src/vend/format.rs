@@ -43,6 +43,15 @@ impl Format {
         }
     }
 
+    /// `,"format":"<name>"`, as the audit line writes it (one write, not five).
+    pub fn audit_member(self) -> &'static str {
+        match self {
+            Self::Earthdata => ",\"format\":\"earthdata\"",
+            Self::CredentialProcess => ",\"format\":\"credential-process\"",
+            Self::Container => ",\"format\":\"container\"",
+        }
+    }
+
     /// The least lifetime a cached credential must have for this format's clients:
     /// earthaccess ignores the expiry and uses credentials for 55 minutes; the SDKs read it.
     pub fn min_remaining(self, cache: &CacheSettings) -> Duration {
@@ -204,55 +213,54 @@ pub fn render_bundle(entries: &[BundleEntry<'_>]) -> String {
 /// The response body for `format`: the serde shapes above, written by hand (this runs on
 /// every credential response; the test below holds it to serde_json's bytes).
 pub fn render(format: Format, c: &StsCredentials) -> String {
-    let (open, keys, expiration) = match format {
+    // The text around the four values, keys and punctuation together: nine writes a body.
+    let (around, expiration) = match format {
         Format::Earthdata => (
-            "{",
             [
-                "accessKeyId",
-                "secretAccessKey",
-                "sessionToken",
-                "expiration",
+                "{\"accessKeyId\":\"",
+                "\",\"secretAccessKey\":\"",
+                "\",\"sessionToken\":\"",
+                "\",\"expiration\":\"",
+                "\"}",
             ],
             &c.expiration_earthdata,
         ),
         Format::CredentialProcess => (
-            "{\"Version\":1,",
             [
-                "AccessKeyId",
-                "SecretAccessKey",
-                "SessionToken",
-                "Expiration",
+                "{\"Version\":1,\"AccessKeyId\":\"",
+                "\",\"SecretAccessKey\":\"",
+                "\",\"SessionToken\":\"",
+                "\",\"Expiration\":\"",
+                "\"}",
             ],
             &c.expiration_rfc3339,
         ),
         Format::Container => (
-            "{",
-            ["AccessKeyId", "SecretAccessKey", "Token", "Expiration"],
+            [
+                "{\"AccessKeyId\":\"",
+                "\",\"SecretAccessKey\":\"",
+                "\",\"Token\":\"",
+                "\",\"Expiration\":\"",
+                "\"}",
+            ],
             &c.expiration_rfc3339,
         ),
     };
     let values = [c.access_key_id.as_str(), c.secret(), c.token(), expiration];
     // The expiry is digits and punctuation; the rest was checked once per credential.
     let plain = c.plain();
-    let size = open.len() + 80 + values.iter().map(|v| v.len()).sum::<usize>();
-    let mut out = String::with_capacity(size);
-    out.push_str(open);
-    for (i, (key, value)) in keys.into_iter().zip(values).enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push('"');
-        out.push_str(key);
-        out.push_str("\":\"");
+    let size = around.iter().chain(&values).map(|t| t.len()).sum::<usize>();
+    let mut out = String::with_capacity(if plain { size } else { size + 64 });
+    for (before, value) in around.iter().zip(values) {
+        out.push_str(before);
         if plain {
             out.push_str(value);
         } else {
             // Writing into a String cannot fail.
             let _ = crate::json::write_escaped(&mut out, value);
         }
-        out.push('"');
     }
-    out.push('}');
+    out.push_str(around[4]);
     out
 }
 

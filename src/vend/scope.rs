@@ -227,12 +227,19 @@ pub struct SessionScope {
 #[error("{0}")]
 pub struct TooLarge(pub String);
 
+/// What a set of relevant groups may read here: None when no bucket.
+type GroupsScope = Result<Option<Arc<SessionScope>>, TooLarge>;
+
 /// Per-deployment lookups, made once: the managed policies' ARNs by unit.
 pub struct Scoper {
     arns: BTreeMap<String, Vec<String>>,
-    cache: moka::sync::Cache<
+    /// By the user's relevant groups; read on every credential request (a lookup here is a
+    /// hash, a shard's read lock and a comparison, where moka's bookkeeping per read cost
+    /// several times that).
+    cache: quick_cache::sync::Cache<
         Vec<String>,
-        Result<Option<Arc<SessionScope>>, TooLarge>,
+        GroupsScope,
+        quick_cache::UnitWeighter,
         foldhash::fast::RandomState,
     >,
     narrowed: moka::sync::Cache<
@@ -258,9 +265,13 @@ impl Scoper {
             arns,
             // A deployment has few distinct combinations of relevant groups, and building
             // the scope is the most expensive step of a cached credential request.
-            cache: moka::sync::Cache::builder()
-                .max_capacity(10_000)
-                .build_with_hasher(foldhash::fast::RandomState::default()),
+            cache: quick_cache::sync::Cache::with(
+                10_000,
+                10_000,
+                quick_cache::UnitWeighter,
+                foldhash::fast::RandomState::default(),
+                quick_cache::sync::DefaultLifecycle::default(),
+            ),
             // Bounded whatever clients ask for; refusals are not kept.
             narrowed: moka::sync::Cache::builder()
                 .max_capacity(10_000)
@@ -275,9 +286,13 @@ impl Scoper {
         settings: &Settings,
         groups: &[String],
     ) -> Result<Option<Arc<SessionScope>>, TooLarge> {
-        self.cache.get_with_by_ref(groups, || {
-            self.compute(settings, groups).map(|s| s.map(Arc::new))
-        })
+        if let Some(hit) = self.cache.get(groups) {
+            return hit;
+        }
+        // Two requests may both work it out: the same answer, stored twice.
+        let scope = self.compute(settings, groups).map(|s| s.map(Arc::new));
+        self.cache.insert(groups.to_vec(), scope.clone());
+        scope
     }
 
     pub fn compute(

@@ -82,6 +82,17 @@ impl CacheOutcome {
             Self::Shared => "shared",
         }
     }
+
+    /// `,"cache":"<outcome>"`, as the audit line writes it (one write, not five).
+    pub fn audit_member(self) -> &'static str {
+        match self {
+            Self::Hit => ",\"cache\":\"hit\"",
+            Self::Miss => ",\"cache\":\"miss\"",
+            Self::Fallback => ",\"cache\":\"fallback\"",
+            Self::Disabled => ",\"cache\":\"disabled\"",
+            Self::Shared => ",\"cache\":\"shared\"",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -621,6 +621,10 @@ fn init_log_capture() {
             .with_env_filter("debug,cookie_store=off")
             .with_writer(|| CaptureWriter)
             .try_init();
+        // The lines the service writes straight to its sink, as `telemetry::init` does.
+        stsvend::telemetry::line::install(Box::new(|line, _audit| {
+            let _ = CaptureWriter.write_all(line);
+        }));
     });
 }
 
