@@ -15,11 +15,15 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
-        let since_epoch = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        at(since_epoch).unwrap_or_else(Utc::now)
+        at(since_epoch()).unwrap_or_else(Utc::now)
     }
+}
+
+/// The wall clock, as time since the Unix epoch (zero before it).
+pub fn since_epoch() -> std::time::Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 thread_local! {
@@ -97,5 +101,13 @@ mod clock_tests {
         let before = Utc::now();
         let read = SystemClock.now();
         assert!(before <= read && read <= Utc::now());
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        let read = since_epoch();
+        let after = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        assert!(before <= read && read <= after);
     }
 }

@@ -176,6 +176,11 @@ pub(crate) fn archive_for<'a>(
     if let Some(Pinned(archive)) = req.app_data::<Pinned>() {
         return Ok(archive);
     }
+    routed(state, targets)
+}
+
+/// The archive owning `targets`' buckets (the default without targets).
+fn routed<'a>(state: &'a AppState, targets: &[Target]) -> Result<&'a Archive, ApiError> {
     state.archives.route(targets).map_err(|several| {
         let names: Vec<&str> = several.iter().map(|a| &*a.name).collect();
         ApiError::bad_request(
@@ -189,14 +194,20 @@ pub(crate) fn archive_for<'a>(
 }
 
 /// `GET /s3credentials`: temporary read-only credentials for the caller's in-region buckets.
-pub async fn s3credentials(
+/// `PINNED`: at an archive's own path, which names the archive (the top-level route, the
+/// busiest, does not look for one).
+pub async fn s3credentials<const PINNED: bool>(
     req: HttpRequest,
     user: AuthenticatedUser,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let ask = asked(&req, &user)?;
     let format = Format::parse(ask.format.as_deref())?;
-    let archive = archive_for(&req, &state, &ask.targets)?;
+    let archive = if PINNED {
+        archive_for(&req, &state, &ask.targets)?
+    } else {
+        routed(&state, &ask.targets)?
+    };
     let settings = &*archive.settings;
     let max = settings.sts.duration_seconds;
     let lifetime = ask.lifetime(max)?;

@@ -201,7 +201,12 @@ impl<R: Record> Set<R> {
     /// What the set holds for `key`, looked at without copying (the hot path).
     #[inline]
     pub fn with<T>(&self, key: &str, look: impl FnOnce(Option<&R>) -> T) -> T {
-        look(self.local.load().get(key).map(|k| &k.record))
+        let local = self.local.load();
+        // Mostly empty (no one revoked): nothing to hash the key for.
+        if local.is_empty() {
+            return look(None);
+        }
+        look(local.get(key).map(|k| &k.record))
     }
 
     /// Every record still relevant at `now` that `keep` accepts.

@@ -212,9 +212,7 @@ thread_local! {
 /// Now as `2026-11-27T15:04:05.123456Z` (UTC, microseconds), like tracing-subscriber's
 /// `SystemTime`; the date and time of day are rendered once per second per thread.
 pub fn write_timestamp<W: Write + ?Sized>(w: &mut W) -> fmt::Result {
-    let since_epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let since_epoch = crate::clock::since_epoch();
     let secs = since_epoch.as_secs();
     SECOND.with(|cell| {
         let mut cached = cell.borrow_mut();
