@@ -16,6 +16,8 @@ pub struct ApiError {
     /// Most descriptions are the code's own text: borrowed, not copied.
     description: std::borrow::Cow<'static, str>,
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// Headers known when the code was written (no allocation to carry them).
+    static_headers: &'static [(HeaderName, &'static str)],
     /// Known to be for a client that asked for JSON alone (its `Accept` need not be read
     /// again).
     json_client: bool,
@@ -48,6 +50,7 @@ impl ApiError {
             code,
             description: description.into(),
             headers: Vec::new(),
+            static_headers: &[],
             json_client: false,
         }
     }
@@ -79,6 +82,12 @@ impl ApiError {
     /// For a client already known to want JSON alone (`negotiate::wants_json_only`).
     pub fn answered_in_json(mut self) -> Self {
         self.json_client = true;
+        self
+    }
+
+    /// These headers too, all known when the code was written.
+    pub fn with_static_headers(mut self, headers: &'static [(HeaderName, &'static str)]) -> Self {
+        self.static_headers = headers;
         self
     }
 
@@ -138,6 +147,9 @@ impl ResponseError for ApiError {
         // A new response: its header map is empty (appending skips looking for old values).
         let headers = res.headers_mut();
         headers.append(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        for (name, value) in self.static_headers {
+            headers.append(name.clone(), HeaderValue::from_static(value));
+        }
         for (name, value) in &self.headers {
             headers.append(name.clone(), value.clone());
         }

@@ -4,11 +4,6 @@ use clap::{Parser, Subcommand};
 
 mod cli;
 
-/// The service's allocator (see Cargo.toml); the helper keeps the system's.
-#[cfg(feature = "server")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "stsvend",

@@ -420,15 +420,14 @@ fn challenge(
     now: chrono::DateTime<chrono::Utc>,
 ) -> AuthRejection {
     if negotiate::wants_json_only(req) {
+        static CHALLENGE: [(header::HeaderName, &str); 1] =
+            [(header::WWW_AUTHENTICATE, "Bearer realm=\"stsvend\"")];
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "login_required",
             "authenticate with `Authorization: Bearer <token>` from your identity provider",
         )
-        .with_header(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"stsvend\""),
-        )
+        .with_static_headers(&CHALLENGE)
         .answered_in_json()
         .into();
     }

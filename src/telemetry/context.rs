@@ -23,7 +23,7 @@ pub struct RequestContext {
     /// Sane (see [`sane_request_id`]) or a UUID: visible ASCII, so also a header value.
     id: HeaderValue,
     method: actix_web::http::Method,
-    uri: actix_web::http::Uri,
+    path: Path,
     accept: Option<HeaderValue>,
     help: &'static HelpUrls,
 }
@@ -60,6 +60,37 @@ pub fn write_request_id_json(out: &mut String) -> bool {
         .is_ok()
 }
 
+/// The request's path, for log lines: copied into the context itself when short (most are),
+/// because cloning the request's `Uri` allocates.
+#[derive(Debug)]
+enum Path {
+    Inline { len: u8, bytes: [u8; 62] },
+    Long(Box<str>),
+}
+
+impl Path {
+    fn new(path: &str) -> Self {
+        let mut bytes = [0u8; 62];
+        match (bytes.get_mut(..path.len()), u8::try_from(path.len())) {
+            (Some(slot), Ok(len)) => {
+                slot.copy_from_slice(path.as_bytes());
+                Self::Inline { len, bytes }
+            }
+            _ => Self::Long(path.into()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // A copy of a `&str`, whole.
+            Self::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or("")
+            }
+            Self::Long(path) => path,
+        }
+    }
+}
+
 impl RequestContext {
     fn id(&self) -> &str {
         // Always visible ASCII (see `id`), which UTF-8 checks a word at a time.
@@ -91,7 +122,7 @@ pub(crate) fn write_request_span(w: &mut String) -> Result<bool, std::fmt::Error
             w.push_str(",\"span\":{\"method\":\"");
             w.push_str(r.method.as_str());
             w.push_str("\",\"path\":\"");
-            write_escaped(w, &capped(r.uri.path()))?;
+            write_escaped(w, &capped(r.path.as_str()))?;
             w.push_str("\",\"request_id\":\"");
             w.push_str(r.id());
             w.push_str("\",\"name\":\"request\"}");
@@ -151,7 +182,7 @@ impl RequestContext {
             // Copies that share the request's buffers: the request itself cannot be held
             // (actix routes it by mutating its only reference).
             method: req.method().clone(),
-            uri: req.uri().clone(),
+            path: Path::new(req.path()),
             accept: req.headers().get(header::ACCEPT).cloned(),
             help,
         }
@@ -166,7 +197,7 @@ impl RequestContext {
                 "request",
                 request_id = %self.id(),
                 method = %self.method,
-                path = %capped(self.uri.path()),
+                path = %capped(self.path.as_str()),
             )
         } else {
             tracing::Span::none()
@@ -221,7 +252,7 @@ pub(crate) fn in_test_request<R>(id: &str, f: impl FnOnce() -> R) -> R {
     let context = RequestContext {
         id: HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("-")),
         method: actix_web::http::Method::GET,
-        uri: actix_web::http::Uri::from_static("/"),
+        path: Path::new("/"),
         accept: None,
         help: no_help,
     };
@@ -251,6 +282,22 @@ mod tests {
         }
         let uuid = uuid::Uuid::new_v4().hyphenated().to_string();
         assert!(!crate::json::needs_escaping(uuid.as_bytes()));
+    }
+
+    /// Paths come back as they went in, short or long, whatever their characters.
+    #[test]
+    fn paths_are_kept_whole() {
+        let long = "/s3/bucket/".to_owned() + &"é".repeat(40);
+        for path in [
+            "/",
+            "/s3credentials",
+            &"/a".repeat(31),
+            &"/b".repeat(32),
+            &long,
+            "",
+        ] {
+            assert_eq!(Path::new(path).as_str(), path);
+        }
     }
 
     /// Fresh ids are distinct version-4 UUIDs.

@@ -47,6 +47,21 @@ pub struct Key {
 }
 
 impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_ref().hash(state);
+    }
+}
+
+/// A cache key borrowing its user: what a request looks up, without allocating (the owned
+/// [`Key`] is made on a miss only).
+#[derive(Clone, Copy)]
+struct KeyRef<'a> {
+    user: &'a str,
+    shape: [u8; 32],
+    lifetime: u32,
+}
+
+impl std::hash::Hash for KeyRef<'_> {
     /// The user, a quarter of the shape's digest (uniform bytes: as good a spread as all
     /// 32) and the lifetime; equality still compares all of it.
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
@@ -56,7 +71,31 @@ impl std::hash::Hash for Key {
     }
 }
 
+impl moka::Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        *key.user == *self.user && key.shape == self.shape && key.lifetime == self.lifetime
+    }
+}
+
+impl KeyRef<'_> {
+    fn to_key(self) -> Key {
+        Key {
+            user: self.user.into(),
+            shape: self.shape,
+            lifetime: self.lifetime,
+        }
+    }
+}
+
 impl Key {
+    fn as_ref(&self) -> KeyRef<'_> {
+        KeyRef {
+            user: &self.user,
+            shape: self.shape,
+            lifetime: self.lifetime,
+        }
+    }
+
     /// The key's name in the shared cache (fleet mode): the user, the shape and this
     /// deployment's call shape, so replicas configured differently (mid-rollout) never
     /// hand each other credentials. Computed only when the local cache misses.
@@ -310,12 +349,12 @@ impl CallShape {
     /// The key of `user_id`'s credential for `scope`: the same inputs as the request
     /// `request` builds (the rest is this shape, the same for every entry), without building
     /// it: this runs on every credential request.
-    fn key(
+    fn key<'a>(
         &self,
-        who: Principal<'_>,
+        who: Principal<'a>,
         scope: &crate::vend::scope::SessionScope,
         lifetime: u32,
-    ) -> Key {
+    ) -> KeyRef<'a> {
         // A platform's sessions are named for it: an entry of their own (the user's still,
         // so a revocation forgets them too).
         let shape = match who.via {
@@ -325,8 +364,8 @@ impl CallShape {
                 .field(platform.as_bytes())
                 .digest(),
         };
-        Key {
-            user: who.user.into(),
+        KeyRef {
+            user: who.user,
             shape,
             lifetime,
         }
@@ -548,20 +587,34 @@ impl Vendor {
         overall_timeout: Duration,
     ) -> Result<Vended, StsError> {
         let key = cache_key(&request);
-        self.vend_keyed(key, move || request, min_remaining, now, overall_timeout)
-            .await
+        self.vend_keyed(
+            key.as_ref(),
+            move || request,
+            min_remaining,
+            now,
+            overall_timeout,
+        )
+        .await
     }
 
     async fn vend_keyed(
         &self,
-        key: Key,
+        key: KeyRef<'_>,
         request: impl FnOnce() -> AssumeRoleRequest,
         min_remaining: Duration,
         now: DateTime<Utc>,
         overall_timeout: Duration,
     ) -> Result<Vended, StsError> {
         if let Some(cache) = &self.cache {
-            if let Some(hit) = cache.get(&key).await {
+            // A lookup completes at once (a hit or a miss): polled here, in place, rather
+            // than kept in the request's future, which moka's ~1 KB lookup future would make
+            // too large for the allocator's fast path on every request. Still pending (it met
+            // moka's maintenance): asked again and awaited, boxed.
+            let found = match futures_util::FutureExt::now_or_never(cache.get(&key)) {
+                Some(found) => found,
+                None => Box::pin(cache.get(&key)).await,
+            };
+            if let Some(hit) = found {
                 if enough(&hit.credentials, now, min_remaining) {
                     self.stats.hits.fetch_add(1, Ordering::Relaxed);
                     return Ok(vended(hit, CacheOutcome::Hit));
@@ -570,7 +623,7 @@ impl Vendor {
         }
         // The rest (STS, the shared cache, one call per key) makes a large future; boxed, so
         // that a hit's future stays small (it is moved several times per request).
-        Box::pin(self.vend_missed(key, request, min_remaining, now, overall_timeout)).await
+        Box::pin(self.vend_missed(key.to_key(), request, min_remaining, now, overall_timeout)).await
     }
 
     /// One new credential out of `user`'s share: this replica's, and (fleet mode) the
@@ -802,6 +855,42 @@ impl Vendor {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+
+    /// A borrowed key hashes and compares as the owned key it stands for.
+    #[test]
+    fn borrowed_keys_find_owned_keys() {
+        use std::hash::BuildHasher;
+        let hasher = foldhash::fast::RandomState::default();
+        let owned = Key {
+            user: "alice".into(),
+            shape: [7; 32],
+            lifetime: 3600,
+        };
+        let same = KeyRef {
+            user: "alice",
+            shape: [7; 32],
+            lifetime: 3600,
+        };
+        assert_eq!(hasher.hash_one(&owned), hasher.hash_one(same));
+        assert!(moka::Equivalent::equivalent(&same, &owned));
+        for other in [
+            KeyRef {
+                user: "alicf",
+                ..same
+            },
+            KeyRef {
+                lifetime: 900,
+                ..same
+            },
+            KeyRef {
+                shape: [8; 32],
+                ..same
+            },
+        ] {
+            assert!(!moka::Equivalent::equivalent(&other, &owned));
+        }
+        assert_eq!(same.to_key(), owned);
+    }
     use std::sync::Mutex;
 
     use futures_util::future::BoxFuture;

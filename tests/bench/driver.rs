@@ -21,11 +21,6 @@ use serde_json::{json, Value};
 use stsvend::vend::sts::{AssumeRoleRequest, StsApi, StsCredentials, StsError};
 use stsvend::vend::vendor::Vendor;
 
-/// The service's allocator (Cargo.toml), so that memory per cached user is what the service
-/// holds.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

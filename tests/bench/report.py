@@ -99,10 +99,11 @@ if os.path.exists(instr_path):
     ]
     for name, label, target in [
         ("ceiling", "(a) ceiling", ""),
-        ("bearer", "(b) cached, bearer JWT", "≤ 1.3"),
-        ("cookie", "(c) cached, session cookie", "≤ 1.3"),
+        ("bearer", "(b) cached, bearer JWT", "≤ 1.5"),
+        ("ticket", "(t) cached, ticket", ""),
+        ("cookie", "(c) cached, session cookie", ""),
         ("link", "(e) object link, cached credential, bearer JWT", ""),
-        ("error-401", "401, no credentials", ""),
+        ("error-401", "401, no credentials", "≤ 1.3"),
         ("routed", "target routed to the second archive, cached", ""),
         ("bundle-2", "bundle of two archives, cached", "≤ 2 × (b)"),
     ]:
