@@ -189,7 +189,11 @@ struct TokenCache {
 
 impl TokenCache {
     fn new(max_entries: u64, ttl: Duration) -> Self {
-        let items = usize::try_from(max_entries).unwrap_or(usize::MAX).max(1);
+        // The table starts small and grows with use: sized for `max_entries` at once, it
+        // would take its memory before the first token.
+        let items = usize::try_from(max_entries)
+            .unwrap_or(usize::MAX)
+            .clamp(1, 1024);
         Self {
             entries: quick_cache::sync::Cache::with(
                 items,

@@ -265,8 +265,9 @@ impl Scoper {
             arns,
             // A deployment has few distinct combinations of relevant groups, and building
             // the scope is the most expensive step of a cached credential request.
+            // Starts small and grows (a deployment has few combinations of groups).
             cache: quick_cache::sync::Cache::with(
-                10_000,
+                64,
                 10_000,
                 quick_cache::UnitWeighter,
                 foldhash::fast::RandomState::default(),
