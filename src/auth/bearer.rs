@@ -349,7 +349,7 @@ impl BearerVerifier {
         permit: IdpPermit<'_>,
     ) -> Result<Arc<VerifiedToken>, TokenError> {
         // A token verified before is taken as it is: the lookup compares it whole.
-        if let Some(hit) = self.cached(token.as_bytes(), discovery, now) {
+        if let Some((hit, _)) = self.cached(token.as_bytes(), discovery, now) {
             return match self.standing(token, hit, now)? {
                 Standing::Fresh(hit) => Ok(hit),
                 Standing::Stale(hit) => {
@@ -416,14 +416,14 @@ impl BearerVerifier {
         token: &[u8],
         discovery: &Discovery,
         now: DateTime<Utc>,
-    ) -> Option<Arc<VerifiedToken>> {
+    ) -> Option<(Arc<VerifiedToken>, FreshWindow)> {
         if token.len() > MAX_TOKEN_BYTES {
             return None;
         }
         self.verified
             .entry(token, now)
             .filter(|(hit, _, keys)| discovery.still_publishes(hit.kid.as_deref(), *keys))
-            .map(|(hit, _, _)| hit)
+            .map(|(hit, window, _)| (hit, window))
     }
 
     /// The verification of a token sent before whose groups may still be trusted, looked up
@@ -435,13 +435,7 @@ impl BearerVerifier {
         discovery: &Discovery,
         now: DateTime<Utc>,
     ) -> Option<Arc<VerifiedToken>> {
-        if token.len() > MAX_TOKEN_BYTES {
-            return None;
-        }
-        let (hit, window, keys) = self.verified.entry(token, now)?;
-        if !discovery.still_publishes(hit.kid.as_deref(), keys) {
-            return None;
-        }
+        let (hit, window) = self.cached(token, discovery, now)?;
         // Within its window: not expired, and its own groups young enough.
         if window.is_some_and(|(from, to)| from <= now && now <= to) {
             return Some(hit);
