@@ -97,30 +97,12 @@ pub fn write_static_member<W: Write + ?Sized>(
 pub fn write_ip<W: Write + ?Sized>(w: &mut W, ip: IpAddr) -> fmt::Result {
     match ip {
         IpAddr::V4(v4) => {
-            // Put together on the stack and written once (every audit line has one).
-            let mut text = [0u8; 15];
-            let mut len = 0;
+            let mut digits = itoa::Buffer::new();
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    text[len] = b'.';
-                    len += 1;
+                    w.write_char('.')?;
                 }
-                let digits = [octet / 100, octet / 10 % 10, octet % 10];
-                let skip = if octet >= 100 {
-                    0
-                } else if octet >= 10 {
-                    1
-                } else {
-                    2
-                };
-                for d in &digits[skip..] {
-                    text[len] = b'0' + d;
-                    len += 1;
-                }
-            }
-            // ASCII digits and dots, one character each.
-            for &b in &text[..len] {
-                w.write_char(char::from(b))?;
+                w.write_str(digits.format(octet))?;
             }
             Ok(())
         }

@@ -1,4 +1,4 @@
-//! The request being served: its id and context, and the one layer every request passes.
+//! The request being served: its id and the context its log lines and errors read.
 //!
 //! Every request gets an id (the client's `x-request-id` when it is sane, a fresh UUID
 //! otherwise). It is echoed in the response header, named by every log line of that request,
