@@ -9,29 +9,26 @@ use actix_web::HttpRequest;
 /// and JSON (`application/json`), 0 for either when absent. One pass over the header's bytes:
 /// an error answer reads it, and the text is visible ASCII (`to_str`), where `trim` and
 /// `trim_ascii` agree.
+/// Whether `media` is one of `types`, ignoring ASCII case.
+fn names(types: &[&str], media: &[u8]) -> bool {
+    types
+        .iter()
+        .any(|t| t.as_bytes().eq_ignore_ascii_case(media))
+}
+
 fn qualities(accept: &str) -> (f32, f32) {
     // One media range without parameters (`*/*`, `application/json`): what scripts send.
     if !accept.bytes().any(|b| b == b',' || b == b';') {
         let media = accept.as_bytes().trim_ascii();
-        let is = |types: &[&str]| {
-            types
-                .iter()
-                .any(|t| t.as_bytes().eq_ignore_ascii_case(media))
-        };
-        return (f32::from(u8::from(is(HTML))), f32::from(u8::from(is(JSON))));
+        let flag = |types| f32::from(u8::from(names(types, media)));
+        return (flag(HTML), flag(JSON));
     }
     let (mut html, mut json) = (0.0f32, 0.0f32);
     for range in accept.as_bytes().split(|&b| b == b',') {
         let mut parts = range.split(|&b| b == b';');
         let media = parts.next().unwrap_or_default().trim_ascii();
-        let is_html = HTML
-            .iter()
-            .any(|t| t.as_bytes().eq_ignore_ascii_case(media));
-        if !is_html
-            && !JSON
-                .iter()
-                .any(|t| t.as_bytes().eq_ignore_ascii_case(media))
-        {
+        let is_html = names(HTML, media);
+        if !is_html && !names(JSON, media) {
             continue;
         }
         let q = parts
