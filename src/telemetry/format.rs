@@ -236,7 +236,7 @@ pub fn write_timestamp<W: Write + ?Sized>(w: &mut W) -> fmt::Result {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(super) mod tests {
     use std::net::IpAddr;
 
     use crate::json::*;
@@ -244,8 +244,9 @@ mod tests {
 
     use super::*;
 
+    /// A log writer tests read back (the line format's tests share it).
     #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
+    pub(in crate::telemetry) struct Buf(pub(in crate::telemetry) Arc<Mutex<Vec<u8>>>);
 
     impl std::io::Write for Buf {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
