@@ -40,20 +40,33 @@ where
         // The line is put together in a String of this thread and handed to the writer in one
         // piece: each small write through tracing's `Writer` is a dynamic call, and a line is
         // dozens of them.
-        LINE.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut line) => {
-                line.clear();
-                render(ctx, event, &mut line)?;
-                writer.write_str(&line)
-            }
-            // Only if a field's formatting logged on this thread.
-            Err(_) => {
-                let mut line = String::new();
-                render(ctx, event, &mut line)?;
-                writer.write_str(&line)
-            }
+        with_line(|line| {
+            render(ctx, event, line)?;
+            writer.write_str(line)
         })
     }
+}
+
+/// Runs `f` on this thread's line buffer, cleared (a fresh one if a line is already being put
+/// together here, which only happens if a field's formatting logged).
+pub(super) fn with_line<R>(f: impl FnOnce(&mut String) -> R) -> R {
+    LINE.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut line) => {
+            line.clear();
+            f(&mut line)
+        }
+        Err(_) => f(&mut String::new()),
+    })
+}
+
+/// `{"timestamp":"…","level":"…","fields":{`: how every JSON line opens.
+pub(super) fn open_line(line: &mut String, level: &str) -> fmt::Result {
+    line.push_str("{\"timestamp\":\"");
+    write_timestamp(line)?;
+    line.push_str("\",\"level\":\"");
+    line.push_str(level);
+    line.push_str("\",\"fields\":{");
+    Ok(())
 }
 
 thread_local! {
@@ -66,11 +79,7 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    line.push_str("{\"timestamp\":\"");
-    write_timestamp(line)?;
-    line.push_str("\",\"level\":\"");
-    line.push_str(event.metadata().level().as_str());
-    line.push_str("\",\"fields\":{");
+    open_line(line, event.metadata().level().as_str())?;
     let mut fields = Fields {
         w: line,
         first: true,

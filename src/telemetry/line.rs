@@ -8,11 +8,10 @@
 //! every other case the caller logs through tracing as before. The tests below hold each
 //! line to what the JSON format writes for the event.
 
-use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use super::context::write_request_span;
-use super::format::write_timestamp;
+use super::format::{open_line, with_line};
 
 /// Takes a whole line (ending in `\n`) and whether it is an audit line.
 pub type Sink = Box<dyn Fn(&[u8], bool) + Send + Sync>;
@@ -41,19 +40,11 @@ pub fn would_log(callsite: &'static tracing::callsite::DefaultCallsite) -> bool 
     interest.is_always() || tracing::dispatcher::get_default(|d| d.enabled(meta))
 }
 
-thread_local! {
-    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
-}
-
 /// `{"timestamp":…,"level":…,"fields":{` + `fields` + `}` + the request's span + `}\n`:
 /// the JSON format's layout.
 fn render(level: &'static str, line: &mut String, fields: impl FnOnce(&mut String)) {
-    line.push_str("{\"timestamp\":\"");
     // Writing into a String cannot fail.
-    let _ = write_timestamp(line);
-    line.push_str("\",\"level\":\"");
-    line.push_str(level);
-    line.push_str("\",\"fields\":{");
+    let _ = open_line(line, level);
     fields(line);
     line.push('}');
     let _ = write_request_span(line);
@@ -65,15 +56,11 @@ fn write(level: &'static str, audit: bool, fields: impl FnOnce(&mut String)) -> 
     let Some(sink) = SINK.get() else {
         return false;
     };
-    LINE.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut line) => {
-            line.clear();
-            render(level, &mut line, fields);
-            sink(line.as_bytes(), audit);
-            true
-        }
-        Err(_) => false,
-    })
+    with_line(|line| {
+        render(level, line, fields);
+        sink(line.as_bytes(), audit);
+    });
+    true
 }
 
 /// `"message":"request refused","status":…,"elapsed_ms":…` at INFO; false when the caller
