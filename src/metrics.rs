@@ -428,6 +428,8 @@ pub struct HttpMetrics {
     duration: HistogramVec,
 }
 
+type Series = (IntCounter, Histogram);
+
 impl HttpMetrics {
     fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
         let labels = ["endpoint", "method", "status"];
@@ -447,11 +449,7 @@ impl HttpMetrics {
         registry.register(Box::new(duration.clone()))?;
         Ok(Self { total, duration })
     }
-}
 
-type Series = (IntCounter, Histogram);
-
-impl HttpMetrics {
     /// What one worker counts its requests with.
     pub fn recorder(&self) -> Recorder {
         Recorder {
